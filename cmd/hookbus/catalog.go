@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+func newEventsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "events", Short: "Inspect the built-in event catalog"}
+	var output string
+	catalog := &cobra.Command{
+		Use:   "catalog [TYPE]",
+		Short: "List the built-in event types, or show one with its fields and JSON Schema",
+		Long: `List the built-in event types (MishkaInstaller's reference events). An event
+of one of these types is checked against its JSON Schema when it is
+published; other types pass as they are.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "table" && output != "json" {
+				return usageError{fmt.Errorf("--output %q: want table or json", output)}
+			}
+			w := cmd.OutOrStdout()
+			if len(args) == 0 {
+				return printCatalog(w, output, events.Catalog())
+			}
+			entry, ok := events.LookupCatalog(args[0])
+			if !ok {
+				return usageError{fmt.Errorf("%q is not a catalog type (hookbus events catalog lists them)", args[0])}
+			}
+			return printEntry(w, output, entry)
+		},
+	}
+	catalog.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.AddCommand(catalog)
+	return cmd
+}
+
+func printCatalog(w io.Writer, output string, entries []events.CatalogEntry) error {
+	if output == "json" {
+		return writeJSON(w, entries)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tFIELDS\tDESCRIPTION")
+	for _, e := range entries {
+		fields := "(stub: any object)"
+		if !e.Stub {
+			names := make([]string, len(e.Fields))
+			for i, f := range e.Fields {
+				names[i] = f.Name
+			}
+			fields = strings.Join(names, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Type, fields, e.Description)
+	}
+	return tw.Flush()
+}
+
+func printEntry(w io.Writer, output string, e events.CatalogEntry) error {
+	if output == "json" {
+		return writeJSON(w, e)
+	}
+	fmt.Fprintf(w, "%s\n%s\n\n", e.Type, e.Description)
+	if e.Stub {
+		fmt.Fprintln(w, "A stub of the original catalog: any JSON object is accepted.")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "FIELD\tTYPE\tREQUIRED\tDESCRIPTION")
+		for _, f := range e.Fields {
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\n", f.Name, f.Type, f.Required, f.Description)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w, "\nJSON Schema:")
+	_, err := fmt.Fprintln(w, string(e.Schema))
+	return err
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

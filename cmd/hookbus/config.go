@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/spf13/pflag"
+
+	"github.com/hookbus/hookbus/internal/natsconn"
+	"github.com/hookbus/hookbus/internal/natsembed"
+	"github.com/hookbus/hookbus/internal/ops"
+	"github.com/hookbus/hookbus/internal/topology"
+)
+
+// envPrefix is the prefix of every environment variable Hookbus reads.
+const envPrefix = "HOOKBUS"
+
+// Config is everything the binary reads from the environment
+// (HOOKBUS_<name>), each also settable by the flag in its `flag` tag. This
+// is the only place that reads the environment; the README table lists
+// every field (a test keeps the two in step).
+type Config struct {
+	NATSURL      string `envconfig:"NATS_URL" flag:"nats-url" desc:"NATS server URL(s), comma-separated. serve: empty runs an embedded server; other commands: where to connect"`
+	NATSCreds    string `envconfig:"NATS_CREDS" flag:"nats-creds" desc:"NATS credentials file (user JWT and seed)"`
+	NATSUser     string `envconfig:"NATS_USER" flag:"nats-user" desc:"NATS user name"`
+	NATSPassword string `envconfig:"NATS_PASSWORD" flag:"-" desc:"NATS password (environment only, never a flag)"`
+
+	DataDir        string `envconfig:"DATA_DIR" default:"./data" flag:"data-dir" desc:"embedded server: JetStream store directory"`
+	NATSListen     string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222" flag:"nats-listen" desc:"embedded server: client listener host:port"`
+	NATSWebsocket  string `envconfig:"NATS_WEBSOCKET" flag:"nats-websocket" desc:"embedded server: WebSocket listener host:port (off when empty)"`
+	NATSMonitor    string `envconfig:"NATS_MONITOR" flag:"nats-monitor" desc:"embedded server: NATS monitoring host:port (off when empty)"`
+	NATSSyncAlways bool   `envconfig:"NATS_SYNC_ALWAYS" default:"true" flag:"nats-sync-always" desc:"embedded server: fsync every JetStream write before acknowledging it"`
+
+	OpsAddr   string `envconfig:"OPS_ADDR" default:"127.0.0.1:8090" flag:"ops-addr" desc:"host:port of /livez, /readyz and /metrics"`
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" flag:"log-level" desc:"debug, info, warn or error"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"text" flag:"log-format" desc:"text or json"`
+
+	Topology        string        `envconfig:"TOPOLOGY" default:"ensure" flag:"topology" desc:"serve: ensure (create or update streams and buckets) or check (only verify, for deployments that manage them elsewhere)"`
+	StreamReplicas  int           `envconfig:"STREAM_REPLICAS" default:"1" flag:"stream-replicas" desc:"replicas of every stream and bucket (3 in production)"`
+	EventsMaxAge    time.Duration `envconfig:"EVENTS_MAX_AGE" default:"168h" flag:"events-max-age" desc:"how long published events are kept"`
+	EventsMaxBytes  int64         `envconfig:"EVENTS_MAX_BYTES" default:"-1" flag:"events-max-bytes" desc:"size cap of HOOKBUS_EVENTS; -1 leaves it to the server; when full, publishes are refused"`
+	DLQMaxAge       time.Duration `envconfig:"DLQ_MAX_AGE" default:"720h" flag:"dlq-max-age" desc:"how long dead letters are kept"`
+	DuplicateWindow time.Duration `envconfig:"DUPLICATE_WINDOW" default:"10m" flag:"duplicate-window" desc:"how long a re-published event (same source and id) is stored once"`
+	MaxEventSize    int           `envconfig:"MAX_EVENT_SIZE" default:"1048576" flag:"max-event-size" desc:"largest encoded event in bytes (data plus headers)"`
+}
+
+// loadConfig reads the environment; flags bound by bindFlags override it.
+func loadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process(envPrefix, &c); err != nil {
+		return c, fmt.Errorf("environment: %w", err)
+	}
+	return c, nil
+}
+
+// String masks secrets, so a logged Config leaks none.
+func (c Config) String() string {
+	masked := c
+	if masked.NATSPassword != "" {
+		masked.NATSPassword = "***"
+	}
+	type plain Config // drops this String method, avoiding recursion
+	return fmt.Sprintf("%+v", plain(masked))
+}
+
+// Validate checks what flags and environment cannot check by type.
+func (c Config) Validate() error {
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log format %q: want text or json", c.LogFormat)
+	}
+	switch c.Topology {
+	case "ensure", "check":
+	default:
+		return fmt.Errorf("topology %q: want ensure or check", c.Topology)
+	}
+	if c.MaxEventSize <= 0 {
+		return fmt.Errorf("max event size %d: must be positive", c.MaxEventSize)
+	}
+	return c.topology().Validate()
+}
+
+func (c Config) natsConn(name string) natsconn.Config {
+	nc := natsconn.DefaultConfig()
+	nc.URL, nc.Name, nc.CredsFile, nc.User, nc.Password = c.NATSURL, name, c.NATSCreds, c.NATSUser, c.NATSPassword
+	if nc.URL == "" {
+		nc.URL = "nats://" + c.NATSListen
+	}
+	return nc
+}
+
+func (c Config) embedded() natsembed.Config {
+	e := natsembed.DefaultConfig()
+	e.Addr, e.StoreDir, e.WebsocketAddr, e.MonitorAddr, e.SyncAlways = c.NATSListen, c.DataDir, c.NATSWebsocket, c.NATSMonitor, c.NATSSyncAlways
+	// Room for the largest event plus its headers.
+	e.MaxPayload = max(e.MaxPayload, int32(c.MaxEventSize)+64<<10)
+	return e
+}
+
+func (c Config) topology() topology.Config {
+	t := topology.DefaultConfig()
+	t.Replicas, t.EventsMaxAge, t.EventsMaxBytes, t.DLQMaxAge, t.DuplicateWindow = c.StreamReplicas, c.EventsMaxAge, c.EventsMaxBytes, c.DLQMaxAge, c.DuplicateWindow
+	t.MaxMsgSize = max(t.MaxMsgSize, int32(c.MaxEventSize)+64<<10)
+	return t
+}
+
+func (c Config) ops() ops.Config {
+	o := ops.DefaultConfig()
+	o.Addr = c.OpsAddr
+	return o
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (c Config) logger() *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// configField describes one Config field: its variable, flag, default and
+// meaning, read from the struct tags.
+type configField struct {
+	Env, Flag, Default, Desc string
+	index                    int
+}
+
+// configFields lists every Config field in declaration order.
+func configFields() []configField {
+	t := reflect.TypeFor[Config]()
+	out := make([]configField, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		out = append(out, configField{
+			Env:     envPrefix + "_" + f.Tag.Get("envconfig"),
+			Flag:    f.Tag.Get("flag"),
+			Default: f.Tag.Get("default"),
+			Desc:    f.Tag.Get("desc"),
+			index:   i,
+		})
+	}
+	return out
+}
+
+// bindFlags registers on fs the flags of the named Config fields (by their
+// `flag` tag), with the current values (defaults overridden by the
+// environment) as defaults, so a flag on the command line wins over the
+// environment, which wins over the built-in default.
+func (c *Config) bindFlags(fs *pflag.FlagSet, flags ...string) {
+	byFlag := map[string]configField{}
+	for _, f := range configFields() {
+		byFlag[f.Flag] = f
+	}
+	v := reflect.ValueOf(c).Elem()
+	for _, name := range flags {
+		f, ok := byFlag[name]
+		if !ok || name == "-" {
+			panic("no config field has flag " + name)
+		}
+		usage := f.Desc + " (env " + f.Env + ")"
+		switch p := v.Field(f.index).Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, name, *p, usage)
+		case *bool:
+			fs.BoolVar(p, name, *p, usage)
+		case *int:
+			fs.IntVar(p, name, *p, usage)
+		case *int64:
+			fs.Int64Var(p, name, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, name, *p, usage)
+		default:
+			panic(fmt.Sprintf("config field %s: unsupported type %T", f.Env, p))
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hookbus/hookbus/internal/natsconn"
+	"github.com/hookbus/hookbus/internal/natsembed"
+	"github.com/hookbus/hookbus/internal/ops"
+	"github.com/hookbus/hookbus/internal/topology"
+)
+
+// service is the shape of every services/* package: Run until ctx ends,
+// Ready once it can do its work.
+type service interface {
+	Run(ctx context.Context) error
+	Ready(ctx context.Context) error
+}
+
+// deps is what a service gets from `hookbus serve`.
+type deps struct {
+	cfg Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log *slog.Logger
+	reg prometheus.Registerer
+}
+
+// serviceFactories maps a service name to its constructor. Services are
+// added here as they land; `hookbus serve` with no names runs them all.
+var serviceFactories = map[string]func(deps) (service, error){}
+
+func newServeCmd() *cobra.Command {
+	cfg, envErr := loadConfig()
+	cmd := &cobra.Command{
+		Use:   "serve [service...]",
+		Short: "Run Hookbus: an embedded NATS server (unless --nats-url is set), the topology and the services",
+		Long: `Run Hookbus.
+
+Without --nats-url (HOOKBUS_NATS_URL) it starts an embedded NATS server with
+JetStream on --nats-listen (127.0.0.1:4222), storing its files in --data-dir
+(./data), so other processes and languages can connect to it. With
+--nats-url it runs against that server instead.
+
+It then ensures every stream and bucket (--topology ensure) or only checks
+them (--topology check), serves /livez, /readyz and /metrics on --ops-addr
+(127.0.0.1:8090), and runs the named services, or all of them.
+Available services: ` + availableServices() + `.
+
+SIGINT or SIGTERM stops it cleanly: services stop, the NATS connection
+drains, then the embedded server shuts down.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if envErr != nil {
+				return usageError{envErr}
+			}
+			if err := cfg.Validate(); err != nil {
+				return usageError{err}
+			}
+			for _, name := range args {
+				if _, ok := serviceFactories[name]; !ok {
+					return usageError{fmt.Errorf("unknown service %q (available: %s)", name, availableServices())}
+				}
+			}
+			if len(args) == 0 {
+				args = slices.Sorted(maps.Keys(serviceFactories))
+			}
+			return serve(cmd.Context(), cfg, args)
+		},
+	}
+	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user", "data-dir", "nats-listen", "nats-websocket",
+		"nats-monitor", "nats-sync-always", "ops-addr", "log-level", "log-format", "topology", "stream-replicas",
+		"events-max-age", "events-max-bytes", "dlq-max-age", "duplicate-window", "max-event-size")
+	return cmd
+}
+
+func availableServices() string {
+	if len(serviceFactories) == 0 {
+		return "none yet in this version"
+	}
+	return strings.Join(slices.Sorted(maps.Keys(serviceFactories)), ", ")
+}
+
+// serve runs until ctx ends (a signal) or a part fails, then shuts down in
+// order: services, ops endpoint, NATS connection (drained), embedded server.
+func serve(ctx context.Context, cfg Config, names []string) (err error) {
+	log := cfg.logger().With("service", "serve")
+	log.Debug("configuration", "config", cfg.String())
+
+	if cfg.NATSURL == "" {
+		srv, err := natsembed.New(cfg.embedded(), log)
+		if err != nil {
+			return err
+		}
+		if err := srv.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			srv.Shutdown()
+			log.Info("embedded nats stopped")
+		}()
+	}
+
+	nc, err := natsconn.Connect(ctx, cfg.natsConn("hookbus-serve"), log)
+	if err != nil {
+		return err
+	}
+	defer drain(nc, log)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if err := prepareTopology(ctx, js, cfg, log); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(natsconn.Collector(nc)); err != nil {
+		return err
+	}
+	opsSrv, err := ops.New(cfg.ops(), reg, log)
+	if err != nil {
+		return err
+	}
+	opsSrv.AddCheck("nats", natsconn.ReadyCheck(nc, js))
+
+	d := deps{cfg: cfg, nc: nc, js: js, log: log, reg: reg}
+	svcs := make(map[string]service, len(names))
+	for _, name := range names {
+		svc, err := serviceFactories[name](d)
+		if err != nil {
+			return fmt.Errorf("service %s: %w", name, err)
+		}
+		svcs[name] = svc
+		opsSrv.AddCheck(name, svc.Ready)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return opsSrv.Run(gctx) })
+	for name, svc := range svcs {
+		g.Go(func() error {
+			if err := svc.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("service %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	log.Info("hookbus serving", "nats_url", nc.ConnectedUrlRedacted(), "ops_addr", cfg.OpsAddr, "services", strings.Join(names, ","))
+	err = g.Wait()
+	log.Info("hookbus stopping", "err", err)
+	return err
+}
+
+func prepareTopology(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) error {
+	if cfg.Topology == "check" {
+		if err := topology.Check(ctx, js, cfg.topology()); err != nil {
+			return fmt.Errorf("topology check: %w", err)
+		}
+		return nil
+	}
+	results, err := topology.Ensure(ctx, js, cfg.topology())
+	if err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	for _, r := range results {
+		if r.Action != topology.Unchanged {
+			log.Info("topology "+string(r.Action), "resource", r.Resource, "changes", fmt.Sprint(r.Changed))
+		}
+	}
+	return nil
+}
+
+// drain lets in-flight messages finish, then closes nc.
+func drain(nc *nats.Conn, log *slog.Logger) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		log.Warn("nats drain", "err", err)
+		nc.Close()
+		return
+	}
+	<-closed
+}

@@ -1,0 +1,148 @@
+// Package natstest starts real NATS servers in the test process: one node
+// with JetStream (RunServer) or a three-node JetStream cluster (RunCluster),
+// each on free loopback ports with its own temporary store.
+package natstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RunServer starts a single JetStream server on a free port with its store
+// in t.TempDir, and shuts it down when the test ends.
+func RunServer(t testing.TB) *server.Server {
+	t.Helper()
+	return RunServerWithStore(t, t.TempDir())
+}
+
+// RunServerWithStore is RunServer with a chosen store directory, so a test
+// can stop a server and start another on the same files.
+func RunServerWithStore(t testing.TB, storeDir string) *server.Server {
+	t.Helper()
+	return start(t, &server.Options{
+		ServerName: "test",
+		Host:       "127.0.0.1",
+		Port:       server.RANDOM_PORT,
+		JetStream:  true,
+		StoreDir:   storeDir,
+		NoSigs:     true,
+		NoLog:      true,
+		MaxPayload: 2 << 20,
+	})
+}
+
+// RunCluster starts n JetStream servers routed into one cluster and waits
+// until JetStream has a meta leader. Servers shut down when the test ends.
+func RunCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	ports := make([]int, n)
+	routes := make([]*url.URL, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
+	servers := make([]*server.Server, n)
+	for i := range servers {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("node-%d", i),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoSigs:     true,
+			NoLog:      true,
+			MaxPayload: 2 << 20,
+			Routes:     routes,
+		}
+		opts.Cluster.Name = "test-cluster"
+		opts.Cluster.Host = "127.0.0.1"
+		opts.Cluster.Port = ports[i]
+		servers[i] = start(t, opts)
+	}
+	nc := Connect(t, servers[0])
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
+	return servers
+}
+
+func start(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		t.Fatalf("nats server %s not ready", opts.ServerName)
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Connect opens a client connection to s, closed when the test ends.
+func Connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), opts...)
+	if err != nil {
+		t.Fatalf("connect %s: %v", s.ClientURL(), err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// JetStream returns a JetStream context on a new connection to s.
+func JetStream(t testing.TB, s *server.Server) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// Eventually polls f every 20 ms until it returns nil, failing the test with
+// f's last error once timeout has passed.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %s: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,204 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Action is what Ensure did to one stream or bucket.
+type Action string
+
+// Actions Ensure reports.
+const (
+	Created   Action = "created"
+	Updated   Action = "updated"
+	Unchanged Action = "unchanged"
+)
+
+// Result is Ensure's report for one stream or bucket.
+type Result struct {
+	Resource string // "stream HOOKBUS_EVENTS", "bucket hookbus_auth"
+	Action   Action
+	Changed  []Drift // what an update changed
+}
+
+// Ensure creates every missing stream and bucket and updates those whose
+// settings differ from cfg. A second call with the same cfg changes nothing
+// and reports every resource Unchanged. A difference the server cannot
+// update in place (storage type, retention) is returned as an error naming
+// the resource and the field; nothing is deleted.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("topology: %w", err)
+	}
+	var results []Result
+	for _, want := range cfg.Streams() {
+		res, err := ensureStream(ctx, js, want)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, res)
+	}
+	for _, want := range cfg.Buckets() {
+		res, err := ensureBucket(ctx, js, want)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (Result, error) {
+	res := Result{Resource: "stream " + want.Name}
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			return res, fmt.Errorf("create %s: %w", res.Resource, err)
+		}
+		res.Action = Created
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("look up %s: %w", res.Resource, err)
+	}
+	res.Changed = diffStream(res.Resource, want, s.CachedInfo().Config)
+	if len(res.Changed) == 0 {
+		res.Action = Unchanged
+		return res, nil
+	}
+	if _, err := js.UpdateStream(ctx, want); err != nil {
+		return res, fmt.Errorf("update %s (%s): %w", res.Resource, describe(res.Changed), err)
+	}
+	res.Action = Updated
+	return res, nil
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (Result, error) {
+	res := Result{Resource: "bucket " + want.Bucket}
+	s, err := js.Stream(ctx, kvStream(want.Bucket))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateKeyValue(ctx, want); err != nil {
+			return res, fmt.Errorf("create %s: %w", res.Resource, err)
+		}
+		res.Action = Created
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("look up %s: %w", res.Resource, err)
+	}
+	res.Changed = diffBucket(res.Resource, want, s.CachedInfo().Config)
+	if len(res.Changed) == 0 {
+		res.Action = Unchanged
+		return res, nil
+	}
+	if _, err := js.UpdateKeyValue(ctx, want); err != nil {
+		return res, fmt.Errorf("update %s (%s): %w", res.Resource, describe(res.Changed), err)
+	}
+	res.Action = Updated
+	return res, nil
+}
+
+// Check compares the server with cfg without changing anything. It returns
+// nil when every stream and bucket exists with the declared settings, a
+// *DriftError (errors.Is ErrDrift) listing every difference otherwise, or
+// the error that kept it from looking.
+func Check(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	var drifts []Drift
+	for _, want := range cfg.Streams() {
+		resource := "stream " + want.Name
+		s, err := js.Stream(ctx, want.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			drifts = append(drifts, Drift{Resource: resource, Field: "missing"})
+		case err != nil:
+			return fmt.Errorf("look up %s: %w", resource, err)
+		default:
+			drifts = append(drifts, diffStream(resource, want, s.CachedInfo().Config)...)
+		}
+	}
+	for _, want := range cfg.Buckets() {
+		resource := "bucket " + want.Bucket
+		s, err := js.Stream(ctx, kvStream(want.Bucket))
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			drifts = append(drifts, Drift{Resource: resource, Field: "missing"})
+		case err != nil:
+			return fmt.Errorf("look up %s: %w", resource, err)
+		default:
+			drifts = append(drifts, diffBucket(resource, want, s.CachedInfo().Config)...)
+		}
+	}
+	if len(drifts) > 0 {
+		return &DriftError{Drifts: drifts}
+	}
+	return nil
+}
+
+func kvStream(bucket string) string { return "KV_" + bucket }
+
+// diffStream compares the fields Hookbus declares; fields the server fills
+// in on its own (metadata, consumer limits) are not Hookbus's to check.
+func diffStream(resource string, want, got jetstream.StreamConfig) []Drift {
+	d := differ{resource: resource}
+	d.cmp("subjects", strings.Join(want.Subjects, ","), strings.Join(got.Subjects, ","))
+	d.cmp("retention", want.Retention.String(), got.Retention.String())
+	d.cmp("storage", want.Storage.String(), got.Storage.String())
+	d.cmp("replicas", strconv.Itoa(want.Replicas), strconv.Itoa(max(got.Replicas, 1)))
+	d.cmp("discard", want.Discard.String(), got.Discard.String())
+	d.cmp("max age", want.MaxAge.String(), got.MaxAge.String())
+	d.cmp("max bytes", limit(want.MaxBytes), limit(got.MaxBytes))
+	d.cmp("max msgs", limit(want.MaxMsgs), limit(got.MaxMsgs))
+	d.cmp("max msgs per subject", limit(want.MaxMsgsPerSubject), limit(got.MaxMsgsPerSubject))
+	d.cmp("max msg size", limit(int64(want.MaxMsgSize)), limit(int64(got.MaxMsgSize)))
+	d.cmp("duplicate window", want.Duplicates.String(), got.Duplicates.String())
+	d.cmp("deny delete", strconv.FormatBool(want.DenyDelete), strconv.FormatBool(got.DenyDelete))
+	d.cmp("deny purge", strconv.FormatBool(want.DenyPurge), strconv.FormatBool(got.DenyPurge))
+	return d.drifts
+}
+
+// diffBucket compares a bucket's declared settings with its backing stream.
+func diffBucket(resource string, want jetstream.KeyValueConfig, got jetstream.StreamConfig) []Drift {
+	d := differ{resource: resource}
+	d.cmp("storage", want.Storage.String(), got.Storage.String())
+	d.cmp("replicas", strconv.Itoa(want.Replicas), strconv.Itoa(max(got.Replicas, 1)))
+	d.cmp("history", strconv.Itoa(int(want.History)), strconv.FormatInt(got.MaxMsgsPerSubject, 10))
+	d.cmp("ttl", want.TTL.String(), got.MaxAge.String())
+	d.cmp("max bytes", limit(want.MaxBytes), limit(got.MaxBytes))
+	d.cmp("max value size", limit(int64(want.MaxValueSize)), limit(int64(got.MaxMsgSize)))
+	return d.drifts
+}
+
+type differ struct {
+	resource string
+	drifts   []Drift
+}
+
+func (d *differ) cmp(field, want, got string) {
+	if want != got {
+		d.drifts = append(d.drifts, Drift{Resource: d.resource, Field: field, Want: want, Got: got})
+	}
+}
+
+// limit prints a JetStream limit, where 0 and -1 both mean none.
+func limit(v int64) string {
+	if v <= 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+func describe(ds []Drift) string {
+	parts := make([]string, 0, len(ds))
+	for _, d := range ds {
+		parts = append(parts, fmt.Sprintf("%s %s -> %s", d.Field, d.Got, d.Want))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,549 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/binding/format"
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/nats-io/nats.go"
+)
+
+// Wire names of the CloudEvents NATS binding as Hookbus uses it
+// (docs/protocol.md).
+const (
+	// HeaderPrefix starts the header of every attribute in binary mode.
+	HeaderPrefix = "ce-"
+	// HeaderContentType carries datacontenttype in binary mode and the
+	// event format in structured mode.
+	HeaderContentType = "content-type"
+	// HeaderMsgID is JetStream's deduplication header; Hookbus sets it to
+	// MsgID(source, id).
+	HeaderMsgID = "Nats-Msg-Id"
+	// ContentTypeStructured marks a structured-mode message.
+	ContentTypeStructured = event.ApplicationCloudEventsJSON
+	// DefaultMaxSize is the default limit on an encoded event: data plus
+	// every header name and value.
+	DefaultMaxSize = 1 << 20
+)
+
+// Codec turns CloudEvents into NATS messages and back, validating both ways.
+// The zero value is ready to use and applies DefaultMaxSize.
+type Codec struct {
+	// MaxSize limits the encoded size of an event (data plus headers), in
+	// bytes. Zero or less means DefaultMaxSize.
+	MaxSize int
+}
+
+func (c Codec) maxSize() int {
+	if c.MaxSize <= 0 {
+		return DefaultMaxSize
+	}
+	return c.MaxSize
+}
+
+// Encode validates e and returns it as a binary-mode message on subject:
+// one lowercase "ce-" header per attribute, datacontenttype in
+// "content-type", the data as the body, and Nats-Msg-Id set to
+// MsgID(source, id). Invalid events return a *ValidationError.
+func Encode(subject string, e *event.Event) (*nats.Msg, error) { return Codec{}.Encode(subject, e) }
+
+// Decode reads a CloudEvent from a NATS message's header and data, in binary
+// or structured mode, and validates it. See Codec.Decode.
+func Decode(h nats.Header, data []byte) (*event.Event, error) { return Codec{}.Decode(h, data) }
+
+// Validate checks e with the default size limit. See Codec.Validate.
+func Validate(e *event.Event) error { return Codec{}.Validate(e) }
+
+// Encode is the package-level Encode with c's size limit.
+func (c Codec) Encode(subject string, e *event.Event) (*nats.Msg, error) {
+	if err := ValidatePublishSubject(subject); err != nil {
+		return nil, err
+	}
+	if err := c.validateAttributes(e); err != nil {
+		return nil, err
+	}
+	w := headerWriter{h: make(nats.Header, 8)}
+	if _, err := binding.Write(context.Background(), binding.ToMessage(e), nil, &w); err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", e.ID(), err)
+	}
+	w.h.Set(HeaderMsgID, MsgID(e.Source(), e.ID()))
+	msg := &nats.Msg{Subject: subject, Header: w.h, Data: w.data}
+	if err := c.checkSize(msg.Header, msg.Data); err != nil {
+		return nil, err
+	}
+	if err := ValidateCatalogData(e.Type(), e.DataContentType(), e.Data()); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// EncodeStructured validates e and returns it as a structured-mode message
+// (content-type application/cloudevents+json, the JSON event format as the
+// body) with Nats-Msg-Id set. Hookbus itself sends binary mode; this exists
+// for producers and tests that want the other mode.
+func (c Codec) EncodeStructured(subject string, e *event.Event) (*nats.Msg, error) {
+	if err := ValidatePublishSubject(subject); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(e); err != nil {
+		return nil, err
+	}
+	body, err := format.JSON.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", e.ID(), err)
+	}
+	h := nats.Header{}
+	h.Set(HeaderContentType, ContentTypeStructured)
+	h.Set(HeaderMsgID, MsgID(e.Source(), e.ID()))
+	if err := c.checkSize(h, body); err != nil {
+		return nil, err
+	}
+	return &nats.Msg{Subject: subject, Header: h, Data: body}, nil
+}
+
+// Decode reads a CloudEvent from a NATS message and validates it.
+//
+// Header names are compared without regard to case. A message whose
+// content-type is application/cloudevents+json, or that has no headers at
+// all and a JSON object body, is read in structured mode; one with a
+// ce-specversion header in binary mode (header values percent-decoded as in
+// the HTTP binding). Anything else, or an event that fails Validate, returns
+// a *ValidationError naming the part at fault.
+func (c Codec) Decode(h nats.Header, data []byte) (*event.Event, error) {
+	if err := c.checkSize(h, data); err != nil {
+		return nil, err
+	}
+	m, err := newMessage(h, data)
+	if err != nil {
+		return nil, err
+	}
+	e, err := binding.ToEvent(context.Background(), m)
+	if err != nil {
+		return nil, m.explain(err)
+	}
+	if err := c.validateAttributes(e); err != nil {
+		return nil, err
+	}
+	if err := ValidateCatalogData(e.Type(), e.DataContentType(), e.Data()); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Validate checks what Hookbus relies on: specversion 1.0; id, source and
+// type present; type a valid event type (ValidateType); source and
+// dataschema URI references; extension names of lowercase letters and
+// digits; no control characters in string attributes; the encoded size
+// within the limit; and, for catalog types, the data against the type's
+// JSON Schema. The error is a *ValidationError naming the attribute.
+func (c Codec) Validate(e *event.Event) error {
+	if err := c.validateAttributes(e); err != nil {
+		return err
+	}
+	if size := encodedSize(e); size > c.maxSize() {
+		return invalid("size", "event is %d bytes encoded, the limit is %d", size, c.maxSize())
+	}
+	return ValidateCatalogData(e.Type(), e.DataContentType(), e.Data())
+}
+
+// validateAttributes checks the context attributes in a fixed order, so the
+// error for an event with several faults is always the same one.
+func (c Codec) validateAttributes(e *event.Event) error {
+	if e == nil {
+		return invalid("event", "nil")
+	}
+	if sv := e.SpecVersion(); sv != event.CloudEventsVersionV1 {
+		if sv == "" {
+			return invalid("specversion", "required")
+		}
+		return invalid("specversion", "%q is not supported, want %q", sv, event.CloudEventsVersionV1)
+	}
+	if e.ID() == "" {
+		return invalid("id", "required")
+	}
+	if err := checkText("id", e.ID()); err != nil {
+		return err
+	}
+	if e.Source() == "" {
+		return invalid("source", "required")
+	}
+	if err := checkURIRef("source", e.Source()); err != nil {
+		return err
+	}
+	if err := ValidateType(e.Type()); err != nil {
+		return err
+	}
+	if err := checkText("subject", e.Subject()); err != nil {
+		return err
+	}
+	if ct := e.DataContentType(); ct != "" {
+		if _, _, err := mime.ParseMediaType(ct); err != nil {
+			return invalid("datacontenttype", "%q is not a media type: %v", ct, err)
+		}
+	}
+	if ds := e.DataSchema(); ds != "" {
+		if err := checkURIRef("dataschema", ds); err != nil {
+			return err
+		}
+	}
+	for name, v := range e.Extensions() {
+		if err := checkExtensionName(name); err != nil {
+			return err
+		}
+		if s, ok := v.(string); ok {
+			if err := checkText(name, s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkText(field, s string) error {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return invalid(field, "contains the control character %U", r)
+		}
+	}
+	return nil
+}
+
+func checkURIRef(field, s string) error {
+	if err := checkText(field, s); err != nil {
+		return err
+	}
+	if _, err := url.Parse(s); err != nil {
+		return invalid(field, "%q is not a URI reference", s)
+	}
+	return nil
+}
+
+// maxExtensionNameLen is a sanity cap; CloudEvents asks for at most 20
+// characters (SHOULD), which Hookbus does not enforce.
+const maxExtensionNameLen = 64
+
+func checkExtensionName(name string) error {
+	if name == "" || len(name) > maxExtensionNameLen {
+		return invalid("extension "+strconv.Quote(name), "name must be 1 to %d characters", maxExtensionNameLen)
+	}
+	for _, r := range name {
+		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9') {
+			return invalid(name, "extension names are lowercase letters and digits only (CloudEvents 1.0)")
+		}
+	}
+	switch name {
+	case "data", "data_base64":
+		return invalid(name, "reserved name")
+	}
+	return nil
+}
+
+func (c Codec) checkSize(h nats.Header, data []byte) error {
+	size := len(data)
+	for k, vs := range h {
+		for _, v := range vs {
+			size += len(k) + len(v)
+		}
+	}
+	if size > c.maxSize() {
+		return invalid("size", "event is %d bytes encoded, the limit is %d", size, c.maxSize())
+	}
+	return nil
+}
+
+// encodedSize is the size of e in binary mode, without encoding it.
+func encodedSize(e *event.Event) int {
+	size := len(e.Data()) + len(HeaderMsgID) + 64
+	add := func(name, v string) {
+		if v != "" {
+			size += len(HeaderPrefix) + len(name) + len(v)
+		}
+	}
+	add("specversion", e.SpecVersion())
+	add("id", e.ID())
+	add("source", e.Source())
+	add("type", e.Type())
+	add("subject", e.Subject())
+	add("dataschema", e.DataSchema())
+	size += len(HeaderContentType) + len(e.DataContentType())
+	if !e.Time().IsZero() {
+		add("time", types.FormatTime(e.Time()))
+	}
+	for name, v := range e.Extensions() {
+		s, _ := types.Format(v)
+		add(name, s)
+	}
+	return size
+}
+
+// MsgID returns the JetStream deduplication id of the event (source, id):
+// the lowercase hex SHA-256 of "<byte length of source>:<source><id>".
+// CloudEvents makes (source, id) unique; the length prefix keeps the pair
+// unambiguous, so two producers that reuse an id are never merged.
+func MsgID(source, id string) string {
+	h := sha256.New()
+	h.Write([]byte(strconv.Itoa(len(source))))
+	h.Write([]byte{':'})
+	h.Write([]byte(source))
+	h.Write([]byte(id))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// headerWriter is the binding.BinaryWriter that fills a NATS message.
+type headerWriter struct {
+	h    nats.Header
+	data []byte
+}
+
+func (w *headerWriter) Start(context.Context) error { return nil }
+func (w *headerWriter) End(context.Context) error   { return nil }
+
+func (w *headerWriter) SetData(r io.Reader) error {
+	var err error
+	w.data, err = io.ReadAll(r)
+	return err
+}
+
+func (w *headerWriter) SetAttribute(a spec.Attribute, value any) error {
+	if a.Kind() == spec.DataContentType {
+		return w.set(HeaderContentType, value)
+	}
+	return w.set(HeaderPrefix+a.Name(), value)
+}
+
+func (w *headerWriter) SetExtension(name string, value any) error {
+	return w.set(HeaderPrefix+name, value)
+}
+
+func (w *headerWriter) set(key string, value any) error {
+	if value == nil {
+		return nil
+	}
+	s, err := types.Format(value)
+	if err != nil {
+		return fmt.Errorf("header %s: %w", key, err)
+	}
+	// Set the lowercase key directly: nats.Header.Set would keep it as
+	// given anyway, but map assignment makes the intent plain.
+	w.h[key] = []string{percentEncode(s)}
+	return nil
+}
+
+// message is the binding.Message view of a received NATS message.
+type message struct {
+	header   map[string]string // lowercase name -> first value
+	data     []byte
+	encoding binding.Encoding
+	version  spec.Version
+}
+
+var (
+	binarySpecs                               = spec.WithPrefix(HeaderPrefix)
+	_           binding.MessageMetadataReader = (*message)(nil)
+)
+
+func newMessage(h nats.Header, data []byte) (*message, error) {
+	m := &message{header: make(map[string]string, len(h)), data: data}
+	for k, vs := range h {
+		if len(vs) > 0 {
+			m.header[strings.ToLower(k)] = vs[0]
+		}
+	}
+	ct := m.header[HeaderContentType]
+	switch {
+	case isStructured(ct):
+		m.encoding = binding.EncodingStructured
+		if mt, _, _ := mime.ParseMediaType(ct); mt != ContentTypeStructured {
+			return nil, invalid(HeaderContentType, "%q is not supported on NATS: send one event per message as %s", ct, ContentTypeStructured)
+		}
+	case m.header[HeaderPrefix+"specversion"] != "":
+		m.encoding = binding.EncodingBinary
+		sv := percentDecode(m.header[HeaderPrefix+"specversion"])
+		m.version = binarySpecs.Version(sv)
+		if sv != event.CloudEventsVersionV1 || m.version == nil {
+			return nil, invalid("specversion", "%q is not supported, want %q", sv, event.CloudEventsVersionV1)
+		}
+	case len(h) == 0 && looksLikeJSONObject(data):
+		// A raw publish without headers (nats pub, a client without header
+		// support) can only be structured mode: binary needs headers.
+		m.encoding = binding.EncodingStructured
+	default:
+		return nil, invalid("specversion", "not a CloudEvent: no ce-specversion header (binary mode) and content-type is %q, not %s (structured mode)", ct, ContentTypeStructured)
+	}
+	return m, nil
+}
+
+func isStructured(contentType string) bool {
+	return format.IsFormat(strings.ToLower(strings.TrimSpace(contentType)))
+}
+
+func looksLikeJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '{'
+}
+
+func (m *message) ReadEncoding() binding.Encoding { return m.encoding }
+
+func (m *message) ReadStructured(ctx context.Context, w binding.StructuredWriter) error {
+	if m.encoding != binding.EncodingStructured {
+		return binding.ErrNotStructured
+	}
+	return w.SetStructuredEvent(ctx, format.JSON, bytes.NewReader(m.data))
+}
+
+func (m *message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error {
+	if m.encoding != binding.EncodingBinary {
+		return binding.ErrNotBinary
+	}
+	// specversion first: it selects the attribute set of the others.
+	if err := w.SetAttribute(m.version.AttributeFromKind(spec.SpecVersion), event.CloudEventsVersionV1); err != nil {
+		return err
+	}
+	for k, v := range m.header {
+		switch {
+		case k == HeaderContentType:
+			if err := w.SetAttribute(m.version.AttributeFromKind(spec.DataContentType), v); err != nil {
+				return attrErr("datacontenttype", err)
+			}
+		case strings.HasPrefix(k, HeaderPrefix) && k != HeaderPrefix+"specversion":
+			v = percentDecode(v)
+			if a := m.version.Attribute(k); a != nil {
+				if err := w.SetAttribute(a, v); err != nil {
+					return attrErr(a.Name(), err)
+				}
+				continue
+			}
+			name := strings.TrimPrefix(k, HeaderPrefix)
+			if err := checkExtensionName(name); err != nil {
+				return err
+			}
+			if err := w.SetExtension(name, v); err != nil {
+				return attrErr(name, err)
+			}
+		}
+	}
+	if len(m.data) > 0 {
+		return w.SetData(bytes.NewReader(m.data))
+	}
+	return nil
+}
+
+func (m *message) GetAttribute(k spec.Kind) (spec.Attribute, any) {
+	if m.version == nil {
+		return nil, nil
+	}
+	a := m.version.AttributeFromKind(k)
+	if a == nil {
+		return nil, nil
+	}
+	name := a.PrefixedName()
+	if k == spec.DataContentType {
+		name = HeaderContentType
+	}
+	if v, ok := m.header[name]; ok {
+		return a, percentDecode(v)
+	}
+	return a, nil
+}
+
+func (m *message) GetExtension(name string) any {
+	if v, ok := m.header[HeaderPrefix+name]; ok {
+		return percentDecode(v)
+	}
+	return nil
+}
+
+func (m *message) Finish(error) error { return nil }
+
+func attrErr(field string, err error) error {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return ve
+	}
+	return invalid(field, "%v", err)
+}
+
+// explain turns an sdk-go decoding error into a *ValidationError naming the
+// attribute at fault. It runs only on the failure path, so valid events are
+// parsed once.
+func (m *message) explain(err error) error {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return ve
+	}
+	if m.encoding != binding.EncodingStructured {
+		return invalid("event", "%v", err)
+	}
+	var obj map[string]json.RawMessage
+	if jerr := json.Unmarshal(m.data, &obj); jerr != nil {
+		return invalid("body", "structured event is not a JSON object: %v", jerr)
+	}
+	for _, name := range []string{"specversion", "id", "source", "type"} {
+		raw, ok := obj[name]
+		if !ok {
+			return invalid(name, "required")
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return invalid(name, "must be a JSON string, got %s", raw)
+		}
+		if name == "specversion" && s != event.CloudEventsVersionV1 {
+			return invalid(name, "%q is not supported, want %q", s, event.CloudEventsVersionV1)
+		}
+	}
+	return invalid("body", "%v", err)
+}
+
+// percentEncode applies the HTTP binding's rule to a header value: bytes
+// outside printable ASCII, space, '"' and '%' become %XX.
+func percentEncode(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if needsEscape(s[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if needsEscape(c) {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func needsEscape(c byte) bool { return c <= 0x20 || c >= 0x7f || c == '"' || c == '%' }
+
+// percentDecode reverses percentEncode. A value that is not validly
+// percent-encoded (a producer that did not encode a literal '%') is kept as
+// sent rather than refused.
+func percentDecode(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	if d, err := url.PathUnescape(s); err == nil {
+		return d
+	}
+	return s
+}

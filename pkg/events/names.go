@@ -1,0 +1,17 @@
+package events
+
+// JetStream streams and KV buckets of the wire contract (DESIGN §3). Their
+// settings live in internal/topology; the names are part of the contract
+// because clients, NATS permissions and operators refer to them.
+const (
+	StreamEvents    = "HOOKBUS_EVENTS"
+	StreamResults   = "HOOKBUS_RESULTS"
+	StreamCommands  = "HOOKBUS_COMMANDS"
+	StreamLifecycle = "HOOKBUS_LIFECYCLE"
+	StreamDLQ       = "HOOKBUS_DLQ"
+
+	BucketPlugins = "hookbus_plugins"
+	BucketHooks   = "hookbus_hooks"
+	BucketAuth    = "hookbus_auth"
+	BucketDevices = "hookbus_devices"
+)

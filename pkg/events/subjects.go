@@ -1,0 +1,173 @@
+package events
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Subject roots of the wire contract (docs/protocol.md). Every subject
+// Hookbus uses is built by the functions below, so that nothing taken from a
+// payload can put a wildcard, a space or an empty token into a subject.
+const (
+	// SubjectRoot is the first token of every Hookbus subject.
+	SubjectRoot = "hookbus"
+	// EventSubjects captures every published event (stream HOOKBUS_EVENTS).
+	EventSubjects = "hookbus.event.>"
+	// ResultSubjects captures every chain result (stream HOOKBUS_RESULTS).
+	ResultSubjects = "hookbus.result.>"
+	// CommandSubjects captures every lifecycle command (stream HOOKBUS_COMMANDS).
+	CommandSubjects = "hookbus.cmd.>"
+	// LifecycleSubjects captures every lifecycle event (stream HOOKBUS_LIFECYCLE).
+	LifecycleSubjects = "hookbus.lifecycle.>"
+	// DLQSubjects captures every dead letter (stream HOOKBUS_DLQ).
+	DLQSubjects = "hookbus.dlq.>"
+)
+
+// Limits on names. A type is at most MaxTypeLen bytes so that the longest
+// subject built from it stays far below NATS' practical subject sizes.
+const (
+	MaxTypeLen = 200
+	MaxNameLen = 64
+)
+
+// ValidateType reports whether s is a valid event type: one or more tokens of
+// [A-Za-z0-9_-] joined by single dots, at most MaxTypeLen bytes. The error is
+// a *ValidationError for field "type".
+func ValidateType(s string) error {
+	if s == "" {
+		return invalid("type", "required")
+	}
+	if len(s) > MaxTypeLen {
+		return invalid("type", "%d bytes long, the limit is %d", len(s), MaxTypeLen)
+	}
+	for i, tok := range strings.Split(s, ".") {
+		if tok == "" {
+			return invalid("type", "%q has an empty token (at token %d): tokens are joined by single dots", s, i+1)
+		}
+		if j := strings.IndexFunc(tok, func(r rune) bool { return !isTokenRune(r) }); j >= 0 {
+			return invalid("type", "%q contains %q: only letters, digits, '_' and '-' are allowed in a token", s, rune(tok[j]))
+		}
+	}
+	return nil
+}
+
+// ValidateName reports whether s is a valid plugin, hook or subscriber name:
+// [A-Za-z0-9_-]{1,64}. field names the thing in the error ("plugin", "hook").
+func ValidateName(field, s string) error {
+	if s == "" {
+		return invalid(field, "required")
+	}
+	if len(s) > MaxNameLen {
+		return invalid(field, "%d bytes long, the limit is %d", len(s), MaxNameLen)
+	}
+	if j := strings.IndexFunc(s, func(r rune) bool { return !isTokenRune(r) }); j >= 0 {
+		return invalid(field, "%q contains %q: only letters, digits, '_' and '-' are allowed", s, rune(s[j]))
+	}
+	return nil
+}
+
+func isTokenRune(r rune) bool {
+	return r == '_' || r == '-' || ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z')
+}
+
+// EventSubject returns the subject an event of type typ is published on:
+// hookbus.event.<typ>.
+func EventSubject(typ string) (string, error) { return typeSubject("event", typ) }
+
+// CallSubject returns the subject of synchronous chain calls for typ:
+// hookbus.call.<typ>.
+func CallSubject(typ string) (string, error) { return typeSubject("call", typ) }
+
+// ResultSubject returns the subject chain results for typ are stored on:
+// hookbus.result.<typ>.
+func ResultSubject(typ string) (string, error) { return typeSubject("result", typ) }
+
+// PluginCallSubject returns the subject one chain step is sent to for plugin
+// name: hookbus.plugin.<name>.call.
+func PluginCallSubject(name string) (string, error) {
+	if err := ValidateName("plugin", name); err != nil {
+		return "", err
+	}
+	return SubjectRoot + ".plugin." + name + ".call", nil
+}
+
+// CommandSubject returns the subject of a lifecycle command:
+// hookbus.cmd.<kind>.<op>.
+func CommandSubject(kind, op string) (string, error) {
+	if err := ValidateName("command kind", kind); err != nil {
+		return "", err
+	}
+	if err := ValidateName("command op", op); err != nil {
+		return "", err
+	}
+	return SubjectRoot + ".cmd." + kind + "." + op, nil
+}
+
+// LifecycleSubject returns the subject of lifecycle events about the plugin
+// or hook name: hookbus.lifecycle.<name>.
+func LifecycleSubject(name string) (string, error) {
+	if err := ValidateName("name", name); err != nil {
+		return "", err
+	}
+	return SubjectRoot + ".lifecycle." + name, nil
+}
+
+// DLQSubject returns the subject dead letters of subscriber are stored on:
+// hookbus.dlq.<subscriber>.
+func DLQSubject(subscriber string) (string, error) {
+	if err := ValidateName("subscriber", subscriber); err != nil {
+		return "", err
+	}
+	return SubjectRoot + ".dlq." + subscriber, nil
+}
+
+// TypeFromEventSubject returns the event type of a hookbus.event.<type>
+// subject, or false if subject is not one.
+func TypeFromEventSubject(subject string) (string, bool) {
+	typ, ok := strings.CutPrefix(subject, SubjectRoot+".event.")
+	if !ok || ValidateType(typ) != nil {
+		return "", false
+	}
+	return typ, true
+}
+
+func typeSubject(kind, typ string) (string, error) {
+	if err := ValidateType(typ); err != nil {
+		return "", err
+	}
+	return SubjectRoot + "." + kind + "." + typ, nil
+}
+
+// ValidatePublishSubject checks a subject a caller chose to publish on: a
+// literal NATS subject (no wildcards, spaces, control characters or empty
+// tokens).
+func ValidatePublishSubject(s string) error {
+	if s == "" {
+		return invalid("subject", "required")
+	}
+	for i, tok := range strings.Split(s, ".") {
+		switch {
+		case tok == "":
+			return invalid("subject", "%q has an empty token (at token %d)", s, i+1)
+		case tok == "*" || tok == ">":
+			return invalid("subject", "%q contains the wildcard %q: publish needs a literal subject", s, tok)
+		}
+		for _, r := range tok {
+			if r <= ' ' || r == 0x7f || r == '*' || r == '>' {
+				return invalid("subject", "%q contains %s", s, describeRune(r))
+			}
+		}
+	}
+	return nil
+}
+
+func describeRune(r rune) string {
+	switch r {
+	case ' ':
+		return "a space"
+	case '*', '>':
+		return fmt.Sprintf("the wildcard character %q", r)
+	default:
+		return fmt.Sprintf("the control character %U", r)
+	}
+}
