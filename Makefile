@@ -1,0 +1,56 @@
+# Hookbus. `make help` lists the targets. Nothing but Go (and Node for the
+# e2e suite) is needed: tools are pinned in go.mod as `tool` lines.
+
+GO        ?= go
+BIN       ?= bin/hookbus
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+FUZZTIME  ?= 30s
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: build ## Start Hookbus on an embedded NATS (data in ./data, NATS on 127.0.0.1:4222, ops on 127.0.0.1:8090)
+	$(BIN) serve
+
+.PHONY: build
+build: ## Build the hookbus binary into bin/
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hookbus
+
+.PHONY: test
+test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, then the e2e suite
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
+	$(GO) test -race -count=1 ./...
+	$(MAKE) e2e
+
+.PHONY: e2e
+e2e: ## Black-box tests of the built binary, with Node.js clients (needs node and npm)
+	$(GO) test -tags e2e -count=1 ./e2e/...
+
+.PHONY: bench
+bench: ## Benchmarks (encode/decode, publish) printed side by side with raw NATS figures
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+.PHONY: lint
+lint: ## gofmt and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) tool staticcheck ./...
+	$(GO) tool staticcheck -tags e2e ./e2e/...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+.PHONY: clean
+clean: ## Remove bin/ (./data, the embedded server's store, is kept: delete it by hand)
+	rm -rf bin

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// TestReadmeListsEveryVariable keeps the README's configuration table true:
+// every variable the binary reads is there with its default, and nothing
+// else is.
+func TestReadmeListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `(HOOKBUS_[A-Z_]+)` \\| [^|]*\\| ([^|]*)\\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
+	}
+	for _, f := range configFields() {
+		def, ok := documented[f.Env]
+		if !ok {
+			t.Errorf("README configuration table lacks %s", f.Env)
+			continue
+		}
+		if def != f.Default {
+			t.Errorf("README says %s defaults to %q, the binary to %q", f.Env, def, f.Default)
+		}
+		delete(documented, f.Env)
+	}
+	for env := range documented {
+		t.Errorf("README documents %s, which the binary does not read", env)
+	}
+}
+
+func TestFlagBeatsEnvironmentBeatsDefault(t *testing.T) {
+	t.Setenv("HOOKBUS_OPS_ADDR", "127.0.0.1:9999")
+	t.Setenv("HOOKBUS_STREAM_REPLICAS", "3")
+	t.Setenv("HOOKBUS_EVENTS_MAX_AGE", "1h")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	cfg.bindFlags(fs, "ops-addr", "stream-replicas", "events-max-age", "log-level")
+	if err := fs.Parse([]string{"--stream-replicas=5"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OpsAddr != "127.0.0.1:9999" {
+		t.Errorf("ops addr = %q, want the environment's", cfg.OpsAddr)
+	}
+	if cfg.StreamReplicas != 5 {
+		t.Errorf("replicas = %d, want the flag's 5", cfg.StreamReplicas)
+	}
+	if cfg.EventsMaxAge != time.Hour {
+		t.Errorf("events max age = %s, want the environment's 1h", cfg.EventsMaxAge)
+	}
+	if cfg.LogLevel != "info" {
+		t.Errorf("log level = %q, want the default info", cfg.LogLevel)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"replicas not a number", map[string]string{"HOOKBUS_STREAM_REPLICAS": "three"}, "HOOKBUS_STREAM_REPLICAS"},
+		{"bad duration", map[string]string{"HOOKBUS_EVENTS_MAX_AGE": "a week"}, "HOOKBUS_EVENTS_MAX_AGE"},
+		{"bad log level", map[string]string{"HOOKBUS_LOG_LEVEL": "loud"}, `log level "loud"`},
+		{"bad topology mode", map[string]string{"HOOKBUS_TOPOLOGY": "create"}, `topology "create": want ensure or check`},
+		{"zero replicas", map[string]string{"HOOKBUS_STREAM_REPLICAS": "0"}, "replicas 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cfg, err := loadConfig()
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigStringMasksPassword(t *testing.T) {
+	t.Setenv("HOOKBUS_NATS_PASSWORD", "s3cret-canary")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.String(); strings.Contains(s, "s3cret-canary") || !strings.Contains(s, "NATSPassword:***") {
+		t.Errorf("Config.String() = %s, want the password masked", s)
+	}
+}
