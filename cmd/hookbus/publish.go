@@ -15,6 +15,7 @@ import (
 
 	"github.com/hookbus/hookbus/internal/natsconn"
 	"github.com/hookbus/hookbus/pkg/client"
+	"github.com/hookbus/hookbus/pkg/events"
 )
 
 type publishFlags struct {
@@ -47,6 +48,11 @@ schema first. An invalid event exits with status 2 and the reason.`,
 			}
 			e, err := f.event(cmd.InOrStdin())
 			if err != nil {
+				return err
+			}
+			// Refuse a bad event before connecting: with no server in
+			// reach, the reason would otherwise wait for the timeout.
+			if err := (events.Codec{MaxSize: cfg.MaxEventSize}).Validate(&e); err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
@@ -82,6 +88,11 @@ schema first. An invalid event exits with status 2 and the reason.`,
 func (f publishFlags) event(stdin io.Reader) (event.Event, error) {
 	if f.output != "text" && f.output != "json" {
 		return event.Event{}, usageError{fmt.Errorf("--output %q: want text or json", f.output)}
+	}
+	// The CloudEvents library would rewrite a non-canonical source; refuse
+	// it as every reader does, naming the canonical form.
+	if err := events.ValidateSource(f.source); err != nil {
+		return event.Event{}, err
 	}
 	e := event.New()
 	e.SetType(f.typ)

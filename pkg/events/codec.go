@@ -135,6 +135,11 @@ func (c Codec) Decode(h nats.Header, data []byte) (*event.Event, error) {
 	if err != nil {
 		return nil, m.explain(err)
 	}
+	if m.encoding == binding.EncodingStructured {
+		if err := checkStructuredSource(data); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.validateAttributes(e); err != nil {
 		return nil, err
 	}
@@ -232,6 +237,35 @@ func checkURIRef(field, s string) error {
 	return nil
 }
 
+// ValidateSource checks a source as a producer sends it: a URI reference in
+// canonical form, that is unchanged by parsing and printing it again
+// (non-ASCII and spaces percent-encoded, lower-case scheme). Readers see
+// every source in that form, and MsgID hashes the source as sent, so a
+// non-canonical source would make a producer's retries unrecognisable.
+// Decode applies it to what it reads; the error names the canonical form.
+func ValidateSource(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return invalid("source", "%q is not a URI reference", raw)
+	}
+	if c := u.String(); c != raw {
+		return invalid("source", "%q is not in canonical URI form: send %q", raw, c)
+	}
+	return nil
+}
+
+// checkStructuredSource applies ValidateSource to the source of a
+// structured event as it is in the body.
+func checkStructuredSource(body []byte) error {
+	var raw struct {
+		Source string `json:"source"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return invalid("body", "structured event is not a JSON object: %v", err)
+	}
+	return ValidateSource(raw.Source)
+}
+
 // maxExtensionNameLen is a sanity cap; CloudEvents asks for at most 20
 // characters (SHOULD), which Hookbus does not enforce.
 const maxExtensionNameLen = 64
@@ -291,7 +325,8 @@ func encodedSize(e *event.Event) int {
 }
 
 // MsgID returns the JetStream deduplication id of the event (source, id):
-// the lowercase hex SHA-256 of "<byte length of source>:<source><id>".
+// the lowercase hex SHA-256 of "<byte length of source>:<source><id>", over
+// the source in its canonical form (see ValidateSource).
 // CloudEvents makes (source, id) unique; the length prefix keeps the pair
 // unambiguous, so two producers that reuse an id are never merged.
 func MsgID(source, id string) string {
@@ -422,6 +457,11 @@ func (m *message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error 
 		case strings.HasPrefix(k, HeaderPrefix) && k != HeaderPrefix+"specversion":
 			v = percentDecode(v)
 			if a := m.version.Attribute(k); a != nil {
+				if a.Kind() == spec.Source {
+					if err := ValidateSource(v); err != nil {
+						return err
+					}
+				}
 				if err := w.SetAttribute(a, v); err != nil {
 					return attrErr(a.Name(), err)
 				}

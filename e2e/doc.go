@@ -1,0 +1,15 @@
+//go:build e2e
+
+// Package e2e tests the built hookbus binary from the outside: it runs
+// `hookbus serve` as a subprocess on free ports, drives it through the CLI,
+// a Go NATS client and a Node.js client (e2e/node), and checks what ends up
+// in JetStream, including across a restart.
+//
+// The tests are behind the build tag e2e, so `go test ./...` skips them:
+//
+//	go test -tags e2e -count=1 ./e2e/...
+//
+// They need Go, Node.js and npm; TestMain builds the binary once and runs
+// `npm ci` in e2e/node once. Without npm the Node tests fail, they do not
+// skip.
+package e2e
