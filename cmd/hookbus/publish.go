@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
-	"github.com/hookbus/hookbus/internal/natsconn"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -153,21 +152,16 @@ func isJSON(contentType string) bool {
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
-func publish(ctx context.Context, cfg Config, e event.Event, structured bool) (client.PublishAck, error) {
-	nc, err := natsconn.Connect(ctx, cfg.natsConn("hookbus-cli"), nil)
-	if err != nil {
-		return client.PublishAck{}, err
-	}
-	defer nc.Close()
-	c, err := client.New(nc, client.WithMaxEventSize(cfg.MaxEventSize))
-	if err != nil {
-		return client.PublishAck{}, err
-	}
+func publish(ctx context.Context, cfg Config, e event.Event, structured bool) (ack client.PublishAck, err error) {
 	var opts []client.PublishOption
 	if structured {
 		opts = append(opts, client.Structured())
 	}
-	return c.Publish(ctx, e, opts...)
+	err = withClient(ctx, cfg, func(c *client.Client) error {
+		ack, err = c.Publish(ctx, e, opts...)
+		return err
+	})
+	return ack, err
 }
 
 func printAck(w io.Writer, output string, e event.Event, ack client.PublishAck) error {

@@ -39,7 +39,9 @@ type deps struct {
 
 // serviceFactories maps a service name to its constructor. Services are
 // added here as they land; `hookbus serve` with no names runs them all.
-var serviceFactories = map[string]func(deps) (service, error){}
+var serviceFactories = map[string]func(deps) (service, error){
+	"registry": newRegistryService,
+}
 
 func newServeCmd() *cobra.Command {
 	cfg, envErr := loadConfig()

@@ -9,10 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
@@ -171,6 +174,13 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	if e == nil {
 		return invalid("event", "nil")
 	}
+	// The CloudEvents library records, rather than returns, what its
+	// setters refused (SetExtension("my-ext", ...), SetID("")): an event
+	// with such a record is not the event its producer meant.
+	if len(e.FieldErrors) > 0 {
+		keys := slices.Sorted(maps.Keys(e.FieldErrors))
+		return invalid(keys[0], "%v", e.FieldErrors[keys[0]])
+	}
 	if sv := e.SpecVersion(); sv != event.CloudEventsVersionV1 {
 		if sv == "" {
 			return invalid("specversion", "required")
@@ -180,30 +190,36 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	if e.ID() == "" {
 		return invalid("id", "required")
 	}
-	if err := checkText("id", e.ID()); err != nil {
+	if err := checkTrimmed("id", e.ID()); err != nil {
 		return err
 	}
 	if e.Source() == "" {
 		return invalid("source", "required")
 	}
-	if err := checkURIRef("source", e.Source()); err != nil {
+	if err := ValidateSource(e.Source()); err != nil {
 		return err
 	}
 	if err := ValidateType(e.Type()); err != nil {
 		return err
 	}
-	if err := checkText("subject", e.Subject()); err != nil {
+	if err := checkTrimmed("subject", e.Subject()); err != nil {
 		return err
 	}
 	if ct := e.DataContentType(); ct != "" {
-		if _, _, err := mime.ParseMediaType(ct); err != nil {
-			return invalid("datacontenttype", "%q is not a media type: %v", ct, err)
+		if err := checkTrimmed("datacontenttype", ct); err != nil {
+			return err
+		}
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || !strings.Contains(mt, "/") {
+			return invalid("datacontenttype", "%q is not a media type (type/subtype, e.g. application/json)", ct)
 		}
 	}
 	if ds := e.DataSchema(); ds != "" {
 		if err := checkURIRef("dataschema", ds); err != nil {
 			return err
 		}
+	}
+	if t := e.Time(); !t.IsZero() && (t.UTC().Year() < 0 || t.UTC().Year() > 9999) {
+		return invalid("time", "%s is outside the years 0 to 9999 that RFC 3339 can write", t.UTC().Format(time.RFC3339))
 	}
 	for name, v := range e.Extensions() {
 		if err := checkExtensionName(name); err != nil {
@@ -218,11 +234,26 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	return nil
 }
 
+// checkText refuses control characters.
 func checkText(field, s string) error {
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			return invalid(field, "contains the control character %U", r)
 		}
+	}
+	return nil
+}
+
+// checkTrimmed is checkText for the attributes the CloudEvents library
+// trims when it reads them from headers (id, subject, datacontenttype):
+// surrounding white space would change the event, and its Nats-Msg-Id,
+// with the mode, so it is refused.
+func checkTrimmed(field, s string) error {
+	if err := checkText(field, s); err != nil {
+		return err
+	}
+	if strings.TrimSpace(s) != s {
+		return invalid(field, "%q has white space at its start or end", s)
 	}
 	return nil
 }
@@ -279,9 +310,8 @@ func checkExtensionName(name string) error {
 			return invalid(name, "extension names are lowercase letters and digits only (CloudEvents 1.0)")
 		}
 	}
-	switch name {
-	case "data", "data_base64":
-		return invalid(name, "reserved name")
+	if name == "data" {
+		return invalid("extension data", "the name is reserved by the JSON event format")
 	}
 	return nil
 }
@@ -355,16 +385,23 @@ func (w *headerWriter) SetData(r io.Reader) error {
 
 func (w *headerWriter) SetAttribute(a spec.Attribute, value any) error {
 	if a.Kind() == spec.DataContentType {
-		return w.set(HeaderContentType, value)
+		return w.set(HeaderContentType, value, false)
 	}
-	return w.set(HeaderPrefix+a.Name(), value)
+	return w.set(HeaderPrefix+a.Name(), value, !verbatim(a.Kind()))
 }
 
 func (w *headerWriter) SetExtension(name string, value any) error {
-	return w.set(HeaderPrefix+name, value)
+	return w.set(HeaderPrefix+name, value, true)
 }
 
-func (w *headerWriter) set(key string, value any) error {
+// verbatim reports whether an attribute travels without percent-encoding:
+// URI references (source, dataschema) are ASCII and already percent-encoded
+// in their canonical form, and media types are ASCII tokens.
+func verbatim(k spec.Kind) bool {
+	return k == spec.Source || k == spec.DataSchema || k == spec.DataContentType || k == spec.SpecVersion
+}
+
+func (w *headerWriter) set(key string, value any, encode bool) error {
 	if value == nil {
 		return nil
 	}
@@ -372,9 +409,11 @@ func (w *headerWriter) set(key string, value any) error {
 	if err != nil {
 		return fmt.Errorf("header %s: %w", key, err)
 	}
-	// Set the lowercase key directly: nats.Header.Set would keep it as
-	// given anyway, but map assignment makes the intent plain.
-	w.h[key] = []string{percentEncode(s)}
+	if encode {
+		s = percentEncode(s)
+	}
+	// Lowercase keys, assigned directly: binary mode's header names.
+	w.h[key] = []string{s}
 	return nil
 }
 
@@ -394,8 +433,18 @@ var (
 func newMessage(h nats.Header, data []byte) (*message, error) {
 	m := &message{header: make(map[string]string, len(h)), data: data}
 	for k, vs := range h {
-		if len(vs) > 0 {
-			m.header[strings.ToLower(k)] = vs[0]
+		lk := strings.ToLower(k)
+		if len(vs) == 0 || !(lk == HeaderContentType || strings.HasPrefix(lk, HeaderPrefix)) {
+			continue
+		}
+		if _, dup := m.header[lk]; dup || len(vs) > 1 {
+			return nil, invalid("header "+lk, "given more than once (header names are compared without regard to case)")
+		}
+		m.header[lk] = vs[0]
+	}
+	if _, both := m.header[HeaderPrefix+"datacontenttype"]; both {
+		if _, ct := m.header[HeaderContentType]; ct {
+			return nil, invalid("datacontenttype", "given twice, as content-type and as ce-datacontenttype: send only content-type")
 		}
 	}
 	ct := m.header[HeaderContentType]
@@ -417,6 +466,9 @@ func newMessage(h nats.Header, data []byte) (*message, error) {
 		// support) can only be structured mode: binary needs headers.
 		m.encoding = binding.EncodingStructured
 	default:
+		if ct == "" {
+			return nil, invalid("specversion", "not a CloudEvent: no ce-specversion header (binary mode) and no content-type header (structured mode needs %s)", ContentTypeStructured)
+		}
 		return nil, invalid("specversion", "not a CloudEvent: no ce-specversion header (binary mode) and content-type is %q, not %s (structured mode)", ct, ContentTypeStructured)
 	}
 	return m, nil
@@ -455,8 +507,11 @@ func (m *message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error 
 				return attrErr("datacontenttype", err)
 			}
 		case strings.HasPrefix(k, HeaderPrefix) && k != HeaderPrefix+"specversion":
-			v = percentDecode(v)
-			if a := m.version.Attribute(k); a != nil {
+			a := m.version.Attribute(k)
+			if a == nil || !verbatim(a.Kind()) {
+				v = percentDecode(v)
+			}
+			if a != nil {
 				if a.Kind() == spec.Source {
 					if err := ValidateSource(v); err != nil {
 						return err
@@ -495,6 +550,9 @@ func (m *message) GetAttribute(k spec.Kind) (spec.Attribute, any) {
 		name = HeaderContentType
 	}
 	if v, ok := m.header[name]; ok {
+		if verbatim(k) {
+			return a, v
+		}
 		return a, percentDecode(v)
 	}
 	return a, nil
@@ -545,8 +603,28 @@ func (m *message) explain(err error) error {
 			return invalid(name, "%q is not supported, want %q", s, event.CloudEventsVersionV1)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(obj)) {
+		if name == "time" {
+			var s string
+			if json.Unmarshal(obj[name], &s) != nil {
+				return invalid("time", "must be an RFC 3339 string, got %s", obj[name])
+			}
+			if _, terr := types.ParseTime(s); terr != nil {
+				return invalid("time", "%q is not an RFC 3339 time", s)
+			}
+		}
+		if !slices.Contains(structuredFields, name) {
+			if xerr := checkExtensionName(name); xerr != nil {
+				return xerr
+			}
+		}
+	}
 	return invalid("body", "%v", err)
 }
+
+// structuredFields are the members of a structured event that are not
+// extensions.
+var structuredFields = []string{"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64"}
 
 // percentEncode applies the HTTP binding's rule to a header value: bytes
 // outside printable ASCII, space, '"' and '%' become %XX.

@@ -3,6 +3,7 @@ package events
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Subject roots of the wire contract (docs/protocol.md). Every subject
@@ -45,7 +46,8 @@ func ValidateType(s string) error {
 			return invalid("type", "%q has an empty token (at token %d): tokens are joined by single dots", s, i+1)
 		}
 		if j := strings.IndexFunc(tok, func(r rune) bool { return !isTokenRune(r) }); j >= 0 {
-			return invalid("type", "%q contains %q: only letters, digits, '_' and '-' are allowed in a token", s, rune(tok[j]))
+			r, _ := utf8.DecodeRuneInString(tok[j:])
+			return invalid("type", "%q contains %q: only letters, digits, '_' and '-' are allowed in a token", s, r)
 		}
 	}
 	return nil
@@ -61,7 +63,8 @@ func ValidateName(field, s string) error {
 		return invalid(field, "%d bytes long, the limit is %d", len(s), MaxNameLen)
 	}
 	if j := strings.IndexFunc(s, func(r rune) bool { return !isTokenRune(r) }); j >= 0 {
-		return invalid(field, "%q contains %q: only letters, digits, '_' and '-' are allowed", s, rune(s[j]))
+		r, _ := utf8.DecodeRuneInString(s[j:])
+		return invalid(field, "%q contains %q: only letters, digits, '_' and '-' are allowed", s, r)
 	}
 	return nil
 }
