@@ -1,0 +1,9 @@
+package main
+
+import "github.com/hookbus/hookbus/services/registry"
+
+func newRegistryService(d deps) (service, error) {
+	cfg := registry.DefaultConfig()
+	cfg.Topology = d.cfg.topology()
+	return registry.New(cfg, d.nc, d.log)
+}

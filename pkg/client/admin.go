@@ -1,0 +1,172 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// ErrNotApplied is matched by admin errors where the command was stored
+// but no registry answered before ctx ended. The command is not lost: a
+// registry applies it when one runs again.
+var ErrNotApplied = errors.New("command stored, not yet applied")
+
+// commandSource is the CloudEvents source of commands the SDK sends.
+const commandSource = "/hookbus/client"
+
+// Register stores spec as a plugin (an upsert by name: declared fields
+// replaced, status kept) and returns its state: registered, or held when a
+// hard dependency is not running. Errors: events.ErrInvalid, ErrCycle,
+// ErrNotApplied, ErrNotStored.
+func (c *Client) Register(ctx context.Context, spec events.PluginSpec) (events.Plugin, error) {
+	return one(c.command(ctx, events.OpRegister, events.PluginCommand{Plugin: &spec}))
+}
+
+// Start runs a registered or held plugin. Errors: ErrNotFound, ErrStopped,
+// ErrDependencyNotRunning, ErrNotApplied, ErrNotStored.
+func (c *Client) Start(ctx context.Context, name string) (events.Plugin, error) {
+	return one(c.command(ctx, events.OpStart, events.PluginCommand{Name: name}))
+}
+
+// Restart is Start, leaving the plugin in status restarted.
+func (c *Client) Restart(ctx context.Context, name string) (events.Plugin, error) {
+	return one(c.command(ctx, events.OpRestart, events.PluginCommand{Name: name}))
+}
+
+// Stop switches a plugin off until Enable, from any status; its hard
+// dependents are held. Errors: ErrNotFound, ErrNotApplied, ErrNotStored.
+func (c *Client) Stop(ctx context.Context, name string) (events.Plugin, error) {
+	return one(c.command(ctx, events.OpStop, events.PluginCommand{Name: name}))
+}
+
+// Enable takes a stopped plugin out of stopped (started, or held if a hard
+// dependency is not running); on any other plugin it changes nothing.
+func (c *Client) Enable(ctx context.Context, name string) (events.Plugin, error) {
+	return one(c.command(ctx, events.OpEnable, events.PluginCommand{Name: name}))
+}
+
+// Delete is MishkaInstaller's delete: the plugin stops running and goes
+// back to registered (not sticky: Start brings it back); its hard
+// dependents are held.
+func (c *Client) Delete(ctx context.Context, name string) (events.Plugin, error) {
+	return one(c.command(ctx, events.OpDelete, events.PluginCommand{Name: name}))
+}
+
+// Unregister removes a plugin and holds its hard dependents. It returns the
+// plugin's last state.
+func (c *Client) Unregister(ctx context.Context, name string) (events.Plugin, error) {
+	return one(c.command(ctx, events.OpUnregister, events.PluginCommand{Name: name}))
+}
+
+// Apply performs op on every plugin of event (a bulk operation), all or
+// nothing, in dependency order, and returns their states. Register is not
+// a bulk operation.
+func (c *Client) Apply(ctx context.Context, op events.PluginOp, event string) ([]events.Plugin, error) {
+	return c.command(ctx, op, events.PluginCommand{Event: event})
+}
+
+// Get returns one plugin's stored state. Errors: ErrNotFound.
+func (c *Client) Get(ctx context.Context, name string) (events.Plugin, error) {
+	if err := events.ValidateName("plugin", name); err != nil {
+		return events.Plugin{}, err
+	}
+	return one(c.query(ctx, events.RegistryGetSubject, map[string]string{"name": name}))
+}
+
+// List returns the plugins matching f, sorted by event, priority and name.
+func (c *Client) List(ctx context.Context, f events.PluginFilter) ([]events.Plugin, error) {
+	return c.query(ctx, events.RegistryListSubject, f)
+}
+
+func one(ps []events.Plugin, err error) (events.Plugin, error) {
+	if err != nil {
+		return events.Plugin{}, err
+	}
+	if len(ps) != 1 {
+		return events.Plugin{}, fmt.Errorf("registry answered %d plugins, want 1", len(ps))
+	}
+	return ps[0], nil
+}
+
+// command stores a command in HOOKBUS_COMMANDS (retrying like Publish) and
+// waits for the registry's answer on a private inbox until ctx ends.
+func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.PluginCommand) ([]events.Plugin, error) {
+	if err := cmd.Validate(op); err != nil {
+		return nil, err
+	}
+	subject, err := events.CommandSubject("plugin", string(op))
+	if err != nil {
+		return nil, err
+	}
+	e := event.New()
+	e.SetID(newID())
+	e.SetSource(commandSource)
+	e.SetType(subject)
+	e.SetTime(time.Now())
+	if err := e.SetData(event.ApplicationJSON, cmd); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	msg, err := c.codec.Encode(subject, &e)
+	if err != nil {
+		return nil, err
+	}
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("%s: subscribe for the answer: %w", op, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	msg.Header.Set(events.HeaderReplyTo, inbox)
+
+	ack, err := c.publish(ctx, msg, events.StreamCommands)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	answer, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (command seq %d; a registry applies it when one runs): %w", op, ErrNotApplied, ack.Sequence, err)
+	}
+	return decodeReply(op, answer)
+}
+
+func (c *Client) query(ctx context.Context, subject string, req any) ([]events.Plugin, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	answer, err := c.nc.RequestWithContext(ctx, subject, b)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("query %s: no registry is running: %w", subject, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", subject, err)
+	}
+	return decodeReply("query", answer)
+}
+
+func decodeReply(what any, m *nats.Msg) ([]events.Plugin, error) {
+	var reply events.CommandReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return nil, fmt.Errorf("%s: unreadable answer: %w", what, err)
+	}
+	if reply.Error != nil {
+		return nil, fromCommandError(reply.Error)
+	}
+	return reply.Plugins, nil
+}
+
+// newID returns a random 128-bit hex id for a command.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,316 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// lifecycleSource is the CloudEvents source of every lifecycle event.
+const lifecycleSource = "/hookbus/registry"
+
+// maxConflicts bounds how often one command is re-planned after another
+// writer changed a plugin under it.
+const maxConflicts = 20
+
+// errConflict marks a compare-and-swap that lost: plan again.
+var errConflict = errors.New("revision conflict")
+
+// handle applies one command and settles its message: invalid commands are
+// answered and terminated (never retried); commands that could not be
+// applied for a passing reason are retried after RetryDelay; the rest are
+// answered and acknowledged. This is the one place that decides.
+func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		s.log.Error("command without metadata", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	replyTo := headerValue(msg.Headers(), events.HeaderReplyTo)
+	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
+	op, cmd, cerr := parseCommand(msg)
+	if cerr != nil {
+		log.Warn("invalid command refused", "err", cerr)
+		s.answer(replyTo, events.CommandReply{Error: cerr})
+		_ = msg.TermWithReason(cerr.Message)
+		return
+	}
+	reply, err := s.execute(ctx, kv, op, cmd, meta.Sequence.Stream, meta.NumDelivered > 1)
+	if err != nil {
+		log.Error("command not applied, will retry", "op", op, "err", err)
+		_ = msg.NakWithDelay(s.cfg.RetryDelay)
+		return
+	}
+	s.answer(replyTo, reply)
+	if err := msg.Ack(); err != nil {
+		// The command is applied; if it comes back, plan finds nothing to
+		// change and answers again.
+		log.Warn("ack command", "err", err)
+	}
+}
+
+// parseCommand reads the op from the subject and the command from the
+// CloudEvent's data; the CloudEvent type must match the subject.
+func parseCommand(msg jetstream.Msg) (events.PluginOp, events.PluginCommand, *events.CommandError) {
+	var cmd events.PluginCommand
+	op := events.PluginOp(strings.TrimPrefix(msg.Subject(), events.CommandTypePrefix))
+	e, err := events.Decode(msg.Headers(), msg.Data())
+	if err != nil {
+		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
+	}
+	if e.Type() != msg.Subject() {
+		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("command type %q does not match its subject %q", e.Type(), msg.Subject())}
+	}
+	dec := json.NewDecoder(strings.NewReader(string(e.Data())))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cmd); err != nil {
+		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: "command data: " + err.Error()}
+	}
+	if err := cmd.Validate(op); err != nil {
+		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
+	}
+	return op, cmd, nil
+}
+
+// execute plans the command on a caught-up view and writes the changes
+// with compare-and-swap, planning again when another writer got there
+// first. It returns an error only for passing failures (storage).
+func (s *Service) execute(ctx context.Context, kv jetstream.KeyValue, op events.PluginOp, cmd events.PluginCommand, seq uint64, redelivered bool) (events.CommandReply, error) {
+	for range maxConflicts {
+		cur, err := s.view.catchUp(ctx)
+		if err != nil {
+			return events.CommandReply{}, err
+		}
+		now := s.now().UTC()
+		out, cerr := plan(op, cmd, cur, seq, now)
+		if cerr != nil {
+			if redelivered && op == events.OpUnregister && cerr.Code == events.CodeNotFound && cmd.Name != "" {
+				// Applied before a crash that lost the acknowledgement.
+				return events.CommandReply{Plugins: []events.Plugin{}}, nil
+			}
+			return events.CommandReply{Error: cerr}, nil
+		}
+		if err := s.write(ctx, kv, out.changes); errors.Is(err, errConflict) {
+			s.log.Debug("revision conflict, planning again", "op", op)
+			continue
+		} else if err != nil {
+			return events.CommandReply{}, err
+		}
+		if redelivered {
+			// A crash may have come between the writes and their
+			// announcements: announce again what this command changed
+			// (the event ids make JetStream store each once).
+			if err := s.reannounce(ctx, cur, seq); err != nil {
+				return events.CommandReply{}, err
+			}
+		}
+		if err := s.announce(ctx, out.changes, seq); err != nil {
+			return events.CommandReply{}, err
+		}
+		for i, p := range out.reply {
+			for _, c := range out.changes {
+				if c.after != nil && c.name == p.Name {
+					out.reply[i] = *c.after
+				}
+			}
+		}
+		return events.CommandReply{Plugins: out.reply}, nil
+	}
+	return events.CommandReply{}, fmt.Errorf("%d revision conflicts in a row", maxConflicts)
+}
+
+// write stores the changes in order, each guarded by the revision it was
+// planned on; it sets the new revision on each written state.
+func (s *Service) write(ctx context.Context, kv jetstream.KeyValue, changes []change) error {
+	for _, c := range changes {
+		var err error
+		switch {
+		case c.after == nil:
+			err = kv.Delete(ctx, c.name, jetstream.LastRevision(c.before.Revision))
+		default:
+			c.after.Revision = 0 // not part of the stored value
+			var b []byte
+			if b, err = json.Marshal(c.after); err != nil {
+				return fmt.Errorf("encode plugin %s: %w", c.name, err)
+			}
+			if c.before == nil {
+				c.after.Revision, err = kv.Create(ctx, c.name, b)
+			} else {
+				c.after.Revision, err = kv.Update(ctx, c.name, b, c.before.Revision)
+			}
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("plugin %s: %w", c.name, errConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("write plugin %s: %w", c.name, err)
+		}
+	}
+	return nil
+}
+
+// announce publishes one lifecycle CloudEvent per change on
+// hookbus.lifecycle.<name> and waits for JetStream to store it.
+func (s *Service) announce(ctx context.Context, changes []change, seq uint64) error {
+	for _, c := range changes {
+		state := c.after
+		if state == nil {
+			state = c.before
+		}
+		if err := s.publishLifecycle(ctx, c.lifecycleType(), *state, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reannounce publishes again the state of every plugin this command had
+// already changed before it was redelivered.
+func (s *Service) reannounce(ctx context.Context, cur map[string]events.Plugin, seq uint64) error {
+	for _, name := range slices.Sorted(maps.Keys(cur)) {
+		if p := cur[name]; p.CommandSeq == seq {
+			if err := s.publishLifecycle(ctx, events.LifecycleType(p.Status), p, seq); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Service) publishLifecycle(ctx context.Context, typ string, p events.Plugin, seq uint64) error {
+	subject, err := events.LifecycleSubject(p.Name)
+	if err != nil {
+		return err
+	}
+	e := event.New()
+	e.SetID(fmt.Sprintf("%d-%s", seq, p.Name))
+	e.SetSource(lifecycleSource)
+	e.SetType(typ)
+	e.SetSubject(p.Name)
+	e.SetTime(p.UpdatedAt)
+	if err := e.SetData(event.ApplicationJSON, p); err != nil {
+		return fmt.Errorf("lifecycle event for %s: %w", p.Name, err)
+	}
+	msg, err := s.codec.Encode(subject, &e)
+	if err != nil {
+		return fmt.Errorf("lifecycle event for %s: %w", p.Name, err)
+	}
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish lifecycle event for %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// answer sends reply to the sender's reply subject, if it gave a usable one.
+func (s *Service) answer(replyTo string, reply events.CommandReply) {
+	if replyTo == "" {
+		return
+	}
+	if err := events.ValidatePublishSubject(replyTo); err != nil {
+		s.log.Warn("command reply subject refused", "subject", replyTo, "err", err)
+		return
+	}
+	if reply.Plugins == nil && reply.Error == nil {
+		reply.Plugins = []events.Plugin{}
+	}
+	b, err := json.Marshal(reply)
+	if err != nil {
+		s.log.Error("encode command reply", "err", err)
+		return
+	}
+	if err := s.nc.Publish(replyTo, b); err != nil {
+		s.log.Warn("send command reply", "subject", replyTo, "err", err)
+	}
+}
+
+// headerValue returns the first value of header name, compared without
+// regard to case.
+func headerValue(h map[string][]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// serveGet answers {"name": "..."} with that plugin's stored state.
+func (s *Service) serveGet(kv jetstream.KeyValue, r micro.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(r.Data(), &req); err != nil {
+		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInvalid, Message: "get request: " + err.Error()}})
+		return
+	}
+	if err := events.ValidateName("plugin", req.Name); err != nil {
+		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}})
+		return
+	}
+	entry, err := kv.Get(context.Background(), req.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeNotFound, Message: fmt.Sprintf("plugin %s is not registered", req.Name)}})
+		return
+	case err != nil:
+		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal, Message: err.Error()}})
+		return
+	}
+	var p events.Plugin
+	if err := json.Unmarshal(entry.Value(), &p); err != nil {
+		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal, Message: fmt.Sprintf("stored state of %s unreadable: %v", req.Name, err)}})
+		return
+	}
+	p.Revision = entry.Revision()
+	respond(r, events.CommandReply{Plugins: []events.Plugin{p}})
+}
+
+// serveList answers a PluginFilter with the matching plugins, sorted by
+// event, then chain position (priority, name).
+func (s *Service) serveList(r micro.Request) {
+	var f events.PluginFilter
+	if len(r.Data()) > 0 {
+		if err := json.Unmarshal(r.Data(), &f); err != nil {
+			respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInvalid, Message: "list request: " + err.Error()}})
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckWait)
+	defer cancel()
+	cur, err := s.view.catchUp(ctx)
+	if err != nil {
+		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal, Message: err.Error()}})
+		return
+	}
+	out := []events.Plugin{}
+	for _, p := range cur {
+		if f.Match(p) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b events.Plugin) int {
+		if c := strings.Compare(a.Event, b.Event); c != 0 {
+			return c
+		}
+		if a.Priority != b.Priority {
+			return a.Priority - b.Priority
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	respond(r, events.CommandReply{Plugins: out})
+}
+
+func respond(r micro.Request, reply events.CommandReply) {
+	_ = r.RespondJSON(reply)
+}

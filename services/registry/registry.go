@@ -1,0 +1,212 @@
+// Package registry owns plugin state. It applies lifecycle commands from
+// stream HOOKBUS_COMMANDS to bucket hookbus_plugins with compare-and-swap,
+// answers each sender, announces every change as a lifecycle CloudEvent,
+// and serves get and list queries as the NATS micro service
+// hookbus-registry. The rules are DESIGN §1.1 (see plan.go).
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hookbus/hookbus/internal/topology"
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// Config configures the registry.
+type Config struct {
+	// Consumer is the durable consumer all registry replicas share.
+	Consumer string
+	// AckWait is how long a command may take before JetStream hands it to
+	// another replica.
+	AckWait time.Duration
+	// RetryDelay is how long a command that could not be applied (storage
+	// unavailable) waits before it is tried again.
+	RetryDelay time.Duration
+	// Topology is what the registry checks at start.
+	Topology topology.Config
+	// Version is reported by the micro service.
+	Version string
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Consumer:   "hookbus-registry",
+		AckWait:    30 * time.Second,
+		RetryDelay: time.Second,
+		Topology:   topology.DefaultConfig(),
+		Version:    "0.1.0",
+	}
+}
+
+// Validate reports the first unusable setting.
+func (c Config) Validate() error {
+	if err := events.ValidateName("consumer", c.Consumer); err != nil {
+		return err
+	}
+	if c.AckWait < time.Second {
+		return fmt.Errorf("registry ack wait %s: at least 1s", c.AckWait)
+	}
+	if c.RetryDelay <= 0 {
+		return fmt.Errorf("registry retry delay %s: must be positive", c.RetryDelay)
+	}
+	return c.Topology.Validate()
+}
+
+// Service is the registry. Several may run at once on the same NATS.
+type Service struct {
+	cfg   Config
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	log   *slog.Logger
+	codec events.Codec
+	now   func() time.Time
+
+	view  *view // set by Run
+	ready atomic.Bool
+}
+
+// New builds a registry on nc; Run starts it. A nil logger discards logs.
+func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, nc: nc, js: js, log: log.With("service", "registry"), now: time.Now}, nil
+}
+
+// errNotReady is what Ready returns until Run has started every part.
+var errNotReady = errors.New("registry not started")
+
+// Ready returns nil once the registry consumes commands and answers
+// queries.
+func (s *Service) Ready(context.Context) error {
+	if !s.ready.Load() {
+		return errNotReady
+	}
+	return nil
+}
+
+// Run checks the topology, loads the plugin view, then applies commands and
+// answers queries until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	if err := topology.Check(ctx, s.js, s.cfg.Topology); err != nil {
+		return err
+	}
+	kv, err := s.js.KeyValue(ctx, events.BucketPlugins)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
+	}
+	s.view = newView(kv, s.log)
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, events.StreamCommands, jetstream.ConsumerConfig{
+		Durable:       s.cfg.Consumer,
+		Description:   "Plugin lifecycle commands, applied one at a time in stream order.",
+		FilterSubject: "hookbus.cmd.plugin.>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		// One command at a time across every replica: commands apply in
+		// the order they were stored, and a cascade never interleaves with
+		// another command. Revisions still guard every write.
+		MaxAckPending: 1,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", s.cfg.Consumer, err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.view.run(gctx) })
+	g.Go(func() error {
+		if _, err := s.view.catchUp(gctx); err != nil {
+			return err
+		}
+		svc, err := s.addQueries(kv)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = svc.Stop() }()
+		s.ready.Store(true)
+		defer s.ready.Store(false)
+		s.log.Info("registry ready", "consumer", s.cfg.Consumer)
+		return s.consume(gctx, cons, kv)
+	})
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// consume applies one command at a time until ctx ends.
+func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, kv jetstream.KeyValue) error {
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		msgs, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("fetch command", "err", err)
+			if !sleep(ctx, s.cfg.RetryDelay) {
+				return nil
+			}
+			continue
+		}
+		for msg := range msgs.Messages() {
+			s.handle(ctx, kv, msg)
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// addQueries starts the hookbus-registry micro service (get and list);
+// replicas share its endpoints through the micro queue group.
+func (s *Service) addQueries(kv jetstream.KeyValue) (micro.Service, error) {
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:        "hookbus-registry",
+		Version:     s.cfg.Version,
+		Description: "Hookbus plugin registry: get and list plugin state.",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("micro service: %w", err)
+	}
+	if err := svc.AddEndpoint("get", micro.HandlerFunc(func(r micro.Request) { s.serveGet(kv, r) }),
+		micro.WithEndpointSubject(events.RegistryGetSubject)); err != nil {
+		return nil, fmt.Errorf("endpoint get: %w", err)
+	}
+	if err := svc.AddEndpoint("list", micro.HandlerFunc(s.serveList),
+		micro.WithEndpointSubject(events.RegistryListSubject)); err != nil {
+		return nil, fmt.Errorf("endpoint list: %w", err)
+	}
+	return svc, nil
+}
