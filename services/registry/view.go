@@ -108,10 +108,3 @@ func (v *view) catchUp(ctx context.Context) (map[string]events.Plugin, error) {
 		}
 	}
 }
-
-// isReady reports whether the initial values have been loaded.
-func (v *view) isReady() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.ready
-}
