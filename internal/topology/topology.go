@@ -75,7 +75,7 @@ func (c Config) Streams() []jetstream.StreamConfig {
 		{
 			Name:        events.StreamEvents,
 			Description: "Published CloudEvents, one subject per event type.",
-			Subjects:    []string{events.EventSubjects},
+			Subjects:    []string{events.EventSubjects, events.ReplaySubjects},
 			// Limits, not work queue: the dispatcher and every notify
 			// subscriber read the same message through their own consumer.
 			Retention: jetstream.LimitsPolicy,

@@ -1,0 +1,66 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// serveCalls answers synchronous calls on hookbus.call.> (queue group
+// hookbus-dispatcher, so replicas share them) until ctx ends, running up to
+// Concurrency chains at once.
+func (s *Service) serveCalls(ctx context.Context) error {
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sub, err := s.nc.QueueSubscribe(events.CallSubjects, events.DispatcherQueue, func(m *nats.Msg) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.answerCall(ctx, m)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", events.CallSubjects, err)
+	}
+	// Take all calls the connection can buffer: the semaphore, not the
+	// subscription, limits the work.
+	_ = sub.SetPendingLimits(-1, 64<<20)
+	s.running.Add(1)
+	<-ctx.Done()
+	return sub.Drain()
+}
+
+func (s *Service) answerCall(ctx context.Context, m *nats.Msg) {
+	if m.Reply == "" {
+		return // a call without a reply subject has no one to answer
+	}
+	var res events.ChainResult
+	e, err := s.codec.Decode(m.Header, m.Data)
+	switch {
+	case err != nil:
+		res = events.ChainResult{Trace: []events.TraceStep{}, Error: &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}}
+	case "hookbus.call."+e.Type() != m.Subject:
+		res = events.ChainResult{EventID: e.ID(), EventSource: e.Source(), EventType: e.Type(), Trace: []events.TraceStep{},
+			Error: &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("event type %q does not match the call subject %q", e.Type(), m.Subject)}}
+	default:
+		res = s.runChain(ctx, e, s.routes.chain(e.Type()), 1)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		s.log.Error("encode call result", "err", err)
+		return
+	}
+	if err := m.Respond(b); err != nil {
+		s.log.Warn("answer call", "subject", m.Subject, "err", err)
+	}
+}

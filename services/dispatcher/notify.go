@@ -1,0 +1,174 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// notifier keeps one durable consumer per notify plugin on HOOKBUS_EVENTS:
+// created when the plugin first runs (from the time it started, so nothing
+// published after its start is missed), kept while it is stopped or held
+// (its events wait for it), updated when its settings change, deleted when
+// it is unregistered or stops being a notify plugin. JetStream does the
+// fan-out; the plugin's workers read the consumer directly.
+type notifier struct {
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	mu      sync.Mutex
+	latest  map[string]events.Plugin // newest route table, nil until the first
+	changed chan struct{}            // signalled (buffer 1) when latest changes
+}
+
+func newNotifier(js jetstream.JetStream, log *slog.Logger) *notifier {
+	return &notifier{js: js, log: log, changed: make(chan struct{}, 1)}
+}
+
+// reconcile hands the notifier a new route table; it never blocks the
+// route watcher.
+func (n *notifier) reconcile(plugins map[string]events.Plugin) {
+	n.mu.Lock()
+	n.latest = plugins
+	n.mu.Unlock()
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+// run applies the newest table whenever it changes, and retries every few
+// seconds while applying fails, until ctx ends.
+func (n *notifier) run(ctx context.Context) error {
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
+	dirty := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.changed:
+		case <-retry.C:
+			if !dirty {
+				continue
+			}
+		}
+		n.mu.Lock()
+		plugins := n.latest
+		n.mu.Unlock()
+		if plugins == nil {
+			continue
+		}
+		if err := n.apply(ctx, plugins); err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("notify consumers not in step yet, will retry", "err", err)
+			}
+			dirty = true
+			continue
+		}
+		dirty = false
+	}
+}
+
+// apply makes the consumers match the table.
+func (n *notifier) apply(ctx context.Context, plugins map[string]events.Plugin) error {
+	stream, err := n.js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", events.StreamEvents, err)
+	}
+	existing := map[string]*jetstream.ConsumerInfo{}
+	lister := stream.ListConsumers(ctx)
+	for info := range lister.Info() {
+		if strings.HasPrefix(info.Name, events.NotifyConsumer("")) {
+			existing[info.Name] = info
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return fmt.Errorf("list consumers: %w", err)
+	}
+	var errs []error
+	for _, p := range plugins {
+		if p.Mode != events.ModeNotify {
+			continue
+		}
+		name := events.NotifyConsumer(p.Name)
+		cur, exists := existing[name]
+		delete(existing, name)
+		if !exists && !p.Status.Running() {
+			continue // created when it first runs
+		}
+		want, err := consumerConfig(p, cur)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if exists && sameConsumer(cur.Config, want) {
+			continue
+		}
+		if _, err := stream.CreateOrUpdateConsumer(ctx, want); err != nil {
+			errs = append(errs, fmt.Errorf("consumer %s: %w", name, err))
+			continue
+		}
+		n.log.Info("notify consumer ready", "plugin", p.Name, "consumer", name, "created", !exists)
+	}
+	for name := range existing { // plugins gone, or no longer notify
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			errs = append(errs, fmt.Errorf("delete consumer %s: %w", name, err))
+			continue
+		}
+		n.log.Info("notify consumer deleted", "consumer", name)
+	}
+	return errors.Join(errs...)
+}
+
+// consumerConfig is the consumer a notify plugin gets. JetStream delivers
+// at most max_deliver+1 times: the worker dead-letters the event after the
+// max_deliver-th failure, and the spare delivery lets a worker that crashed
+// during the last try dead-letter it without running the handler again.
+func consumerConfig(p events.Plugin, cur *jetstream.ConsumerInfo) (jetstream.ConsumerConfig, error) {
+	st := p.Settings.WithDefaults()
+	subject, err := events.EventSubject(p.Event)
+	if err != nil {
+		return jetstream.ConsumerConfig{}, err
+	}
+	replay, err := events.ReplaySubject(p.Name)
+	if err != nil {
+		return jetstream.ConsumerConfig{}, err
+	}
+	backoff := make([]time.Duration, len(st.BackoffMS))
+	for i, ms := range st.BackoffMS {
+		backoff[i] = time.Duration(ms) * time.Millisecond
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:        events.NotifyConsumer(p.Name),
+		Description:    fmt.Sprintf("Notify queue of plugin %s (event %s).", p.Name, p.Event),
+		FilterSubjects: []string{subject, replay},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        backoff[0],
+		MaxDeliver:     st.MaxDeliver + 1,
+		BackOff:        backoff,
+		MaxAckPending:  1000,
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &p.UpdatedAt,
+	}
+	if cur != nil {
+		// Where a queue starts cannot change once it exists.
+		cfg.DeliverPolicy, cfg.OptStartTime = cur.Config.DeliverPolicy, cur.Config.OptStartTime
+	}
+	return cfg, nil
+}
+
+func sameConsumer(a, b jetstream.ConsumerConfig) bool {
+	return slices.Equal(a.FilterSubjects, b.FilterSubjects) && a.MaxDeliver == b.MaxDeliver &&
+		slices.Equal(a.BackOff, b.BackOff) && a.AckWait == b.AckWait && a.MaxAckPending == b.MaxAckPending &&
+		a.Description == b.Description
+}

@@ -1,0 +1,164 @@
+package dispatcher_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+func notifyPlugin(name string, status events.Status, started time.Time) events.Plugin {
+	p := plugin(name, 0)
+	p.Mode, p.Status, p.UpdatedAt = events.ModeNotify, status, started
+	p.Settings = events.Settings{MaxDeliver: 3, BackoffMS: []int{100, 200}}
+	return p
+}
+
+func (e *env) consumer(name string) (*jetstream.ConsumerInfo, error) {
+	c, err := e.js.Consumer(e.t.Context(), events.StreamEvents, events.NotifyConsumer(name))
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(e.t.Context())
+}
+
+func TestNotifyConsumerLifecycle(t *testing.T) {
+	e := newEnv(t)
+	e.runDispatcher()
+	start := time.Now().Add(-time.Minute)
+
+	// Registered, never started: no queue yet.
+	e.put(notifyPlugin("mailer", events.StatusRegistered, start))
+	e.put(plugin("marker", 0)) // a later change proves the first was seen
+	e.worker("marker", appender("marker"))
+	e.waitChain("ev", 1)
+	if _, err := e.consumer("mailer"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("consumer of a never-started plugin: %v, want none", err)
+	}
+
+	// Started: the queue exists, from the start time, with the settings.
+	e.put(notifyPlugin("mailer", events.StatusStarted, start))
+	var info *jetstream.ConsumerInfo
+	natstest.Eventually(t, 5*time.Second, func() (err error) { info, err = e.consumer("mailer"); return err })
+	c := info.Config
+	if !slices.Equal(c.FilterSubjects, []string{"hookbus.event.ev", "hookbus.replay.mailer"}) ||
+		c.MaxDeliver != 4 || !slices.Equal(c.BackOff, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}) ||
+		c.DeliverPolicy != jetstream.DeliverByStartTimePolicy || !c.OptStartTime.Equal(start) || c.AckPolicy != jetstream.AckExplicitPolicy {
+		t.Errorf("consumer config: filters %v max deliver %d backoff %v deliver %v from %v ack %v",
+			c.FilterSubjects, c.MaxDeliver, c.BackOff, c.DeliverPolicy, c.OptStartTime, c.AckPolicy)
+	}
+
+	// Stopped and held: kept, its events wait.
+	for _, st := range []events.Status{events.StatusStopped, events.StatusHeld} {
+		e.put(notifyPlugin("mailer", st, time.Now()))
+		e.put(plugin("marker", 0))
+		e.waitChain("ev", 1)
+		if _, err := e.consumer("mailer"); err != nil {
+			t.Errorf("consumer while %s: %v, want it kept", st, err)
+		}
+	}
+
+	// Settings change: updated in place, start kept.
+	p := notifyPlugin("mailer", events.StatusRestarted, time.Now())
+	p.Settings.MaxDeliver = 5
+	e.put(p)
+	natstest.Eventually(t, 5*time.Second, func() error {
+		info, err := e.consumer("mailer")
+		if err != nil {
+			return err
+		}
+		if info.Config.MaxDeliver != 6 || !info.Config.OptStartTime.Equal(start) {
+			return fmt.Errorf("max deliver %d from %v, want 6 from %v", info.Config.MaxDeliver, info.Config.OptStartTime, start)
+		}
+		return nil
+	})
+
+	// Unregistered: deleted.
+	if err := e.kv.Delete(t.Context(), "mailer"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if _, err := e.consumer("mailer"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("consumer after unregister: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestNotifyQueueStartsAtThePluginsStart(t *testing.T) {
+	e := newEnv(t)
+	before := newEvent("ev", "before-start", map[string]any{})
+	e.publish(before)
+	start := time.Now()
+	// Published after the start but before any dispatcher made the queue.
+	e.publish(newEvent("ev", "after-start", map[string]any{}))
+	e.put(notifyPlugin("mailer", events.StatusStarted, start))
+	e.runDispatcher()
+	var cons jetstream.Consumer
+	natstest.Eventually(t, 5*time.Second, func() (err error) {
+		cons, err = e.js.Consumer(t.Context(), events.StreamEvents, events.NotifyConsumer("mailer"))
+		return err
+	})
+	msgs, err := cons.Fetch(10, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for m := range msgs.Messages() {
+		ev, err := events.Decode(m.Headers(), m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ev.ID())
+		_ = m.Ack()
+	}
+	if !slices.Equal(ids, []string{"after-start"}) {
+		t.Errorf("queue delivered %v, want only the event published after the start", ids)
+	}
+}
+
+func TestExhaustedDeliveriesAreDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	e.runDispatcher()
+	p := notifyPlugin("crashy", events.StatusStarted, time.Now().Add(-time.Second))
+	p.Settings = events.Settings{MaxDeliver: 1, BackoffMS: []int{50}}
+	e.put(p)
+	var cons jetstream.Consumer
+	natstest.Eventually(t, 5*time.Second, func() (err error) {
+		cons, err = e.js.Consumer(t.Context(), events.StreamEvents, events.NotifyConsumer("crashy"))
+		return err
+	})
+	e.publish(newEvent("ev", "doomed", map[string]any{"k": "v"}))
+	// A worker that takes every delivery and never answers (it crashes).
+	deliveries := 0
+	natstest.Eventually(t, 10*time.Second, func() error {
+		msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err == nil {
+			for range msgs.Messages() {
+				deliveries++
+			}
+		}
+		if got := len(e.dlq("crashy")); got != 1 {
+			return fmt.Errorf("%d dead letters after %d deliveries", got, deliveries)
+		}
+		return nil
+	})
+	dl := e.dlq("crashy")[0]
+	ev, err := events.Decode(dl.Header, dl.Data)
+	if err != nil || ev.ID() != "doomed" {
+		t.Fatalf("dead letter holds %v, %v; want the original event", ev, err)
+	}
+	if got := dl.Header.Get(events.HeaderDLQDeliveries); got != strconv.Itoa(2) || deliveries != 2 {
+		t.Errorf("dead letter after %s deliveries (worker saw %d), want 2 (max deliver 1 plus the spare)", got, deliveries)
+	}
+	if dl.Header.Get(events.HeaderDLQReason) != "no worker of crashy answered in 2 deliveries" {
+		t.Errorf("reason %q", dl.Header.Get(events.HeaderDLQReason))
+	}
+}
