@@ -24,14 +24,14 @@ import (
 // env is a server with the topology, a dispatcher, and helpers to store
 // plugin state and to play plugin workers over the wire.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	srv *server.Server
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := natstest.RunServer(t)
 	nc := natstest.Connect(t, srv)
