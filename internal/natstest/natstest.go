@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/internal/topology"
 )
 
 // RunServer starts a single JetStream server on a free port with its store
@@ -145,4 +148,53 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// RunTopology starts a single JetStream server with every Hookbus stream
+// and bucket (topology.DefaultConfig) and returns it with a JetStream
+// context on a new connection.
+func RunTopology(t testing.TB) (*server.Server, jetstream.JetStream) {
+	t.Helper()
+	s := RunServer(t)
+	js := JetStream(t, s)
+	if _, err := topology.Ensure(t.Context(), js, topology.DefaultConfig()); err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	return s, js
+}
+
+// Service is the shape of a Hookbus service.
+type Service interface {
+	Run(ctx context.Context) error
+	Ready(ctx context.Context) error
+}
+
+// RunService runs svc until the test ends, waits until it is ready, and
+// returns a function that stops it early and waits for Run to return
+// (failing the test if Run returned an error).
+func RunService(t testing.TB, svc Service) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	Eventually(t, 10*time.Second, func() error {
+		select {
+		case err := <-done:
+			done <- err
+			return fmt.Errorf("service exited before it was ready: %v", err)
+		default:
+		}
+		return svc.Ready(ctx)
+	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("service Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }

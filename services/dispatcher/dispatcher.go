@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hookbus/hookbus/internal/pluginwatch"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -71,7 +72,7 @@ type Service struct {
 	log   *slog.Logger
 	codec events.Codec
 
-	routes  *routes
+	routes  routes
 	notify  *notifier
 	running atomic.Int32 // parts started; ready when all are
 }
@@ -95,7 +96,6 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	log = log.With("service", "dispatcher")
 	s := &Service{cfg: cfg, nc: nc, js: js, log: log, codec: events.Codec{MaxSize: cfg.MaxEventSize}}
 	s.notify = newNotifier(js, log)
-	s.routes = newRoutes(log, s.notify.reconcile)
 	return s, nil
 }
 
@@ -119,8 +119,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
 	}
+	watch := pluginwatch.New(kv, s.log, func(plugins map[string]events.Plugin) {
+		s.routes.rebuild(plugins)
+		s.notify.reconcile(plugins)
+	})
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { s.running.Add(1); return s.routes.run(gctx, kv) })
+	g.Go(func() error { s.running.Add(1); return watch.Run(gctx) })
 	g.Go(func() error { return s.notify.run(gctx) })
 	g.Go(func() error { return s.serveCalls(gctx) })
 	g.Go(func() error { return s.consumeEvents(gctx) })

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
-	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/dispatcher"
 )
@@ -33,20 +32,12 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	srv := natstest.RunServer(t)
-	nc := natstest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topology.Ensure(t.Context(), js, topology.DefaultConfig()); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := natstest.RunTopology(t)
 	kv, err := js.KeyValue(t.Context(), events.BucketPlugins)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, srv: srv, nc: nc, js: js, kv: kv}
+	return &env{t: t, srv: srv, nc: natstest.Connect(t, srv), js: js, kv: kv}
 }
 
 // runDispatcher starts a dispatcher on its own connection and waits until
@@ -59,29 +50,7 @@ func (e *env) runDispatcher() (stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	natstest.Eventually(e.t, 10*time.Second, func() error {
-		select {
-		case err := <-done:
-			done <- err
-			return fmt.Errorf("dispatcher exited: %v", err)
-		default:
-		}
-		return svc.Ready(ctx)
-	})
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				e.t.Errorf("dispatcher Run: %v", err)
-			}
-		})
-	}
-	e.t.Cleanup(stop)
-	return stop
+	return natstest.RunService(e.t, svc)
 }
 
 // put stores plugin state as the registry would.

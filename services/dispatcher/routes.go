@@ -2,33 +2,18 @@ package dispatcher
 
 import (
 	"cmp"
-	"context"
-	"encoding/json"
-	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// routes is the in-memory route table: every plugin from bucket
-// hookbus_plugins, kept by a KV watcher, and per event type the running
-// chain plugins in chain order, rebuilt on every change.
+// routes is the route table: per event type, the running chain plugins in
+// chain order, rebuilt from every new copy of the plugin state.
 type routes struct {
-	log *slog.Logger
-
-	mu       sync.RWMutex
-	plugins  map[string]events.Plugin
-	chains   map[string][]events.Plugin // event type -> chain order
-	ready    bool
-	onChange func(map[string]events.Plugin) // called after each change, outside the lock
-}
-
-func newRoutes(log *slog.Logger, onChange func(map[string]events.Plugin)) *routes {
-	return &routes{log: log, plugins: map[string]events.Plugin{}, chains: map[string][]events.Plugin{}, onChange: onChange}
+	mu     sync.RWMutex
+	chains map[string][]events.Plugin // event type -> chain order
+	ready  bool
 }
 
 // chain returns the chain of an event type; callers must not modify it.
@@ -44,56 +29,12 @@ func (r *routes) isReady() bool {
 	return r.ready
 }
 
-// run applies the watcher's entries until ctx ends.
-func (r *routes) run(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", events.BucketPlugins, err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("watch %s: watcher closed", events.BucketPlugins)
-			}
-			r.apply(e)
-		}
-	}
-}
-
-func (r *routes) apply(e jetstream.KeyValueEntry) {
+// rebuild replaces the table with one built from plugins.
+func (r *routes) rebuild(plugins map[string]events.Plugin) {
+	chains := buildChains(plugins)
 	r.mu.Lock()
-	if e == nil {
-		r.ready = true
-	} else if e.Operation() == jetstream.KeyValuePut {
-		var p events.Plugin
-		if err := json.Unmarshal(e.Value(), &p); err != nil {
-			r.log.Error("unreadable plugin state ignored", "plugin", e.Key(), "err", err)
-			delete(r.plugins, e.Key())
-		} else {
-			p.Revision = e.Revision()
-			r.plugins[e.Key()] = p
-		}
-	} else {
-		delete(r.plugins, e.Key())
-	}
-	if !r.ready {
-		// Rebuild once, when the initial values are all in.
-		r.mu.Unlock()
-		return
-	}
-	r.chains = buildChains(r.plugins)
-	snapshot := make(map[string]events.Plugin, len(r.plugins))
-	for k, v := range r.plugins {
-		snapshot[k] = v
-	}
+	r.chains, r.ready = chains, true
 	r.mu.Unlock()
-	if r.onChange != nil {
-		r.onChange(snapshot)
-	}
 }
 
 // buildChains orders, per event, the running chain plugins: a plugin runs

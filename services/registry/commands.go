@@ -88,7 +88,7 @@ func parseCommand(msg jetstream.Msg) (events.PluginOp, events.PluginCommand, *ev
 // first. It returns an error only for passing failures (storage).
 func (s *Service) execute(ctx context.Context, kv jetstream.KeyValue, op events.PluginOp, cmd events.PluginCommand, seq uint64, redelivered bool) (events.CommandReply, error) {
 	for range maxConflicts {
-		cur, err := s.view.catchUp(ctx)
+		cur, err := s.plugins.CatchUp(ctx)
 		if err != nil {
 			return events.CommandReply{}, err
 		}
@@ -288,7 +288,7 @@ func (s *Service) serveList(r micro.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckWait)
 	defer cancel()
-	cur, err := s.view.catchUp(ctx)
+	cur, err := s.plugins.CatchUp(ctx)
 	if err != nil {
 		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal, Message: err.Error()}})
 		return

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hookbus/hookbus/internal/pluginwatch"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -72,8 +73,8 @@ type Service struct {
 	codec events.Codec
 	now   func() time.Time
 
-	view  *view // set by Run
-	ready atomic.Bool
+	plugins *pluginwatch.Watcher // set by Run
+	ready   atomic.Bool
 }
 
 // New builds a registry on nc; Run starts it. A nil logger discards logs.
@@ -113,7 +114,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
 	}
-	s.view = newView(kv, s.log)
+	s.plugins = pluginwatch.New(kv, s.log, nil)
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, events.StreamCommands, jetstream.ConsumerConfig{
 		Durable:       s.cfg.Consumer,
 		Description:   "Plugin lifecycle commands, applied one at a time in stream order.",
@@ -132,9 +133,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.view.run(gctx) })
+	g.Go(func() error { return s.plugins.Run(gctx) })
 	g.Go(func() error {
-		if _, err := s.view.catchUp(gctx); err != nil {
+		if _, err := s.plugins.CatchUp(gctx); err != nil {
 			return err
 		}
 		svc, err := s.addQueries(kv)

@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
-	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/registry"
@@ -27,16 +26,8 @@ import (
 // setup starts a server with the topology and returns a client on it.
 func setup(t *testing.T) (*server.Server, *client.Client, jetstream.JetStream) {
 	t.Helper()
-	srv := natstest.RunServer(t)
-	nc := natstest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topology.Ensure(t.Context(), js, topology.DefaultConfig()); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(nc)
+	srv, js := natstest.RunTopology(t)
+	c, err := client.New(natstest.Connect(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,36 +35,14 @@ func setup(t *testing.T) (*server.Server, *client.Client, jetstream.JetStream) {
 }
 
 // runRegistry starts a registry on its own connection and waits until it is
-// ready; the returned function stops it and waits for Run to return.
+// ready; the returned function stops it.
 func runRegistry(t *testing.T, srv *server.Server) (stop func()) {
 	t.Helper()
 	svc, err := registry.New(registry.DefaultConfig(), natstest.Connect(t, srv), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	natstest.Eventually(t, 10*time.Second, func() error {
-		select {
-		case err := <-done:
-			done <- err
-			return fmt.Errorf("registry exited: %v", err)
-		default:
-		}
-		return svc.Ready(ctx)
-	})
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("registry Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return natstest.RunService(t, svc)
 }
 
 func ctxT(t *testing.T) context.Context {
