@@ -219,10 +219,15 @@ func TestCommandsWaitForARegistry(t *testing.T) {
 }
 
 func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
-	srv, c, js := setup(t)
+	srv, c, _ := setup(t)
 	runRegistry(t, srv)
 	ctx := ctxT(t)
+	// Subscription and command on one connection (see sendCommand).
 	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	send := func(t *testing.T, subject string, h nats.Header, data []byte) events.CommandReply {
 		inbox := nats.NewInbox()
@@ -299,10 +304,17 @@ func TestConcurrentRegistriesEqualSerialReplay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hundreds of commands")
 	}
-	srv, _, js := setup(t)
+	srv, _, _ := setup(t)
 	runRegistry(t, srv)
 	runRegistry(t, srv)
+	// The answer's subscription and the command must go out on the same
+	// connection, or the answer may come back before the server has the
+	// subscription.
 	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
@@ -430,7 +442,8 @@ func sendCommand(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, id 
 		return 0, events.CommandReply{}, err
 	}
 	inbox := nats.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	ch := make(chan *nats.Msg, 4)
+	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return 0, events.CommandReply{}, err
 	}
@@ -438,11 +451,13 @@ func sendCommand(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, id 
 	msg.Header.Set(events.HeaderReplyTo, inbox)
 	ack, err := js.PublishMsg(ctx, msg)
 	if err != nil {
-		return 0, events.CommandReply{}, err
+		return 0, events.CommandReply{}, fmt.Errorf("publish: %w", err)
 	}
-	m, err := sub.NextMsgWithContext(ctx)
-	if err != nil {
-		return 0, events.CommandReply{}, err
+	var m *nats.Msg
+	select {
+	case m = <-ch:
+	case <-ctx.Done():
+		return 0, events.CommandReply{}, fmt.Errorf("answer to command %d: %w", ack.Sequence, ctx.Err())
 	}
 	var r events.CommandReply
 	err = json.Unmarshal(m.Data, &r)
