@@ -24,6 +24,9 @@ var (
 	// nodeErr says why the Node.js clients cannot run (npm or node
 	// missing, npm ci failed); nil when they can.
 	nodeErr error
+	// goPlugin is examples/go-plugin, built; nodePluginDir is
+	// examples/node-plugin, with its node_modules.
+	goPlugin, nodePluginDir string
 )
 
 func TestMain(m *testing.M) {
@@ -44,6 +47,8 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(tmp)
 	binary = filepath.Join(tmp, "hookbus")
 	nodeDir = filepath.Join(root, "e2e", "node")
+	goPlugin = filepath.Join(tmp, "go-plugin")
+	nodePluginDir = filepath.Join(root, "examples", "node-plugin")
 
 	// The build and npm ci take about as long as each other: run them
 	// side by side.
@@ -51,8 +56,10 @@ func runMain(m *testing.M) int {
 		wg       sync.WaitGroup
 		buildErr error
 	)
-	wg.Go(func() { buildErr = buildBinary(root, binary) })
-	wg.Go(func() { nodeErr = installNode(nodeDir) })
+	wg.Go(func() {
+		buildErr = errors.Join(buildBinary(root, binary, "./cmd/hookbus"), buildBinary(root, goPlugin, "./examples/go-plugin"))
+	})
+	wg.Go(func() { nodeErr = errors.Join(installNode(nodeDir), installNode(nodePluginDir)) })
 	wg.Wait()
 	if buildErr != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", buildErr)
@@ -74,11 +81,11 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-func buildBinary(root, out string) error {
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/hookbus")
+func buildBinary(root, out, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/hookbus: %w\n%s", err, b)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	return nil
 }

@@ -40,6 +40,16 @@ var (
 	ErrStopped = errors.New("plugin stopped")
 	// ErrInternal: the service could not do it for a passing reason.
 	ErrInternal = errors.New("internal error")
+	// ErrPluginFailed: a chain plugin with error policy fail failed, so
+	// the call failed (Call).
+	ErrPluginFailed = errors.New("plugin failed")
+	// ErrConflict: a conditional save carried a revision that is no longer
+	// the stored one (another writer saved first); nothing was written.
+	ErrConflict = errors.New("revision conflict")
+	// ErrDecrypt: a stored value could not be decrypted or decoded with the
+	// service's keys (wrong or missing key, tampered or corrupted data).
+	// The value is left as it is for an operator to look at.
+	ErrDecrypt = errors.New("stored value cannot be decrypted")
 )
 
 var codeSentinels = map[string]error{
@@ -48,6 +58,9 @@ var codeSentinels = map[string]error{
 	string(events.CodeDependencyNotRunning): ErrDependencyNotRunning,
 	string(events.CodeStopped):              ErrStopped,
 	string(events.CodeInternal):             ErrInternal,
+	string(events.CodePluginFailed):         ErrPluginFailed,
+	string(events.CodeRevisionConflict):     ErrConflict,
+	string(events.CodeDecrypt):              ErrDecrypt,
 }
 
 func fromCommandError(e *events.CommandError) error {

@@ -1,0 +1,76 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// ErrNoDispatcher is matched by Call errors when no dispatcher answers on
+// hookbus.call.<type> (hookbus serve runs one).
+var ErrNoDispatcher = errors.New("no dispatcher is running")
+
+// CallOption changes one Call.
+type CallOption func(*event.Event) error
+
+// Private names top-level fields of the data that plugins may not change:
+// the result has them as the caller sent them. It sets the event's
+// privatefields extension (events.ExtensionPrivate), replacing any value.
+func Private(fields ...string) CallOption {
+	return func(e *event.Event) error {
+		if len(fields) == 0 {
+			return nil
+		}
+		return e.Context.SetExtension(events.ExtensionPrivate, strings.Join(fields, ","))
+	}
+}
+
+// Call runs the chain of e's type now, with e's data as the initial state,
+// and returns the result: the final state, who halted, and the trace of
+// every step. The request goes to hookbus.call.<type> (binary mode) and
+// waits until a dispatcher answers or ctx ends; give ctx a deadline.
+//
+// An invalid event returns an error matching events.ErrInvalid and nothing
+// is sent. With no dispatcher running the error matches ErrNoDispatcher.
+// A call the dispatcher ran but that failed (a plugin with error policy
+// fail: code plugin_failed, matching ErrPluginFailed; a refused request:
+// code invalid) returns the result, with the state and trace so far, and a
+// *Error with the code.
+func (c *Client) Call(ctx context.Context, e event.Event, opts ...CallOption) (events.ChainResult, error) {
+	e = e.Clone() // options must not change the caller's event
+	for _, opt := range opts {
+		if err := opt(&e); err != nil {
+			return events.ChainResult{}, err
+		}
+	}
+	subject, err := events.CallSubject(e.Type())
+	if err != nil {
+		return events.ChainResult{}, err
+	}
+	msg, err := c.codec.Encode(subject, &e)
+	if err != nil {
+		return events.ChainResult{}, err
+	}
+	answer, err := c.nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return events.ChainResult{}, fmt.Errorf("call %s: %w (hookbus serve runs one): %w", e.Type(), ErrNoDispatcher, err)
+	}
+	if err != nil {
+		return events.ChainResult{}, fmt.Errorf("call %s %s: %w", e.Type(), e.ID(), err)
+	}
+	var res events.ChainResult
+	if err := json.Unmarshal(answer.Data, &res); err != nil {
+		return events.ChainResult{}, fmt.Errorf("call %s %s: unreadable answer: %w", e.Type(), e.ID(), err)
+	}
+	if res.Error != nil {
+		return res, fromCommandError(res.Error)
+	}
+	return res, nil
+}

@@ -1,0 +1,232 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// NotifyHandler takes one notify delivery. Returning nil acknowledges it;
+// an error has it delivered again after the plugin's backoff, until its
+// max_deliver-th delivery fails, which sends it to the dead-letter stream
+// with the error as the reason. An error wrapped with Permanent sends it
+// there at once. ctx is not cancelled when Serve begins to shut down, only
+// when its drain timeout passes.
+type NotifyHandler func(ctx context.Context, d *Delivery) error
+
+// Delivery is one delivery of an event to a notify plugin.
+type Delivery struct {
+	// Event is the published event, decoded and validated.
+	Event event.Event
+	// Attempt is 1 on the first delivery of the event to this plugin.
+	Attempt int
+	// MaxDeliver is the plugin's max_deliver: a failure on this attempt
+	// dead-letters the event.
+	MaxDeliver int
+	// Subject is hookbus.event.<type>, or hookbus.replay.<plugin> for an
+	// event resent from the dead-letter stream.
+	Subject string
+	// StreamSeq is the event's sequence in HOOKBUS_EVENTS.
+	StreamSeq uint64
+
+	msg jetstream.Msg
+}
+
+// InProgress tells JetStream the handler is still working, so the event is
+// not delivered elsewhere meanwhile. Serve already does this every half
+// ack wait while the handler runs; call it only to be explicit.
+func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+
+// Permanent marks err as a failure retrying cannot fix (a malformed
+// payload, a refused request): the event goes to the dead-letter stream at
+// once, with err as the reason. A nil err stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// dlqTimeout bounds the wait for HOOKBUS_DLQ to store one dead letter.
+const dlqTimeout = 30 * time.Second
+
+// deliver takes one notify message to its end: acknowledged, delivered
+// again later, or dead-lettered and then acknowledged. It is the one place
+// that decides which:
+//
+//   - a message that is not a valid CloudEvent: dead-lettered at once;
+//   - a delivery past max_deliver (a worker died during the last one):
+//     dead-lettered without calling the handler;
+//   - handler success: acknowledged;
+//   - a Permanent error, or a failure on the max_deliver-th delivery:
+//     dead-lettered with the error as the reason;
+//   - any other failure: negatively acknowledged with the plugin's backoff
+//     for this attempt.
+//
+// A dead letter is stored (JetStream acknowledged it) before the original
+// is acknowledged; if it cannot be stored, the original comes back later.
+// While deliver runs, the message is kept in progress every half ack wait.
+func (w *worker) deliver(m jetstream.Msg, cfg jetstream.ConsumerConfig) {
+	meta, err := m.Metadata()
+	if err != nil { // not a JetStream delivery: nothing to acknowledge
+		w.log.Error("notify message without metadata", "subject", m.Subject(), "err", err)
+		return
+	}
+	defer keepInProgress(m, ackWaitOf(cfg)/2)()
+
+	attempt := int(meta.NumDelivered)
+	s := w.settings()
+	log := w.log.With("subject", m.Subject(), "attempt", attempt)
+
+	e, err := events.Decode(m.Headers(), m.Data())
+	if err != nil {
+		log.Warn("invalid event in the stream: dead-lettering it", "err", err)
+		w.deadLetter(m, meta, cfg, s, err.Error())
+		return
+	}
+	if attempt > s.MaxDeliver {
+		w.deadLetter(m, meta, cfg, s, fmt.Sprintf("no answer after %d deliveries", attempt-1))
+		return
+	}
+	log = log.With("event_id", e.ID(), "event_type", e.Type())
+	d := &Delivery{Event: *e, Attempt: attempt, MaxDeliver: s.MaxDeliver, Subject: m.Subject(), StreamSeq: meta.Sequence.Stream, msg: m}
+	err = w.callNotify(d)
+	var perm *permanentError
+	switch {
+	case err == nil:
+		if err := m.Ack(); err != nil {
+			log.Warn("ack delivery", "err", err)
+		}
+	case errors.As(err, &perm) || attempt >= s.MaxDeliver:
+		log.Warn("delivery failed for good: dead-lettering it", "err", err)
+		w.deadLetter(m, meta, cfg, s, reasonOf(err))
+	default:
+		delay := backoff(s, attempt)
+		log.Debug("delivery failed, will retry", "err", err, "delay", delay)
+		if err := m.NakWithDelay(nakDelay(cfg, attempt, delay)); err != nil {
+			log.Warn("nak delivery", "err", err)
+		}
+	}
+}
+
+// callNotify runs the handler, turning a panic into an error.
+func (w *worker) callNotify(d *Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("notify handler panicked", "event_id", d.Event.ID(), "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return w.p.Notify(w.handlerCtx, d)
+}
+
+// deadLetter stores m in HOOKBUS_DLQ with reason, then acknowledges it. If
+// the dead letter is not stored, m is negatively acknowledged so that it
+// comes back (and is dead-lettered again) after the backoff.
+func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg jetstream.ConsumerConfig, s events.Settings, reason string) {
+	log := w.log.With("subject", m.Subject(), "attempt", meta.NumDelivered)
+	dl, err := events.DeadLetter(w.name, m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.NumDelivered, reason)
+	if err != nil {
+		log.Error("build dead letter", "err", err)
+		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), backoff(s, int(meta.NumDelivered))))
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.handlerCtx, dlqTimeout)
+	defer cancel()
+	if _, err := w.c.publish(ctx, dl, events.StreamDLQ); err != nil {
+		log.Error("dead letter not stored: the event will come back", "err", err)
+		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), backoff(s, int(meta.NumDelivered))))
+		return
+	}
+	if err := m.Ack(); err != nil {
+		// Stored; if the event comes back it is dead-lettered again, and
+		// the dead letter's Nats-Msg-Id stores it once.
+		log.Warn("ack dead-lettered delivery", "err", err)
+	}
+}
+
+// backoff is the wait before the delivery after attempt: the attempt-th
+// backoff_ms value, the last one repeating.
+func backoff(s events.Settings, attempt int) time.Duration {
+	if len(s.BackoffMS) == 0 {
+		return 0
+	}
+	i := min(max(attempt-1, 0), len(s.BackoffMS)-1)
+	return time.Duration(s.BackoffMS[i]) * time.Millisecond
+}
+
+// nakDelay is the delay to send with a nak so that JetStream delivers the
+// event again want after it. With BackOff set, nats-server (2.15) offsets
+// a nak's delay by the consumer's backoff for this delivery minus its
+// AckWait (the redelivery timer uses the backoff, the nak assumes the ack
+// wait): compensate, so that the wait is the plugin's backoff whatever the
+// shape of the list. TestNotifyRetriesAfterBackoff checks it.
+func nakDelay(cfg jetstream.ConsumerConfig, attempt int, want time.Duration) time.Duration {
+	if len(cfg.BackOff) == 0 || cfg.AckWait <= 0 {
+		return want
+	}
+	bo := cfg.BackOff[min(max(attempt-1, 0), len(cfg.BackOff)-1)]
+	return max(want-bo+cfg.AckWait, time.Millisecond)
+}
+
+func reasonOf(err error) string {
+	if s := err.Error(); s != "" {
+		return s
+	}
+	return "handler failed"
+}
+
+// keepInProgress tells JetStream every interval that m is still being
+// worked on, until the returned function is called.
+func keepInProgress(m jetstream.Msg, every time.Duration) (stop func()) {
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// ackWaitOf is the shortest time the consumer waits for an acknowledgement
+// before it delivers again: its AckWait, or the shortest BackOff value
+// (with BackOff set, JetStream waits BackOff[n-1] after the n-th delivery).
+func ackWaitOf(cfg jetstream.ConsumerConfig) time.Duration {
+	d := cfg.AckWait
+	for _, b := range cfg.BackOff {
+		if b > 0 && (d <= 0 || b < d) {
+			d = b
+		}
+	}
+	if d <= 0 {
+		d = 30 * time.Second // JetStream's default
+	}
+	return d
+}

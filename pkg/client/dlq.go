@@ -1,0 +1,164 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// DeadLetter is one message in HOOKBUS_DLQ: an event a subscriber could not
+// take, with why.
+type DeadLetter struct {
+	// Seq is the dead letter's sequence in HOOKBUS_DLQ; Replay takes it.
+	Seq uint64
+	// Time is when it was dead-lettered.
+	Time time.Time
+	// Subscriber is the notify plugin that could not take the event, or
+	// hookbus-dispatcher for an invalid published event.
+	Subscriber string
+	// Reason is the handler's last error, the validation error, or
+	// "no answer after N deliveries".
+	Reason string
+	// Subject is the original's subject: hookbus.event.<type>, or
+	// hookbus.replay.<subscriber> for a replayed event.
+	Subject string
+	// StreamSeq is the original's sequence in HOOKBUS_EVENTS.
+	StreamSeq uint64
+	// Deliveries is how often the original was delivered.
+	Deliveries uint64
+	// Event is the original, decoded; nil when it is not a valid
+	// CloudEvent (DecodeError says why).
+	Event       *event.Event
+	DecodeError string
+	// Header and Data are the original message's headers (without the
+	// dead-letter headers) and data, as stored.
+	Header nats.Header
+	Data   []byte
+}
+
+// ErrNotReplayable is matched by Replay errors for dead letters that
+// replaying cannot help: invalid events the dispatcher refused.
+var ErrNotReplayable = errors.New("dead letter cannot be replayed")
+
+// DeadLetters returns the dead letters of subscriber (every subscriber's
+// when it is empty), oldest first.
+func (c *Client) DeadLetters(ctx context.Context, subscriber string) ([]DeadLetter, error) {
+	filter := events.DLQSubjects
+	if subscriber != "" {
+		var err error
+		if filter, err = events.DLQSubject(subscriber); err != nil {
+			return nil, err
+		}
+	}
+	stream, err := c.dlqStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for seq := uint64(1); ; {
+		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dead letters: read %s: %w", events.StreamDLQ, err)
+		}
+		out = append(out, readDeadLetter(m))
+		seq = m.Sequence + 1
+	}
+}
+
+// Replay resends the event of dead letter seq to its subscriber alone: the
+// original headers and data are stored again in HOOKBUS_EVENTS on
+// hookbus.replay.<subscriber>, with Nats-Msg-Id replay-<seq> (so replaying
+// twice within the duplicate window stores it once), and the dead letter
+// is deleted once that is acknowledged. The subscriber's consumer delivers
+// it as a new event, attempts counted from 1.
+//
+// Errors: ErrNotFound (no such dead letter), ErrNotReplayable (an invalid
+// event the dispatcher refused: fix it and publish it again), ErrNotStored.
+func (c *Client) Replay(ctx context.Context, seq uint64) error {
+	stream, err := c.dlqStream(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("replay: dead letter %d: %w", seq, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("replay: dead letter %d: %w", seq, err)
+	}
+	dl := readDeadLetter(m)
+	if dl.Subscriber == events.DispatcherConsumer {
+		return fmt.Errorf("replay: dead letter %d: %w: the dispatcher refused it as invalid (%s); fix the event and publish it again", seq, ErrNotReplayable, dl.Reason)
+	}
+	subject, err := events.ReplaySubject(dl.Subscriber)
+	if err != nil {
+		return fmt.Errorf("replay: dead letter %d is not a Hookbus dead letter: %w", seq, err)
+	}
+	h := nats.Header{}
+	for k, vs := range dl.Header {
+		h[k] = append([]string(nil), vs...)
+	}
+	if len(h) == 0 && dl.Event != nil {
+		// A raw JSON publish without headers is structured mode; say so,
+		// since the replay carries a header (its Nats-Msg-Id).
+		h.Set(events.HeaderContentType, events.ContentTypeStructured)
+	}
+	h.Set(events.HeaderMsgID, "replay-"+strconv.FormatUint(seq, 10))
+	if _, err := c.publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: dl.Data}, events.StreamEvents); err != nil {
+		return fmt.Errorf("replay: dead letter %d: %w", seq, err)
+	}
+	if err := stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("replay: dead letter %d was replayed but not deleted (replaying it again within the duplicate window stores nothing new): %w", seq, err)
+	}
+	return nil
+}
+
+func (c *Client) dlqStream(ctx context.Context) (jetstream.Stream, error) {
+	s, err := c.js.Stream(ctx, events.StreamDLQ)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w (is Hookbus running and the topology in place?)", events.StreamDLQ, err)
+	}
+	return s, nil
+}
+
+// dlqHeaderPrefix starts every header a dead letter adds to the original.
+const dlqHeaderPrefix = "hookbus-dlq-"
+
+func readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
+	dl := DeadLetter{
+		Seq:        m.Sequence,
+		Time:       m.Time,
+		Subscriber: headerValue(m.Header, events.HeaderDLQSubscriber),
+		Reason:     headerValue(m.Header, events.HeaderDLQReason),
+		Subject:    headerValue(m.Header, events.HeaderDLQSubject),
+		Header:     nats.Header{},
+		Data:       m.Data,
+	}
+	dl.StreamSeq, _ = strconv.ParseUint(headerValue(m.Header, events.HeaderDLQStreamSeq), 10, 64)
+	dl.Deliveries, _ = strconv.ParseUint(headerValue(m.Header, events.HeaderDLQDeliveries), 10, 64)
+	for k, vs := range m.Header {
+		lk := strings.ToLower(k)
+		if strings.HasPrefix(lk, dlqHeaderPrefix) || strings.HasPrefix(lk, "nats-") {
+			continue
+		}
+		dl.Header[k] = vs
+	}
+	if e, err := events.Decode(dl.Header, dl.Data); err != nil {
+		dl.DecodeError = err.Error()
+	} else {
+		dl.Event = e
+	}
+	return dl
+}

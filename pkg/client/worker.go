@@ -1,0 +1,741 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// Plugin is what Serve runs: a plugin's declaration, the handler for its
+// mode, and optional lifecycle callbacks.
+type Plugin struct {
+	// Spec is registered (an upsert by name) when Serve starts. Mode may
+	// be left empty: it follows from the handler that is set.
+	Spec events.PluginSpec
+	// Chain answers chain steps (mode chain). Set exactly one of Chain
+	// and Notify.
+	Chain ChainHandler
+	// Notify takes deliveries from the plugin's own queue (mode notify).
+	Notify NotifyHandler
+
+	// Lifecycle callbacks, each called with the plugin's new state for
+	// every lifecycle event the registry announces about the plugin while
+	// Serve runs, including those of Serve's own register and start. They
+	// are called one at a time, in the order of the changes, and must
+	// return quickly. Nil callbacks are skipped.
+	OnRegister   func(events.Plugin) // registered or re-registered (also after Delete)
+	OnStart      func(events.Plugin) // started (by start or enable)
+	OnRestart    func(events.Plugin) // restarted, including a release from held
+	OnStop       func(events.Plugin) // stopped by an operator; Serve waits for enable
+	OnHeld       func(events.Plugin) // held: a hard dependency is not running
+	OnUnregister func(events.Plugin) // removed; Serve keeps running, idle
+}
+
+// ExitAction is what Serve does to the plugin's status when it returns.
+type ExitAction int
+
+// Exit actions.
+const (
+	// ExitLeave leaves the status as it is (default): right when other
+	// replicas of the worker keep running, or a restart is expected soon.
+	// Chain steps find no worker meanwhile (the plugin's error policy
+	// applies); notify events wait in the plugin's queue.
+	ExitLeave ExitAction = iota
+	// ExitDelete puts the plugin back to registered: not running, so the
+	// dispatcher skips it, and not sticky, so the next Serve starts it.
+	ExitDelete
+	// ExitStop stops the plugin. Stopped is an operator's switch: the
+	// next Serve will not start it until someone enables it.
+	ExitStop
+	// ExitUnregister removes the plugin; its notify queue is deleted.
+	ExitUnregister
+)
+
+func (a ExitAction) String() string {
+	switch a {
+	case ExitLeave:
+		return "leave"
+	case ExitDelete:
+		return "delete"
+	case ExitStop:
+		return "stop"
+	case ExitUnregister:
+		return "unregister"
+	default:
+		return "ExitAction(" + strconv.Itoa(int(a)) + ")"
+	}
+}
+
+// ServeOption configures Serve.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct {
+	concurrency  int
+	exit         ExitAction
+	drainTimeout time.Duration
+	log          *slog.Logger
+}
+
+// WithConcurrency limits how many handlers run at once in this worker
+// (default 8). A notify worker pulls only as many events as it has free
+// handlers, so none waits in a buffer while its ack wait runs. With more
+// than one, events are handled side by side, not in stream order.
+func WithConcurrency(n int) ServeOption { return func(o *serveOptions) { o.concurrency = n } }
+
+// WithExitAction sets what Serve does to the plugin's status when ctx ends
+// (default ExitLeave).
+func WithExitAction(a ExitAction) ServeOption { return func(o *serveOptions) { o.exit = a } }
+
+// WithDrainTimeout bounds how long Serve waits, once ctx ends, for
+// handlers in progress before it cancels their contexts (default 30 s).
+func WithDrainTimeout(d time.Duration) ServeOption {
+	return func(o *serveOptions) { o.drainTimeout = d }
+}
+
+// WithLogger sets the logger of Serve (default: none). Info is used only
+// for lifecycle changes.
+func WithLogger(l *slog.Logger) ServeOption { return func(o *serveOptions) { o.log = l } }
+
+// Timings of Serve.
+const (
+	// pullWait is how long one pull request of a notify worker waits for
+	// events. Shutting down waits for the open one to end, so that no
+	// event is sent to a worker that no longer listens.
+	pullWait = time.Second
+	// exitTimeout bounds the exit action after ctx ended.
+	exitTimeout = 10 * time.Second
+	// maxRetryWait is the longest pause between two attempts to find the
+	// notify consumer or to pull again after an error.
+	maxRetryWait = 2 * time.Second
+)
+
+// Serve runs a plugin worker until ctx ends.
+//
+// It registers p.Spec (an upsert) and starts the plugin, unless the
+// plugin already runs, is stopped (an operator's switch: Serve waits for
+// enable) or is held (Serve waits for the registry to release it). A start
+// refused because a hard dependency is not running is retried whenever
+// one of the plugin's hard dependencies starts.
+//
+// A chain worker answers steps on hookbus.plugin.<name>.call in queue
+// group <name>, so replicas share the work. A notify worker waits until its
+// durable consumer notify-<name> exists (the dispatcher creates it when
+// the plugin first starts), then pulls events from it while the plugin is
+// running; see NotifyHandler for what becomes of each. Both run at most
+// WithConcurrency handlers at once.
+//
+// When ctx ends, Serve stops taking work, lets the handlers in progress
+// finish (cancelling their contexts after WithDrainTimeout), applies the
+// WithExitAction, and returns nil. It returns an error when p is invalid
+// (events.ErrInvalid for the declaration), when the plugin cannot be
+// registered or started (ErrCycle, ErrNotApplied, ErrNotStored), or when
+// the exit action fails.
+func (c *Client) Serve(ctx context.Context, p Plugin, opts ...ServeOption) error {
+	w, err := newWorker(c, p, opts)
+	if err != nil {
+		return err
+	}
+	return w.serve(ctx)
+}
+
+// worker is one running Serve.
+type worker struct {
+	c    *Client
+	p    Plugin
+	o    serveOptions
+	spec events.PluginSpec // normalized
+	name string
+	log  *slog.Logger
+
+	// handlerCtx is the parent of every handler's context: it outlives
+	// Serve's ctx by the drain.
+	handlerCtx context.Context
+	slots      chan struct{} // one per handler that may run
+	handlers   sync.WaitGroup
+
+	mu        sync.Mutex
+	state     events.Plugin // the latest known state
+	seq       uint64        // the command sequence state comes from
+	removed   bool          // unregistered
+	wantStart bool          // a start waits for hard dependencies
+	changed   chan struct{} // closed and replaced on every change
+
+	startMu sync.Mutex // one start command at a time
+
+	stepsMu     sync.Mutex
+	stepsClosed bool // no step handler may start any more
+}
+
+func newWorker(c *Client, p Plugin, opts []ServeOption) (*worker, error) {
+	o := serveOptions{concurrency: 8, drainTimeout: 30 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.concurrency < 1 {
+		return nil, fmt.Errorf("serve: concurrency %d: must be at least 1", o.concurrency)
+	}
+	if o.exit < ExitLeave || o.exit > ExitUnregister {
+		return nil, fmt.Errorf("serve: unknown exit action %d", o.exit)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	spec := p.Spec
+	switch {
+	case (p.Chain == nil) == (p.Notify == nil):
+		return nil, errors.New("serve: set exactly one of Plugin.Chain and Plugin.Notify")
+	case spec.Mode == "" && p.Notify != nil:
+		spec.Mode = events.ModeNotify
+	case spec.Mode == "":
+		spec.Mode = events.ModeChain
+	case spec.Mode == events.ModeChain && p.Chain == nil:
+		return nil, fmt.Errorf("serve %s: mode chain needs Plugin.Chain", spec.Name)
+	case spec.Mode == events.ModeNotify && p.Notify == nil:
+		return nil, fmt.Errorf("serve %s: mode notify needs Plugin.Notify", spec.Name)
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	spec = spec.Normalize()
+	return &worker{
+		c:       c,
+		p:       p,
+		o:       o,
+		spec:    spec,
+		name:    spec.Name,
+		log:     o.log.With("plugin", spec.Name),
+		slots:   make(chan struct{}, o.concurrency),
+		changed: make(chan struct{}),
+	}, nil
+}
+
+func (w *worker) serve(ctx context.Context) error {
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	w.handlerCtx = hctx
+
+	// Watch before registering, so that no change is missed.
+	stopWatch, err := w.watchLifecycle(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+
+	var sub *nats.Subscription
+	if w.spec.Mode == events.ModeChain {
+		// Subscribe before starting: a running plugin must have a worker.
+		if sub, err = w.subscribeSteps(ctx); err != nil {
+			return err
+		}
+	}
+	if err := w.registerAndStart(ctx); err != nil {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+			w.closeSteps()
+			w.handlers.Wait()
+		}
+		return err
+	}
+	w.log.Info("serving", "mode", w.spec.Mode, "event", w.spec.Event, "status", w.status())
+
+	if sub != nil {
+		<-ctx.Done()
+		// Leave the chain first (the dispatcher stops sending steps), then
+		// answer what is still on its way.
+		exitErr := w.exit(ctx)
+		deadline := time.Now().Add(w.o.drainTimeout)
+		w.drainSteps(sub, deadline)
+		w.waitHandlers(deadline, cancelHandlers)
+		return exitErr
+	}
+	w.pull(ctx)
+	w.waitHandlers(time.Now().Add(w.o.drainTimeout), cancelHandlers)
+	// Every delivery is settled: the queue can go.
+	return w.exit(ctx)
+}
+
+// subscribeSteps answers chain steps on the plugin's queue subscription.
+func (w *worker) subscribeSteps(ctx context.Context) (*nats.Subscription, error) {
+	subject, err := events.PluginCallSubject(w.name)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := w.c.nc.QueueSubscribe(subject, w.name, func(m *nats.Msg) {
+		// Waits while every handler is busy: later steps wait in the
+		// subscription, and time out at the dispatcher if that is too long.
+		select {
+		case w.slots <- struct{}{}:
+		case <-w.handlerCtx.Done():
+			w.respond(m, events.StepReply{Error: "plugin worker shutting down"})
+			return
+		}
+		w.stepsMu.Lock()
+		defer w.stepsMu.Unlock()
+		if w.stepsClosed {
+			<-w.slots
+			w.respond(m, events.StepReply{Error: "plugin worker shutting down"})
+			return
+		}
+		w.handlers.Go(func() {
+			defer func() { <-w.slots }()
+			w.respond(m, w.step(m))
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: subscribe %s: %w", w.name, subject, err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := w.c.nc.FlushWithContext(fctx); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("serve %s: subscribe %s: %w", w.name, subject, err)
+	}
+	return sub, nil
+}
+
+// closeSteps makes every later step callback refuse the step, so that no
+// handler starts once the handlers are being waited for.
+func (w *worker) closeSteps() {
+	w.stepsMu.Lock()
+	w.stepsClosed = true
+	w.stepsMu.Unlock()
+}
+
+// drainSteps stops taking steps and lets the subscription hand over those
+// already received, until deadline.
+func (w *worker) drainSteps(sub *nats.Subscription, deadline time.Time) {
+	defer w.closeSteps()
+	closed := sub.StatusChanged(nats.SubscriptionClosed)
+	if err := sub.Drain(); err != nil {
+		w.log.Warn("drain chain subscription", "err", err)
+		_ = sub.Unsubscribe()
+		return
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-closed:
+	case <-timer.C:
+		w.log.Warn("chain steps still arriving after the drain timeout")
+		_ = sub.Unsubscribe()
+	}
+}
+
+// waitHandlers waits for every handler, cancelling their contexts once
+// deadline has passed, then flushes the acknowledgements and replies.
+func (w *worker) waitHandlers(deadline time.Time, cancelHandlers context.CancelFunc) {
+	done := make(chan struct{})
+	go func() {
+		w.handlers.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		w.log.Warn("handlers still running after the drain timeout: cancelling them", "timeout", w.o.drainTimeout)
+		cancelHandlers()
+		<-done
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = w.c.nc.FlushWithContext(fctx)
+}
+
+// registerAndStart registers the declaration and starts the plugin if it
+// is not running, stopped or held.
+func (w *worker) registerAndStart(ctx context.Context) error {
+	p, err := w.c.Register(ctx, w.spec)
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", w.name, err)
+	}
+	w.update(p)
+	switch p.Status {
+	case events.StatusStarted, events.StatusRestarted:
+		return nil
+	case events.StatusStopped:
+		w.log.Info("plugin is stopped: waiting for an operator to enable it")
+		return nil
+	case events.StatusHeld:
+		w.log.Info("plugin is held: waiting for its hard dependencies", "depends", p.HardDepends())
+		return nil
+	}
+	w.mu.Lock()
+	w.wantStart = true
+	w.mu.Unlock()
+	return w.start(ctx)
+}
+
+// start starts the plugin if a start is wanted. A start refused because a
+// hard dependency is not running stays wanted: the lifecycle watch tries
+// again when a dependency starts.
+func (w *worker) start(ctx context.Context) error {
+	w.startMu.Lock()
+	defer w.startMu.Unlock()
+	w.mu.Lock()
+	want := w.wantStart
+	w.mu.Unlock()
+	if !want {
+		return nil
+	}
+	p, err := w.c.Start(ctx, w.name)
+	switch {
+	case err == nil:
+		w.update(p)
+		return nil
+	case errors.Is(err, ErrDependencyNotRunning):
+		w.log.Info("waiting for hard dependencies to start", "err", err)
+		return nil
+	case errors.Is(err, ErrStopped):
+		w.mu.Lock()
+		w.wantStart = false
+		w.mu.Unlock()
+		w.log.Info("plugin is stopped: waiting for an operator to enable it")
+		return nil
+	default:
+		return fmt.Errorf("serve %s: %w", w.name, err)
+	}
+}
+
+// exit applies the exit action, with its own deadline since ctx has ended.
+func (w *worker) exit(ctx context.Context) error {
+	if w.o.exit == ExitLeave {
+		return nil
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exitTimeout)
+	defer cancel()
+	var err error
+	switch w.o.exit {
+	case ExitDelete:
+		_, err = w.c.Delete(ectx, w.name)
+	case ExitStop:
+		_, err = w.c.Stop(ectx, w.name)
+	case ExitUnregister:
+		_, err = w.c.Unregister(ectx, w.name)
+	}
+	if err != nil {
+		return fmt.Errorf("serve %s: exit action %s: %w", w.name, w.o.exit, err)
+	}
+	w.log.Info("plugin left", "action", w.o.exit)
+	return nil
+}
+
+// update records a state from a command reply, unless a newer one is
+// known already.
+func (w *worker) update(p events.Plugin) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p.CommandSeq < w.seq {
+		return
+	}
+	w.setLocked(p, p.CommandSeq, false)
+}
+
+func (w *worker) setLocked(p events.Plugin, seq uint64, removed bool) {
+	w.state, w.seq, w.removed = p, seq, removed
+	if removed || p.Status != events.StatusRegistered {
+		w.wantStart = false
+	}
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// status is the plugin's latest known status ("" once unregistered).
+func (w *worker) status() events.Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.removed {
+		return ""
+	}
+	return w.state.Status
+}
+
+// settings are the plugin's settings as the registry stores them.
+func (w *worker) settings() events.Settings {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state.Name == "" {
+		return w.spec.Settings
+	}
+	return w.state.Settings.WithDefaults()
+}
+
+// waitRunning blocks until the plugin runs; false once ctx has ended.
+func (w *worker) waitRunning(ctx context.Context) bool {
+	for ctx.Err() == nil {
+		w.mu.Lock()
+		running, changed := !w.removed && w.state.Status.Running(), w.changed
+		w.mu.Unlock()
+		if running {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		}
+	}
+	return false
+}
+
+// watchLifecycle follows the lifecycle events of the plugin and of its
+// hard dependencies, from now on, through an ordered consumer (which
+// resumes where it was after a reconnect). The returned function stops it;
+// no callback runs once it has returned.
+func (w *worker) watchLifecycle(ctx context.Context) (stop func(), err error) {
+	stream, err := w.c.js.Stream(ctx, events.StreamLifecycle)
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: stream %s: %w (is Hookbus running and the topology in place?)", w.name, events.StreamLifecycle, err)
+	}
+	own, err := events.LifecycleSubject(w.name)
+	if err != nil {
+		return nil, err
+	}
+	subjects := []string{own}
+	for _, d := range w.spec.HardDepends() {
+		s, err := events.LifecycleSubject(d)
+		if err != nil {
+			return nil, err
+		}
+		subjects = append(subjects, s)
+	}
+	cons, err := w.c.js.OrderedConsumer(ctx, events.StreamLifecycle, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    stream.CachedInfo().State.LastSeq + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: watch lifecycle: %w", w.name, err)
+	}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		starts  sync.WaitGroup
+	)
+	startCtx, cancelStarts := context.WithCancel(ctx)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if m.Subject() == own {
+			w.ownLifecycle(m)
+			return
+		}
+		if w.dependencyStarted(m) {
+			// Not in this goroutine: the start's answer must not wait
+			// behind the lifecycle events it causes.
+			starts.Go(func() {
+				if err := w.start(startCtx); err != nil && startCtx.Err() == nil {
+					w.log.Warn("start after a dependency started", "err", err)
+				}
+			})
+		}
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		w.log.Debug("lifecycle watch", "err", err)
+	}))
+	if err != nil {
+		cancelStarts()
+		return nil, fmt.Errorf("serve %s: watch lifecycle: %w", w.name, err)
+	}
+	return func() {
+		cc.Stop()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		cancelStarts()
+		starts.Wait()
+	}, nil
+}
+
+// ownLifecycle records a lifecycle event of the plugin and calls its
+// callback.
+func (w *worker) ownLifecycle(m jetstream.Msg) {
+	kind, p, seq, ok := w.readLifecycle(m)
+	if !ok {
+		return
+	}
+	// A command's reply may have told the state already, or a newer one:
+	// the state moves only forward, the callbacks see every change.
+	w.mu.Lock()
+	if seq >= w.seq {
+		w.setLocked(p, seq, kind == events.LifecycleUnregistered)
+	}
+	w.mu.Unlock()
+	w.log.Info("lifecycle", "change", kind, "status", p.Status)
+	var f func(events.Plugin)
+	switch kind {
+	case string(events.StatusRegistered):
+		f = w.p.OnRegister
+	case string(events.StatusStarted):
+		f = w.p.OnStart
+	case string(events.StatusRestarted):
+		f = w.p.OnRestart
+	case string(events.StatusStopped):
+		f = w.p.OnStop
+	case string(events.StatusHeld):
+		f = w.p.OnHeld
+	case events.LifecycleUnregistered:
+		f = w.p.OnUnregister
+	}
+	if f != nil {
+		f(p)
+	}
+}
+
+// dependencyStarted reports whether m says a hard dependency now runs
+// while the plugin waits to be started.
+func (w *worker) dependencyStarted(m jetstream.Msg) bool {
+	kind, p, _, ok := w.readLifecycle(m)
+	if !ok || kind == events.LifecycleUnregistered || !p.Status.Running() {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wantStart
+}
+
+// readLifecycle decodes a lifecycle event: the change (the type after
+// hookbus.plugin.), the plugin state, and the command sequence from the id
+// (<command_seq>-<name>).
+func (w *worker) readLifecycle(m jetstream.Msg) (kind string, p events.Plugin, seq uint64, ok bool) {
+	e, err := events.Decode(m.Headers(), m.Data())
+	if err != nil {
+		w.log.Warn("unreadable lifecycle event", "subject", m.Subject(), "err", err)
+		return "", p, 0, false
+	}
+	kind, found := strings.CutPrefix(e.Type(), events.LifecycleTypePrefix)
+	if err := json.Unmarshal(e.Data(), &p); !found || err != nil {
+		w.log.Warn("unreadable lifecycle event", "subject", m.Subject(), "event_type", e.Type(), "err", err)
+		return "", p, 0, false
+	}
+	head, _, _ := strings.Cut(e.ID(), "-")
+	seq, err = strconv.ParseUint(head, 10, 64)
+	if err != nil {
+		seq = p.CommandSeq
+	}
+	return kind, p, seq, true
+}
+
+// pull takes events from the plugin's notify consumer while the plugin
+// runs, until ctx ends. Each pull asks for as many events as there are
+// free handlers, so that none waits in a buffer while its ack wait runs.
+func (w *worker) pull(ctx context.Context) {
+	consumer := events.NotifyConsumer(w.name)
+	var (
+		cons    jetstream.Consumer
+		cfg     jetstream.ConsumerConfig
+		retry   = newRetry()
+		waiting bool
+	)
+	for w.waitRunning(ctx) {
+		if cons == nil {
+			c, err := w.c.js.Consumer(ctx, events.StreamEvents, consumer)
+			if err != nil {
+				if errors.Is(err, jetstream.ErrConsumerNotFound) {
+					if !waiting {
+						w.log.Info("waiting for the dispatcher to create the notify consumer", "consumer", consumer)
+						waiting = true
+					}
+				} else if ctx.Err() == nil {
+					w.log.Warn("look up notify consumer", "consumer", consumer, "err", err)
+				}
+				retry.wait(ctx)
+				continue
+			}
+			cons, cfg, waiting = c, c.CachedInfo().Config, false
+			retry.reset()
+		}
+		n := w.reserve(ctx)
+		if n == 0 {
+			return
+		}
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(pullWait))
+		if err != nil {
+			w.release(n)
+			w.log.Warn("pull notify events", "consumer", consumer, "err", err)
+			cons = nil
+			retry.wait(ctx)
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			w.handlers.Go(func() {
+				defer w.release(1)
+				w.deliver(m, cfg)
+			})
+		}
+		w.release(n - got)
+		if err := batch.Error(); err != nil {
+			// The consumer was deleted (unregistered), the connection
+			// dropped, ...: find the consumer again.
+			w.log.Debug("pull notify events", "consumer", consumer, "err", err)
+			cons = nil
+			retry.wait(ctx)
+			continue
+		}
+		retry.reset()
+	}
+}
+
+// reserve takes one free handler slot, waiting for it, then every other
+// free one; it returns how many it took (0 if ctx ended).
+func (w *worker) reserve(ctx context.Context) int {
+	if ctx.Err() != nil {
+		return 0
+	}
+	select {
+	case w.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < cap(w.slots) {
+		select {
+		case w.slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func (w *worker) release(n int) {
+	for range n {
+		<-w.slots
+	}
+}
+
+// retry is a doubling pause between attempts, up to maxRetryWait.
+type retry struct{ d time.Duration }
+
+func newRetry() *retry  { return &retry{d: 50 * time.Millisecond} }
+func (r *retry) reset() { r.d = 50 * time.Millisecond }
+func (r *retry) next() time.Duration {
+	d := r.d
+	r.d = min(2*r.d, maxRetryWait)
+	return d
+}
+
+func (r *retry) wait(ctx context.Context) {
+	t := time.NewTimer(r.next())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
