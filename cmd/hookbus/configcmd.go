@@ -1,28 +1,74 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 )
 
 func newConfigCmd() *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "List every HOOKBUS_* environment variable with its flag, default and meaning",
-		Args:  cobra.NoArgs,
+		Long: `List every HOOKBUS_* environment variable with its flag, default and meaning.
+
+With -o json the list is a JSON object for tools (the Kubernetes manifests'
+checks read it): {"variables": [{"name", "flag", "default", "description"}],
+"services": [the names "hookbus serve" accepts]}; "flag" is empty for a
+variable that has none.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
-			for _, f := range configFields() {
-				flag := "--" + f.Flag
-				if f.Flag == "-" {
-					flag = "(none)"
+			switch output {
+			case "table":
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
+				for _, f := range configFields() {
+					flag := "--" + f.Flag
+					if f.Flag == "-" {
+						flag = "(none)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Env, flag, f.Default, f.Desc)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Env, flag, f.Default, f.Desc)
+				return tw.Flush()
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(configListing())
+			default:
+				return usageError{fmt.Errorf("output %q: want table or json", output)}
 			}
-			return tw.Flush()
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+// configJSON is what `hookbus config -o json` prints.
+type configJSON struct {
+	Variables []configVariableJSON `json:"variables"`
+	Services  []string             `json:"services"`
+}
+
+type configVariableJSON struct {
+	Name        string `json:"name"`
+	Flag        string `json:"flag"` // "--nats-url", or "" when there is none
+	Default     string `json:"default"`
+	Description string `json:"description"`
+}
+
+func configListing() configJSON {
+	out := configJSON{Services: slices.Sorted(maps.Keys(serviceFactories))}
+	for _, f := range configFields() {
+		flag := ""
+		if f.Flag != "-" {
+			flag = "--" + f.Flag
+		}
+		out.Variables = append(out.Variables, configVariableJSON{Name: f.Env, Flag: flag, Default: f.Default, Description: f.Desc})
+	}
+	return out
 }

@@ -1,0 +1,336 @@
+package k8s
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestDevOverlayRuns runs the dev overlay as its manifests say, without a
+// cluster: a NATS server with the overlay's own configuration (accounts,
+// users, permissions, limits) and, for each Hookbus Deployment, the binary
+// with the container's args, its environment from the ConfigMap and the
+// Secrets, and its mounted Secret files. Every service must become ready
+// and stop cleanly, the plugin worker and operator users must be able to
+// do their jobs, a plugin worker must be refused the auth store, and the
+// server must log no other permission violation: the NATS permissions
+// are exactly wide enough.
+func TestDevOverlayRuns(t *testing.T) {
+	r, err := render(filepath.Join("overlays", "dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &checker{r: r}
+	srv, logged := runNATS(t, c)
+	users := map[string]string{}
+	for _, u := range srv.opts.Users {
+		users[u.Username] = u.Password
+	}
+
+	// The registry creates the streams and buckets; it starts first.
+	deployments := slices.Clone(r.Deployments)
+	slices.SortStableFunc(deployments, func(a, b *appsv1.Deployment) int {
+		return cmp.Compare(topology(c, a), topology(c, b)) // "check" < "ensure"
+	})
+	slices.Reverse(deployments)
+	var services []*service
+	for _, d := range deployments {
+		services = append(services, startService(t, c, d, srv.ClientURL()))
+	}
+
+	cli := func(user string, args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), hookbusBin, args...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOOKBUS_NATS_URL=" + srv.ClientURL(),
+			"HOOKBUS_NATS_USER=" + user, "HOOKBUS_NATS_PASSWORD=" + users[user]}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, step := range []struct {
+		user string
+		args []string
+		want string
+	}{
+		{"plugin-example", []string{"plugin", "register", "--name", "example", "--event", "on_user_authorisation", "--priority", "10"}, "registered"},
+		{"plugin-example", []string{"plugin", "start", "example"}, "started"},
+		{"plugin-example", []string{"plugin", "list"}, "example"},
+		{"plugin-example", []string{"publish", "--type", "com.example.order.created", "--source", "/k8s-test", "--id", "1", "--data", `{"total":1}`}, "to HOOKBUS_EVENTS"},
+		{"admin", []string{"auth", "keys", "set", "session", "a@b", "--value", "c2Vzc2lvbg=="}, "set session"},
+		{"admin", []string{"auth", "keys", "get", "session", "a@b"}, "c2Vzc2lvbg=="},
+		{"admin", []string{"auth", "rotate"}, "re-encrypted"},
+	} {
+		out, err := cli(step.user, step.args...)
+		if err != nil || !strings.Contains(out, step.want) {
+			t.Errorf("%s: hookbus %s: %v\n%s", step.user, strings.Join(step.args, " "), err, out)
+		}
+	}
+	if out, err := cli("plugin-example", "auth", "creds", "get", "--timeout", "1s"); err == nil {
+		t.Errorf("plugin-example read the auth store:\n%s", out)
+	}
+
+	for _, s := range services {
+		s.stop(t)
+	}
+	refused := false
+	for _, line := range logged() {
+		if strings.Contains(line, "user:plugin-example") && strings.Contains(line, `Subject "hookbus.auth.creds.get"`) {
+			refused = true
+			continue
+		}
+		t.Errorf("NATS: %s", line)
+	}
+	if !refused {
+		t.Error("NATS logged no violation for plugin-example's auth store request")
+	}
+}
+
+func topology(c *checker, d *appsv1.Deployment) string {
+	env := c.effectiveEnv(d.Name, d.Namespace, d.Spec.Template.Spec.Containers[0])
+	return env[envTopology].Value
+}
+
+type natsServer struct {
+	*server.Server
+	opts *server.Options
+}
+
+// runNATS starts a NATS server in the test process with the dev overlay's
+// configuration and the container's environment, on a random loopback
+// port, and returns it with a function that lists the permission
+// violations it logged.
+func runNATS(t *testing.T, c *checker) (natsServer, func() []string) {
+	t.Helper()
+	if len(c.r.StatefulSets) != 1 {
+		t.Fatalf("want one NATS StatefulSet, got %d", len(c.r.StatefulSets))
+	}
+	sts := c.r.StatefulSets[0]
+	ctr := sts.Spec.Template.Spec.Containers[0]
+	dir := t.TempDir()
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.ConfigMap == nil {
+			continue
+		}
+		cm := c.r.configMap(sts.Namespace, v.ConfigMap.Name)
+		if cm == nil {
+			t.Fatalf("ConfigMap %s missing", v.ConfigMap.Name)
+		}
+		for name, data := range cm.Data {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, v := range c.effectiveEnv("nats", sts.Namespace, ctr) {
+		if v.Field != nil {
+			v.Value = sts.Name + "-0"
+		}
+		t.Setenv(name, v.Value)
+	}
+	if len(c.problems) > 0 {
+		t.Fatal(strings.Join(c.problems, "\n"))
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
+	opts.StoreDir, opts.PidFile, opts.NoSigs = t.TempDir(), "", true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &violations{}
+	srv.SetLoggerV2(log, false, false, false)
+	go srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	return natsServer{srv, opts}, log.lines
+}
+
+// violations is a NATS server logger that keeps the permission
+// violations.
+type violations struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (v *violations) keep(format string, args ...any) {
+	if line := fmt.Sprintf(format, args...); strings.Contains(line, "Violation") {
+		v.mu.Lock()
+		v.seen = append(v.seen, line)
+		v.mu.Unlock()
+	}
+}
+
+func (v *violations) lines() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.seen)
+}
+
+func (v *violations) Noticef(format string, args ...any) { v.keep(format, args...) }
+func (v *violations) Warnf(format string, args ...any)   { v.keep(format, args...) }
+func (v *violations) Fatalf(format string, args ...any)  { v.keep(format, args...) }
+func (v *violations) Errorf(format string, args ...any)  { v.keep(format, args...) }
+func (v *violations) Debugf(format string, args ...any)  {}
+func (v *violations) Tracef(format string, args ...any)  {}
+
+// service is one Deployment's container running as a process.
+type service struct {
+	name   string
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	exited chan struct{} // closed when the process has exited, err set
+	err    error
+}
+
+// startService runs d's container as the kubelet would (args, environment
+// from its ConfigMap and Secrets, Secret volumes as files), against the
+// test's NATS and with its ops endpoint on a free loopback port, and waits
+// until /readyz answers 200.
+func startService(t *testing.T, c *checker, d *appsv1.Deployment, natsURL string) *service {
+	t.Helper()
+	spec := d.Spec.Template.Spec
+	ctr := spec.Containers[0]
+	env := c.effectiveEnv(d.Name, d.Namespace, ctr)
+	if len(c.problems) > 0 {
+		t.Fatal(strings.Join(c.problems, "\n"))
+	}
+	// Secret volumes become files; paths into them follow.
+	for _, m := range ctr.VolumeMounts {
+		i := slices.IndexFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name && v.Secret != nil })
+		if i < 0 {
+			continue
+		}
+		vol := spec.Volumes[i].Secret
+		dir := t.TempDir()
+		for _, item := range vol.Items {
+			v, ok := c.secretKey(d.Namespace, vol.SecretName, item.Key)
+			if !ok {
+				t.Fatalf("Secret %s has no key %s", vol.SecretName, item.Key)
+			}
+			if err := os.WriteFile(filepath.Join(dir, item.Path), []byte(v), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, v := range env {
+			if rest, ok := strings.CutPrefix(v.Value, m.MountPath+"/"); ok {
+				v.Value = filepath.Join(dir, rest)
+				env[name] = v
+			}
+		}
+	}
+	opsAddr := freeAddr(t)
+	env[envNATSURL] = envVar{Value: natsURL}
+	env[envOpsAddr] = envVar{Value: opsAddr}
+
+	s := &service{name: d.Name, out: &lockedBuffer{}, exited: make(chan struct{})}
+	s.cmd = exec.Command(hookbusBin, ctr.Args...)
+	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for name, v := range env {
+		s.cmd.Env = append(s.cmd.Env, name+"="+v.Value)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		s.err = s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+		default:
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+opsAddr+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("%s exited: %v\n%s", d.Name, s.err, s.out)
+		case <-ctx.Done():
+			t.Fatalf("%s not ready after 30 s\n%s", d.Name, s.out)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop sends SIGTERM, as the kubelet does, and expects a clean exit within
+// the pod's grace period.
+func (s *service) stop(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Errorf("%s: %v", s.name, err)
+		return
+	}
+	select {
+	case <-s.exited:
+		if s.err != nil {
+			t.Errorf("%s: stopped with %v\n%s", s.name, s.err, s.out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s: still running 30 s after SIGTERM\n%s", s.name, s.out)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// lockedBuffer is a bytes.Buffer for a process's output, read by the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
