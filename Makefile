@@ -6,6 +6,7 @@ BIN       ?= bin/hookbus
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME  ?= 30s
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+IMAGE     ?= hookbus
 
 .DEFAULT_GOAL := help
 
@@ -21,11 +22,17 @@ run: build ## Start Hookbus on an embedded NATS (data in ./data, NATS on 127.0.0
 build: ## Build the hookbus binary into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hookbus
 
+.PHONY: image
+image: ## Build the container image IMAGE:VERSION (default hookbus:<git describe>) from the Dockerfile; needs a Docker engine
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
 .PHONY: test
-test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, then the e2e suite
+test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, the Kubernetes manifests' checks, then the e2e suite
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	cd deployments/k8s && $(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	cd deployments/k8s && $(GO) test -count=1 ./...
 	$(MAKE) e2e
 
 .PHONY: e2e
@@ -33,14 +40,16 @@ e2e: ## Black-box tests of the built binary, with Node.js clients (needs node an
 	$(GO) test -tags e2e -count=1 ./e2e/...
 
 .PHONY: bench
-bench: ## Benchmarks (encode/decode, publish) printed side by side with raw NATS figures
+bench: ## Benchmarks (encode/decode, publish, auth keys get/set) printed side by side with raw NATS figures
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 
 .PHONY: lint
-lint: ## gofmt and staticcheck
+lint: ## gofmt and staticcheck (also of deployments/k8s, a module of its own)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) tool staticcheck ./...
 	$(GO) tool staticcheck -tags e2e ./e2e/...
+	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	cd deployments/k8s && ../../bin/staticcheck ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)

@@ -46,6 +46,9 @@ type Config struct {
 	DLQMaxAge       time.Duration `envconfig:"DLQ_MAX_AGE" default:"720h" flag:"dlq-max-age" desc:"how long dead letters are kept"`
 	DuplicateWindow time.Duration `envconfig:"DUPLICATE_WINDOW" default:"10m" flag:"duplicate-window" desc:"how long a re-published event (same source and id) is stored once"`
 	MaxEventSize    int           `envconfig:"MAX_EVENT_SIZE" default:"1048576" flag:"max-event-size" desc:"largest encoded event in bytes (data plus headers)"`
+
+	PersistenceKey     secret `envconfig:"PERSISTENCE_KEY" flag:"-" desc:"persistence: encryption keys, base64 of 32 bytes each, newest first, comma-separated (environment only, masked in logs)"`
+	PersistenceKeyFile string `envconfig:"PERSISTENCE_KEY_FILE" flag:"-" desc:"persistence: file with the keys, one per line, newest first (for a mounted secret). Neither set: the all-in-one generates <data-dir>/persistence.key; with HOOKBUS_NATS_URL, serve refuses to start"`
 }
 
 // loadConfig reads the environment; flags bound by bindFlags override it.

@@ -40,7 +40,9 @@ type deps struct {
 // serviceFactories maps a service name to its constructor. Services are
 // added here as they land; `hookbus serve` with no names runs them all.
 var serviceFactories = map[string]func(deps) (service, error){
-	"registry": newRegistryService,
+	"dispatcher":  newDispatcherService,
+	"registry":    newRegistryService,
+	"persistence": newPersistenceService,
 }
 
 func newServeCmd() *cobra.Command {

@@ -1,6 +1,9 @@
-// Package client is the Go SDK of Hookbus: publish CloudEvents to the bus
-// and wait for JetStream to store them. It talks to Hookbus only through the
-// wire contract of package events, over a NATS connection you own.
+// Package client is the Go SDK of Hookbus: publish CloudEvents and wait for
+// JetStream to store them (Publish), run a chain now (Call), run plugin
+// workers (Serve), administer plugins (Register, Start, ...) and dead
+// letters (DeadLetters, Replay), and use the auth store (AuthStore). It
+// talks to Hookbus only through the wire contract of package events, over
+// a NATS connection you own.
 package client
 
 import (
