@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -89,35 +90,36 @@ func (w *worker) deliver(m jetstream.Msg, cfg jetstream.ConsumerConfig) {
 
 	attempt := int(meta.NumDelivered)
 	s := w.settings()
-	log := w.log.With("subject", m.Subject(), "attempt", attempt)
+	// The logger is built only on the paths that log: this runs for every
+	// event.
+	log := func() *slog.Logger { return w.log.With("subject", m.Subject(), "attempt", attempt) }
 
 	e, err := events.Decode(m.Headers(), m.Data())
 	if err != nil {
-		log.Warn("invalid event in the stream: dead-lettering it", "err", err)
+		log().Warn("invalid event in the stream: dead-lettering it", "err", err)
 		w.deadLetter(m, meta, cfg, s, err.Error())
 		return
 	}
 	if attempt > s.MaxDeliver {
-		w.deadLetter(m, meta, cfg, s, fmt.Sprintf("no answer after %d deliveries", attempt-1))
+		w.deadLetter(m, meta, cfg, s, events.ExhaustedReason(w.name, uint64(attempt-1)))
 		return
 	}
-	log = log.With("event_id", e.ID(), "event_type", e.Type())
 	d := &Delivery{Event: *e, Attempt: attempt, MaxDeliver: s.MaxDeliver, Subject: m.Subject(), StreamSeq: meta.Sequence.Stream, msg: m}
 	err = w.callNotify(d)
 	var perm *permanentError
 	switch {
 	case err == nil:
 		if err := m.Ack(); err != nil {
-			log.Warn("ack delivery", "err", err)
+			log().Warn("ack delivery", "event_id", e.ID(), "err", err)
 		}
 	case errors.As(err, &perm) || attempt >= s.MaxDeliver:
-		log.Warn("delivery failed for good: dead-lettering it", "err", err)
+		log().Warn("delivery failed for good: dead-lettering it", "event_id", e.ID(), "err", err)
 		w.deadLetter(m, meta, cfg, s, reasonOf(err))
 	default:
 		delay := backoff(s, attempt)
-		log.Debug("delivery failed, will retry", "err", err, "delay", delay)
+		log().Debug("delivery failed, will retry", "event_id", e.ID(), "err", err, "delay", delay)
 		if err := m.NakWithDelay(nakDelay(cfg, attempt, delay)); err != nil {
-			log.Warn("nak delivery", "err", err)
+			log().Warn("nak delivery", "event_id", e.ID(), "err", err)
 		}
 	}
 }
@@ -195,23 +197,27 @@ func keepInProgress(m jetstream.Msg, every time.Duration) (stop func()) {
 	if every <= 0 {
 		return func() {}
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = m.InProgress()
-			}
+	// A timer that re-arms itself: no goroutine unless it fires, which
+	// matters at tens of thousands of deliveries a second.
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
+		_ = m.InProgress()
+		t.Reset(every)
 	})
 	return func() {
-		close(done)
-		wg.Wait()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
 	}
 }
 

@@ -26,7 +26,7 @@ type DeadLetter struct {
 	// hookbus-dispatcher for an invalid published event.
 	Subscriber string
 	// Reason is the handler's last error, the validation error, or
-	// "no answer after N deliveries".
+	// "no worker of <name> answered in N deliveries".
 	Reason string
 	// Subject is the original's subject: hookbus.event.<type>, or
 	// hookbus.replay.<subscriber> for a replayed event.

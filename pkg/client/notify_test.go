@@ -304,7 +304,7 @@ func TestNotifySpareDelivery(t *testing.T) {
 	if n := calls.Load(); n != 0 {
 		t.Errorf("handler called %d times, want 0", n)
 	}
-	if dl.Reason != "no answer after 2 deliveries" || dl.Deliveries != 3 || dl.StreamSeq != seq {
+	if dl.Reason != events.ExhaustedReason("n", 2) || dl.Deliveries != 3 || dl.StreamSeq != seq {
 		t.Errorf("dead letter = reason %q, deliveries %d, seq %d", dl.Reason, dl.Deliveries, dl.StreamSeq)
 	}
 }

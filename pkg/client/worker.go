@@ -691,8 +691,11 @@ func (w *worker) pull(ctx context.Context) {
 	}
 }
 
-// reserve takes one free handler slot, waiting for it, then every other
-// free one; it returns how many it took (0 if ctx ended).
+// reserve takes free handler slots for the next pull (0 if ctx ended): it
+// waits for one, takes every other free one, and if that is less than half
+// of them waits a little (gatherWait) for more, so that fast handlers are
+// fed in batches rather than one round trip per event, while slow handlers
+// still get an event as soon as a slot frees.
 func (w *worker) reserve(ctx context.Context) int {
 	if ctx.Err() != nil {
 		return 0
@@ -703,16 +706,37 @@ func (w *worker) reserve(ctx context.Context) int {
 		return 0
 	}
 	n := 1
+	want := max(1, cap(w.slots)/2)
+	var timeout <-chan time.Time
 	for n < cap(w.slots) {
 		select {
 		case w.slots <- struct{}{}:
 			n++
+			continue
 		default:
+		}
+		if n >= want {
+			return n
+		}
+		if timeout == nil {
+			t := time.NewTimer(gatherWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case w.slots <- struct{}{}:
+			n++
+		case <-timeout:
+			return n
+		case <-ctx.Done():
 			return n
 		}
 	}
 	return n
 }
+
+// gatherWait bounds how long reserve waits to fill half of the slots.
+const gatherWait = 5 * time.Millisecond
 
 func (w *worker) release(n int) {
 	for range n {

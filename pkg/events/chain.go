@@ -159,6 +159,13 @@ const (
 	HeaderDLQDeliveries = "Hookbus-Dlq-Deliveries" // how often it was delivered
 )
 
+// ExhaustedReason is the dead-letter reason of an event no worker of
+// subscriber answered in n deliveries (a worker crashing on it each time).
+// Workers and the dispatcher's backstop both use it.
+func ExhaustedReason(subscriber string, n uint64) string {
+	return fmt.Sprintf("no worker of %s answered in %d deliveries", subscriber, n)
+}
+
 // DLQMsgID is the deduplication id of the dead letter of stream sequence
 // seq for subscriber: a dead letter written twice (around a crash) is stored
 // once.

@@ -121,8 +121,9 @@ func (c Codec) EncodeStructured(subject string, e *event.Event) (*nats.Msg, erro
 // Decode reads a CloudEvent from a NATS message and validates it.
 //
 // Header names are compared without regard to case. A message whose
-// content-type is application/cloudevents+json, or that has no headers at
-// all and a JSON object body, is read in structured mode; one with a
+// content-type is application/cloudevents+json, or that has neither a
+// content-type nor any ce- header and a JSON object body, is read in
+// structured mode; one with a
 // ce-specversion header in binary mode (header values percent-decoded as in
 // the HTTP binding). Anything else, or an event that fails Validate, returns
 // a *ValidationError naming the part at fault.
@@ -193,11 +194,11 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	if err := checkTrimmed("id", e.ID()); err != nil {
 		return err
 	}
+	// e.Source() is printed by net/url, so it is canonical by
+	// construction; what a producer sent is checked where it is read
+	// (ReadBinary, checkStructuredSource).
 	if e.Source() == "" {
 		return invalid("source", "required")
-	}
-	if err := ValidateSource(e.Source()); err != nil {
-		return err
 	}
 	if err := ValidateType(e.Type()); err != nil {
 		return err
@@ -205,7 +206,7 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	if err := checkTrimmed("subject", e.Subject()); err != nil {
 		return err
 	}
-	if ct := e.DataContentType(); ct != "" {
+	if ct := e.DataContentType(); ct != "" && ct != event.ApplicationJSON {
 		if err := checkTrimmed("datacontenttype", ct); err != nil {
 			return err
 		}
@@ -221,7 +222,11 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	if t := e.Time(); !t.IsZero() && (t.UTC().Year() < 0 || t.UTC().Year() > 9999) {
 		return invalid("time", "%s is outside the years 0 to 9999 that RFC 3339 can write", t.UTC().Format(time.RFC3339))
 	}
-	for name, v := range e.Extensions() {
+	exts := e.Extensions()
+	if len(exts) == 0 {
+		return nil
+	}
+	for name, v := range exts {
 		if err := checkExtensionName(name); err != nil {
 			return err
 		}
@@ -275,6 +280,9 @@ func checkURIRef(field, s string) error {
 // non-canonical source would make a producer's retries unrecognisable.
 // Decode applies it to what it reads; the error names the canonical form.
 func ValidateSource(raw string) error {
+	if plainSource(raw) {
+		return nil
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return invalid("source", "%q is not a URI reference", raw)
@@ -283,6 +291,22 @@ func ValidateSource(raw string) error {
 		return invalid("source", "%q is not in canonical URI form: send %q", raw, c)
 	}
 	return nil
+}
+
+// plainSource reports whether s is made only of characters that no URI
+// parser rewrites (lowercase letters, digits, '/', '.', '-', '_', '~'), the
+// shape of most sources, so that they skip the parse.
+func plainSource(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '/' || c == '.' || c == '-' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkStructuredSource applies ValidateSource to the source of a
@@ -433,10 +457,12 @@ var (
 func newMessage(h nats.Header, data []byte) (*message, error) {
 	m := &message{header: make(map[string]string, len(h)), data: data}
 	for k, vs := range h {
-		lk := strings.ToLower(k)
-		if len(vs) == 0 || !(lk == HeaderContentType || strings.HasPrefix(lk, HeaderPrefix)) {
+		// Only ce- headers and content-type matter; look before lowering,
+		// so the others (Nats-Msg-Id, ...) cost no allocation.
+		if len(vs) == 0 || !(strings.EqualFold(k, HeaderContentType) || len(k) > len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix)) {
 			continue
 		}
+		lk := strings.ToLower(k)
 		if _, dup := m.header[lk]; dup || len(vs) > 1 {
 			return nil, invalid("header "+lk, "given more than once (header names are compared without regard to case)")
 		}
@@ -461,9 +487,10 @@ func newMessage(h nats.Header, data []byte) (*message, error) {
 		if sv != event.CloudEventsVersionV1 || m.version == nil {
 			return nil, invalid("specversion", "%q is not supported, want %q", sv, event.CloudEventsVersionV1)
 		}
-	case len(h) == 0 && looksLikeJSONObject(data):
-		// A raw publish without headers (nats pub, a client without header
-		// support) can only be structured mode: binary needs headers.
+	case len(m.header) == 0 && looksLikeJSONObject(data):
+		// No content-type and no ce- header (a raw nats pub, a client
+		// without header support, only Nats-Msg-Id set): this can only be
+		// structured mode, binary mode needs ce-specversion.
 		m.encoding = binding.EncodingStructured
 	default:
 		if ct == "" {

@@ -61,8 +61,7 @@ func (s *Service) deadLetterExhausted(ctx context.Context, plugin string, a maxD
 	if err != nil {
 		return fmt.Errorf("read event %d: %w", a.StreamSeq, err)
 	}
-	reason := fmt.Sprintf("no worker of %s answered in %d deliveries", plugin, a.Deliveries)
-	dl, err := events.DeadLetter(plugin, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, reason)
+	dl, err := events.DeadLetter(plugin, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, events.ExhaustedReason(plugin, a.Deliveries))
 	if err != nil {
 		return err
 	}

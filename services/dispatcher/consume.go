@@ -13,6 +13,10 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
+// pullExpiry bounds how long a pull request of a stopped dispatcher can
+// outlive it on the server.
+const pullExpiry = 5 * time.Second
+
 // consumeEvents runs the chain of every published event that has chain
 // plugins, through the durable consumer all replicas share, until ctx ends.
 func (s *Service) consumeEvents(ctx context.Context) error {
@@ -31,7 +35,7 @@ func (s *Service) consumeEvents(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", events.DispatcherConsumer, err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Concurrency))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Concurrency), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", events.DispatcherConsumer, err)
 	}
@@ -101,8 +105,11 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	res := s.runChain(ctx, e, chain, meta.NumDelivered)
 	close(done)
 	if ctx.Err() != nil {
-		// Shutting down mid-chain: leave the event to another replica.
-		_ = msg.NakWithDelay(0)
+		// Shutting down mid-chain: leave the event to another replica,
+		// once this one's last pull requests have expired on the server
+		// (one still open there would take the event and hold it until
+		// the ack wait ends).
+		_ = msg.NakWithDelay(pullExpiry)
 		return
 	}
 	if err := s.storeResult(ctx, e, res); err != nil {

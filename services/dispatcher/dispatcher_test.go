@@ -46,6 +46,10 @@ func (e *env) runDispatcher() (stop func()) {
 	e.t.Helper()
 	cfg := dispatcher.DefaultConfig()
 	cfg.RetryDelay = 50 * time.Millisecond
+	// A stopped dispatcher's last pull request may still be open on the
+	// server and take a redelivered event into the void; the event then
+	// comes back after the ack wait, short here.
+	cfg.AckWait = 2 * time.Second
 	svc, err := dispatcher.New(cfg, natstest.Connect(e.t, e.srv), nil)
 	if err != nil {
 		e.t.Fatal(err)

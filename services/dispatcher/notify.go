@@ -111,14 +111,20 @@ func (n *notifier) apply(ctx context.Context, plugins map[string]events.Plugin) 
 			errs = append(errs, err)
 			continue
 		}
-		if exists && sameConsumer(cur.Config, want) {
-			continue
+		paused := exists && cur.Paused
+		if !exists || !sameConsumer(cur.Config, want) {
+			c, err := stream.CreateOrUpdateConsumer(ctx, want)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("consumer %s: %w", name, err))
+				continue
+			}
+			ci := c.CachedInfo()
+			paused = ci != nil && ci.Paused
+			n.log.Info("notify consumer ready", "plugin", p.Name, "consumer", name, "created", !exists)
 		}
-		if _, err := stream.CreateOrUpdateConsumer(ctx, want); err != nil {
-			errs = append(errs, fmt.Errorf("consumer %s: %w", name, err))
-			continue
+		if err := n.setPaused(ctx, name, paused, !p.Status.Running()); err != nil {
+			errs = append(errs, err)
 		}
-		n.log.Info("notify consumer ready", "plugin", p.Name, "consumer", name, "created", !exists)
 	}
 	for name := range existing { // plugins gone, or no longer notify
 		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -129,6 +135,29 @@ func (n *notifier) apply(ctx context.Context, plugins map[string]events.Plugin) 
 	}
 	return errors.Join(errs...)
 }
+
+// setPaused pauses the queue of a plugin that is not running (stopped or
+// held: its events wait, whatever language its workers are written in)
+// and resumes it when the plugin runs again.
+func (n *notifier) setPaused(ctx context.Context, name string, paused, want bool) error {
+	switch {
+	case want && !paused:
+		if _, err := n.js.PauseConsumer(ctx, events.StreamEvents, name, pausedForever()); err != nil {
+			return fmt.Errorf("pause consumer %s: %w", name, err)
+		}
+		n.log.Info("notify consumer paused", "consumer", name)
+	case !want && paused:
+		if _, err := n.js.ResumeConsumer(ctx, events.StreamEvents, name); err != nil {
+			return fmt.Errorf("resume consumer %s: %w", name, err)
+		}
+		n.log.Info("notify consumer resumed", "consumer", name)
+	}
+	return nil
+}
+
+// pausedForever is a pause deadline no plugin outlives; a plugin's queue
+// is resumed explicitly when it runs again.
+func pausedForever() time.Time { return time.Now().AddDate(100, 0, 0) }
 
 // consumerConfig is the consumer a notify plugin gets. JetStream delivers
 // at most max_deliver+1 times: the worker dead-letters the event after the

@@ -55,14 +55,20 @@ func TestNotifyConsumerLifecycle(t *testing.T) {
 			c.FilterSubjects, c.MaxDeliver, c.BackOff, c.DeliverPolicy, c.OptStartTime, c.AckPolicy)
 	}
 
-	// Stopped and held: kept, its events wait.
-	for _, st := range []events.Status{events.StatusStopped, events.StatusHeld} {
+	// Stopped and held: kept and paused, its events wait; running again:
+	// resumed.
+	for _, st := range []events.Status{events.StatusStopped, events.StatusHeld, events.StatusRestarted} {
 		e.put(notifyPlugin("mailer", st, time.Now()))
-		e.put(plugin("marker", 0))
-		e.waitChain("ev", 1)
-		if _, err := e.consumer("mailer"); err != nil {
-			t.Errorf("consumer while %s: %v, want it kept", st, err)
-		}
+		natstest.Eventually(t, 5*time.Second, func() error {
+			info, err := e.consumer("mailer")
+			if err != nil {
+				return fmt.Errorf("consumer while %s: %v, want it kept", st, err)
+			}
+			if info.Paused == st.Running() {
+				return fmt.Errorf("consumer while %s: paused %v", st, info.Paused)
+			}
+			return nil
+		})
 	}
 
 	// Settings change: updated in place, start kept.

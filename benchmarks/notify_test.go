@@ -1,0 +1,180 @@
+// Package benchmarks measures Hookbus end to end on one embedded server,
+// each figure beside the raw NATS figure for the same work (make bench).
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/pkg/client"
+	"github.com/hookbus/hookbus/pkg/events"
+	"github.com/hookbus/hookbus/services/dispatcher"
+	"github.com/hookbus/hookbus/services/registry"
+)
+
+// BenchmarkNotifyDelivery measures how fast events already in
+// HOOKBUS_EVENTS reach a notify plugin: hookbus is a client.Serve worker
+// (decode, handler, ack) on the queue the dispatcher made; raw is a plain
+// JetStream consumer with the same settings, consumed with nats.go's
+// Consume (the fastest plain way), acking each message. Read
+// events/s of the two side by side.
+func BenchmarkNotifyDelivery(b *testing.B) {
+	const concurrency = 256
+	b.Run("hookbus", func(b *testing.B) {
+		srv, js := natstest.RunTopology(b)
+		for _, svc := range []natstest.Service{newRegistry(b, srv), newDispatcher(b, srv)} {
+			natstest.RunService(b, svc)
+		}
+		c, err := client.New(natstest.Connect(b, srv))
+		if err != nil {
+			b.Fatal(err)
+		}
+		spec := events.PluginSpec{Name: "bench", Event: "bench.notify", Mode: events.ModeNotify}
+		ctx := b.Context()
+		if _, err := c.Register(ctx, spec); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Start(ctx, spec.Name); err != nil {
+			b.Fatal(err)
+		}
+		natstest.Eventually(b, 5*time.Second, func() error {
+			_, err := js.Consumer(ctx, events.StreamEvents, events.NotifyConsumer(spec.Name))
+			return err
+		})
+		publish(b, js, spec.Event, b.N)
+		dispatcherIdle(b, js)
+		var handled atomic.Int64
+		done := make(chan struct{})
+		wctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		b.ResetTimer()
+		go func() {
+			_ = c.Serve(wctx, client.Plugin{Spec: spec, Notify: func(context.Context, *client.Delivery) error {
+				if handled.Add(1) == int64(b.N) {
+					close(done)
+				}
+				return nil
+			}}, client.WithConcurrency(concurrency))
+		}()
+		<-done
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("raw", func(b *testing.B) {
+		// The same server with the same services running, so both figures
+		// share the machine with the same neighbours.
+		srv, js := natstest.RunTopology(b)
+		for _, svc := range []natstest.Service{newRegistry(b, srv), newDispatcher(b, srv)} {
+			natstest.RunService(b, svc)
+		}
+		ctx := b.Context()
+		cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamEvents, jetstream.ConsumerConfig{
+			Durable:       "raw",
+			FilterSubject: "hookbus.event.bench.raw",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       time.Second,
+			MaxDeliver:    6,
+			BackOff:       []time.Duration{time.Second, 5 * time.Second, 30 * time.Second},
+			MaxAckPending: 1000,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		publish(b, js, "bench.raw", b.N)
+		dispatcherIdle(b, js)
+		b.ResetTimer()
+		var got atomic.Int64
+		done := make(chan struct{})
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			if err := m.Ack(); err != nil {
+				b.Error(err)
+			}
+			if got.Add(1) == int64(b.N) {
+				close(done)
+			}
+		}, jetstream.PullMaxMessages(concurrency))
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		cc.Stop()
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+// dispatcherIdle waits until the dispatcher has looked at every event, so
+// the timed part measures the plugin's delivery alone.
+func dispatcherIdle(b *testing.B, js jetstream.JetStream) {
+	b.Helper()
+	natstest.Eventually(b, time.Minute, func() error {
+		c, err := js.Consumer(b.Context(), events.StreamEvents, events.DispatcherConsumer)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(b.Context())
+		if err != nil {
+			return err
+		}
+		if info.NumPending+uint64(info.NumAckPending) > 0 {
+			return fmt.Errorf("dispatcher has %d events to go", info.NumPending+uint64(info.NumAckPending))
+		}
+		return nil
+	})
+}
+
+// publish stores n events of typ, asynchronously, and waits for every ack.
+func publish(b *testing.B, js jetstream.JetStream, typ string, n int) {
+	b.Helper()
+	subject, _ := events.EventSubject(typ)
+	futures := make([]jetstream.PubAckFuture, 0, n)
+	for i := range n {
+		e := event.New()
+		e.SetID(fmt.Sprintf("e-%d", i))
+		e.SetSource("/bench")
+		e.SetType(typ)
+		_ = e.SetData(event.ApplicationJSON, map[string]any{"user": "ada", "amount": i})
+		msg, err := events.Encode(subject, &e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err := js.PublishMsgAsync(msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+}
+
+func newRegistry(b *testing.B, srv *server.Server) natstest.Service {
+	b.Helper()
+	svc, err := registry.New(registry.DefaultConfig(), natstest.Connect(b, srv), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svc
+}
+
+func newDispatcher(b *testing.B, srv *server.Server) natstest.Service {
+	b.Helper()
+	svc, err := dispatcher.New(dispatcher.DefaultConfig(), natstest.Connect(b, srv), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svc
+}
