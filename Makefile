@@ -40,7 +40,7 @@ e2e: ## Black-box tests of the built binary, with Node.js clients (needs node an
 	$(GO) test -tags e2e -count=1 ./e2e/...
 
 .PHONY: bench
-bench: ## Benchmarks (encode/decode, publish, auth keys get/set) printed side by side with raw NATS figures
+bench: ## Benchmarks beside raw NATS figures: codec, publish, notify delivery, Call p50/p99, auth keys (docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 
 .PHONY: lint
