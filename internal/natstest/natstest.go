@@ -5,9 +5,11 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -197,4 +199,47 @@ func RunService(t testing.TB, svc Service) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// StartTopology is RunTopology for code without a testing.TB (runnable
+// examples): it starts a server with every Hookbus stream and bucket in a
+// temporary directory and returns its URL and a function that stops it and
+// removes the directory.
+func StartTopology() (url string, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "hookbus-natstest")
+	if err != nil {
+		return "", nil, err
+	}
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true, MaxPayload: 2 << 20,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	go srv.Start()
+	stop = func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		os.RemoveAll(dir)
+	}
+	if !srv.ReadyForConnections(10 * time.Second) {
+		stop()
+		return "", nil, errors.New("nats server not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		stop()
+		return "", nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err == nil {
+		_, err = topology.Ensure(context.Background(), js, topology.DefaultConfig())
+	}
+	if err != nil {
+		stop()
+		return "", nil, err
+	}
+	return srv.ClientURL(), stop, nil
 }

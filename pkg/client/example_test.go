@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hookbus/hookbus/internal/topology"
+	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -119,38 +117,11 @@ func ExampleNotifyHandler() {
 }
 
 // exampleServer starts an in-process JetStream server with Hookbus's
-// streams and returns its URL and a function that stops it.
+// streams and buckets and returns its URL and a function that stops it.
 func exampleServer() (url string, stop func()) {
-	dir, err := os.MkdirTemp("", "hookbus-example")
+	url, stop, err := natstest.StartTopology()
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		log.Fatal("nats server not ready")
-	}
-	stop = func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		os.RemoveAll(dir)
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if _, err := topology.Ensure(context.Background(), js, topology.DefaultConfig()); err != nil {
-		log.Fatal(err)
-	}
-	return srv.ClientURL(), stop
+	return url, stop
 }
