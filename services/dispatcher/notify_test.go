@@ -168,3 +168,56 @@ func TestExhaustedDeliveriesAreDeadLettered(t *testing.T) {
 		t.Errorf("reason %q", dl.Header.Get(events.HeaderDLQReason))
 	}
 }
+
+// TestNotifyLosesNothingAcrossCrashes publishes events to a notify plugin,
+// lets a worker take some and die without answering, restarts the
+// dispatcher, and checks that a second worker still gets every event.
+func TestNotifyLosesNothingAcrossCrashes(t *testing.T) {
+	e := newEnv(t)
+	stop := e.runDispatcher()
+	e.put(notifyPlugin("mailer", events.StatusStarted, time.Now().Add(-time.Second)))
+	var cons jetstream.Consumer
+	natstest.Eventually(t, 5*time.Second, func() (err error) {
+		cons, err = e.js.Consumer(t.Context(), events.StreamEvents, events.NotifyConsumer("mailer"))
+		return err
+	})
+	const n = 20
+	for i := range n {
+		e.publish(newEvent("ev", fmt.Sprintf("e%d", i), map[string]any{"i": i}))
+	}
+	// The first worker takes five events and dies without answering.
+	msgs, err := cons.Fetch(5, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	for range msgs.Messages() {
+		taken++
+	}
+	if taken != 5 {
+		t.Fatalf("crashing worker took %d events, want 5", taken)
+	}
+	stop()
+	e.runDispatcher()
+
+	// A second worker gets all of them: the five after their ack wait.
+	got := map[string]bool{}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		msgs, err := cons.Fetch(n, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			return err
+		}
+		for m := range msgs.Messages() {
+			ev, err := events.Decode(m.Headers(), m.Data())
+			if err != nil {
+				return err
+			}
+			got[ev.ID()] = true
+			_ = m.Ack()
+		}
+		if len(got) != n {
+			return fmt.Errorf("%d of %d events delivered", len(got), n)
+		}
+		return nil
+	})
+}
