@@ -163,6 +163,8 @@ func TestCheckerCatches(t *testing.T) {
 			want: "Deployment hookbus-registry: HOOKBUS_NATS_PASSWORD (secret hookbus-nats-users/persistence) is not the password NATS has for user registry"},
 		{name: "unknown service", file: registry, old: `args: ["serve", "registry"]`, nu: `args: ["serve", "registery"]`,
 			want: `runs service "registery", which the binary does not have`},
+		{name: "service without a Deployment", file: hookbusKust, old: "  - dispatcher\n", nu: "",
+			want: "the binary has service dispatcher but no Deployment runs it"},
 		{name: "unknown flag", file: registry, old: `args: ["serve", "registry"]`, nu: `args: ["serve", "--nats-ur=nats://nats:4222", "registry"]`,
 			want: "args: --nats-ur is not a flag of the binary"},
 

@@ -32,8 +32,7 @@ var overlayRules = map[string]overlayRule{
 // Deployment yet, with the reason. Any other service of the binary must
 // have one.
 var servicesNotDeployedYet = map[string]string{
-	"dispatcher": "its Deployment and NATS user are still to write (docs/operations.md, Adding a service)",
-	"gateway":    "not built yet",
+	"gateway": "not built yet",
 }
 
 // goRuntimeEnv are the variables other than HOOKBUS_* a hookbus container

@@ -28,9 +28,10 @@ import (
 // with the container's args, its environment from the ConfigMap and the
 // Secrets, and its mounted Secret files. Every service must become ready
 // and stop cleanly, the plugin worker and operator users must be able to
-// do their jobs, a plugin worker must be refused the auth store, and the
-// server must log no other permission violation: the NATS permissions
-// are exactly wide enough.
+// do their jobs (through the CLI, and with pkg/client's chain and notify
+// workers against the dispatcher: runPlugins), a plugin worker must be
+// refused the auth store, and the server must log no other permission
+// violation: the NATS permissions are exactly wide enough.
 func TestDevOverlayRuns(t *testing.T) {
 	r, err := render(filepath.Join("overlays", "dev"))
 	if err != nil {
@@ -53,6 +54,18 @@ func TestDevOverlayRuns(t *testing.T) {
 	for _, d := range deployments {
 		services = append(services, startService(t, c, d, srv.ClientURL()))
 	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// What the server and the services said, to see why.
+		for _, line := range logged() {
+			t.Logf("NATS: %s", line)
+		}
+		for _, s := range services {
+			t.Logf("%s:\n%s", s.name, s.out)
+		}
+	})
 
 	cli := func(user string, args ...string) (string, error) {
 		t.Helper()
@@ -70,6 +83,7 @@ func TestDevOverlayRuns(t *testing.T) {
 		{"plugin-example", []string{"plugin", "register", "--name", "example", "--event", "on_user_authorisation", "--priority", "10"}, "registered"},
 		{"plugin-example", []string{"plugin", "start", "example"}, "started"},
 		{"plugin-example", []string{"plugin", "list"}, "example"},
+		{"plugin-example", []string{"plugin", "get", "example"}, "started"},
 		{"plugin-example", []string{"publish", "--type", "com.example.order.created", "--source", "/k8s-test", "--id", "1", "--data", `{"total":1}`}, "to HOOKBUS_EVENTS"},
 		{"admin", []string{"auth", "keys", "set", "session", "a@b", "--value", "c2Vzc2lvbg=="}, "set session"},
 		{"admin", []string{"auth", "keys", "get", "session", "a@b"}, "c2Vzc2lvbg=="},
@@ -83,6 +97,7 @@ func TestDevOverlayRuns(t *testing.T) {
 	if out, err := cli("plugin-example", "auth", "creds", "get", "--timeout", "1s"); err == nil {
 		t.Errorf("plugin-example read the auth store:\n%s", out)
 	}
+	runPlugins(t, srv.ClientURL(), users, cli)
 
 	for _, s := range services {
 		s.stop(t)

@@ -204,6 +204,7 @@ func keepInProgress(m jetstream.Msg, every time.Duration) (stop func()) {
 		stopped bool
 		t       *time.Timer
 	)
+	mu.Lock()
 	t = time.AfterFunc(every, func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -213,6 +214,7 @@ func keepInProgress(m jetstream.Msg, every time.Duration) (stop func()) {
 		_ = m.InProgress()
 		t.Reset(every)
 	})
+	mu.Unlock()
 	return func() {
 		mu.Lock()
 		stopped = true
