@@ -32,7 +32,7 @@ func (s secret) String() string {
 // newPersistenceService builds the persistence service with the keys the
 // configuration names (persistenceKeys).
 func newPersistenceService(d deps) (service, error) {
-	log := d.cfg.logger().With("service", "persistence")
+	log := d.log.With("service", "persistence")
 	keys, err := persistenceKeys(d.cfg, log)
 	if err != nil {
 		return nil, err

@@ -98,7 +98,8 @@ func availableServices() string {
 // serve runs until ctx ends (a signal) or a part fails, then shuts down in
 // order: services, ops endpoint, NATS connection (drained), embedded server.
 func serve(ctx context.Context, cfg Config, names []string) (err error) {
-	log := cfg.logger().With("service", "serve")
+	base := cfg.logger() // services add their own "service" key
+	log := base.With("service", "serve")
 	log.Debug("configuration", "config", cfg.String())
 
 	if cfg.NATSURL == "" {
@@ -138,7 +139,7 @@ func serve(ctx context.Context, cfg Config, names []string) (err error) {
 	}
 	opsSrv.AddCheck("nats", natsconn.ReadyCheck(nc, js))
 
-	d := deps{cfg: cfg, nc: nc, js: js, log: log, reg: reg}
+	d := deps{cfg: cfg, nc: nc, js: js, log: base, reg: reg}
 	svcs := make(map[string]service, len(names))
 	for _, name := range names {
 		svc, err := serviceFactories[name](d)
@@ -177,8 +178,11 @@ func prepareTopology(ctx context.Context, js jetstream.JetStream, cfg Config, lo
 		return fmt.Errorf("topology: %w", err)
 	}
 	for _, r := range results {
-		if r.Action != topology.Unchanged {
-			log.Info("topology "+string(r.Action), "resource", r.Resource, "changes", fmt.Sprint(r.Changed))
+		switch r.Action {
+		case topology.Created:
+			log.Info("topology created", "resource", r.Resource)
+		case topology.Updated:
+			log.Info("topology updated", "resource", r.Resource, "changes", fmt.Sprint(r.Changed))
 		}
 	}
 	return nil
