@@ -14,10 +14,7 @@ import (
 // not_found.
 func (s *Service) credsGet(ctx context.Context, body []byte) (any, error) {
 	var req events.AuthCredsGetRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
-	name, err := contextName(req.Context)
+	name, err := decodeRequest(body, &req, &req.Context)
 	if err != nil {
 		return nil, err
 	}
@@ -40,10 +37,7 @@ func (s *Service) credsGet(ctx context.Context, body []byte) (any, error) {
 // revision when the request carries one.
 func (s *Service) credsSave(ctx context.Context, body []byte) (any, error) {
 	var req events.AuthCredsSaveRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
-	name, err := contextName(req.Context)
+	name, err := decodeRequest(body, &req, &req.Context)
 	if err != nil {
 		return nil, err
 	}

@@ -22,10 +22,7 @@ const kvParallel = 16
 // left out. A value that cannot be decrypted fails the whole request.
 func (s *Service) keysGet(ctx context.Context, body []byte) (any, error) {
 	var req events.AuthKeysGetRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
-	name, err := contextName(req.Context)
+	name, err := decodeRequest(body, &req, &req.Context)
 	if err != nil {
 		return nil, err
 	}
@@ -62,10 +59,7 @@ func (s *Service) keysGet(ctx context.Context, body []byte) (any, error) {
 // on an error, some keys may be written; sending it again is harmless.
 func (s *Service) keysSet(ctx context.Context, body []byte) (any, error) {
 	var req events.AuthKeysSetRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
-	name, err := contextName(req.Context)
+	name, err := decodeRequest(body, &req, &req.Context)
 	if err != nil {
 		return nil, err
 	}
@@ -97,10 +91,7 @@ func (s *Service) keysSet(ctx context.Context, body []byte) (any, error) {
 	err = forEach(ctx, writes, func(ctx context.Context, w write) error {
 		key := keyKey(name, w.typ, w.id)
 		if w.value == nil {
-			if err := s.kv.Delete(ctx, key); err != nil {
-				return fmt.Errorf("delete %s: %w", key, err)
-			}
-			return nil
+			return s.deleteKey(ctx, key)
 		}
 		if _, err := s.kv.Put(ctx, key, s.ring.seal(key, w.value)); err != nil {
 			return fmt.Errorf("put %s: %w", key, err)
@@ -116,10 +107,7 @@ func (s *Service) keysSet(ctx context.Context, body []byte) (any, error) {
 // keysDelete deletes keys of one type; absent ids are ignored.
 func (s *Service) keysDelete(ctx context.Context, body []byte) (any, error) {
 	var req events.AuthKeysDeleteRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
-	name, err := contextName(req.Context)
+	name, err := decodeRequest(body, &req, &req.Context)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +116,7 @@ func (s *Service) keysDelete(ctx context.Context, body []byte) (any, error) {
 	}
 	ids := slices.Compact(slices.Sorted(slices.Values(req.IDs)))
 	err = forEach(ctx, ids, func(ctx context.Context, id string) error {
-		key := keyKey(name, req.Type, id)
-		if err := s.kv.Delete(ctx, key); err != nil {
-			return fmt.Errorf("delete %s: %w", key, err)
-		}
-		return nil
+		return s.deleteKey(ctx, keyKey(name, req.Type, id))
 	})
 	if err != nil {
 		return nil, err
@@ -143,10 +127,7 @@ func (s *Service) keysDelete(ctx context.Context, body []byte) (any, error) {
 // keysList answers the ids stored under one type, sorted.
 func (s *Service) keysList(ctx context.Context, body []byte) (any, error) {
 	var req events.AuthKeysListRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
-	name, err := contextName(req.Context)
+	name, err := decodeRequest(body, &req, &req.Context)
 	if err != nil {
 		return nil, err
 	}
@@ -172,10 +153,7 @@ func (s *Service) keysList(ctx context.Context, body []byte) (any, error) {
 // contextClear deletes a context's credentials and every key.
 func (s *Service) contextClear(ctx context.Context, body []byte) (any, error) {
 	var req events.AuthContextClearRequest
-	if err := decode(body, &req); err != nil {
-		return nil, err
-	}
-	name, err := contextName(req.Context)
+	name, err := decodeRequest(body, &req, &req.Context)
 	if err != nil {
 		return nil, err
 	}
@@ -183,16 +161,19 @@ func (s *Service) contextClear(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = forEach(ctx, keys, func(ctx context.Context, key string) error {
-		if err := s.kv.Delete(ctx, key); err != nil {
-			return fmt.Errorf("delete %s: %w", key, err)
-		}
-		return nil
-	})
+	err = forEach(ctx, keys, s.deleteKey)
 	if err != nil {
 		return nil, err
 	}
 	return events.AuthContextClearReply{Deleted: len(keys)}, nil
+}
+
+// deleteKey deletes one KV key (a delete marker; history is one revision).
+func (s *Service) deleteKey(ctx context.Context, key string) error {
+	if err := s.kv.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
 }
 
 // checkTypeAndIDs validates a key type and the ids of one request.

@@ -271,6 +271,15 @@ func decode(body []byte, v any) error {
 }
 
 // contextName checks a request's context and resolves "" to the default.
+// decodeRequest decodes body into req and returns the context its field
+// context names (the default context when empty).
+func decodeRequest(body []byte, req any, context *string) (string, error) {
+	if err := decode(body, req); err != nil {
+		return "", err
+	}
+	return contextName(*context)
+}
+
 func contextName(name string) (string, error) {
 	if err := events.ValidateAuthContext(name); err != nil {
 		return "", err
