@@ -76,15 +76,11 @@ func BenchmarkNotifyDelivery(b *testing.B) {
 			natstest.RunService(b, svc)
 		}
 		ctx := b.Context()
-		cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamEvents, jetstream.ConsumerConfig{
-			Durable:       "raw",
-			FilterSubject: "hookbus.event.bench.raw",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       time.Second,
-			MaxDeliver:    6,
-			BackOff:       []time.Duration{time.Second, 5 * time.Second, 30 * time.Second},
-			MaxAckPending: 1000,
-		})
+		cfg, err := events.NotifyConsumerConfig(events.Plugin{PluginSpec: events.PluginSpec{Name: "raw", Event: "bench.raw", Mode: events.ModeNotify}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamEvents, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -116,7 +116,7 @@ func (w *worker) deliver(m jetstream.Msg, cfg jetstream.ConsumerConfig) {
 		log().Warn("delivery failed for good: dead-lettering it", "event_id", e.ID(), "err", err)
 		w.deadLetter(m, meta, cfg, s, reasonOf(err))
 	default:
-		delay := backoff(s, attempt)
+		delay := s.BackoffAfter(attempt)
 		log().Debug("delivery failed, will retry", "event_id", e.ID(), "err", err, "delay", delay)
 		if err := m.NakWithDelay(nakDelay(cfg, attempt, delay)); err != nil {
 			log().Warn("nak delivery", "event_id", e.ID(), "err", err)
@@ -143,14 +143,14 @@ func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg je
 	dl, err := events.DeadLetter(w.name, m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.NumDelivered, reason)
 	if err != nil {
 		log.Error("build dead letter", "err", err)
-		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), backoff(s, int(meta.NumDelivered))))
+		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), s.BackoffAfter(int(meta.NumDelivered))))
 		return
 	}
 	ctx, cancel := context.WithTimeout(w.handlerCtx, dlqTimeout)
 	defer cancel()
 	if _, err := w.c.publish(ctx, dl, events.StreamDLQ); err != nil {
 		log.Error("dead letter not stored: the event will come back", "err", err)
-		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), backoff(s, int(meta.NumDelivered))))
+		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), s.BackoffAfter(int(meta.NumDelivered))))
 		return
 	}
 	if err := m.Ack(); err != nil {
@@ -158,16 +158,6 @@ func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg je
 		// the dead letter's Nats-Msg-Id stores it once.
 		log.Warn("ack dead-lettered delivery", "err", err)
 	}
-}
-
-// backoff is the wait before the delivery after attempt: the attempt-th
-// backoff_ms value, the last one repeating.
-func backoff(s events.Settings, attempt int) time.Duration {
-	if len(s.BackoffMS) == 0 {
-		return 0
-	}
-	i := min(max(attempt-1, 0), len(s.BackoffMS)-1)
-	return time.Duration(s.BackoffMS[i]) * time.Millisecond
 }
 
 // nakDelay is the delay to send with a nak so that JetStream delivers the

@@ -20,34 +20,15 @@ import (
 )
 
 // notifyConsumer creates the consumer of a notify plugin exactly as the
-// dispatcher does: durable notify-<name> on HOOKBUS_EVENTS, filtered to the
-// event's subject and the plugin's replay subject, explicit acks,
-// max_deliver + 1 deliveries (one spare, for a worker that dies during
-// the last), the backoff, and the first backoff as the ack wait.
+// dispatcher does (events.NotifyConsumerConfig), delivering from the start
+// of the stream.
 func notifyConsumer(t *testing.T, js jetstream.JetStream, spec events.PluginSpec) jetstream.Consumer {
 	t.Helper()
-	s := spec.Settings.WithDefaults()
-	subject, err := events.EventSubject(spec.Event)
+	cfg, err := events.NotifyConsumerConfig(events.Plugin{PluginSpec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
-	replay, err := events.ReplaySubject(spec.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	backoff := make([]time.Duration, len(s.BackoffMS))
-	for i, ms := range s.BackoffMS {
-		backoff[i] = time.Duration(ms) * time.Millisecond
-	}
-	cons, err := js.CreateOrUpdateConsumer(t.Context(), events.StreamEvents, jetstream.ConsumerConfig{
-		Durable:        events.NotifyConsumer(spec.Name),
-		FilterSubjects: []string{subject, replay},
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		MaxDeliver:     s.MaxDeliver + 1,
-		BackOff:        backoff,
-		AckWait:        backoff[0],
-		MaxAckPending:  1000,
-	})
+	cons, err := js.CreateOrUpdateConsumer(t.Context(), events.StreamEvents, cfg)
 	if err != nil {
 		t.Fatalf("notify consumer: %v", err)
 	}

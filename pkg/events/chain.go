@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Chain steps, calls and results (docs/protocol.md, "Chains"). A chain step
@@ -139,6 +140,42 @@ const (
 // NotifyConsumer is the durable consumer of notify plugin name on
 // HOOKBUS_EVENTS.
 func NotifyConsumer(name string) string { return "notify-" + name }
+
+// NotifyConsumerConfig is the durable consumer of notify plugin p on
+// HOOKBUS_EVENTS, as the dispatcher creates it (docs/protocol.md, "Notify
+// queues"): filtered to the plugin's event and replay subjects, explicit
+// acks, max_deliver + 1 deliveries (the spare lets a worker dead-letter an
+// event whose last try died with its worker), the plugin's backoff with its
+// first value as the ack wait, delivering from p.UpdatedAt (the start) or,
+// when that is zero, from the beginning of the stream.
+func NotifyConsumerConfig(p Plugin) (jetstream.ConsumerConfig, error) {
+	st := p.Settings.WithDefaults()
+	subject, err := EventSubject(p.Event)
+	if err != nil {
+		return jetstream.ConsumerConfig{}, err
+	}
+	replay, err := ReplaySubject(p.Name)
+	if err != nil {
+		return jetstream.ConsumerConfig{}, err
+	}
+	backoff := st.Backoff()
+	cfg := jetstream.ConsumerConfig{
+		Durable:        NotifyConsumer(p.Name),
+		Description:    fmt.Sprintf("Notify queue of plugin %s (event %s).", p.Name, p.Event),
+		FilterSubjects: []string{subject, replay},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        backoff[0],
+		MaxDeliver:     st.MaxDeliver + 1,
+		BackOff:        backoff,
+		MaxAckPending:  1000,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if !p.UpdatedAt.IsZero() {
+		start := p.UpdatedAt
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	return cfg, nil
+}
 
 // ReplaySubject is where an event is resent from the DLQ to subscriber:
 // hookbus.replay.<subscriber>.

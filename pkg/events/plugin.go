@@ -102,6 +102,25 @@ func (s Settings) WithDefaults() Settings {
 	return s
 }
 
+// Backoff is BackoffMS as durations (the consumer's BackOff list).
+func (s Settings) Backoff() []time.Duration {
+	out := make([]time.Duration, len(s.BackoffMS))
+	for i, ms := range s.BackoffMS {
+		out[i] = time.Duration(ms) * time.Millisecond
+	}
+	return out
+}
+
+// BackoffAfter is the wait before the delivery that follows delivery
+// attempt (1-based): the attempt-th value, the last one repeating; zero
+// without a list.
+func (s Settings) BackoffAfter(attempt int) time.Duration {
+	if len(s.BackoffMS) == 0 {
+		return 0
+	}
+	return time.Duration(s.BackoffMS[min(max(attempt-1, 0), len(s.BackoffMS)-1)]) * time.Millisecond
+}
+
 // StepTimeout is StepTimeoutMS as a duration.
 func (s Settings) StepTimeout() time.Duration {
 	return time.Duration(s.StepTimeoutMS) * time.Millisecond

@@ -159,38 +159,15 @@ func (n *notifier) setPaused(ctx context.Context, name string, paused, want bool
 // is resumed explicitly when it runs again.
 func pausedForever() time.Time { return time.Now().AddDate(100, 0, 0) }
 
-// consumerConfig is the consumer a notify plugin gets. JetStream delivers
-// at most max_deliver+1 times: the worker dead-letters the event after the
-// max_deliver-th failure, and the spare delivery lets a worker that crashed
-// during the last try dead-letter it without running the handler again.
+// consumerConfig is the consumer a notify plugin gets
+// (events.NotifyConsumerConfig), keeping where an existing queue starts:
+// that cannot change once it exists.
 func consumerConfig(p events.Plugin, cur *jetstream.ConsumerInfo) (jetstream.ConsumerConfig, error) {
-	st := p.Settings.WithDefaults()
-	subject, err := events.EventSubject(p.Event)
+	cfg, err := events.NotifyConsumerConfig(p)
 	if err != nil {
-		return jetstream.ConsumerConfig{}, err
-	}
-	replay, err := events.ReplaySubject(p.Name)
-	if err != nil {
-		return jetstream.ConsumerConfig{}, err
-	}
-	backoff := make([]time.Duration, len(st.BackoffMS))
-	for i, ms := range st.BackoffMS {
-		backoff[i] = time.Duration(ms) * time.Millisecond
-	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:        events.NotifyConsumer(p.Name),
-		Description:    fmt.Sprintf("Notify queue of plugin %s (event %s).", p.Name, p.Event),
-		FilterSubjects: []string{subject, replay},
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        backoff[0],
-		MaxDeliver:     st.MaxDeliver + 1,
-		BackOff:        backoff,
-		MaxAckPending:  1000,
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   &p.UpdatedAt,
+		return cfg, err
 	}
 	if cur != nil {
-		// Where a queue starts cannot change once it exists.
 		cfg.DeliverPolicy, cfg.OptStartTime = cur.Config.DeliverPolicy, cur.Config.OptStartTime
 	}
 	return cfg, nil
