@@ -79,12 +79,12 @@ func (c Codec) Encode(subject string, e *event.Event) (*nats.Msg, error) {
 	if err := c.validateAttributes(e); err != nil {
 		return nil, err
 	}
-	w := headerWriter{h: make(nats.Header, 8)}
-	if _, err := binding.Write(context.Background(), binding.ToMessage(e), nil, &w); err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", e.ID(), err)
+	h, err := BinaryHeader(e)
+	if err != nil {
+		return nil, err
 	}
-	w.h.Set(HeaderMsgID, MsgID(e.Source(), e.ID()))
-	msg := &nats.Msg{Subject: subject, Header: w.h, Data: w.data}
+	h.Set(HeaderMsgID, MsgID(e.Source(), e.ID()))
+	msg := &nats.Msg{Subject: subject, Header: h, Data: e.Data()}
 	if err := c.checkSize(msg.Header, msg.Data); err != nil {
 		return nil, err
 	}
@@ -92,6 +92,18 @@ func (c Codec) Encode(subject string, e *event.Event) (*nats.Msg, error) {
 		return nil, err
 	}
 	return msg, nil
+}
+
+// BinaryHeader returns e's binary-mode headers (one lowercase ce- header
+// per attribute, datacontenttype in content-type), without validating e
+// and without Nats-Msg-Id. It is for events that are valid already, such
+// as those Decode returned; Encode validates, then uses it.
+func BinaryHeader(e *event.Event) (nats.Header, error) {
+	w := headerWriter{h: make(nats.Header, 8)}
+	if _, err := binding.Write(context.Background(), binding.ToMessage(e), nil, &w); err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", e.ID(), err)
+	}
+	return w.h, nil
 }
 
 // EncodeStructured validates e and returns it as a structured-mode message

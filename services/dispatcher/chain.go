@@ -35,7 +35,7 @@ func (s *Service) runChain(ctx context.Context, e *event.Event, chain []events.P
 	private := events.PrivateFields(e.Type(), e.Extensions()[events.ExtensionPrivate])
 	original := res.State
 
-	base, err := stepTemplate(e)
+	base, err := stepHeader(e)
 	if err != nil {
 		res.Error = &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
 		return res
@@ -80,27 +80,30 @@ func (s *Service) runChain(ctx context.Context, e *event.Event, chain []events.P
 	return res
 }
 
-// stepTemplate encodes e once; each step copies its headers and swaps the
-// data for the current state.
-func stepTemplate(e *event.Event) (*nats.Msg, error) {
-	tmpl := e.Clone()
-	tmpl.SetDataContentType(event.ApplicationJSON)
-	// The chain's state is not checked against the catalog schema at each
-	// step: plugins may add to it; the event itself was checked.
-	return (events.Codec{MaxSize: 1 << 30}).Encode("hookbus.step", &tmpl)
+// stepHeader is the binary-mode header of e (validated when it was
+// decoded) with the JSON content type of the chain's state; each step
+// copies it. The state is not checked against a catalog schema at each
+// step: plugins may add to it.
+func stepHeader(e *event.Event) (nats.Header, error) {
+	h, err := events.BinaryHeader(e)
+	if err != nil {
+		return nil, err
+	}
+	h.Set(events.HeaderContentType, event.ApplicationJSON)
+	return h, nil
 }
 
 // errNoWorker and friends are the step failures a trace names.
 var errNoWorker = errors.New("no plugin worker is running")
 
 // step sends one chain step and reads the answer.
-func (s *Service) step(ctx context.Context, p events.Plugin, base *nats.Msg, state json.RawMessage, n int, attempt uint64) (events.StepReply, error) {
+func (s *Service) step(ctx context.Context, p events.Plugin, base nats.Header, state json.RawMessage, n int, attempt uint64) (events.StepReply, error) {
 	subject, err := events.PluginCallSubject(p.Name)
 	if err != nil {
 		return events.StepReply{}, err
 	}
-	msg := &nats.Msg{Subject: subject, Header: make(nats.Header, len(base.Header)+2), Data: state}
-	for k, v := range base.Header {
+	msg := &nats.Msg{Subject: subject, Header: make(nats.Header, len(base)+2), Data: state}
+	for k, v := range base {
 		msg.Header[k] = v
 	}
 	msg.Header.Set(events.HeaderChainStep, strconv.Itoa(n))
