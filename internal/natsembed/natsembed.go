@@ -177,10 +177,6 @@ func (s *Server) WebsocketURL() string {
 	return s.ns.WebsocketURL()
 }
 
-// NATS returns the underlying server, for in-process connections
-// (nats.InProcessServer) and tests.
-func (s *Server) NATS() *server.Server { return s.ns }
-
 // Shutdown stops the server and waits until it has stopped. JetStream
 // flushes its files on the way down. Safe to call more than once.
 func (s *Server) Shutdown() {

@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -261,6 +260,3 @@ func (s Settings) validate() error {
 	}
 	return nil
 }
-
-// String is "name (event, status)", for logs and messages.
-func (p Plugin) String() string { return fmt.Sprintf("%s (%s, %s)", p.Name, p.Event, p.Status) }

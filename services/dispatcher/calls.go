@@ -49,7 +49,7 @@ func (s *Service) answerCall(ctx context.Context, m *nats.Msg) {
 	switch {
 	case err != nil:
 		res = events.ChainResult{Trace: []events.TraceStep{}, Error: &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}}
-	case "hookbus.call."+e.Type() != m.Subject:
+	case !onSubject(events.CallSubject, e.Type(), m.Subject):
 		res = events.ChainResult{EventID: e.ID(), EventSource: e.Source(), EventType: e.Type(), Trace: []events.TraceStep{},
 			Error: &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("event type %q does not match the call subject %q", e.Type(), m.Subject)}}
 	default:
@@ -63,4 +63,11 @@ func (s *Service) answerCall(ctx context.Context, m *nats.Msg) {
 	if err := m.Respond(b); err != nil {
 		s.log.Warn("answer call", "subject", m.Subject, "err", err)
 	}
+}
+
+// onSubject reports whether subject is the one the wire contract gives an
+// event of type typ (subjectOf is events.EventSubject or CallSubject).
+func onSubject(subjectOf func(string) (string, error), typ, subject string) bool {
+	want, err := subjectOf(typ)
+	return err == nil && want == subject
 }

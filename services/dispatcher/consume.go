@@ -78,7 +78,7 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
 	e, err := s.codec.Decode(msg.Headers(), msg.Data())
-	if err == nil && "hookbus.event."+e.Type() != msg.Subject() {
+	if err == nil && !onSubject(events.EventSubject, e.Type(), msg.Subject()) {
 		err = &events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q published on %s: an event of type T belongs on hookbus.event.T", e.Type(), msg.Subject())}
 	}
 	if err != nil {

@@ -118,7 +118,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, events.StreamCommands, jetstream.ConsumerConfig{
 		Durable:       s.cfg.Consumer,
 		Description:   "Plugin lifecycle commands, applied one at a time in stream order.",
-		FilterSubject: "hookbus.cmd.plugin.>",
+		FilterSubject: events.CommandTypePrefix + ">",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.cfg.AckWait,
 		// One command at a time across every replica: commands apply in
