@@ -110,11 +110,6 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	for k, vs := range dl.Header {
 		h[k] = append([]string(nil), vs...)
 	}
-	if len(h) == 0 && dl.Event != nil {
-		// A raw JSON publish without headers is structured mode; say so,
-		// since the replay carries a header (its Nats-Msg-Id).
-		h.Set(events.HeaderContentType, events.ContentTypeStructured)
-	}
 	h.Set(events.HeaderMsgID, "replay-"+strconv.FormatUint(seq, 10))
 	if _, err := c.publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: dl.Data}, events.StreamEvents); err != nil {
 		return fmt.Errorf("replay: dead letter %d: %w", seq, err)
