@@ -135,14 +135,14 @@ func readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 	dl := DeadLetter{
 		Seq:        m.Sequence,
 		Time:       m.Time,
-		Subscriber: headerValue(m.Header, events.HeaderDLQSubscriber),
-		Reason:     headerValue(m.Header, events.HeaderDLQReason),
-		Subject:    headerValue(m.Header, events.HeaderDLQSubject),
+		Subscriber: events.HeaderValue(m.Header, events.HeaderDLQSubscriber),
+		Reason:     events.HeaderValue(m.Header, events.HeaderDLQReason),
+		Subject:    events.HeaderValue(m.Header, events.HeaderDLQSubject),
 		Header:     nats.Header{},
 		Data:       m.Data,
 	}
-	dl.StreamSeq, _ = strconv.ParseUint(headerValue(m.Header, events.HeaderDLQStreamSeq), 10, 64)
-	dl.Deliveries, _ = strconv.ParseUint(headerValue(m.Header, events.HeaderDLQDeliveries), 10, 64)
+	dl.StreamSeq, _ = strconv.ParseUint(events.HeaderValue(m.Header, events.HeaderDLQStreamSeq), 10, 64)
+	dl.Deliveries, _ = strconv.ParseUint(events.HeaderValue(m.Header, events.HeaderDLQDeliveries), 10, 64)
 	for k, vs := range m.Header {
 		lk := strings.ToLower(k)
 		if strings.HasPrefix(lk, dlqHeaderPrefix) || strings.HasPrefix(lk, "nats-") {

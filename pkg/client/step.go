@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
-	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
@@ -125,23 +124,9 @@ func (w *worker) callChain(ctx context.Context, s *Step) (res StepResult, err er
 // headerInt reads a numeric header (names compared without regard to
 // case); 0 when absent or not a number.
 func headerInt(h nats.Header, name string) int {
-	n, err := strconv.Atoi(headerValue(h, name))
+	n, err := strconv.Atoi(events.HeaderValue(h, name))
 	if err != nil {
 		return 0
 	}
 	return n
-}
-
-// headerValue returns the first value of header name, compared without
-// regard to case.
-func headerValue(h nats.Header, name string) string {
-	if v := h.Get(name); v != "" {
-		return v
-	}
-	for k, vs := range h {
-		if strings.EqualFold(k, name) && len(vs) > 0 {
-			return vs[0]
-		}
-	}
-	return ""
 }

@@ -94,6 +94,20 @@ func (c Codec) Encode(subject string, e *event.Event) (*nats.Msg, error) {
 	return msg, nil
 }
 
+// HeaderValue returns the first value of header name in h, comparing names
+// without regard to case, as the wire contract does for every header.
+func HeaderValue(h nats.Header, name string) string {
+	if v := h.Get(name); v != "" {
+		return v
+	}
+	for k, vs := range h {
+		if len(vs) > 0 && strings.EqualFold(k, name) {
+			return vs[0]
+		}
+	}
+	return ""
+}
+
 // BinaryHeader returns e's binary-mode headers (one lowercase ce- header
 // per attribute, datacontenttype in content-type), without validating e
 // and without Nats-Msg-Id. It is for events that are valid already, such

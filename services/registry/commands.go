@@ -37,7 +37,7 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 		_ = msg.Term()
 		return
 	}
-	replyTo := headerValue(msg.Headers(), events.HeaderReplyTo)
+	replyTo := events.HeaderValue(msg.Headers(), events.HeaderReplyTo)
 	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
 	op, cmd, cerr := parseCommand(msg)
 	if cerr != nil {
@@ -232,17 +232,6 @@ func (s *Service) answer(replyTo string, reply events.CommandReply) {
 	if err := s.nc.Publish(replyTo, b); err != nil {
 		s.log.Warn("send command reply", "subject", replyTo, "err", err)
 	}
-}
-
-// headerValue returns the first value of header name, compared without
-// regard to case.
-func headerValue(h map[string][]string, name string) string {
-	for k, v := range h {
-		if strings.EqualFold(k, name) && len(v) > 0 {
-			return v[0]
-		}
-	}
-	return ""
 }
 
 // serveGet answers {"name": "..."} with that plugin's stored state.
