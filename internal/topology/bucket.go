@@ -2,7 +2,6 @@ package topology
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,15 +27,11 @@ func CheckBucket(ctx context.Context, js jetstream.JetStream, cfg Config, name s
 	if !ok {
 		return fmt.Errorf("bucket %s: not defined in the topology", name)
 	}
-	resource := "bucket " + name
-	s, err := js.Stream(ctx, kvStream(name))
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return &DriftError{Drifts: []Drift{{Resource: resource, Field: "missing"}}}
-	case err != nil:
-		return fmt.Errorf("look up %s: %w", resource, err)
+	drifts, err := bucketResource(js, want).check(ctx, js)
+	if err != nil {
+		return err
 	}
-	if drifts := diffBucket(resource, want, s.CachedInfo().Config); len(drifts) > 0 {
+	if len(drifts) > 0 {
 		return &DriftError{Drifts: drifts}
 	}
 	return nil

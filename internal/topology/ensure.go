@@ -38,15 +38,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Result, 
 		return nil, fmt.Errorf("topology: %w", err)
 	}
 	var results []Result
-	for _, want := range cfg.Streams() {
-		res, err := ensureStream(ctx, js, want)
-		if err != nil {
-			return results, err
-		}
-		results = append(results, res)
-	}
-	for _, want := range cfg.Buckets() {
-		res, err := ensureBucket(ctx, js, want)
+	for _, r := range cfg.resources(js) {
+		res, err := r.ensure(ctx, js)
 		if err != nil {
 			return results, err
 		}
@@ -55,90 +48,99 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Result, 
 	return results, nil
 }
 
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (Result, error) {
-	res := Result{Resource: "stream " + want.Name}
-	s, err := js.Stream(ctx, want.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := js.CreateStream(ctx, want); err != nil {
-			return res, fmt.Errorf("create %s: %w", res.Resource, err)
-		}
-		res.Action = Created
-		return res, nil
-	}
-	if err != nil {
-		return res, fmt.Errorf("look up %s: %w", res.Resource, err)
-	}
-	res.Changed = diffStream(res.Resource, want, s.CachedInfo().Config)
-	if len(res.Changed) == 0 {
-		res.Action = Unchanged
-		return res, nil
-	}
-	if _, err := js.UpdateStream(ctx, want); err != nil {
-		return res, fmt.Errorf("update %s (%s): %w", res.Resource, describe(res.Changed), err)
-	}
-	res.Action = Updated
-	return res, nil
-}
-
-func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (Result, error) {
-	res := Result{Resource: "bucket " + want.Bucket}
-	s, err := js.Stream(ctx, kvStream(want.Bucket))
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err := js.CreateKeyValue(ctx, want); err != nil {
-			return res, fmt.Errorf("create %s: %w", res.Resource, err)
-		}
-		res.Action = Created
-		return res, nil
-	}
-	if err != nil {
-		return res, fmt.Errorf("look up %s: %w", res.Resource, err)
-	}
-	res.Changed = diffBucket(res.Resource, want, s.CachedInfo().Config)
-	if len(res.Changed) == 0 {
-		res.Action = Unchanged
-		return res, nil
-	}
-	if _, err := js.UpdateKeyValue(ctx, want); err != nil {
-		return res, fmt.Errorf("update %s (%s): %w", res.Resource, describe(res.Changed), err)
-	}
-	res.Action = Updated
-	return res, nil
-}
-
 // Check compares the server with cfg without changing anything. It returns
 // nil when every stream and bucket exists with the declared settings, a
 // *DriftError (errors.Is ErrDrift) listing every difference otherwise, or
 // the error that kept it from looking.
 func Check(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	var drifts []Drift
-	for _, want := range cfg.Streams() {
-		resource := "stream " + want.Name
-		s, err := js.Stream(ctx, want.Name)
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			drifts = append(drifts, Drift{Resource: resource, Field: "missing"})
-		case err != nil:
-			return fmt.Errorf("look up %s: %w", resource, err)
-		default:
-			drifts = append(drifts, diffStream(resource, want, s.CachedInfo().Config)...)
+	for _, r := range cfg.resources(js) {
+		d, err := r.check(ctx, js)
+		if err != nil {
+			return err
 		}
-	}
-	for _, want := range cfg.Buckets() {
-		resource := "bucket " + want.Bucket
-		s, err := js.Stream(ctx, kvStream(want.Bucket))
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			drifts = append(drifts, Drift{Resource: resource, Field: "missing"})
-		case err != nil:
-			return fmt.Errorf("look up %s: %w", resource, err)
-		default:
-			drifts = append(drifts, diffBucket(resource, want, s.CachedInfo().Config)...)
-		}
+		drifts = append(drifts, d...)
 	}
 	if len(drifts) > 0 {
 		return &DriftError{Drifts: drifts}
 	}
 	return nil
+}
+
+// resource is one stream or bucket: how to compare it with its backing
+// stream on the server, and how to create or update it.
+type resource struct {
+	name   string // "stream HOOKBUS_EVENTS", "bucket hookbus_auth"
+	stream string // the backing stream
+	diff   func(got jetstream.StreamConfig) []Drift
+	create func(ctx context.Context) error
+	update func(ctx context.Context) error
+}
+
+// resources lists every stream, then every bucket, in a fixed order.
+func (c Config) resources(js jetstream.JetStream) []resource {
+	var out []resource
+	for _, want := range c.Streams() {
+		name := "stream " + want.Name
+		out = append(out, resource{
+			name: name, stream: want.Name,
+			diff:   func(got jetstream.StreamConfig) []Drift { return diffStream(name, want, got) },
+			create: func(ctx context.Context) error { _, err := js.CreateStream(ctx, want); return err },
+			update: func(ctx context.Context) error { _, err := js.UpdateStream(ctx, want); return err },
+		})
+	}
+	for _, want := range c.Buckets() {
+		out = append(out, bucketResource(js, want))
+	}
+	return out
+}
+
+func bucketResource(js jetstream.JetStream, want jetstream.KeyValueConfig) resource {
+	name := "bucket " + want.Bucket
+	return resource{
+		name: name, stream: kvStream(want.Bucket),
+		diff:   func(got jetstream.StreamConfig) []Drift { return diffBucket(name, want, got) },
+		create: func(ctx context.Context) error { _, err := js.CreateKeyValue(ctx, want); return err },
+		update: func(ctx context.Context) error { _, err := js.UpdateKeyValue(ctx, want); return err },
+	}
+}
+
+// ensure creates r if missing and updates it if it drifted.
+func (r resource) ensure(ctx context.Context, js jetstream.JetStream) (Result, error) {
+	res := Result{Resource: r.name}
+	s, err := js.Stream(ctx, r.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := r.create(ctx); err != nil {
+			return res, fmt.Errorf("create %s: %w", r.name, err)
+		}
+		res.Action = Created
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("look up %s: %w", r.name, err)
+	}
+	res.Changed = r.diff(s.CachedInfo().Config)
+	if len(res.Changed) == 0 {
+		res.Action = Unchanged
+		return res, nil
+	}
+	if err := r.update(ctx); err != nil {
+		return res, fmt.Errorf("update %s (%s): %w", r.name, describe(res.Changed), err)
+	}
+	res.Action = Updated
+	return res, nil
+}
+
+// check returns how r differs from the server ("missing" if absent).
+func (r resource) check(ctx context.Context, js jetstream.JetStream) ([]Drift, error) {
+	s, err := js.Stream(ctx, r.stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return []Drift{{Resource: r.name, Field: "missing"}}, nil
+	case err != nil:
+		return nil, fmt.Errorf("look up %s: %w", r.name, err)
+	}
+	return r.diff(s.CachedInfo().Config), nil
 }
 
 func kvStream(bucket string) string { return "KV_" + bucket }
