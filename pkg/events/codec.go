@@ -149,26 +149,43 @@ func (c Codec) EncodeStructured(subject string, e *event.Event) (*nats.Msg, erro
 // Header names are compared without regard to case. A message whose
 // content-type is application/cloudevents+json, or that has neither a
 // content-type nor any ce- header and a JSON object body, is read in
-// structured mode; one with a
-// ce-specversion header in binary mode (header values percent-decoded as in
-// the HTTP binding). Anything else, or an event that fails Validate, returns
-// a *ValidationError naming the part at fault.
+// structured mode; one with a ce-specversion header in binary mode (header
+// values percent-decoded as in the HTTP binding). Anything else, or an event
+// that fails Validate, returns a *ValidationError naming the part at fault.
+// The event's data is a copy: data may be reused once Decode returns.
 func (c Codec) Decode(h nats.Header, data []byte) (*event.Event, error) {
-	if err := c.checkSize(h, data); err != nil {
-		return nil, err
-	}
-	m, err := newMessage(h, data)
+	var buf [12]field // room for every attribute without allocating
+	fields, r, err := readHeader(h, buf[:0])
 	if err != nil {
 		return nil, err
 	}
-	e, err := binding.ToEvent(context.Background(), m)
-	if err != nil {
-		return nil, m.explain(err)
+	if size := r.size + len(data); size > c.maxSize() {
+		return nil, invalid("size", "event is %d bytes encoded, the limit is %d", size, c.maxSize())
 	}
-	if m.encoding == binding.EncodingStructured {
-		if err := checkStructuredSource(data); err != nil {
-			return nil, err
+	var e *event.Event
+	switch {
+	case isStructured(r.contentType):
+		if mt, _, _ := mime.ParseMediaType(r.contentType); mt != ContentTypeStructured {
+			return nil, invalid(HeaderContentType, "%q is not supported on NATS: send one event per message as %s", r.contentType, ContentTypeStructured)
 		}
+		e, err = decodeStructured(data)
+	case r.specVersion != "":
+		if sv := percentDecode(r.specVersion); sv != event.CloudEventsVersionV1 {
+			return nil, invalid("specversion", "%q is not supported, want %q", sv, event.CloudEventsVersionV1)
+		}
+		e, err = decodeBinary(fields, data)
+	case len(fields) == 0 && looksLikeJSONObject(data):
+		// No content-type and no ce- header (a raw nats pub, a client
+		// without header support, only Nats-Msg-Id set): this can only be
+		// structured mode, binary mode needs ce-specversion.
+		e, err = decodeStructured(data)
+	case r.contentType == "":
+		return nil, invalid("specversion", "not a CloudEvent: no ce-specversion header (binary mode) and no content-type header (structured mode needs %s)", ContentTypeStructured)
+	default:
+		return nil, invalid("specversion", "not a CloudEvent: no ce-specversion header (binary mode) and content-type is %q, not %s (structured mode)", r.contentType, ContentTypeStructured)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := c.validateAttributes(e); err != nil {
 		return nil, err
@@ -467,158 +484,132 @@ func (w *headerWriter) set(key string, value any, encode bool) error {
 	return nil
 }
 
-// message is the binding.Message view of a received NATS message.
-type message struct {
-	header   map[string]string // lowercase name -> first value
-	data     []byte
-	encoding binding.Encoding
-	version  spec.Version
+// field is a CloudEvents header of a received message (content-type or a
+// ce- header): its name in lowercase and its value as sent.
+type field struct{ name, value string }
+
+// received is what Decode reads from a NATS header besides the fields.
+type received struct {
+	contentType string // content-type, "" if absent
+	specVersion string // ce-specversion as sent, "" if absent
+	size        int    // every header name and value, in bytes
 }
 
-var (
-	binarySpecs                               = spec.WithPrefix(HeaderPrefix)
-	_           binding.MessageMetadataReader = (*message)(nil)
-)
-
-func newMessage(h nats.Header, data []byte) (*message, error) {
-	m := &message{header: make(map[string]string, len(h)), data: data}
+// readHeader appends the CloudEvents headers of h to fields, lowercasing
+// their names, and refuses a header given twice (in two cases, or with
+// two values) and datacontenttype given both ways. (fields is a result of
+// its own, not a member of received, so that escape analysis can keep the
+// caller's buffer on the stack.)
+func readHeader(h nats.Header, fields []field) ([]field, received, error) {
+	var (
+		r                          received
+		ceContentType, contentType bool
+	)
 	for k, vs := range h {
+		for _, v := range vs {
+			r.size += len(k) + len(v)
+		}
 		// Only ce- headers and content-type matter; look before lowering,
-		// so the others (Nats-Msg-Id, ...) cost no allocation.
+		// so the others (Nats-Msg-Id, ...) cost nothing.
 		if len(vs) == 0 || !(strings.EqualFold(k, HeaderContentType) || len(k) > len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix)) {
 			continue
 		}
-		lk := strings.ToLower(k)
-		if _, dup := m.header[lk]; dup || len(vs) > 1 {
-			return nil, invalid("header "+lk, "given more than once (header names are compared without regard to case)")
+		name := lower(k)
+		if len(vs) > 1 || slices.ContainsFunc(fields, func(f field) bool { return f.name == name }) {
+			return nil, r, invalid("header "+name, "given more than once (header names are compared without regard to case)")
 		}
-		m.header[lk] = vs[0]
+		fields = append(fields, field{name, vs[0]})
+		switch name {
+		case HeaderContentType:
+			r.contentType, contentType = vs[0], true
+		case HeaderPrefix + "datacontenttype":
+			ceContentType = true
+		case HeaderPrefix + "specversion":
+			r.specVersion = vs[0]
+		}
 	}
-	if _, both := m.header[HeaderPrefix+"datacontenttype"]; both {
-		if _, ct := m.header[HeaderContentType]; ct {
-			return nil, invalid("datacontenttype", "given twice, as content-type and as ce-datacontenttype: send only content-type")
-		}
+	if contentType && ceContentType {
+		return nil, r, invalid("datacontenttype", "given twice, as content-type and as ce-datacontenttype: send only content-type")
 	}
-	ct := m.header[HeaderContentType]
-	switch {
-	case isStructured(ct):
-		m.encoding = binding.EncodingStructured
-		if mt, _, _ := mime.ParseMediaType(ct); mt != ContentTypeStructured {
-			return nil, invalid(HeaderContentType, "%q is not supported on NATS: send one event per message as %s", ct, ContentTypeStructured)
-		}
-	case m.header[HeaderPrefix+"specversion"] != "":
-		m.encoding = binding.EncodingBinary
-		sv := percentDecode(m.header[HeaderPrefix+"specversion"])
-		m.version = binarySpecs.Version(sv)
-		if sv != event.CloudEventsVersionV1 || m.version == nil {
-			return nil, invalid("specversion", "%q is not supported, want %q", sv, event.CloudEventsVersionV1)
-		}
-	case len(m.header) == 0 && looksLikeJSONObject(data):
-		// No content-type and no ce- header (a raw nats pub, a client
-		// without header support, only Nats-Msg-Id set): this can only be
-		// structured mode, binary mode needs ce-specversion.
-		m.encoding = binding.EncodingStructured
-	default:
-		if ct == "" {
-			return nil, invalid("specversion", "not a CloudEvent: no ce-specversion header (binary mode) and no content-type header (structured mode needs %s)", ContentTypeStructured)
-		}
-		return nil, invalid("specversion", "not a CloudEvent: no ce-specversion header (binary mode) and content-type is %q, not %s (structured mode)", ct, ContentTypeStructured)
-	}
-	return m, nil
+	return fields, r, nil
 }
 
-func isStructured(contentType string) bool {
-	return format.IsFormat(strings.ToLower(strings.TrimSpace(contentType)))
+// lower is strings.ToLower without the allocation for names that are
+// lowercase already, as binary mode sends them.
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }
 
-func looksLikeJSONObject(b []byte) bool {
-	b = bytes.TrimSpace(b)
-	return len(b) > 0 && b[0] == '{'
-}
-
-func (m *message) ReadEncoding() binding.Encoding { return m.encoding }
-
-func (m *message) ReadStructured(ctx context.Context, w binding.StructuredWriter) error {
-	if m.encoding != binding.EncodingStructured {
-		return binding.ErrNotStructured
-	}
-	return w.SetStructuredEvent(ctx, format.JSON, bytes.NewReader(m.data))
-}
-
-func (m *message) ReadBinary(ctx context.Context, w binding.BinaryWriter) error {
-	if m.encoding != binding.EncodingBinary {
-		return binding.ErrNotBinary
-	}
-	// specversion first: it selects the attribute set of the others.
-	if err := w.SetAttribute(m.version.AttributeFromKind(spec.SpecVersion), event.CloudEventsVersionV1); err != nil {
-		return err
-	}
-	for k, v := range m.header {
-		switch {
-		case k == HeaderContentType:
-			if err := w.SetAttribute(m.version.AttributeFromKind(spec.DataContentType), v); err != nil {
-				return attrErr("datacontenttype", err)
+// decodeBinary builds the event of a binary-mode message from its
+// CloudEvents headers (ce-specversion checked already) with the CloudEvents
+// library's own setters, so attributes read as the library reads them:
+// values percent-decoded (except URI references and media types, which
+// travel verbatim), the source in canonical form (ValidateSource), the time
+// in RFC 3339.
+func decodeBinary(fields []field, data []byte) (*event.Event, error) {
+	e := event.New()
+	ec := e.Context.(*event.EventContextV1)
+	for _, f := range fields {
+		name := strings.TrimPrefix(f.name, HeaderPrefix)
+		var err error
+		switch name {
+		case "specversion":
+		case HeaderContentType, "datacontenttype":
+			name = "datacontenttype"
+			err = ec.SetDataContentType(f.value)
+		case "source":
+			if err := ValidateSource(f.value); err != nil {
+				return nil, err
 			}
-		case strings.HasPrefix(k, HeaderPrefix) && k != HeaderPrefix+"specversion":
-			a := m.version.Attribute(k)
-			if a == nil || !verbatim(a.Kind()) {
-				v = percentDecode(v)
+			err = ec.SetSource(f.value)
+		case "dataschema":
+			err = ec.SetDataSchema(f.value)
+		case "id":
+			err = ec.SetID(percentDecode(f.value))
+		case "type":
+			err = ec.SetType(percentDecode(f.value))
+		case "subject":
+			err = ec.SetSubject(percentDecode(f.value))
+		case "time":
+			v := percentDecode(f.value)
+			t, terr := types.ToTime(v)
+			if terr != nil {
+				return nil, invalid("time", "%q is not an RFC 3339 time", v)
 			}
-			if a != nil {
-				if a.Kind() == spec.Source {
-					if err := ValidateSource(v); err != nil {
-						return err
-					}
-				}
-				if err := w.SetAttribute(a, v); err != nil {
-					return attrErr(a.Name(), err)
-				}
-				continue
-			}
-			name := strings.TrimPrefix(k, HeaderPrefix)
+			err = ec.SetTime(t)
+		default:
 			if err := checkExtensionName(name); err != nil {
-				return err
+				return nil, err
 			}
-			if err := w.SetExtension(name, v); err != nil {
-				return attrErr(name, err)
-			}
+			err = ec.SetExtension(name, percentDecode(f.value))
+		}
+		if err != nil {
+			return nil, attrErr(name, err)
 		}
 	}
-	if len(m.data) > 0 {
-		return w.SetData(bytes.NewReader(m.data))
+	if len(data) > 0 {
+		e.DataEncoded = bytes.Clone(data)
 	}
-	return nil
+	return &e, nil
 }
 
-func (m *message) GetAttribute(k spec.Kind) (spec.Attribute, any) {
-	if m.version == nil {
-		return nil, nil
+// decodeStructured reads a structured-mode body with the CloudEvents JSON
+// format, refusing a source that is not in canonical form.
+func decodeStructured(data []byte) (*event.Event, error) {
+	e := event.New()
+	if err := format.JSON.Unmarshal(data, &e); err != nil {
+		return nil, explainStructured(data, err)
 	}
-	a := m.version.AttributeFromKind(k)
-	if a == nil {
-		return nil, nil
+	if err := checkStructuredSource(data); err != nil {
+		return nil, err
 	}
-	name := a.PrefixedName()
-	if k == spec.DataContentType {
-		name = HeaderContentType
-	}
-	if v, ok := m.header[name]; ok {
-		if verbatim(k) {
-			return a, v
-		}
-		return a, percentDecode(v)
-	}
-	return a, nil
+	return &e, nil
 }
-
-func (m *message) GetExtension(name string) any {
-	if v, ok := m.header[HeaderPrefix+name]; ok {
-		return percentDecode(v)
-	}
-	return nil
-}
-
-func (m *message) Finish(error) error { return nil }
 
 func attrErr(field string, err error) error {
 	var ve *ValidationError
@@ -628,19 +619,16 @@ func attrErr(field string, err error) error {
 	return invalid(field, "%v", err)
 }
 
-// explain turns an sdk-go decoding error into a *ValidationError naming the
-// attribute at fault. It runs only on the failure path, so valid events are
-// parsed once.
-func (m *message) explain(err error) error {
+// explainStructured turns the CloudEvents library's error for a structured
+// body into a *ValidationError naming the attribute at fault. It runs only
+// on the failure path, so valid events are parsed once.
+func explainStructured(data []byte, err error) error {
 	var ve *ValidationError
 	if errors.As(err, &ve) {
 		return ve
 	}
-	if m.encoding != binding.EncodingStructured {
-		return invalid("event", "%v", err)
-	}
 	var obj map[string]json.RawMessage
-	if jerr := json.Unmarshal(m.data, &obj); jerr != nil {
+	if jerr := json.Unmarshal(data, &obj); jerr != nil {
 		return invalid("body", "structured event is not a JSON object: %v", jerr)
 	}
 	for _, name := range []string{"specversion", "id", "source", "type"} {
@@ -717,4 +705,13 @@ func percentDecode(s string) string {
 		return d
 	}
 	return s
+}
+
+func isStructured(contentType string) bool {
+	return format.IsFormat(strings.ToLower(strings.TrimSpace(contentType)))
+}
+
+func looksLikeJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '{'
 }

@@ -910,7 +910,7 @@ func TestDecodeInvalid(t *testing.T) {
 			name:   "binary: bad time",
 			header: binary("ce-specversion", "1.0", "ce-id", "i", "ce-source", "/s", "ce-type", "t", "ce-time", "yesterday"),
 			field:  "time",
-			msg:    `invalid event: time: invalid value for time: "yesterday"`,
+			msg:    `invalid event: time: "yesterday" is not an RFC 3339 time`,
 		},
 		{
 			name:   "binary: catalog data failing its schema",

@@ -1,12 +1,20 @@
 package events_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -132,6 +140,11 @@ func FuzzDecode(f *testing.F) {
 		if err := events.Validate(e); err != nil {
 			t.Fatalf("Decode accepted an event Validate refuses: %v", err)
 		}
+		if ref, ok := sdkBinaryDecode(h, body); ok {
+			if d := eventDiff(e, ref); d != "" {
+				t.Fatalf("Decode and the CloudEvents library's binary reader disagree:\n%s", d)
+			}
+		}
 		again, err := events.Decode(h, body)
 		if err != nil {
 			t.Fatalf("second Decode of the same message: %v", err)
@@ -163,4 +176,83 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Encode then Decode changed the event:\n%s\nmessage:\n%s", d, formatMsg(msg.Header, msg.Data))
 		}
 	})
+}
+
+// sdkBinaryDecode reads a binary-mode message with the CloudEvents
+// library's binding (binding.ToEvent), the reference Decode's own binary
+// reader must agree with on every event it accepts. ok is false for
+// messages that are not binary mode or that the library refuses.
+func sdkBinaryDecode(h nats.Header, body []byte) (*event.Event, bool) {
+	m := sdkBinaryMessage{header: map[string]string{}, body: body}
+	for k, vs := range h {
+		if len(vs) > 0 {
+			m.header[strings.ToLower(k)] = vs[0]
+		}
+	}
+	if m.header["ce-specversion"] != "1.0" {
+		return nil, false
+	}
+	e, err := binding.ToEvent(context.Background(), m)
+	return e, err == nil
+}
+
+type sdkBinaryMessage struct {
+	header map[string]string
+	body   []byte
+}
+
+var sdkSpecs = spec.WithPrefix("ce-")
+
+func (m sdkBinaryMessage) ReadEncoding() binding.Encoding { return binding.EncodingBinary }
+func (m sdkBinaryMessage) Finish(error) error             { return nil }
+
+// GetAttribute and GetExtension are for transformers, which are not used.
+func (m sdkBinaryMessage) GetAttribute(spec.Kind) (spec.Attribute, any) { return nil, nil }
+func (m sdkBinaryMessage) GetExtension(string) any                      { return nil }
+func (m sdkBinaryMessage) ReadStructured(context.Context, binding.StructuredWriter) error {
+	return binding.ErrNotStructured
+}
+
+// ReadBinary hands every header to the library's builder, percent-decoding
+// all but URI references and media types (docs/protocol.md).
+func (m sdkBinaryMessage) ReadBinary(ctx context.Context, w binding.BinaryWriter) error {
+	v1 := sdkSpecs.Version("1.0")
+	if err := w.SetAttribute(v1.AttributeFromKind(spec.SpecVersion), "1.0"); err != nil {
+		return err
+	}
+	for k, v := range m.header {
+		var a spec.Attribute
+		switch {
+		case k == "content-type":
+			a = v1.AttributeFromKind(spec.DataContentType)
+		case strings.HasPrefix(k, "ce-") && k != "ce-specversion":
+			a = v1.Attribute(k)
+		default:
+			continue
+		}
+		if a == nil {
+			d, err := url.PathUnescape(v)
+			if err != nil {
+				d = v
+			}
+			if err := w.SetExtension(strings.TrimPrefix(k, "ce-"), d); err != nil {
+				return err
+			}
+			continue
+		}
+		switch a.Kind() {
+		case spec.Source, spec.DataSchema, spec.DataContentType:
+		default:
+			if d, err := url.PathUnescape(v); err == nil {
+				v = d
+			}
+		}
+		if err := w.SetAttribute(a, v); err != nil {
+			return err
+		}
+	}
+	if len(m.body) > 0 {
+		return w.SetData(bytes.NewReader(m.body))
+	}
+	return nil
 }

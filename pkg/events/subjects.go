@@ -41,9 +41,11 @@ func ValidateType(s string) error {
 	if len(s) > MaxTypeLen {
 		return invalid("type", "%d bytes long, the limit is %d", len(s), MaxTypeLen)
 	}
-	for i, tok := range strings.Split(s, ".") {
+	i := 0
+	for tok := range strings.SplitSeq(s, ".") {
+		i++
 		if tok == "" {
-			return invalid("type", "%q has an empty token (at token %d): tokens are joined by single dots", s, i+1)
+			return invalid("type", "%q has an empty token (at token %d): tokens are joined by single dots", s, i)
 		}
 		if j := strings.IndexFunc(tok, func(r rune) bool { return !isTokenRune(r) }); j >= 0 {
 			r, _ := utf8.DecodeRuneInString(tok[j:])
