@@ -21,23 +21,27 @@ import (
 )
 
 // BenchmarkNotifyDelivery measures how fast events already in
-// HOOKBUS_EVENTS reach a notify plugin: hookbus is a client.Serve worker
-// (decode, handler, ack) on the queue the dispatcher made; raw is a plain
-// JetStream consumer with the same settings, consumed with nats.go's
-// Consume (the fastest plain way), acking each message. Read
-// events/s of the two side by side.
+// HOOKBUS_EVENTS reach a notify plugin, on one embedded server with the
+// registry and the dispatcher running: hookbus is a client.Serve worker
+// (decode and validate, handler, ack) on the queue the dispatcher made;
+// raw is a plain JetStream consumer with the same settings, consumed with
+// nats.go's Consume (the fastest plain way), acking each message. Each
+// round uses a plugin and an event type of its own. Read events/s of the
+// two side by side.
 func BenchmarkNotifyDelivery(b *testing.B) {
 	const concurrency = 256
+	srv, js := natstest.RunTopology(b)
+	for _, svc := range []natstest.Service{newRegistry(b, srv), newDispatcher(b, srv)} {
+		natstest.RunService(b, svc)
+	}
+	c, err := client.New(natstest.Connect(b, srv))
+	if err != nil {
+		b.Fatal(err)
+	}
+	round := 0
 	b.Run("hookbus", func(b *testing.B) {
-		srv, js := natstest.RunTopology(b)
-		for _, svc := range []natstest.Service{newRegistry(b, srv), newDispatcher(b, srv)} {
-			natstest.RunService(b, svc)
-		}
-		c, err := client.New(natstest.Connect(b, srv))
-		if err != nil {
-			b.Fatal(err)
-		}
-		spec := events.PluginSpec{Name: "bench", Event: "bench.notify", Mode: events.ModeNotify}
+		round++
+		spec := events.PluginSpec{Name: fmt.Sprintf("bench-%d", round), Event: fmt.Sprintf("bench.notify.%d", round), Mode: events.ModeNotify}
 		ctx := b.Context()
 		if _, err := c.Register(ctx, spec); err != nil {
 			b.Fatal(err)
@@ -69,14 +73,10 @@ func BenchmarkNotifyDelivery(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("raw", func(b *testing.B) {
-		// The same server with the same services running, so both figures
-		// share the machine with the same neighbours.
-		srv, js := natstest.RunTopology(b)
-		for _, svc := range []natstest.Service{newRegistry(b, srv), newDispatcher(b, srv)} {
-			natstest.RunService(b, svc)
-		}
+		round++
 		ctx := b.Context()
-		cfg, err := events.NotifyConsumerConfig(events.Plugin{PluginSpec: events.PluginSpec{Name: "raw", Event: "bench.raw", Mode: events.ModeNotify}})
+		typ := fmt.Sprintf("bench.raw.%d", round)
+		cfg, err := events.NotifyConsumerConfig(events.Plugin{PluginSpec: events.PluginSpec{Name: fmt.Sprintf("raw-%d", round), Event: typ, Mode: events.ModeNotify}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -84,7 +84,7 @@ func BenchmarkNotifyDelivery(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		publish(b, js, "bench.raw", b.N)
+		publish(b, js, typ, b.N)
 		dispatcherIdle(b, js)
 		b.ResetTimer()
 		var got atomic.Int64
@@ -134,7 +134,7 @@ func publish(b *testing.B, js jetstream.JetStream, typ string, n int) {
 	futures := make([]jetstream.PubAckFuture, 0, n)
 	for i := range n {
 		e := event.New()
-		e.SetID(fmt.Sprintf("e-%d", i))
+		e.SetID(fmt.Sprintf("%s-%d", typ, i)) // unique across rounds: no deduplication
 		e.SetSource("/bench")
 		e.SetType(typ)
 		_ = e.SetData(event.ApplicationJSON, map[string]any{"user": "ada", "amount": i})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -79,15 +78,13 @@ const dlqTimeout = 30 * time.Second
 //
 // A dead letter is stored (JetStream acknowledged it) before the original
 // is acknowledged; if it cannot be stored, the original comes back later.
-// While deliver runs, the message is kept in progress every half ack wait.
+// The pump keeps the message in progress while deliver runs.
 func (w *worker) deliver(m jetstream.Msg, cfg jetstream.ConsumerConfig) {
 	meta, err := m.Metadata()
 	if err != nil { // not a JetStream delivery: nothing to acknowledge
 		w.log.Error("notify message without metadata", "subject", m.Subject(), "err", err)
 		return
 	}
-	defer keepInProgress(m, ackWaitOf(cfg)/2)()
-
 	attempt := int(meta.NumDelivered)
 	s := w.settings()
 	// The logger is built only on the paths that log: this runs for every
@@ -179,38 +176,6 @@ func reasonOf(err error) string {
 		return s
 	}
 	return "handler failed"
-}
-
-// keepInProgress tells JetStream every interval that m is still being
-// worked on, until the returned function is called.
-func keepInProgress(m jetstream.Msg, every time.Duration) (stop func()) {
-	if every <= 0 {
-		return func() {}
-	}
-	// A timer that re-arms itself: no goroutine unless it fires, which
-	// matters at tens of thousands of deliveries a second.
-	var (
-		mu      sync.Mutex
-		stopped bool
-		t       *time.Timer
-	)
-	mu.Lock()
-	t = time.AfterFunc(every, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		_ = m.InProgress()
-		t.Reset(every)
-	})
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
-		t.Stop()
-	}
 }
 
 // ackWaitOf is the shortest time the consumer waits for an acknowledgement

@@ -352,15 +352,21 @@ func TestNotifyInProgress(t *testing.T) {
 	}
 }
 
+// At most WithConcurrency handlers run at once; the events a busy worker
+// has taken beyond them (its prefetch, at most as many) wait kept in
+// progress, so that JetStream does not deliver them again meanwhile, even
+// when the handlers run for many ack waits.
 func TestNotifyConcurrencyLimit(t *testing.T) {
 	t.Parallel()
 	b := workerBus(t)
-	spec := notifySpec("n", 3, 1000)
+	spec := notifySpec("n", 3, 200) // ack wait 200ms
 	cons := notifyConsumer(t, b.js, spec)
 	const limit, total = 3, 10
 	var active, peak, done atomic.Int64
+	var d deliveries
 	release := make(chan struct{})
-	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(context.Context, *client.Delivery) error {
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		d.record(x)
 		n := active.Add(1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 		}
@@ -378,18 +384,14 @@ func TestNotifyConcurrencyLimit(t *testing.T) {
 		}
 		return nil
 	})
-	// Nothing is taken beyond the free handlers: the rest wait in the
-	// stream, not in a client buffer where their ack wait would run.
-	natstest.Eventually(t, 5*time.Second, func() error {
-		info, err := cons.Info(t.Context())
-		if err != nil {
-			return err
-		}
-		if info.NumAckPending != limit || info.NumPending != total-limit {
-			return fmt.Errorf("consumer: %d unacknowledged, %d pending; want %d and %d", info.NumAckPending, info.NumPending, limit, total-limit)
-		}
-		return nil
-	})
+	time.Sleep(time.Second) // five ack waits with every handler busy
+	info, err := cons.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending > 2*limit || info.NumRedelivered != 0 {
+		t.Errorf("consumer: %d unacknowledged, %d redelivered; want at most %d (running and prefetched) and none", info.NumAckPending, info.NumRedelivered, 2*limit)
+	}
 	close(release)
 	natstest.Eventually(t, 10*time.Second, func() error {
 		if n := done.Load(); n != total {
@@ -397,9 +399,17 @@ func TestNotifyConcurrencyLimit(t *testing.T) {
 		}
 		return nil
 	})
-	b.settled(t, cons)
+	info = b.settled(t, cons)
 	if p := peak.Load(); p != limit {
 		t.Errorf("at most %d handlers ran at once, want %d", p, limit)
+	}
+	if info.NumRedelivered != 0 {
+		t.Errorf("%d events delivered again, want none", info.NumRedelivered)
+	}
+	for _, x := range d.waitCount(t, total) {
+		if x.attempt != 1 {
+			t.Errorf("event %s handled on attempt %d, want 1", x.id, x.attempt)
+		}
 	}
 }
 
@@ -448,6 +458,85 @@ func TestNotifyDrain(t *testing.T) {
 	})
 	if n := calls.Load(); n != 1 {
 		t.Errorf("handler called %d times, want 1", n)
+	}
+}
+
+// A handler that does not return does not hold up the events behind it:
+// another goroutine takes over pulling while it runs.
+func TestNotifySlowHandlerDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	spec := notifySpec("n", 3, 30000)
+	notifyConsumer(t, b.js, spec)
+	var d deliveries
+	release := make(chan struct{})
+	defer close(release)
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		if x.Event.ID() == "stuck" {
+			<-release
+		}
+		d.record(x)
+		return nil
+	}}, client.WithConcurrency(4))
+	b.publish(t, "stuck")
+	for i := range 20 {
+		b.publish(t, fmt.Sprint(i))
+	}
+	got := d.waitCount(t, 20)
+	for _, x := range got {
+		if x.id == "stuck" {
+			t.Errorf("the stuck handler returned")
+		}
+	}
+}
+
+// At shutdown, the events a worker prefetched but did not start are given
+// back at once (a nak), not after their ack wait: another worker takes
+// them straight away.
+func TestNotifyShutdownGivesBackPrefetched(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	spec := notifySpec("n", 3, 30000) // an ack wait far beyond the test
+	notifyConsumer(t, b.js, spec)
+	const limit = 4
+	var running atomic.Int64
+	release := make(chan struct{})
+	first := startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(context.Context, *client.Delivery) error {
+		running.Add(1)
+		<-release
+		return nil
+	}}, client.WithConcurrency(limit))
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseAll) // before the first worker's stop, also on failure
+	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	for _, id := range ids {
+		b.publish(t, id)
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if n := running.Load(); n != limit {
+			return fmt.Errorf("%d handlers running, want %d", n, limit)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // the next pull's events arrive
+	first.cancel()
+	var d deliveries
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		d.record(x)
+		return nil
+	}}, client.WithConcurrency(limit))
+	got := d.waitCount(t, len(ids)-limit)
+	slices.SortFunc(got, func(a, b delivered) int { return strings.Compare(a.id, b.id) })
+	var gotIDs []string
+	for _, x := range got {
+		gotIDs = append(gotIDs, x.id)
+	}
+	if !slices.Equal(gotIDs, ids[limit:]) {
+		t.Errorf("second worker got %v, want %v", gotIDs, ids[limit:])
+	}
+	releaseAll()
+	if err := first.stop(t); err != nil {
+		t.Fatal(err)
 	}
 }
 

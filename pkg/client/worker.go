@@ -109,10 +109,6 @@ func WithLogger(l *slog.Logger) ServeOption { return func(o *serveOptions) { o.l
 
 // Timings of Serve.
 const (
-	// pullWait is how long one pull request of a notify worker waits for
-	// events. Shutting down waits for the open one to end, so that no
-	// event is sent to a worker that no longer listens.
-	pullWait = time.Second
 	// exitTimeout bounds the exit action after ctx ended.
 	exitTimeout = 10 * time.Second
 	// maxRetryWait is the longest pause between two attempts to find the
@@ -165,11 +161,12 @@ type worker struct {
 	handlers   sync.WaitGroup
 
 	mu        sync.Mutex
-	state     events.Plugin // the latest known state
-	seq       uint64        // the command sequence state comes from
-	removed   bool          // unregistered
-	wantStart bool          // a start waits for hard dependencies
-	changed   chan struct{} // closed and replaced on every change
+	state     events.Plugin   // the latest known state
+	effective events.Settings // state's settings with the defaults
+	seq       uint64          // the command sequence state comes from
+	removed   bool            // unregistered
+	wantStart bool            // a start waits for hard dependencies
+	changed   chan struct{}   // closed and replaced on every change
 
 	startMu sync.Mutex // one start command at a time
 
@@ -209,14 +206,15 @@ func newWorker(c *Client, p Plugin, opts []ServeOption) (*worker, error) {
 	}
 	spec = spec.Normalize()
 	return &worker{
-		c:       c,
-		p:       p,
-		o:       o,
-		spec:    spec,
-		name:    spec.Name,
-		log:     o.log.With("plugin", spec.Name),
-		slots:   make(chan struct{}, o.concurrency),
-		changed: make(chan struct{}),
+		c:         c,
+		p:         p,
+		o:         o,
+		spec:      spec,
+		name:      spec.Name,
+		log:       o.log.With("plugin", spec.Name),
+		slots:     make(chan struct{}, o.concurrency),
+		changed:   make(chan struct{}),
+		effective: spec.Settings.WithDefaults(),
 	}, nil
 }
 
@@ -445,6 +443,7 @@ func (w *worker) update(p events.Plugin) {
 
 func (w *worker) setLocked(p events.Plugin, seq uint64, removed bool) {
 	w.state, w.seq, w.removed = p, seq, removed
+	w.effective = p.Settings.WithDefaults()
 	if removed || p.Status != events.StatusRegistered {
 		w.wantStart = false
 	}
@@ -462,14 +461,12 @@ func (w *worker) status() events.Status {
 	return w.state.Status
 }
 
-// settings are the plugin's settings as the registry stores them.
+// settings are the plugin's settings as the registry stores them, with
+// the defaults filled in.
 func (w *worker) settings() events.Settings {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.state.Name == "" {
-		return w.spec.Settings
-	}
-	return w.state.Settings.WithDefaults()
+	return w.effective
 }
 
 // waitRunning blocks until the plugin runs; false once ctx has ended.
@@ -629,61 +626,45 @@ func (w *worker) readLifecycle(m jetstream.Msg) (kind string, p events.Plugin, s
 	return kind, p, seq, true
 }
 
-// pull takes events from the plugin's notify consumer while the plugin
-// runs, until ctx ends. Each pull asks for as many events as there are
-// free handlers, so that none waits in a buffer while its ack wait runs.
+// pull runs the plugin's notify deliveries while the plugin runs, until
+// ctx ends: a pump per running spell, on the plugin's durable consumer.
 func (w *worker) pull(ctx context.Context) {
 	consumer := events.NotifyConsumer(w.name)
-	var (
-		cons    jetstream.Consumer
-		cfg     jetstream.ConsumerConfig
-		retry   = newRetry()
-		waiting bool
-	)
+	retry := newRetry()
+	waiting := false
 	for w.waitRunning(ctx) {
-		if cons == nil {
-			c, err := w.c.js.Consumer(ctx, events.StreamEvents, consumer)
-			if err != nil {
-				if errors.Is(err, jetstream.ErrConsumerNotFound) {
-					if !waiting {
-						w.log.Info("waiting for the dispatcher to create the notify consumer", "consumer", consumer)
-						waiting = true
-					}
-				} else if ctx.Err() == nil {
-					w.log.Warn("look up notify consumer", "consumer", consumer, "err", err)
-				}
-				retry.wait(ctx)
-				continue
-			}
-			cons, cfg, waiting = c, c.CachedInfo().Config, false
-			retry.reset()
-		}
-		n := w.reserve(ctx)
-		if n == 0 {
-			return
-		}
-		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(pullWait))
+		cons, err := w.c.js.Consumer(ctx, events.StreamEvents, consumer)
 		if err != nil {
-			w.release(n)
-			w.log.Warn("pull notify events", "consumer", consumer, "err", err)
-			cons = nil
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				if !waiting {
+					w.log.Info("waiting for the dispatcher to create the notify consumer", "consumer", consumer)
+					waiting = true
+				}
+			} else if ctx.Err() == nil {
+				w.log.Warn("look up notify consumer", "consumer", consumer, "err", err)
+			}
 			retry.wait(ctx)
 			continue
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			w.handlers.Go(func() {
-				defer w.release(1)
-				w.deliver(m, cfg)
-			})
+		waiting = false
+		cfg := cons.CachedInfo().Config
+		p := newPump(w.o.concurrency, ackWaitOf(cfg),
+			func() (jetstream.MessagesContext, error) {
+				return cons.Messages(jetstream.PullMaxMessages(w.o.concurrency))
+			},
+			func(m jetstream.Msg) { w.deliver(m, cfg) },
+			func(m jetstream.Msg) { _ = m.Nak() })
+		p.start(w.handlers.Go)
+		w.whileRunning(ctx, p.done)
+		p.stop()
+		if ctx.Err() != nil {
+			return // Serve waits for the handlers, within its drain timeout
 		}
-		w.release(n - got)
-		if err := batch.Error(); err != nil {
+		<-p.done // no more handlers than WithConcurrency, even across spells
+		if err := p.Err(); err != nil {
 			// The consumer was deleted (unregistered), the connection
-			// dropped, ...: find the consumer again.
+			// closed, ...: find the consumer again.
 			w.log.Debug("pull notify events", "consumer", consumer, "err", err)
-			cons = nil
 			retry.wait(ctx)
 			continue
 		}
@@ -691,56 +672,23 @@ func (w *worker) pull(ctx context.Context) {
 	}
 }
 
-// reserve takes free handler slots for the next pull (0 if ctx ended): it
-// waits for one, takes every other free one, and if that is less than half
-// of them waits a little (gatherWait) for more, so that fast handlers are
-// fed in batches rather than one round trip per event, while slow handlers
-// still get an event as soon as a slot frees.
-func (w *worker) reserve(ctx context.Context) int {
-	if ctx.Err() != nil {
-		return 0
-	}
-	select {
-	case w.slots <- struct{}{}:
-	case <-ctx.Done():
-		return 0
-	}
-	n := 1
-	want := max(1, cap(w.slots)/2)
-	var timeout <-chan time.Time
-	for n < cap(w.slots) {
-		select {
-		case w.slots <- struct{}{}:
-			n++
-			continue
-		default:
-		}
-		if n >= want {
-			return n
-		}
-		if timeout == nil {
-			t := time.NewTimer(gatherWait)
-			defer t.Stop()
-			timeout = t.C
+// whileRunning blocks while the plugin runs, until ctx ends or done is
+// closed.
+func (w *worker) whileRunning(ctx context.Context, done <-chan struct{}) {
+	for {
+		w.mu.Lock()
+		running, changed := !w.removed && w.state.Status.Running(), w.changed
+		w.mu.Unlock()
+		if !running {
+			return
 		}
 		select {
-		case w.slots <- struct{}{}:
-			n++
-		case <-timeout:
-			return n
 		case <-ctx.Done():
-			return n
+			return
+		case <-done:
+			return
+		case <-changed:
 		}
-	}
-	return n
-}
-
-// gatherWait bounds how long reserve waits to fill half of the slots.
-const gatherWait = 5 * time.Millisecond
-
-func (w *worker) release(n int) {
-	for range n {
-		<-w.slots
 	}
 }
 

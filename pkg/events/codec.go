@@ -152,7 +152,8 @@ func (c Codec) EncodeStructured(subject string, e *event.Event) (*nats.Msg, erro
 // structured mode; one with a ce-specversion header in binary mode (header
 // values percent-decoded as in the HTTP binding). Anything else, or an event
 // that fails Validate, returns a *ValidationError naming the part at fault.
-// The event's data is a copy: data may be reused once Decode returns.
+// A binary-mode event's data is data itself, not a copy (NATS gives every
+// message a buffer of its own): do not change data afterwards.
 func (c Codec) Decode(h nats.Header, data []byte) (*event.Event, error) {
 	var buf [12]field // room for every attribute without allocating
 	fields, r, err := readHeader(h, buf[:0])
@@ -511,7 +512,8 @@ func readHeader(h nats.Header, fields []field) ([]field, received, error) {
 		}
 		// Only ce- headers and content-type matter; look before lowering,
 		// so the others (Nats-Msg-Id, ...) cost nothing.
-		if len(vs) == 0 || !(strings.EqualFold(k, HeaderContentType) || len(k) > len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix)) {
+		if len(vs) == 0 || len(k) <= len(HeaderPrefix) || k[0]|0x20 != 'c' ||
+			!(strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) || strings.EqualFold(k, HeaderContentType)) {
 			continue
 		}
 		name := lower(k)
@@ -552,8 +554,13 @@ func lower(s string) string {
 // travel verbatim), the source in canonical form (ValidateSource), the time
 // in RFC 3339.
 func decodeBinary(fields []field, data []byte) (*event.Event, error) {
-	e := event.New()
-	ec := e.Context.(*event.EventContextV1)
+	// The event and its context in one allocation.
+	a := &struct {
+		e  event.Event
+		ec event.EventContextV1
+	}{}
+	e, ec := &a.e, &a.ec
+	e.Context = ec
 	for _, f := range fields {
 		name := strings.TrimPrefix(f.name, HeaderPrefix)
 		var err error
@@ -565,6 +572,13 @@ func decodeBinary(fields []field, data []byte) (*event.Event, error) {
 		case "source":
 			if err := ValidateSource(f.value); err != nil {
 				return nil, err
+			}
+			if plainSource(f.value) && !strings.HasPrefix(f.value, "//") {
+				// A relative or absolute path and nothing else (no
+				// scheme, host, query or escape): what url.Parse would
+				// return, without parsing.
+				ec.Source = types.URIRef{URL: url.URL{Path: f.value}}
+				continue
 			}
 			err = ec.SetSource(f.value)
 		case "dataschema":
@@ -593,9 +607,9 @@ func decodeBinary(fields []field, data []byte) (*event.Event, error) {
 		}
 	}
 	if len(data) > 0 {
-		e.DataEncoded = bytes.Clone(data)
+		e.DataEncoded = data
 	}
-	return &e, nil
+	return e, nil
 }
 
 // decodeStructured reads a structured-mode body with the CloudEvents JSON
