@@ -40,8 +40,9 @@ e2e: ## Black-box tests of the built binary, with Node.js clients (needs node an
 	$(GO) test -tags e2e -count=1 ./e2e/...
 
 .PHONY: bench
-bench: ## Benchmarks beside raw NATS figures: codec, publish, notify delivery, Call p50/p99, auth keys (docs/performance.md)
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+BENCH_COUNT ?= 1
+bench: ## Benchmarks beside raw NATS figures: codec, publish, notify delivery, Call p50/p99, auth keys (BENCH_COUNT=5 for medians; docs/performance.md)
+	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) ./...
 
 .PHONY: lint
 lint: ## gofmt and staticcheck (also of deployments/k8s, a module of its own)

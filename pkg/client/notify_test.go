@@ -470,7 +470,6 @@ func TestNotifySlowHandlerDoesNotBlockOthers(t *testing.T) {
 	notifyConsumer(t, b.js, spec)
 	var d deliveries
 	release := make(chan struct{})
-	defer close(release)
 	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
 		if x.Event.ID() == "stuck" {
 			<-release
@@ -478,6 +477,7 @@ func TestNotifySlowHandlerDoesNotBlockOthers(t *testing.T) {
 		d.record(x)
 		return nil
 	}}, client.WithConcurrency(4))
+	t.Cleanup(func() { close(release) }) // runs before Serve's stop
 	b.publish(t, "stuck")
 	for i := range 20 {
 		b.publish(t, fmt.Sprint(i))
@@ -487,6 +487,73 @@ func TestNotifySlowHandlerDoesNotBlockOthers(t *testing.T) {
 		if x.id == "stuck" {
 			t.Errorf("the stuck handler returned")
 		}
+	}
+}
+
+// Events taken out of a saturated worker's prefetch wait kept in progress;
+// one of them hanging in its handler holds up nothing but itself.
+func TestNotifyHeldEventHangingDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	spec := notifySpec("n", 3, 200) // ack wait 200ms: the prefetch is taken out after 50ms
+	notifyConsumer(t, b.js, spec)
+	var d deliveries
+	release := make(chan struct{})
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		switch x.Event.ID() {
+		case "s1", "s2":
+			time.Sleep(150 * time.Millisecond) // both handlers busy: saturated
+		case "hang":
+			<-release
+		}
+		d.record(x)
+		return nil
+	}}, client.WithConcurrency(2))
+	t.Cleanup(func() { close(release) }) // runs before Serve's stop
+	for _, id := range []string{"s1", "s2", "hang", "e1"} {
+		b.publish(t, id)
+	}
+	time.Sleep(400 * time.Millisecond)
+	for _, id := range []string{"e2", "e3"} {
+		b.publish(t, id)
+	}
+	got := d.waitCount(t, 5)
+	for _, x := range got {
+		if x.attempt != 1 {
+			t.Errorf("%s handled on attempt %d, want 1", x.id, x.attempt)
+		}
+	}
+}
+
+// A worker whose consumer fails (here: deleted and made again) pulls
+// again at once, even while a handler of the old consumer still runs.
+func TestNotifyConsumerReplacedWhileHandlerRuns(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	spec := notifySpec("n", 3, 30000)
+	notifyConsumer(t, b.js, spec)
+	var d deliveries
+	entered := make(chan struct{}, 2)
+	release := make(chan struct{})
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		if x.Event.ID() == "stuck" {
+			entered <- struct{}{}
+			<-release
+		}
+		d.record(x)
+		return nil
+	}}, client.WithConcurrency(4))
+	t.Cleanup(func() { close(release) }) // runs before Serve's stop
+	b.publish(t, "stuck")
+	<-entered
+	if err := b.js.DeleteConsumer(t.Context(), events.StreamEvents, events.NotifyConsumer(spec.Name)); err != nil {
+		t.Fatal(err)
+	}
+	notifyConsumer(t, b.js, spec)
+	b.publish(t, "after")
+	got := d.waitCount(t, 1)
+	if got[0].id != "after" {
+		t.Errorf("handled %+v, want after", got)
 	}
 }
 

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,16 +23,24 @@ const (
 	// stallAfter. Below it, running the handler in place is cheaper than a
 	// hand-off to another goroutine.
 	eagerAfter = 20 * time.Microsecond
+	// sampleEvery: one handler in so many is timed for the moving average
+	// (reading the clock costs about as much as a fast handler's overhead).
+	sampleEvery = 16
+	// maxDrainErrors bounds the errors a drained iterator may return
+	// before it says it is closed (a late heartbeat error, ...).
+	maxDrainErrors = 10
 )
 
-// pump runs a handler for each event of a notify consumer, at most max at
-// once, keeping every event it has taken in progress until its handler
-// returns.
+// pump runs a handler for each event of a notify consumer, keeping every
+// event it has taken in progress until its handler returns. Each of its
+// goroutines holds a slot of the worker's (a buffered channel as large as
+// WithConcurrency), so that the pumps of a worker, the current one and
+// those still finishing handlers, never run more handlers together.
 //
 // Handing each event to a goroutine costs more than a fast handler does, so
 // the pump works as leader and followers: one goroutine at a time, the
-// leader, takes the next event from the consumer and runs the handler
-// itself. Another goroutine (up to max) leads instead
+// leader, takes the next event and runs the handler itself. Another
+// goroutine (while slots are free) leads instead
 //   - at once, before the handler runs, when recent handlers took eagerAfter
 //     or more on average;
 //   - when the leader's handler has run for stallAfter (the monitor starts
@@ -42,38 +51,41 @@ const (
 // A goroutine that finishes while another one leads and waits for events
 // has nothing to do and ends.
 //
-// The consumer's iterator prefetches up to max events, which cannot be kept
-// in progress until the pump takes them. When every handler has been busy
-// for a quarter of the ack wait, the pump therefore stops the iterator and
-// takes what it prefetched, keeping those events in progress until handlers
-// free up; it pulls again once they have been handled.
+// The consumer's iterator prefetches up to a worker's concurrency of
+// events, which cannot be kept in progress until the pump takes them. When
+// every slot has been busy for a quarter of the ack wait, the monitor
+// therefore stops the iterator and takes what it prefetched into held,
+// keeping those events in progress until a goroutine is free; the pump
+// pulls again once they have been handled.
 type pump struct {
-	max     int
+	slots   chan struct{}
 	ackWait time.Duration // the shortest wait before JetStream redelivers
 	open    func() (jetstream.MessagesContext, error)
 	handle  func(jetstream.Msg)
 	nak     func(jetstream.Msg)
 	clock   func() time.Time
+	run     func(func()) // starts a goroutine (Serve's WaitGroup.Go)
 
-	avg  atomic.Int64 // moving average of handler durations, in ns
-	wake chan struct{}
-	done chan struct{} // closed when every goroutine of the pump has ended
+	avg      atomic.Int64  // moving average of handler durations, in ns
+	wake     chan struct{} // wakes a sleeping monitor
+	stopping chan struct{} // closed when the pump stops taking events
+	done     chan struct{} // closed when the last handler has returned
 
 	mu             sync.Mutex
 	it             jetstream.MessagesContext // nil while not pulling
-	held           []taken                   // taken from a stopped iterator, waiting for a handler
+	held           []taken                   // taken from a stopped iterator, waiting for a goroutine
+	drained        chan struct{}             // closed when the monitor has taken what a stopped iterator held
 	runners        []*runner
 	leader         *runner
-	busySince      time.Time     // when the leader began its handler; zero while it waits for an event
-	saturatedSince time.Time     // since when every handler has been busy; zero if not
-	now            time.Time     // the monitor's clock, read at each tick
-	sleeping       bool          // the monitor waits for wake
-	drained        chan struct{} // closed when the monitor has taken what a stopped iterator held
+	busySince      time.Time // when the leader began its handler; zero while it pulls
+	saturatedSince time.Time // since when every slot has been busy; zero if not
+	now            time.Time // the monitor's clock, read at each tick
+	sleeping       bool      // the monitor waits for wake
 	stopped        bool
 	err            error // why the pump stopped by itself
 }
 
-// taken is an event the pump holds, with when it last told JetStream so.
+// taken is an event the pump holds, with when JetStream last heard of it.
 type taken struct {
 	m       jetstream.Msg
 	touched time.Time
@@ -85,38 +97,36 @@ type runner struct {
 	n int // events handled
 }
 
-// sampleEvery: one handler in so many is timed for the moving average
-// (reading the clock costs about as much as a fast handler's overhead).
-const sampleEvery = 16
-
-func newPump(max int, ackWait time.Duration, open func() (jetstream.MessagesContext, error), handle, nak func(jetstream.Msg)) *pump {
+func newPump(slots chan struct{}, ackWait time.Duration, open func() (jetstream.MessagesContext, error), handle, nak func(jetstream.Msg), run func(func())) *pump {
 	return &pump{
-		max: max, ackWait: ackWait, open: open, handle: handle, nak: nak, clock: time.Now,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), now: time.Now(),
+		slots: slots, ackWait: ackWait, open: open, handle: handle, nak: nak, clock: time.Now, run: run,
+		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
+		now: time.Now(),
 	}
 }
 
-// start runs the pump's first goroutine and its monitor. run starts
-// goroutines with it (a sync.WaitGroup's Go, so that Serve can wait for
-// handlers).
-func (p *pump) start(run func(func())) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.spawn(run)
-	run(func() { p.monitor(run) })
-}
+// start runs the pump's monitor, which starts the first goroutine as soon
+// as a slot is free.
+func (p *pump) start() { p.run(p.monitor) }
 
-// spawn starts a goroutine that leads. Called with p.mu held.
-func (p *pump) spawn(run func(func())) {
+// spawn starts a goroutine that leads, if a slot is free. Called with p.mu
+// held.
+func (p *pump) spawn() bool {
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		return false
+	}
 	r := &runner{}
 	p.runners = append(p.runners, r)
 	p.leader, p.busySince = r, time.Time{}
-	run(func() { p.loop(r, run) })
+	p.run(func() { p.loop(r) })
+	return true
 }
 
-func (p *pump) loop(r *runner, run func(func())) {
+func (p *pump) loop(r *runner) {
 	for {
-		m, ok := p.next(r, run)
+		m, ok := p.next(r)
 		if !ok {
 			return
 		}
@@ -134,24 +144,27 @@ func (p *pump) loop(r *runner, run func(func())) {
 
 // next settles r's last event and returns its next one, or false when r is
 // to end.
-func (p *pump) next(r *runner, run func(func())) (jetstream.Msg, bool) {
+func (p *pump) next(r *runner) (jetstream.Msg, bool) {
 	p.mu.Lock()
 	r.m = nil
 	if p.leader == r {
 		p.busySince = time.Time{}
 	}
+	drainErrs := 0
 	for {
 		if p.stopped && (p.leader != r || p.it == nil) {
 			return nil, p.exit(r)
 		}
 		if !p.stopped && len(p.held) > 0 {
-			r.taken, p.held = p.held[0], p.held[1:]
+			t := p.held[0]
+			p.held = p.held[1:]
+			p.took(r, t.m, t.touched)
 			p.mu.Unlock()
-			return r.m, true
+			return t.m, true
 		}
 		if p.leader != r {
 			if p.leader != nil && p.busySince.IsZero() {
-				return nil, p.exit(r) // the leader waits for events already
+				return nil, p.exit(r) // the leader pulls already
 			}
 			p.leader, p.busySince = r, time.Time{}
 		}
@@ -176,6 +189,8 @@ func (p *pump) next(r *runner, run func(func())) (jetstream.Msg, bool) {
 		m, err := it.Next()
 		p.mu.Lock()
 		switch {
+		case err != nil && p.it == it && p.stopped && !errors.Is(err, jetstream.ErrMsgIteratorClosed) && drainErrs < maxDrainErrors:
+			drainErrs++ // a drained iterator ends with ErrMsgIteratorClosed
 		case err != nil:
 			if p.it == it {
 				p.it = nil
@@ -186,26 +201,41 @@ func (p *pump) next(r *runner, run func(func())) (jetstream.Msg, bool) {
 					p.fail(err)
 				}
 			}
-			continue
 		case p.stopped:
 			p.mu.Unlock()
 			p.nak(m)
 			p.mu.Lock()
-			continue
+		default:
+			p.took(r, m, time.Time{})
+			p.mu.Unlock()
+			return m, true
 		}
-		// The monitor's clock is at most a tick old while it runs; a
-		// sleeping monitor's is older, so read the real one to wake it.
-		if p.sleeping {
-			p.now = p.clock()
-			p.signal()
-		}
-		r.taken = taken{m, p.now}
-		p.busySince = p.now
-		if time.Duration(p.avg.Load()) >= eagerAfter && len(p.runners) < p.max {
-			p.spawn(run)
-		}
-		p.mu.Unlock()
-		return m, true
+	}
+}
+
+// took gives r the event m to handle, which JetStream last heard of at
+// touched (zero for an event just taken from the iterator). Called with
+// p.mu held.
+func (p *pump) took(r *runner, m jetstream.Msg, touched time.Time) {
+	// The monitor's clock is at most a tick old while it runs; a sleeping
+	// monitor's is older, so read the real one to wake it.
+	if p.sleeping {
+		p.now = p.clock()
+		p.signal()
+	}
+	if touched.IsZero() {
+		// It may have waited in the iterator for up to a quarter of the
+		// ack wait (then the monitor takes it out): count that, so that
+		// the first report is due that much earlier.
+		touched = p.now.Add(-p.ackWait / 4)
+	}
+	r.taken = taken{m, touched}
+	if p.leader != r {
+		return
+	}
+	p.busySince = p.now
+	if time.Duration(p.avg.Load()) >= eagerAfter {
+		p.spawn()
 	}
 }
 
@@ -220,6 +250,7 @@ func (p *pump) exit(r *runner) bool {
 	if p.leader == r {
 		p.leader = nil
 	}
+	<-p.slots
 	p.signal()
 	p.mu.Unlock()
 	return false
@@ -228,8 +259,16 @@ func (p *pump) exit(r *runner) bool {
 // fail stops the pump because its iterator failed. Called with p.mu held.
 func (p *pump) fail(err error) {
 	if !p.stopped {
-		p.stopped, p.err = true, err
+		p.err = err
+		p.halt()
 	}
+}
+
+// halt marks the pump stopped. Called with p.mu held.
+func (p *pump) halt() {
+	p.stopped = true
+	close(p.stopping)
+	p.signal()
 }
 
 // signal wakes the monitor. Called with p.mu held.
@@ -243,25 +282,22 @@ func (p *pump) signal() {
 
 // stop makes the pump take no more events: what it prefetched or holds is
 // negatively acknowledged, so that it is delivered again at once, to this
-// worker or another. Handlers in progress run to their end; done is closed
-// after the last one.
+// worker or another. Handlers in progress run to their end, kept in
+// progress; done is closed after the last one.
 func (p *pump) stop() {
 	p.mu.Lock()
-	if p.stopped && p.it == nil && len(p.held) == 0 {
-		p.mu.Unlock()
-		return
+	if !p.stopped {
+		p.halt()
 	}
-	p.stopped = true
 	held := p.held
 	p.held = nil
 	it := p.it
-	// A leader waiting for an event takes the rest from the iterator
-	// itself; otherwise stop does.
-	leaderWaits := p.leader != nil && p.busySince.IsZero()
-	if !leaderWaits {
+	// A leader pulling takes the rest from the iterator itself;
+	// otherwise stop does.
+	leaderPulls := p.leader != nil && p.busySince.IsZero()
+	if !leaderPulls {
 		p.it = nil
 	}
-	p.signal()
 	p.mu.Unlock()
 	for _, t := range held {
 		p.nak(t.m)
@@ -270,54 +306,61 @@ func (p *pump) stop() {
 		return
 	}
 	it.Drain()
-	if !leaderWaits {
-		p.takeAll(it, p.nak)
+	if !leaderPulls {
+		takeAll(it, p.nak)
 	}
 }
 
 // takeAll hands every event left in a drained iterator to f.
-func (p *pump) takeAll(it jetstream.MessagesContext, f func(jetstream.Msg)) {
-	for {
+func takeAll(it jetstream.MessagesContext, f func(jetstream.Msg)) {
+	for errs := 0; errs < maxDrainErrors; {
 		m, err := it.Next()
-		if err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
 			return
+		case err != nil:
+			errs++
+		default:
+			f(m)
 		}
-		f(m)
 	}
 }
 
 // Err is why the pump stopped by itself (its iterator failed: the
-// consumer was deleted, the connection closed, ...), once done is closed;
-// nil if it was stopped.
+// consumer was deleted, the connection closed, ...), once stopping is
+// closed; nil if it was stopped.
 func (p *pump) Err() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
 }
 
-// monitor starts a leader when the leader's handler stalls, stops the
-// iterator when every handler is busy, and keeps every event the pump
-// holds in progress. It sleeps while the pump has nothing in hand.
-func (p *pump) monitor(run func(func())) {
+// monitor starts the first goroutine and a new leader when the leader's
+// handler stalls, stops the iterator when every slot is busy, and keeps
+// every event the pump holds in progress. It sleeps while the pump has
+// nothing in hand and closes done after the last handler.
+func (p *pump) monitor() {
 	defer close(p.done)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	var lastSweep time.Time
 	for {
 		p.mu.Lock()
-		if p.stopped && len(p.runners) == 0 {
+		if p.stopped && len(p.runners) == 0 && p.drained == nil {
 			p.mu.Unlock()
 			return
 		}
 		now := p.clock()
 		p.now = now
 		busy := !p.busySince.IsZero()
-		if busy && now.Sub(p.busySince) >= stallAfter && len(p.runners) < p.max && !p.stopped {
-			p.spawn(run)
+		switch {
+		case p.stopped:
+		case p.leader == nil:
+			p.spawn() // the first goroutine, or another pump freed a slot
+		case busy && now.Sub(p.busySince) >= stallAfter && p.spawn():
 			busy = false
 		}
-		// Saturated: every goroutine runs a handler, none pulls.
-		if busy && len(p.runners) >= p.max && !p.stopped {
+		// Saturated: every slot runs a handler, no goroutine pulls.
+		if busy && len(p.slots) == cap(p.slots) && !p.stopped {
 			if p.saturatedSince.IsZero() {
 				p.saturatedSince = now
 			}
@@ -328,40 +371,52 @@ func (p *pump) monitor(run func(func())) {
 		if !p.saturatedSince.IsZero() && now.Sub(p.saturatedSince) >= p.ackWait/4 && p.it != nil {
 			drain, p.it = p.it, nil
 			p.drained = make(chan struct{})
+			p.saturatedSince = now // the next iterator gets its own quarter
 		}
-		var touch []jetstream.Msg
-		if now.Sub(lastSweep) >= p.ackWait/4 {
-			lastSweep = now
-			touch = p.stale(now)
-		}
-		idle := !busy && len(p.held) == 0 && p.inHand() == 0
+		touch := p.stale(now)
 		p.mu.Unlock()
 
 		for _, m := range touch {
 			_ = m.InProgress()
 		}
 		if drain != nil {
-			run(func() { p.hold(drain) })
+			p.run(func() { p.hold(drain) })
 		}
-		if idle {
-			p.mu.Lock()
-			p.sleeping = p.inHand() == 0 && !p.stopped
-			sleeping := p.sleeping
-			p.mu.Unlock()
-			if sleeping {
-				<-p.wake
-				continue
-			}
+		p.mu.Lock()
+		p.sleeping = p.idle()
+		sleeping := p.sleeping
+		p.mu.Unlock()
+		if sleeping {
+			<-p.wake
+			continue
 		}
 		<-ticker.C
 	}
 }
 
+// idle reports whether the monitor has nothing to watch: no event in hand
+// or held, none being taken from a stopped iterator, a leader pulling (or
+// the pump stopped). Called with p.mu held.
+func (p *pump) idle() bool {
+	if !p.busySince.IsZero() || len(p.held) > 0 || p.drained != nil {
+		return false
+	}
+	if p.leader == nil && !p.stopped {
+		return false // waiting for a slot to start a goroutine
+	}
+	for _, r := range p.runners {
+		if r.m != nil {
+			return false
+		}
+	}
+	return !p.stopped || len(p.runners) > 0
+}
+
 // hold takes what the stopped iterator it prefetched and keeps it in
-// progress until a handler is free (or stop naks it).
+// progress until a goroutine is free (or stop naks it).
 func (p *pump) hold(it jetstream.MessagesContext) {
 	it.Drain()
-	p.takeAll(it, func(m jetstream.Msg) {
+	takeAll(it, func(m jetstream.Msg) {
 		_ = m.InProgress()
 		p.mu.Lock()
 		if p.stopped {
@@ -370,23 +425,14 @@ func (p *pump) hold(it jetstream.MessagesContext) {
 			return
 		}
 		p.held = append(p.held, taken{m, p.clock()})
+		p.signal()
 		p.mu.Unlock()
 	})
 	p.mu.Lock()
 	close(p.drained)
 	p.drained = nil
+	p.signal()
 	p.mu.Unlock()
-}
-
-// inHand counts the events handlers run. Called with p.mu held.
-func (p *pump) inHand() int {
-	n := 0
-	for _, r := range p.runners {
-		if r.m != nil {
-			n++
-		}
-	}
-	return n
 }
 
 // stale returns the events held for half the ack wait or more since

@@ -237,7 +237,9 @@ func (w *worker) serve(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := w.registerAndStart(ctx); err != nil {
+	// A start cut short by ctx ending is a shutdown like any other: the
+	// commands sent are stored and applied before the exit action's.
+	if err := w.registerAndStart(ctx); err != nil && ctx.Err() == nil {
 		if sub != nil {
 			_ = sub.Unsubscribe()
 			w.closeSteps()
@@ -423,7 +425,10 @@ func (w *worker) exit(ctx context.Context) error {
 	case ExitUnregister:
 		_, err = w.c.Unregister(ectx, w.name)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// Serve ended before its register was stored: nothing to leave.
+	case err != nil:
 		return fmt.Errorf("serve %s: exit action %s: %w", w.name, w.o.exit, err)
 	}
 	w.log.Info("plugin left", "action", w.o.exit)
@@ -648,19 +653,22 @@ func (w *worker) pull(ctx context.Context) {
 		}
 		waiting = false
 		cfg := cons.CachedInfo().Config
-		p := newPump(w.o.concurrency, ackWaitOf(cfg),
+		p := newPump(w.slots, ackWaitOf(cfg),
 			func() (jetstream.MessagesContext, error) {
 				return cons.Messages(jetstream.PullMaxMessages(w.o.concurrency))
 			},
 			func(m jetstream.Msg) { w.deliver(m, cfg) },
-			func(m jetstream.Msg) { _ = m.Nak() })
-		p.start(w.handlers.Go)
-		w.whileRunning(ctx, p.done)
+			func(m jetstream.Msg) { _ = m.Nak() },
+			w.handlers.Go)
+		p.start()
+		w.whileRunning(ctx, p.stopping)
+		// Handlers in progress run on (Serve waits for them, within its
+		// drain timeout); they hold their slots, so the next pump runs
+		// only as many more as WithConcurrency allows.
 		p.stop()
 		if ctx.Err() != nil {
-			return // Serve waits for the handlers, within its drain timeout
+			return
 		}
-		<-p.done // no more handlers than WithConcurrency, even across spells
 		if err := p.Err(); err != nil {
 			// The consumer was deleted (unregistered), the connection
 			// closed, ...: find the consumer again.
@@ -672,9 +680,9 @@ func (w *worker) pull(ctx context.Context) {
 	}
 }
 
-// whileRunning blocks while the plugin runs, until ctx ends or done is
-// closed.
-func (w *worker) whileRunning(ctx context.Context, done <-chan struct{}) {
+// whileRunning blocks while the plugin runs, until ctx ends or stopping
+// is closed.
+func (w *worker) whileRunning(ctx context.Context, stopping <-chan struct{}) {
 	for {
 		w.mu.Lock()
 		running, changed := !w.removed && w.state.Status.Running(), w.changed
@@ -685,7 +693,7 @@ func (w *worker) whileRunning(ctx context.Context, done <-chan struct{}) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-done:
+		case <-stopping:
 			return
 		case <-changed:
 		}

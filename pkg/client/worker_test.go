@@ -346,6 +346,39 @@ func TestServeExitAction(t *testing.T) {
 	}
 }
 
+// A notify worker whose plugin was stopped while a handler runs still
+// ends within its drain timeout when its context ends.
+func TestServeDrainTimeoutAfterPluginStop(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	spec := notifySpec("n", 3, 30000)
+	notifyConsumer(t, b.js, spec)
+	entered := make(chan struct{})
+	s := startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(ctx context.Context, _ *client.Delivery) error {
+		close(entered)
+		<-ctx.Done() // until Serve's drain timeout cancels it
+		return ctx.Err()
+	}}, client.WithDrainTimeout(300*time.Millisecond))
+	waitStatus(t, b.client, "n", events.StatusStarted)
+	b.publish(t, "a")
+	<-entered
+	if _, err := b.client.Stop(ctxT(t), "n"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b.client, "n", events.StatusStopped)
+	start := time.Now()
+	s.cancel()
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if !s.returned() {
+			return errors.New("Serve has not returned")
+		}
+		return nil
+	})
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("Serve returned after %v, before its drain timeout", d)
+	}
+}
+
 // A stopped plugin is not started by Serve: stopped is the operator's.
 func TestServeRespectsStopped(t *testing.T) {
 	t.Parallel()
