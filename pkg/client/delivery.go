@@ -41,8 +41,9 @@ type Delivery struct {
 }
 
 // InProgress tells JetStream the handler is still working, so the event is
-// not delivered elsewhere meanwhile. Serve already does this every half
-// ack wait while the handler runs; call it only to be explicit.
+// not delivered elsewhere meanwhile. Serve already does this, from the
+// moment it takes the event until the handler returns (every half to three
+// quarters of the ack wait); call it only to be explicit.
 func (d *Delivery) InProgress() error { return d.msg.InProgress() }
 
 // Permanent marks err as a failure retrying cannot fix (a malformed
