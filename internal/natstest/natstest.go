@@ -46,31 +46,21 @@ func RunServerWithStore(t testing.TB, storeDir string) *server.Server {
 
 // RunCluster starts n JetStream servers routed into one cluster and waits
 // until JetStream has a meta leader. Servers shut down when the test ends.
+// The cluster ports are picked free and then bound by the servers, so
+// another process may take one in between: a cluster that does not come up
+// is started again on other ports, up to three times.
 func RunCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
-	ports := make([]int, n)
-	routes := make([]*url.URL, n)
-	for i := range ports {
-		ports[i] = freePort(t)
-		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
-	}
-	servers := make([]*server.Server, n)
-	for i := range servers {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("node-%d", i),
-			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			NoSigs:     true,
-			NoLog:      true,
-			MaxPayload: 2 << 20,
-			Routes:     routes,
+	var servers []*server.Server
+	for attempt := 1; ; attempt++ {
+		var err error
+		if servers, err = startCluster(t, n); err == nil {
+			break
 		}
-		opts.Cluster.Name = "test-cluster"
-		opts.Cluster.Host = "127.0.0.1"
-		opts.Cluster.Port = ports[i]
-		servers[i] = start(t, opts)
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("cluster attempt %d: %v; trying other ports", attempt, err)
 	}
 	nc := Connect(t, servers[0])
 	js, err := jetstream.New(nc)
@@ -86,22 +76,67 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 	return servers
 }
 
+func startCluster(t testing.TB, n int) ([]*server.Server, error) {
+	ports := make([]int, n)
+	routes := make([]*url.URL, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
+	servers := make([]*server.Server, 0, n)
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("node-%d", i),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoSigs:     true,
+			NoLog:      true,
+			MaxPayload: 2 << 20,
+			Routes:     routes,
+		}
+		opts.Cluster.Name = "test-cluster"
+		opts.Cluster.Host = "127.0.0.1"
+		opts.Cluster.Port = ports[i]
+		s, err := tryStart(t, opts)
+		if err != nil {
+			for _, s := range servers {
+				s.Shutdown()
+				s.WaitForShutdown()
+			}
+			return nil, err
+		}
+		servers = append(servers, s)
+	}
+	return servers, nil
+}
+
 func start(t testing.TB, opts *server.Options) *server.Server {
 	t.Helper()
+	s, err := tryStart(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tryStart starts a server and shuts it down when the test ends.
+func tryStart(t testing.TB, opts *server.Options) (*server.Server, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatalf("nats server: %v", err)
+		return nil, fmt.Errorf("nats server: %w", err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(20 * time.Second) {
 		s.Shutdown()
-		t.Fatalf("nats server %s not ready", opts.ServerName)
+		return nil, fmt.Errorf("nats server %s not ready", opts.ServerName)
 	}
 	t.Cleanup(func() {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
-	return s
+	return s, nil
 }
 
 func freePort(t testing.TB) int {
