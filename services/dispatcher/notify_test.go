@@ -107,24 +107,31 @@ func TestNotifyQueueStartsAtThePluginsStart(t *testing.T) {
 	e.publish(newEvent("ev", "after-start", map[string]any{}))
 	e.put(notifyPlugin("mailer", events.StatusStarted, start))
 	e.runDispatcher()
-	var cons jetstream.Consumer
-	natstest.Eventually(t, 5*time.Second, func() (err error) {
-		cons, err = e.js.Consumer(t.Context(), events.StreamEvents, events.NotifyConsumer("mailer"))
-		return err
-	})
-	msgs, err := cons.Fetch(10, jetstream.FetchMaxWait(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Pulled until something comes: the dispatcher may still be putting
+	// the queue in place when it is first found.
 	var ids []string
-	for m := range msgs.Messages() {
-		ev, err := events.Decode(m.Headers(), m.Data())
+	natstest.Eventually(t, 10*time.Second, func() error {
+		cons, err := e.js.Consumer(t.Context(), events.StreamEvents, events.NotifyConsumer("mailer"))
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		ids = append(ids, ev.ID())
-		_ = m.Ack()
-	}
+		msgs, err := cons.Fetch(10, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			return err
+		}
+		for m := range msgs.Messages() {
+			ev, err := events.Decode(m.Headers(), m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, ev.ID())
+			_ = m.Ack()
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("nothing delivered yet (%v)", msgs.Error())
+		}
+		return nil
+	})
 	if !slices.Equal(ids, []string{"after-start"}) {
 		t.Errorf("queue delivered %v, want only the event published after the start", ids)
 	}
