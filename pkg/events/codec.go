@@ -85,7 +85,7 @@ func (c Codec) Encode(subject string, e *event.Event) (*nats.Msg, error) {
 	}
 	h.Set(HeaderMsgID, MsgID(e.Source(), e.ID()))
 	msg := &nats.Msg{Subject: subject, Header: h, Data: e.Data()}
-	if err := c.checkSize(msg.Header, msg.Data); err != nil {
+	if err := c.checkSize(headerSize(msg.Header) + len(msg.Data)); err != nil {
 		return nil, err
 	}
 	if err := ValidateCatalogData(e.Type(), e.DataContentType(), e.Data()); err != nil {
@@ -138,7 +138,7 @@ func (c Codec) EncodeStructured(subject string, e *event.Event) (*nats.Msg, erro
 	h := nats.Header{}
 	h.Set(HeaderContentType, ContentTypeStructured)
 	h.Set(HeaderMsgID, MsgID(e.Source(), e.ID()))
-	if err := c.checkSize(h, body); err != nil {
+	if err := c.checkSize(headerSize(h) + len(body)); err != nil {
 		return nil, err
 	}
 	return &nats.Msg{Subject: subject, Header: h, Data: body}, nil
@@ -160,8 +160,8 @@ func (c Codec) Decode(h nats.Header, data []byte) (*event.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if size := r.size + len(data); size > c.maxSize() {
-		return nil, invalid("size", "event is %d bytes encoded, the limit is %d", size, c.maxSize())
+	if err := c.checkSize(r.size + len(data)); err != nil {
+		return nil, err
 	}
 	var e *event.Event
 	switch {
@@ -207,8 +207,8 @@ func (c Codec) Validate(e *event.Event) error {
 	if err := c.validateAttributes(e); err != nil {
 		return err
 	}
-	if size := encodedSize(e); size > c.maxSize() {
-		return invalid("size", "event is %d bytes encoded, the limit is %d", size, c.maxSize())
+	if err := c.checkSize(encodedSize(e)); err != nil {
+		return err
 	}
 	return ValidateCatalogData(e.Type(), e.DataContentType(), e.Data())
 }
@@ -384,17 +384,30 @@ func checkExtensionName(name string) error {
 	return nil
 }
 
-func (c Codec) checkSize(h nats.Header, data []byte) error {
-	size := len(data)
-	for k, vs := range h {
-		for _, v := range vs {
-			size += len(k) + len(v)
-		}
-	}
+// checkSize refuses an encoded event of more than MaxSize bytes: data plus
+// every header name and value (headerBytes).
+func (c Codec) checkSize(size int) error {
 	if size > c.maxSize() {
 		return invalid("size", "event is %d bytes encoded, the limit is %d", size, c.maxSize())
 	}
 	return nil
+}
+
+// headerBytes is what header k with values vs counts towards the size limit.
+func headerBytes(k string, vs []string) int {
+	n := 0
+	for _, v := range vs {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+func headerSize(h nats.Header) int {
+	n := 0
+	for k, vs := range h {
+		n += headerBytes(k, vs)
+	}
+	return n
 }
 
 // encodedSize is the size of e in binary mode, without encoding it.
@@ -493,7 +506,7 @@ type field struct{ name, value string }
 type received struct {
 	contentType string // content-type, "" if absent
 	specVersion string // ce-specversion as sent, "" if absent
-	size        int    // every header name and value, in bytes
+	size        int    // headerBytes of every header
 }
 
 // readHeader appends the CloudEvents headers of h to fields, lowercasing
@@ -507,9 +520,7 @@ func readHeader(h nats.Header, fields []field) ([]field, received, error) {
 		ceContentType, contentType bool
 	)
 	for k, vs := range h {
-		for _, v := range vs {
-			r.size += len(k) + len(v)
-		}
+		r.size += headerBytes(k, vs)
 		// Only ce- headers and content-type matter; look before lowering,
 		// so the others (Nats-Msg-Id, ...) cost nothing.
 		if len(vs) == 0 || len(k) <= len(HeaderPrefix) || k[0]|0x20 != 'c' ||
