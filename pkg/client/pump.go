@@ -63,7 +63,6 @@ type pump struct {
 	open    func() (jetstream.MessagesContext, error)
 	handle  func(jetstream.Msg)
 	nak     func(jetstream.Msg)
-	clock   func() time.Time
 	run     func(func()) // starts a goroutine (Serve's WaitGroup.Go)
 
 	avg      atomic.Int64  // moving average of handler durations, in ns
@@ -99,7 +98,7 @@ type runner struct {
 
 func newPump(slots chan struct{}, ackWait time.Duration, open func() (jetstream.MessagesContext, error), handle, nak func(jetstream.Msg), run func(func())) *pump {
 	return &pump{
-		slots: slots, ackWait: ackWait, open: open, handle: handle, nak: nak, clock: time.Now, run: run,
+		slots: slots, ackWait: ackWait, open: open, handle: handle, nak: nak, run: run,
 		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
 		now: time.Now(),
 	}
@@ -134,9 +133,9 @@ func (p *pump) loop(r *runner) {
 			p.handle(m)
 			continue
 		}
-		start := p.clock()
+		start := time.Now()
 		p.handle(m)
-		d := int64(p.clock().Sub(start))
+		d := int64(time.Now().Sub(start))
 		avg := p.avg.Load()
 		p.avg.Store(avg + (d-avg)/4)
 	}
@@ -220,7 +219,7 @@ func (p *pump) took(r *runner, m jetstream.Msg, touched time.Time) {
 	// The monitor's clock is at most a tick old while it runs; a sleeping
 	// monitor's is older, so read the real one to wake it.
 	if p.sleeping {
-		p.now = p.clock()
+		p.now = time.Now()
 		p.signal()
 	}
 	if touched.IsZero() {
@@ -349,7 +348,7 @@ func (p *pump) monitor() {
 			p.mu.Unlock()
 			return
 		}
-		now := p.clock()
+		now := time.Now()
 		p.now = now
 		busy := !p.busySince.IsZero()
 		switch {
@@ -424,7 +423,7 @@ func (p *pump) hold(it jetstream.MessagesContext) {
 			p.nak(m)
 			return
 		}
-		p.held = append(p.held, taken{m, p.clock()})
+		p.held = append(p.held, taken{m, time.Now()})
 		p.signal()
 		p.mu.Unlock()
 	})

@@ -477,9 +477,7 @@ func (w *worker) settings() events.Settings {
 // waitRunning blocks until the plugin runs; false once ctx has ended.
 func (w *worker) waitRunning(ctx context.Context) bool {
 	for ctx.Err() == nil {
-		w.mu.Lock()
-		running, changed := !w.removed && w.state.Status.Running(), w.changed
-		w.mu.Unlock()
+		running, changed := w.running()
 		if running {
 			return true
 		}
@@ -489,6 +487,14 @@ func (w *worker) waitRunning(ctx context.Context) bool {
 		}
 	}
 	return false
+}
+
+// running reports whether the plugin runs, and a channel closed at the
+// next change of its state.
+func (w *worker) running() (bool, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.removed && w.state.Status.Running(), w.changed
 }
 
 // watchLifecycle follows the lifecycle events of the plugin and of its
@@ -684,9 +690,7 @@ func (w *worker) pull(ctx context.Context) {
 // is closed.
 func (w *worker) whileRunning(ctx context.Context, stopping <-chan struct{}) {
 	for {
-		w.mu.Lock()
-		running, changed := !w.removed && w.state.Status.Running(), w.changed
-		w.mu.Unlock()
+		running, changed := w.running()
 		if !running {
 			return
 		}
