@@ -216,7 +216,7 @@ func visited(t *testing.T, res events.ChainResult) []string {
 type worker struct {
 	name   string
 	cmd    *exec.Cmd
-	out    *syncBuffer // stdout and stderr
+	out    *natstest.SyncBuffer // stdout and stderr
 	exited chan struct{}
 	err    error // cmd.Wait's result, set before exited is closed
 }
@@ -225,7 +225,7 @@ type worker struct {
 // if still running, and its output logged if the test failed.
 func startWorker(t *testing.T, name string, args ...string) *worker {
 	t.Helper()
-	w := &worker{name: filepath.Base(name) + " " + strings.Join(args, " "), out: &syncBuffer{}, exited: make(chan struct{})}
+	w := &worker{name: filepath.Base(name) + " " + strings.Join(args, " "), out: &natstest.SyncBuffer{}, exited: make(chan struct{})}
 	w.cmd = exec.Command(name, args...)
 	w.cmd.Env = cleanEnv()
 	w.cmd.Dir = t.TempDir()

@@ -13,10 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookbus/hookbus/internal/natstest"
 )
 
 // Deadlines. Generous for a loaded 2-core CI machine; a healthy run takes
@@ -34,7 +35,7 @@ type server struct {
 	DataDir string
 
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *natstest.SyncBuffer
 	exited chan struct{} // closed once the process has exited
 	err    error         // cmd.Wait's result, set before exited is closed
 }
@@ -68,7 +69,7 @@ func spawnServer(t *testing.T, dataDir string) *server {
 		NATSURL: "nats://" + natsAddr,
 		OpsURL:  "http://" + opsAddr,
 		DataDir: dataDir,
-		stderr:  &syncBuffer{},
+		stderr:  &natstest.SyncBuffer{},
 		exited:  make(chan struct{}),
 	}
 	s.cmd = exec.Command(binary, "serve",
@@ -237,23 +238,4 @@ func httpGet(url string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine of exec and
-// the test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package k8s
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -215,7 +215,7 @@ func (v *violations) Tracef(format string, args ...any)  {}
 type service struct {
 	name   string
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *natstest.SyncBuffer
 	exited chan struct{} // closed when the process has exited, err set
 	err    error
 }
@@ -260,7 +260,7 @@ func startService(t *testing.T, c *checker, d *appsv1.Deployment, natsURL string
 	env[envNATSURL] = envVar{Value: natsURL}
 	env[envOpsAddr] = envVar{Value: opsAddr}
 
-	s := &service{name: d.Name, out: &lockedBuffer{}, exited: make(chan struct{})}
+	s := &service{name: d.Name, out: &natstest.SyncBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(hookbusBin, ctr.Args...)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for name, v := range env {
@@ -330,22 +330,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// lockedBuffer is a bytes.Buffer for a process's output, read by the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

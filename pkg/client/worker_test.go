@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -557,7 +556,7 @@ func TestServeWaitsForDependencies(t *testing.T) {
 				t.Fatal(err)
 			}
 			var rec recorder
-			var logs syncBuffer
+			var logs natstest.SyncBuffer
 			s := startServe(t, b.client, rec.plugin(client.Plugin{
 				Spec:  events.PluginSpec{Name: "p", Event: testType, Depends: []events.Dependency{{Name: "dep"}}},
 				Chain: func(context.Context, *client.Step) (client.StepResult, error) { return client.StepResult{}, nil },
@@ -587,24 +586,6 @@ func TestServeWaitsForDependencies(t *testing.T) {
 			waitStatus(t, b.client, "p", tt.running)
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a writer and a reader in two goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Shutdown answers the step in progress, then returns.
