@@ -161,12 +161,11 @@ type worker struct {
 	handlers   sync.WaitGroup
 
 	mu        sync.Mutex
-	state     events.Plugin   // the latest known state
-	effective events.Settings // state's settings with the defaults
-	seq       uint64          // the command sequence state comes from
-	removed   bool            // unregistered
-	wantStart bool            // a start waits for hard dependencies
-	changed   chan struct{}   // closed and replaced on every change
+	state     events.Plugin // the latest known state
+	seq       uint64        // the command sequence state comes from
+	removed   bool          // unregistered
+	wantStart bool          // a start waits for hard dependencies
+	changed   chan struct{} // closed and replaced on every change
 
 	startMu sync.Mutex // one start command at a time
 
@@ -206,15 +205,14 @@ func newWorker(c *Client, p Plugin, opts []ServeOption) (*worker, error) {
 	}
 	spec = spec.Normalize()
 	return &worker{
-		c:         c,
-		p:         p,
-		o:         o,
-		spec:      spec,
-		name:      spec.Name,
-		log:       o.log.With("plugin", spec.Name),
-		slots:     make(chan struct{}, o.concurrency),
-		changed:   make(chan struct{}),
-		effective: spec.Settings.WithDefaults(),
+		c:       c,
+		p:       p,
+		o:       o,
+		spec:    spec,
+		name:    spec.Name,
+		log:     o.log.With("plugin", spec.Name),
+		slots:   make(chan struct{}, o.concurrency),
+		changed: make(chan struct{}),
 	}, nil
 }
 
@@ -448,7 +446,6 @@ func (w *worker) update(p events.Plugin) {
 
 func (w *worker) setLocked(p events.Plugin, seq uint64, removed bool) {
 	w.state, w.seq, w.removed = p, seq, removed
-	w.effective = p.Settings.WithDefaults()
 	if removed || p.Status != events.StatusRegistered {
 		w.wantStart = false
 	}
@@ -471,7 +468,10 @@ func (w *worker) status() events.Status {
 func (w *worker) settings() events.Settings {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.effective
+	if w.state.Name == "" {
+		return w.spec.Settings // normalized: complete
+	}
+	return w.state.Settings.WithDefaults()
 }
 
 // waitRunning blocks until the plugin runs; false once ctx has ended.

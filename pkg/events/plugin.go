@@ -84,7 +84,13 @@ func DefaultSettings() Settings {
 }
 
 // WithDefaults returns s with every zero field set from DefaultSettings.
+// Settings the registry stored are complete already and come back as they
+// are, without allocating: the dispatcher and workers call this per step
+// and per delivery.
 func (s Settings) WithDefaults() Settings {
+	if s.StepTimeoutMS != 0 && s.OnError != "" && s.MaxDeliver != 0 && len(s.BackoffMS) != 0 {
+		return s
+	}
 	d := DefaultSettings()
 	if s.StepTimeoutMS == 0 {
 		s.StepTimeoutMS = d.StepTimeoutMS
