@@ -135,7 +135,7 @@ func (p *pump) loop(r *runner) {
 		}
 		start := time.Now()
 		p.handle(m)
-		d := int64(time.Now().Sub(start))
+		d := int64(time.Since(start))
 		avg := p.avg.Load()
 		p.avg.Store(avg + (d-avg)/4)
 	}
