@@ -111,6 +111,7 @@ func (c Config) embedded() natsembed.Config {
 func (c Config) topology() topology.Config {
 	t := topology.DefaultConfig()
 	t.Replicas, t.EventsMaxAge, t.EventsMaxBytes, t.DLQMaxAge, t.DuplicateWindow = c.StreamReplicas, c.EventsMaxAge, c.EventsMaxBytes, c.DLQMaxAge, c.DuplicateWindow
+	t.MaxEventSize = int32(c.MaxEventSize)
 	t.MaxMsgSize = max(t.MaxMsgSize, int32(c.MaxEventSize)+64<<10)
 	return t
 }

@@ -7,6 +7,7 @@ package pluginwatch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -19,6 +20,7 @@ import (
 
 // Watcher is the watched copy of the bucket.
 type Watcher struct {
+	js       jetstream.JetStream
 	kv       jetstream.KeyValue
 	log      *slog.Logger
 	onChange func(map[string]events.Plugin)
@@ -30,14 +32,14 @@ type Watcher struct {
 	ready   bool          // the initial values are in
 }
 
-// New returns a watcher of kv; Run feeds it. onChange, if not nil, gets a
+// New returns a watcher of kv, a bucket of js; Run feeds it. onChange, if not nil, gets a
 // copy of every plugin after the initial load and after each change, from
 // Run's goroutine; it must not block for long. A nil logger discards logs.
-func New(kv jetstream.KeyValue, log *slog.Logger, onChange func(map[string]events.Plugin)) *Watcher {
+func New(js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger, onChange func(map[string]events.Plugin)) *Watcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{kv: kv, log: log, onChange: onChange, plugins: map[string]events.Plugin{}, changed: make(chan struct{})}
+	return &Watcher{js: js, kv: kv, log: log, onChange: onChange, plugins: map[string]events.Plugin{}, changed: make(chan struct{})}
 }
 
 // Run applies the watcher's entries until ctx ends.
@@ -58,18 +60,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if snapshot := w.apply(e); snapshot != nil && w.onChange != nil {
 				w.onChange(snapshot)
 			}
+			// Only now does CatchUp count the entry: what onChange
+			// builds from it (the dispatcher's route table) is in place.
+			w.settle(e)
 		}
 	}
 }
 
-// apply takes one entry (nil marks the end of the initial values) and
-// returns a copy of the plugins to announce, or nil during the initial load.
+// apply takes one entry (nil marks the end of the initial values) into the
+// copy and returns a copy of the plugins to announce, or nil during the
+// initial load.
 func (w *Watcher) apply(e jetstream.KeyValueEntry) map[string]events.Plugin {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if e == nil {
-		w.ready = true
-	} else {
+	if e != nil {
 		if e.Operation() == jetstream.KeyValuePut {
 			var p events.Plugin
 			if err := json.Unmarshal(e.Value(), &p); err != nil {
@@ -84,14 +88,25 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) map[string]events.Plugin {
 		} else {
 			delete(w.plugins, e.Key())
 		}
+	}
+	if !w.ready && e != nil {
+		return nil
+	}
+	return maps.Clone(w.plugins)
+}
+
+// settle marks entry e (nil: the end of the initial values) as applied,
+// for CatchUp.
+func (w *Watcher) settle(e jetstream.KeyValueEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if e == nil {
+		w.ready = true
+	} else {
 		w.rev = max(w.rev, e.Revision())
 	}
 	close(w.changed)
 	w.changed = make(chan struct{})
-	if !w.ready {
-		return nil
-	}
-	return maps.Clone(w.plugins)
 }
 
 // Ready reports whether the initial values are loaded.
@@ -102,13 +117,14 @@ func (w *Watcher) Ready() bool {
 }
 
 // CatchUp waits until the copy holds every write the bucket has, and
-// returns a copy of the plugins.
+// returns a copy of the plugins. Every write means up to the last message
+// the bucket's stream still holds: one purged from it (by an operator)
+// never comes, and is not waited for.
 func (w *Watcher) CatchUp(ctx context.Context) (map[string]events.Plugin, error) {
-	st, err := w.kv.Status(ctx)
+	last, err := w.lastRevision(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s status: %w", events.BucketPlugins, err)
+		return nil, err
 	}
-	last := st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq
 	for {
 		w.mu.Lock()
 		if w.ready && w.rev >= last {
@@ -124,4 +140,29 @@ func (w *Watcher) CatchUp(ctx context.Context) (map[string]events.Plugin, error)
 			return nil, fmt.Errorf("plugin state behind revision %d: %w", last, ctx.Err())
 		}
 	}
+}
+
+// lastRevision is the sequence of the last message in the bucket's stream,
+// 0 when it holds none.
+func (w *Watcher) lastRevision(ctx context.Context) (uint64, error) {
+	st, err := w.kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s status: %w", events.BucketPlugins, err)
+	}
+	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	stream, err := w.js.Stream(ctx, info.Config.Name)
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s stream: %w", events.BucketPlugins, err)
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, ">")
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("bucket %s last revision: %w", events.BucketPlugins, err)
+	}
+	return m.Sequence, nil
 }

@@ -32,10 +32,20 @@ type Config struct {
 	// DuplicateWindow is how long a retried publish of the same event
 	// (same source and id) is recognised and stored once.
 	DuplicateWindow time.Duration
-	// MaxMsgSize is the largest message any stream accepts, headers
-	// included. It must not exceed the server's max_payload.
+	// MaxEventSize is the largest event HOOKBUS_EVENTS accepts, headers
+	// included (the wire contract's size limit, events.Codec): the server
+	// refuses larger ones, so every stored event is one readers take.
+	MaxEventSize int32
+	// MaxMsgSize is the largest message the other streams accept, headers
+	// included: room for a dead letter (an event plus its reason) and for
+	// results, whose state a chain may grow. It must not exceed the
+	// server's max_payload.
 	MaxMsgSize int32
 }
+
+// deadLetterRoom is what MaxMsgSize must leave above MaxEventSize for the
+// headers a dead letter adds.
+const deadLetterRoom = 8 << 10
 
 // DefaultConfig returns the all-in-one settings: one replica, events kept
 // 7 days, dead letters 30 days, a 10-minute duplicate window.
@@ -46,6 +56,7 @@ func DefaultConfig() Config {
 		EventsMaxBytes:  -1,
 		DLQMaxAge:       30 * 24 * time.Hour,
 		DuplicateWindow: 10 * time.Minute,
+		MaxEventSize:    events.DefaultMaxSize,
 		MaxMsgSize:      2 << 20,
 	}
 }
@@ -63,8 +74,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dlq max age %s: must be positive", c.DLQMaxAge)
 	case c.DuplicateWindow <= 0 || c.DuplicateWindow > c.EventsMaxAge:
 		return fmt.Errorf("duplicate window %s: must be positive and at most the events max age", c.DuplicateWindow)
-	case c.MaxMsgSize < events.DefaultMaxSize:
-		return fmt.Errorf("max msg size %d: must be at least the event size limit %d", c.MaxMsgSize, events.DefaultMaxSize)
+	case c.MaxEventSize < 1:
+		return fmt.Errorf("max event size %d: must be positive", c.MaxEventSize)
+	case c.MaxMsgSize < c.MaxEventSize+deadLetterRoom:
+		return fmt.Errorf("max msg size %d: must leave %d bytes above the event size limit %d for dead letters", c.MaxMsgSize, deadLetterRoom, c.MaxEventSize)
 	}
 	return nil
 }
@@ -87,7 +100,7 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			// can act on, and no acknowledged event disappears early.
 			Discard:           jetstream.DiscardNew,
 			MaxMsgsPerSubject: -1,
-			MaxMsgSize:        c.MaxMsgSize,
+			MaxMsgSize:        c.MaxEventSize,
 			Duplicates:        c.DuplicateWindow,
 			// Events are an audit trail: single events are never removed by
 			// hand; an operator may still purge the stream.

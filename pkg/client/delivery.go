@@ -68,7 +68,8 @@ const dlqTimeout = 30 * time.Second
 // again later, or dead-lettered and then acknowledged. It is the one place
 // that decides which:
 //
-//   - a message that is not a valid CloudEvent: dead-lettered at once;
+//   - a message that is not a valid CloudEvent, or whose type is not the
+//     one of its subject: dead-lettered at once;
 //   - a delivery past max_deliver (a worker died during the last one):
 //     dead-lettered without calling the handler;
 //   - handler success: acknowledged;
@@ -93,6 +94,9 @@ func (w *worker) deliver(m jetstream.Msg, cfg jetstream.ConsumerConfig) {
 	log := func() *slog.Logger { return w.log.With("subject", m.Subject(), "attempt", attempt) }
 
 	e, err := events.Decode(m.Headers(), m.Data())
+	if err == nil {
+		err = w.checkSubject(e.Type(), m.Subject())
+	}
 	if err != nil {
 		log().Warn("invalid event in the stream: dead-lettering it", "err", err)
 		w.deadLetter(m, meta, cfg, s, err.Error())
@@ -122,6 +126,28 @@ func (w *worker) deliver(m jetstream.Msg, cfg jetstream.ConsumerConfig) {
 	}
 }
 
+// checkSubject refuses an event whose type is not the one its subject
+// carries: hookbus.event.<type>, or the plugin's event type on
+// hookbus.replay.<plugin>. Otherwise a raw publisher could label an event
+// of one type as another and so pass it by its real type's schema.
+func (w *worker) checkSubject(typ, subject string) error {
+	want, err := events.EventSubject(typ)
+	if err != nil {
+		return err
+	}
+	if subject == want {
+		return nil
+	}
+	if replay, err := events.ReplaySubject(w.name); err == nil && subject == replay {
+		event := w.event()
+		if own, err := events.EventSubject(event); err == nil && own == want {
+			return nil
+		}
+		return &events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q replayed on %s: plugin %s takes events of type %q", typ, subject, w.name, event)}
+	}
+	return &events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q published on %s: an event of type T belongs on hookbus.event.T", typ, subject)}
+}
+
 // callNotify runs the handler, turning a panic into an error.
 func (w *worker) callNotify(d *Delivery) (err error) {
 	defer func() {
@@ -130,6 +156,8 @@ func (w *worker) callNotify(d *Delivery) (err error) {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
+	w.busy.Add(1)
+	defer w.busy.Add(-1)
 	return w.p.Notify(w.handlerCtx, d)
 }
 
@@ -138,7 +166,7 @@ func (w *worker) callNotify(d *Delivery) (err error) {
 // comes back (and is dead-lettered again) after the backoff.
 func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg jetstream.ConsumerConfig, s events.Settings, reason string) {
 	log := w.log.With("subject", m.Subject(), "attempt", meta.NumDelivered)
-	dl, err := events.DeadLetter(w.name, m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.NumDelivered, reason)
+	dl, err := events.DeadLetter(w.name, m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.NumDelivered, reason, int(w.c.nc.MaxPayload()))
 	if err != nil {
 		log.Error("build dead letter", "err", err)
 		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), s.BackoffAfter(int(meta.NumDelivered))))

@@ -43,6 +43,11 @@ type DeadLetter struct {
 	// dead-letter headers) and data, as stored.
 	Header nats.Header
 	Data   []byte
+	// Omitted is set for a dead letter by reference, whose original was too
+	// large to copy: it says what was left out (the data, and perhaps the
+	// headers); the original is message StreamSeq of HOOKBUS_EVENTS, where
+	// Replay reads it while the stream keeps it.
+	Omitted string
 }
 
 // ErrNotReplayable is matched by Replay errors for dead letters that
@@ -106,18 +111,43 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("replay: dead letter %d is not a Hookbus dead letter: %w", seq, err)
 	}
+	orig, data := dl.Header, dl.Data
+	if dl.Omitted != "" {
+		if orig, data, err = c.original(ctx, dl); err != nil {
+			return fmt.Errorf("replay: dead letter %d: %w", seq, err)
+		}
+	}
 	h := nats.Header{}
-	for k, vs := range dl.Header {
-		h[k] = append([]string(nil), vs...)
+	for k, vs := range orig {
+		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
+			h[k] = append([]string(nil), vs...)
+		}
 	}
 	h.Set(events.HeaderMsgID, "replay-"+strconv.FormatUint(seq, 10))
-	if _, err := c.publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: dl.Data}, events.StreamEvents); err != nil {
+	if _, err := c.publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: data}, events.StreamEvents); err != nil {
 		return fmt.Errorf("replay: dead letter %d: %w", seq, err)
 	}
 	if err := stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("replay: dead letter %d was replayed but not deleted (replaying it again within the duplicate window stores nothing new): %w", seq, err)
 	}
 	return nil
+}
+
+// original reads the event of a dead letter by reference from
+// HOOKBUS_EVENTS.
+func (c *Client) original(ctx context.Context, dl DeadLetter) (nats.Header, []byte, error) {
+	stream, err := c.js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", events.StreamEvents, err)
+	}
+	m, err := stream.GetMsg(ctx, dl.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil, fmt.Errorf("%w: its event (%s) was message %d of %s, which no longer keeps it", ErrNotReplayable, dl.Omitted, dl.StreamSeq, events.StreamEvents)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read its event, message %d of %s: %w", dl.StreamSeq, events.StreamEvents, err)
+	}
+	return m.Header, m.Data, nil
 }
 
 func (c *Client) dlqStream(ctx context.Context) (jetstream.Stream, error) {
@@ -140,6 +170,7 @@ func readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 		Subject:    events.HeaderValue(m.Header, events.HeaderDLQSubject),
 		Header:     nats.Header{},
 		Data:       m.Data,
+		Omitted:    events.HeaderValue(m.Header, events.HeaderDLQBody),
 	}
 	dl.StreamSeq, _ = strconv.ParseUint(events.HeaderValue(m.Header, events.HeaderDLQStreamSeq), 10, 64)
 	dl.Deliveries, _ = strconv.ParseUint(events.HeaderValue(m.Header, events.HeaderDLQDeliveries), 10, 64)
@@ -150,7 +181,9 @@ func readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 		}
 		dl.Header[k] = vs
 	}
-	if e, err := events.Decode(dl.Header, dl.Data); err != nil {
+	if dl.Omitted != "" {
+		dl.DecodeError = fmt.Sprintf("not copied into the dead letter (%s): the original is message %d of %s", dl.Omitted, dl.StreamSeq, events.StreamEvents)
+	} else if e, err := events.Decode(dl.Header, dl.Data); err != nil {
 		dl.DecodeError = err.Error()
 	} else {
 		dl.Event = e

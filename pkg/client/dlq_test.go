@@ -42,11 +42,11 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	healthy = true
 	d.mu.Unlock()
 	raw := `{"specversion":"1.0","id":"raw-1","source":"/raw","type":"` + testType + `","data":{"x":1}}`
-	rawDL, err := events.DeadLetter("n", "hookbus.event."+testType, nil, []byte(raw), 99, 3, "no answer after 2 deliveries")
+	rawDL, err := events.DeadLetter("n", "hookbus.event."+testType, nil, []byte(raw), 99, 3, "no answer after 2 deliveries", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	invalid, err := events.DeadLetter(events.DispatcherConsumer, "hookbus.event."+testType, nats.Header{"x": {"y"}}, []byte("garbage"), 100, 1, "invalid event: specversion: not a CloudEvent")
+	invalid, err := events.DeadLetter(events.DispatcherConsumer, "hookbus.event."+testType, nats.Header{"x": {"y"}}, []byte("garbage"), 100, 1, "invalid event: specversion: not a CloudEvent", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,9 @@ var (
 	// service's keys (wrong or missing key, tampered or corrupted data).
 	// The value is left as it is for an operator to look at.
 	ErrDecrypt = errors.New("stored value cannot be decrypted")
+	// ErrUnavailable: the service was stopping or not ready and did not
+	// carry the request out; sending it again is safe.
+	ErrUnavailable = errors.New("service unavailable")
 )
 
 var codeSentinels = map[string]error{
@@ -61,6 +64,7 @@ var codeSentinels = map[string]error{
 	string(events.CodePluginFailed):         ErrPluginFailed,
 	string(events.CodeRevisionConflict):     ErrConflict,
 	string(events.CodeDecrypt):              ErrDecrypt,
+	string(events.CodeUnavailable):          ErrUnavailable,
 }
 
 func fromCommandError(e *events.CommandError) error {

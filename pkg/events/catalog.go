@@ -372,6 +372,10 @@ func ValidateCatalogData(typ, dataContentType string, data []byte) error {
 	if err := json.Unmarshal(data, &v); err != nil {
 		return invalid("data", "invalid JSON: %v", err)
 	}
+	if key, ok := duplicateKey(data); ok {
+		// The schema sees the last value, a reader may take the first.
+		return invalid("data", "the key %q is given twice in one object", key)
+	}
 	schemas, err := catalogSchemas()
 	if err != nil {
 		return err
@@ -574,5 +578,46 @@ func catalogShow(v any) string {
 		return "an array"
 	default:
 		return fmt.Sprint(v)
+	}
+}
+
+// duplicateKey returns the first key that appears twice in one object of
+// data, which must be valid JSON.
+func duplicateKey(data []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	// One set of keys per open object; nil for an open array.
+	var open []map[string]bool
+	expectKey := func() bool { return len(open) > 0 && open[len(open)-1] != nil }
+	afterKey := false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				open = append(open, map[string]bool{})
+			case '[':
+				open = append(open, nil)
+			default:
+				open = open[:len(open)-1]
+			}
+			afterKey = false
+			continue
+		case string:
+			if expectKey() && !afterKey {
+				keys := open[len(open)-1]
+				if keys[t] {
+					return t, true
+				}
+				keys[t] = true
+				afterKey = true
+				continue
+			}
+		}
+		afterKey = false
 	}
 }

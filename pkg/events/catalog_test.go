@@ -466,6 +466,12 @@ func TestValidateCatalogDataInvalid(t *testing.T) {
 		{"blank stub data", TypeOnInit, "", []byte{}, "data", "required for catalog type on_init", false},
 		{"truncated JSON", TypeOnUserAuthorisation, "", []byte(`{"user_id":`), "data", "invalid JSON: ", true},
 		{"two JSON values", TypeOnUserAuthorisation, "", []byte(`{} {}`), "data", "invalid JSON: ", true},
+		// The schema checks the last value of a key, a reader may take the
+		// first: the forwarded bytes would carry what was never checked.
+		{"key given twice", TypeOnUserAuthorisation, "", []byte(`{"user_id":"x","user_id":"123e4567-e89b-12d3-a456-426614174000"}`),
+			"data", `the key "user_id" is given twice in one object`, false},
+		{"key given twice in a nested object", TypeOnCheckAnswer, "", []byte(`{"section":"login","private":{"ip":"","ip":"10.0.0.1"}}`),
+			"data", `the key "ip" is given twice in one object`, false},
 		{"null data", TypeOnUserAuthorisation, "", []byte(`null`), "data", "must be object, got null", false},
 		{"array data", TypeOnUserAuthorisation, "", []byte(`[]`), "data", "must be object, got array", false},
 		{"text content type", TypeOnUserAuthorisation, "text/plain", exampleData(t, TypeOnUserAuthorisation, nil),

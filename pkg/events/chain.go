@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -194,6 +195,13 @@ const (
 	HeaderDLQSubject    = "Hookbus-Dlq-Subject"    // the original subject
 	HeaderDLQStreamSeq  = "Hookbus-Dlq-Stream-Seq" // the original's sequence in HOOKBUS_EVENTS
 	HeaderDLQDeliveries = "Hookbus-Dlq-Deliveries" // how often it was delivered
+	// HeaderDLQBody is set on a dead letter by reference: the original was
+	// too large to copy; its data is message Hookbus-Dlq-Stream-Seq of
+	// HOOKBUS_EVENTS (while that keeps it). The value starts with
+	// DLQBodyOmitted, then the original data's size.
+	HeaderDLQBody = "Hookbus-Dlq-Body"
+	// DLQBodyOmitted starts the value of HeaderDLQBody.
+	DLQBodyOmitted = "omitted"
 )
 
 // ExhaustedReason is the dead-letter reason of an event no worker of
@@ -214,16 +222,19 @@ func DLQMsgID(subscriber string, seq uint64) string {
 // take: the original headers and data, the original's own deduplication
 // and expectation headers removed, the Hookbus-Dlq-* headers added, on
 // hookbus.dlq.<subscriber>, with Nats-Msg-Id DLQMsgID(subscriber, seq).
-// Publish it with a JetStream publish and acknowledge the original only
-// once that publish is acknowledged.
-func DeadLetter(subscriber string, subject string, h nats.Header, data []byte, seq uint64, deliveries uint64, reason string) (*nats.Msg, error) {
+// When that would be more than maxSize bytes on the wire (0: no limit; pass
+// the connection's MaxPayload), the dead letter is by reference: it keeps
+// the headers but not the data, and Hookbus-Dlq-Body says so; the original
+// stays message seq of HOOKBUS_EVENTS. Publish it with a JetStream publish
+// and acknowledge the original only once that publish is acknowledged.
+func DeadLetter(subscriber string, subject string, h nats.Header, data []byte, seq uint64, deliveries uint64, reason string, maxSize int) (*nats.Msg, error) {
 	dlq, err := DLQSubject(subscriber)
 	if err != nil {
 		return nil, err
 	}
 	out := nats.Header{}
 	for k, vs := range h {
-		if strings.HasPrefix(strings.ToLower(k), "nats-") {
+		if strings.HasPrefix(strings.ToLower(k), "nats-") || strings.EqualFold(k, HeaderDLQBody) {
 			continue
 		}
 		out[k] = append([]string(nil), vs...)
@@ -233,15 +244,27 @@ func DeadLetter(subscriber string, subject string, h nats.Header, data []byte, s
 			return ' '
 		}
 		return r
-	}, reason)
+	}, strings.ToValidUTF8(reason, "?"))
 	if len(reason) > 1024 {
-		reason = reason[:1024]
+		reason = strings.ToValidUTF8(reason[:1024], "")
 	}
-	out.Set(HeaderDLQReason, reason)
-	out.Set(HeaderDLQSubscriber, subscriber)
-	out.Set(HeaderDLQSubject, subject)
-	out.Set(HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
-	out.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
-	out.Set(HeaderMsgID, DLQMsgID(subscriber, seq))
+	own := nats.Header{}
+	own.Set(HeaderDLQReason, reason)
+	own.Set(HeaderDLQSubscriber, subscriber)
+	own.Set(HeaderDLQSubject, subject)
+	own.Set(HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
+	own.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
+	own.Set(HeaderMsgID, DLQMsgID(subscriber, seq))
+	maps.Copy(out, own)
+	if maxSize > 0 && WireSize(out, data) > maxSize {
+		// By reference: without the data, and without the original
+		// headers too when they alone are too large.
+		omitted := fmt.Sprintf("%s: %d bytes", DLQBodyOmitted, len(data))
+		if data = nil; WireSize(out, nil)+len(HeaderDLQBody)+len(omitted)+4 > maxSize {
+			out = own
+			omitted += ", headers omitted"
+		}
+		out.Set(HeaderDLQBody, omitted)
+	}
 	return &nats.Msg{Subject: dlq, Header: out, Data: data}, nil
 }

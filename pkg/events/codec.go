@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
@@ -283,8 +284,12 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	return nil
 }
 
-// checkText refuses control characters.
+// checkText refuses control characters and text that is not UTF-8 (JSON
+// and readers in other languages would change it, an id among them).
 func checkText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return invalid(field, "is not valid UTF-8")
+	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			return invalid(field, "contains the control character %U", r)
@@ -326,6 +331,9 @@ func checkURIRef(field, s string) error {
 func ValidateSource(raw string) error {
 	if plainSource(raw) {
 		return nil
+	}
+	if !utf8.ValidString(raw) {
+		return invalid("source", "is not valid UTF-8")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -385,7 +393,8 @@ func checkExtensionName(name string) error {
 }
 
 // checkSize refuses an encoded event of more than MaxSize bytes: data plus
-// every header name and value (headerBytes).
+// its header block as NATS sends it (headerSize), the size a stream's
+// max_msg_size counts.
 func (c Codec) checkSize(size int) error {
 	if size > c.maxSize() {
 		return invalid("size", "event is %d bytes encoded, the limit is %d", size, c.maxSize())
@@ -393,29 +402,43 @@ func (c Codec) checkSize(size int) error {
 	return nil
 }
 
-// headerBytes is what header k with values vs counts towards the size limit.
+// headerFrame is what a non-empty NATS header block adds to its lines:
+// "NATS/1.0\r\n" before them and "\r\n" after.
+const headerFrame = len("NATS/1.0\r\n") + len("\r\n")
+
+// headerBytes is the size of header k with values vs on the wire: one
+// "k: v\r\n" line per value.
 func headerBytes(k string, vs []string) int {
 	n := 0
 	for _, v := range vs {
-		n += len(k) + len(v)
+		n += len(k) + len(v) + len(": \r\n")
 	}
 	return n
 }
 
+// headerSize is the size of h on the wire, as JetStream counts it against
+// a stream's max_msg_size.
 func headerSize(h nats.Header) int {
-	n := 0
+	if len(h) == 0 {
+		return 0
+	}
+	n := headerFrame
 	for k, vs := range h {
 		n += headerBytes(k, vs)
 	}
 	return n
 }
 
+// WireSize is the size of a message with header h and data on the wire,
+// as JetStream counts it against a stream's max_msg_size.
+func WireSize(h nats.Header, data []byte) int { return headerSize(h) + len(data) }
+
 // encodedSize is the size of e in binary mode, without encoding it.
 func encodedSize(e *event.Event) int {
-	size := len(e.Data()) + len(HeaderMsgID) + 64
+	size := len(e.Data()) + headerFrame + headerBytes(HeaderMsgID, []string{MsgID("", "")})
 	add := func(name, v string) {
 		if v != "" {
-			size += len(HeaderPrefix) + len(name) + len(v)
+			size += headerBytes(HeaderPrefix+name, []string{v})
 		}
 	}
 	add("specversion", e.SpecVersion())
@@ -424,7 +447,9 @@ func encodedSize(e *event.Event) int {
 	add("type", e.Type())
 	add("subject", e.Subject())
 	add("dataschema", e.DataSchema())
-	size += len(HeaderContentType) + len(e.DataContentType())
+	if ct := e.DataContentType(); ct != "" {
+		size += headerBytes(HeaderContentType, []string{ct})
+	}
 	if !e.Time().IsZero() {
 		add("time", types.FormatTime(e.Time()))
 	}
@@ -519,6 +544,9 @@ func readHeader(h nats.Header, fields []field) ([]field, received, error) {
 		r                          received
 		ceContentType, contentType bool
 	)
+	if len(h) > 0 {
+		r.size = headerFrame
+	}
 	for k, vs := range h {
 		r.size += headerBytes(k, vs)
 		// Only ce- headers and content-type matter; look before lowering,

@@ -687,7 +687,7 @@ func TestEncodeInvalid(t *testing.T) {
 			codec:  events.Codec{MaxSize: 100},
 			change: func(e *event.Event) {},
 			field:  "size",
-			msg:    "invalid event: size: event is 193 bytes encoded, the limit is 100",
+			msg:    "invalid event: size: event is 229 bytes encoded, the limit is 100",
 		},
 		{
 			name: "catalog data failing its schema",
@@ -926,7 +926,7 @@ func TestDecodeInvalid(t *testing.T) {
 			header: binary("ce-specversion", "1.0", "ce-id", "i", "ce-source", "s", "ce-type", "t"),
 			body:   strings.Repeat("x", 100),
 			field:  "size",
-			msg:    "invalid event: size: event is 141 bytes encoded, the limit is 100",
+			msg:    "invalid event: size: event is 169 bytes encoded, the limit is 100",
 		},
 		{
 			name:   "batch content type",

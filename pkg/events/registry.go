@@ -93,6 +93,9 @@ const (
 	// CodeInternal: the registry could not apply the command (storage
 	// unavailable); the command is retried and answered later.
 	CodeInternal ErrorCode = "internal"
+	// CodeUnavailable: the service is stopping or not ready; the request
+	// was not carried out and may be sent again.
+	CodeUnavailable ErrorCode = "unavailable"
 )
 
 // CommandError is a failed command or query, as it travels on the wire.

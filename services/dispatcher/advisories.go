@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -47,8 +48,9 @@ func (s *Service) watchAdvisories(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", maxDeliveriesSubject, err)
 	}
-	s.running.Add(1)
+	s.advisories.Store(true)
 	<-ctx.Done()
+	s.advisories.Store(false)
 	return sub.Unsubscribe()
 }
 
@@ -61,11 +63,11 @@ func (s *Service) deadLetterExhausted(ctx context.Context, plugin string, a maxD
 	if err != nil {
 		return fmt.Errorf("read event %d: %w", a.StreamSeq, err)
 	}
-	dl, err := events.DeadLetter(plugin, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, events.ExhaustedReason(plugin, a.Deliveries))
+	dl, err := events.DeadLetter(plugin, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, events.ExhaustedReason(plugin, a.Deliveries), int(s.nc.MaxPayload()))
 	if err != nil {
 		return err
 	}
-	if _, err := s.js.PublishMsg(ctx, dl); err != nil {
+	if _, err := s.js.PublishMsg(ctx, dl, jetstream.WithExpectStream(events.StreamDLQ)); err != nil {
 		return fmt.Errorf("publish dead letter: %w", err)
 	}
 	s.log.Warn("event dead-lettered after its last delivery", "plugin", plugin, "stream_seq", a.StreamSeq)

@@ -13,7 +13,8 @@ import (
 
 // serveCalls answers synchronous calls on hookbus.call.> (queue group
 // hookbus-dispatcher, so replicas share them) until ctx ends, running up to
-// Concurrency chains at once.
+// Concurrency chains at once. Every call with a reply subject is answered:
+// calls taken while the dispatcher stops are answered "unavailable".
 func (s *Service) serveCalls(ctx context.Context) error {
 	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -22,6 +23,7 @@ func (s *Service) serveCalls(ctx context.Context) error {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
+			s.respond(m, events.ChainResult{Trace: []events.TraceStep{}, Error: &events.CommandError{Code: events.CodeUnavailable, Message: "the dispatcher is stopping: call again"}})
 			return
 		}
 		wg.Go(func() {
@@ -35,8 +37,9 @@ func (s *Service) serveCalls(ctx context.Context) error {
 	// Take all calls the connection can buffer: the semaphore, not the
 	// subscription, limits the work.
 	_ = sub.SetPendingLimits(-1, 64<<20)
-	s.running.Add(1)
+	s.calls.Store(true)
 	<-ctx.Done()
+	s.calls.Store(false)
 	return sub.Drain()
 }
 
@@ -55,10 +58,24 @@ func (s *Service) answerCall(ctx context.Context, m *nats.Msg) {
 	default:
 		res = s.runChain(ctx, e, s.routes.chain(e.Type()), 1)
 	}
+	s.respond(m, res)
+}
+
+// respond answers call m with res. An answer that cannot be sent as it is
+// (too large for the connection) is replaced by an error answer, so the
+// caller always hears back.
+func (s *Service) respond(m *nats.Msg, res events.ChainResult) {
 	b, err := json.Marshal(res)
+	if err == nil && len(b) > int(s.nc.MaxPayload()) {
+		err = fmt.Errorf("the answer is %d bytes, more than the connection's limit %d", len(b), s.nc.MaxPayload())
+	}
 	if err != nil {
-		s.log.Error("encode call result", "err", err)
-		return
+		s.log.Error("call answer replaced by an error", "subject", m.Subject, "err", err)
+		res.State = json.RawMessage("null")
+		res.Error = &events.CommandError{Code: events.CodeInternal, Message: "the chain ran but its answer could not be sent: " + err.Error()}
+		if b, err = json.Marshal(res); err != nil {
+			return // only strings and null left: cannot fail
+		}
 	}
 	if err := m.Respond(b); err != nil {
 		s.log.Warn("answer call", "subject", m.Subject, "err", err)

@@ -25,11 +25,12 @@ func (s *Service) runChain(ctx context.Context, e *event.Event, chain []events.P
 	if len(res.State) == 0 {
 		res.State = json.RawMessage("null")
 	}
-	if len(chain) == 0 {
+	if !json.Valid(res.State) {
+		res.State = json.RawMessage("null")
+		res.Error = &events.CommandError{Code: events.CodeInvalid, Message: "the event's data must be JSON to run a chain on it"}
 		return res
 	}
-	if !json.Valid(res.State) {
-		res.Error = &events.CommandError{Code: events.CodeInvalid, Message: "the event's data must be JSON to run a chain on it"}
+	if len(chain) == 0 {
 		return res
 	}
 	private := events.PrivateFields(e.Type(), e.Extensions()[events.ExtensionPrivate])

@@ -2,14 +2,17 @@ package dispatcher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -19,40 +22,53 @@ const pullExpiry = 5 * time.Second
 
 // consumeEvents runs the chain of every published event that has chain
 // plugins, through the durable consumer all replicas share, until ctx ends.
+// The consumer is kept in place (durable.Keeper): should it disappear, it
+// is created again and the events after the last acknowledged one run.
 func (s *Service) consumeEvents(ctx context.Context) error {
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, events.StreamEvents, jetstream.ConsumerConfig{
-		Durable:       events.DispatcherConsumer,
-		Description:   "Runs the chain of every published event; results on hookbus.result.<type>.",
-		FilterSubject: events.EventSubjects,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.AckWait,
-		MaxAckPending: s.cfg.Concurrency * 4,
-		// Redelivered until a result is stored: a chain run never fails as
-		// a whole (failures are in the result), only storing it can.
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", events.DispatcherConsumer, err)
+	k := &durable.Keeper{
+		Stream: events.StreamEvents,
+		Config: jetstream.ConsumerConfig{
+			Durable:       events.DispatcherConsumer,
+			Description:   "Runs the chain of every published event; results on hookbus.result.<type>.",
+			FilterSubject: events.EventSubjects,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       s.cfg.AckWait,
+			MaxAckPending: s.cfg.Concurrency * 4,
+			// The dispatcher bounds the attempts itself (MaxAttempts) and
+			// dead-letters an event past them: a bound kept by JetStream
+			// would end in an advisory nobody may be there to read.
+			MaxDeliver:    -1,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		},
+		Read:  s.readEvents,
+		Ready: s.consuming.Store,
+		Check: s.cfg.ConsumerCheck,
+		Log:   s.log,
 	}
+	return k.Run(ctx, s.js)
+}
+
+// readEvents handles the consumer's events, up to Concurrency at once,
+// until ctx ends or the consumer fails.
+func (s *Service) readEvents(ctx context.Context, cons jetstream.Consumer) error {
 	iter, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Concurrency), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", events.DispatcherConsumer, err)
 	}
-	s.running.Add(1)
-	go func() {
-		<-ctx.Done()
-		iter.Drain()
-	}()
+	stop := context.AfterFunc(ctx, iter.Drain)
+	defer stop()
 	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		msg, err := iter.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return ctx.Err()
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			iter.Stop()
+			return err
+		case err != nil:
 			s.log.Warn("next published event", "err", err)
 			continue
 		}
@@ -65,10 +81,18 @@ func (s *Service) consumeEvents(ctx context.Context) error {
 }
 
 // handleEvent settles one published event. This is the one place that
-// decides: invalid events are dead-lettered and acknowledged (never
-// retried, never blocking the events behind them); events without chain
-// plugins are acknowledged; the others are acknowledged once their result
-// is stored, and retried after RetryDelay when it could not be.
+// decides:
+//   - an invalid event (for a type with chain plugins, also one whose data
+//     is not JSON) is dead-lettered, then acknowledged; never retried,
+//     never blocking the events behind it;
+//   - an event without chain plugins is acknowledged;
+//   - the others are acknowledged once their result is stored, and tried
+//     again after a growing delay when it could not be, up to MaxAttempts
+//     deliveries; one delivered more often (failures, or dispatchers that
+//     died with it) is dead-lettered without running its chain again.
+//
+// A dead letter is stored before its event is acknowledged; when it cannot
+// be, the event comes back.
 func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -82,17 +106,9 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		err = &events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q published on %s: an event of type T belongs on hookbus.event.T", e.Type(), msg.Subject())}
 	}
 	if err != nil {
-		dl, derr := events.DeadLetter(events.DispatcherConsumer, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.NumDelivered, err.Error())
-		if derr == nil {
-			_, derr = s.js.PublishMsg(ctx, dl)
+		if s.deadLetter(ctx, msg, meta, err.Error()) {
+			log.Warn("invalid event dead-lettered", "reason", err)
 		}
-		if derr != nil {
-			log.Error("dead-letter invalid event, will retry", "err", derr)
-			_ = msg.NakWithDelay(s.cfg.RetryDelay)
-			return
-		}
-		log.Warn("invalid event dead-lettered", "reason", err)
-		_ = msg.Ack()
 		return
 	}
 	chain := s.routes.chain(e.Type())
@@ -101,6 +117,12 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log = log.With("event_id", e.ID(), "event_type", e.Type())
+	if meta.NumDelivered > uint64(s.cfg.MaxAttempts) {
+		if s.deadLetter(ctx, msg, meta, fmt.Sprintf("no chain result stored in %d deliveries", meta.NumDelivered-1)) {
+			log.Error("event dead-lettered: no chain result stored in its attempts")
+		}
+		return
+	}
 	done := s.keepAlive(ctx, msg)
 	res := s.runChain(ctx, e, chain, meta.NumDelivered)
 	close(done)
@@ -112,14 +134,55 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(pullExpiry)
 		return
 	}
+	if res.Error != nil && res.Error.Code == events.CodeInvalid {
+		// The chain could not run on it (its data is not JSON): a dead
+		// letter for operators, and a result saying why for whoever waits.
+		if err := s.storeDeadLetter(ctx, msg, meta, res.Error.Message); err != nil {
+			s.retryLater(msg, meta, "dead letter not stored", err)
+			return
+		}
+	}
 	if err := s.storeResult(ctx, e, res); err != nil {
-		log.Error("store chain result, will retry", "err", err)
-		_ = msg.NakWithDelay(s.cfg.RetryDelay)
+		s.retryLater(msg, meta, "chain result not stored", err)
 		return
 	}
 	if err := msg.Ack(); err != nil {
 		log.Warn("ack published event", "err", err)
 	}
+}
+
+// deadLetter stores msg in HOOKBUS_DLQ with reason, then acknowledges it,
+// and reports whether both happened. When the dead letter is not stored,
+// msg comes back later (retryLater).
+func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) bool {
+	if err := s.storeDeadLetter(ctx, msg, meta, reason); err != nil {
+		s.retryLater(msg, meta, "dead letter not stored", err)
+		return false
+	}
+	if err := msg.Ack(); err != nil {
+		// Stored; should the event come back, its dead letter is stored
+		// once (DLQMsgID).
+		s.log.Warn("ack dead-lettered event", "subject", msg.Subject(), "err", err)
+	}
+	return true
+}
+
+// storeDeadLetter stores the dead letter of msg with reason in HOOKBUS_DLQ.
+func (s *Service) storeDeadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
+	dl, err := events.DeadLetter(events.DispatcherConsumer, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.NumDelivered, reason, int(s.nc.MaxPayload()))
+	if err != nil {
+		return err
+	}
+	_, err = s.js.PublishMsg(ctx, dl, jetstream.WithExpectStream(events.StreamDLQ))
+	return err
+}
+
+// retryLater negatively acknowledges msg, whose attempt failed with err,
+// with a delay growing with its attempts (durable.RetryDelay).
+func (s *Service) retryLater(msg jetstream.Msg, meta *jetstream.MsgMetadata, what string, err error) {
+	delay := durable.RetryDelay(s.cfg.RetryDelay, s.cfg.MaxRetryDelay, meta.NumDelivered)
+	s.log.Error(what+", will retry", "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "attempt", meta.NumDelivered, "err", err, "delay", delay)
+	_ = msg.NakWithDelay(delay)
 }
 
 // keepAlive tells JetStream the event is still being worked on, every half
@@ -157,13 +220,36 @@ func (s *Service) storeResult(ctx context.Context, e *event.Event, res events.Ch
 	r.SetType(events.ResultType)
 	r.SetSubject(e.Type())
 	r.SetTime(time.Now())
-	if err := r.SetData(event.ApplicationJSON, res); err != nil {
-		return err
-	}
-	msg, err := (events.Codec{MaxSize: 2 * s.cfg.MaxEventSize}).Encode(subject, &r)
+	msg, err := s.encodeResult(subject, &r, res)
 	if err != nil {
 		return err
 	}
-	_, err = s.js.PublishMsg(ctx, msg)
+	_, err = s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamResults))
 	return err
+}
+
+// encodeResult encodes res as the data of r. A result too large for
+// HOOKBUS_RESULTS is stored without its state, with an error saying so:
+// retrying cannot make it smaller.
+func (s *Service) encodeResult(subject string, r *event.Event, res events.ChainResult) (*nats.Msg, error) {
+	codec := events.Codec{MaxSize: s.resultMaxSize()}
+	if err := r.SetData(event.ApplicationJSON, res); err != nil {
+		return nil, err
+	}
+	msg, err := codec.Encode(subject, r)
+	if err == nil || !errors.Is(err, events.ErrInvalid) {
+		return msg, err
+	}
+	res.Error = &events.CommandError{Code: events.CodePluginFailed, Message: fmt.Sprintf("the chain's result is too large to store (%v); its state is left out", err)}
+	res.State = json.RawMessage("null")
+	if err := r.SetData(event.ApplicationJSON, res); err != nil {
+		return nil, err
+	}
+	return codec.Encode(subject, r)
+}
+
+// resultMaxSize is the largest result HOOKBUS_RESULTS and the connection
+// take: a chain may grow an event's state.
+func (s *Service) resultMaxSize() int {
+	return min(int(s.cfg.Topology.MaxMsgSize), int(s.nc.MaxPayload()))
 }

@@ -38,16 +38,28 @@ type Config struct {
 	Topology topology.Config
 	// MaxEventSize is the codec's size limit.
 	MaxEventSize int
+	// MaxAttempts bounds the deliveries of a published event: one whose
+	// result is not stored after that many (each failure waits longer,
+	// from RetryDelay up to MaxRetryDelay) is dead-lettered.
+	MaxAttempts int
+	// MaxRetryDelay caps the wait between attempts.
+	MaxRetryDelay time.Duration
+	// ConsumerCheck is how often the dispatcher's durable consumer is
+	// looked up; a missing one is created again.
+	ConsumerCheck time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Concurrency:  256,
-		AckWait:      30 * time.Second,
-		RetryDelay:   time.Second,
-		Topology:     topology.DefaultConfig(),
-		MaxEventSize: events.DefaultMaxSize,
+		Concurrency:   256,
+		AckWait:       30 * time.Second,
+		RetryDelay:    time.Second,
+		Topology:      topology.DefaultConfig(),
+		MaxEventSize:  events.DefaultMaxSize,
+		MaxAttempts:   10,
+		MaxRetryDelay: time.Minute,
+		ConsumerCheck: 5 * time.Second,
 	}
 }
 
@@ -58,8 +70,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dispatcher concurrency %d: at least 1", c.Concurrency)
 	case c.AckWait < time.Second:
 		return fmt.Errorf("dispatcher ack wait %s: at least 1s", c.AckWait)
-	case c.RetryDelay <= 0:
-		return fmt.Errorf("dispatcher retry delay %s: must be positive", c.RetryDelay)
+	case c.RetryDelay <= 0 || c.MaxRetryDelay < c.RetryDelay:
+		return fmt.Errorf("dispatcher retry delays %s to %s: must be positive and in order", c.RetryDelay, c.MaxRetryDelay)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("dispatcher max attempts %d: at least 1", c.MaxAttempts)
+	case c.ConsumerCheck <= 0:
+		return fmt.Errorf("dispatcher consumer check %s: must be positive", c.ConsumerCheck)
 	}
 	return c.Topology.Validate()
 }
@@ -72,14 +88,11 @@ type Service struct {
 	log   *slog.Logger
 	codec events.Codec
 
-	routes  routes
-	notify  *notifier
-	running atomic.Int32 // parts started; ready when all are
+	routes routes
+	notify *notifier
+	// The parts that must run for the dispatcher to be ready.
+	calls, consuming, advisories atomic.Bool
 }
-
-// parts is how many parts Run starts before the dispatcher is ready: the
-// route table, calls, published events, advisories.
-const parts = 4
 
 // New builds a dispatcher on nc; Run starts it. A nil logger discards logs.
 func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
@@ -102,15 +115,25 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 var errNotReady = errors.New("dispatcher not started")
 
 // Ready returns nil once the route table is loaded and the dispatcher takes
-// calls, published events and advisories.
+// calls, published events and advisories; not while its consumer is being
+// created again.
 func (s *Service) Ready(context.Context) error {
-	if s.running.Load() < parts || !s.routes.isReady() {
-		return errNotReady
+	switch {
+	case !s.routes.isReady():
+		return fmt.Errorf("%w: route table not loaded", errNotReady)
+	case !s.calls.Load():
+		return fmt.Errorf("%w: not taking calls", errNotReady)
+	case !s.consuming.Load():
+		return fmt.Errorf("%w: not reading %s", errNotReady, events.DispatcherConsumer)
+	case !s.advisories.Load():
+		return fmt.Errorf("%w: not reading advisories", errNotReady)
 	}
 	return nil
 }
 
-// Run checks the topology and runs every part until ctx ends.
+// Run checks the topology, loads the route table, then runs every part
+// until ctx ends. Nothing is routed before the table holds every plugin
+// the bucket has: an event taken earlier would run without its chain.
 func (s *Service) Run(ctx context.Context) error {
 	if err := topology.Check(ctx, s.js, s.cfg.Topology); err != nil {
 		return err
@@ -119,16 +142,24 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
 	}
-	watch := pluginwatch.New(kv, s.log, func(plugins map[string]events.Plugin) {
+	watch := pluginwatch.New(s.js, kv, s.log, func(plugins map[string]events.Plugin) {
 		s.routes.rebuild(plugins)
 		s.notify.reconcile(plugins)
 	})
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { s.running.Add(1); return watch.Run(gctx) })
+	g.Go(func() error { return watch.Run(gctx) })
 	g.Go(func() error { return s.notify.run(gctx) })
-	g.Go(func() error { return s.serveCalls(gctx) })
-	g.Go(func() error { return s.consumeEvents(gctx) })
-	g.Go(func() error { return s.watchAdvisories(gctx) })
+	g.Go(func() error {
+		if _, err := watch.CatchUp(gctx); err != nil {
+			return err
+		}
+		s.log.Info("route table loaded")
+		r, rctx := errgroup.WithContext(gctx)
+		r.Go(func() error { return s.serveCalls(rctx) })
+		r.Go(func() error { return s.consumeEvents(rctx) })
+		r.Go(func() error { return s.watchAdvisories(rctx) })
+		return r.Wait()
+	})
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return nil

@@ -44,12 +44,23 @@ func newEnv(t testing.TB) *env {
 // it is ready; stop ends it and waits for Run to return.
 func (e *env) runDispatcher() (stop func()) {
 	e.t.Helper()
+	return e.runDispatcherWith(nil)
+}
+
+// runDispatcherWith is runDispatcher with settings changed by set.
+func (e *env) runDispatcherWith(set func(*dispatcher.Config)) (stop func()) {
+	e.t.Helper()
 	cfg := dispatcher.DefaultConfig()
 	cfg.RetryDelay = 50 * time.Millisecond
+	cfg.MaxRetryDelay = 200 * time.Millisecond
+	cfg.ConsumerCheck = 200 * time.Millisecond
 	// A stopped dispatcher's last pull request may still be open on the
 	// server and take a redelivered event into the void; the event then
 	// comes back after the ack wait, short here.
 	cfg.AckWait = 2 * time.Second
+	if set != nil {
+		set(&cfg)
+	}
 	svc, err := dispatcher.New(cfg, natstest.Connect(e.t, e.srv), nil)
 	if err != nil {
 		e.t.Fatal(err)

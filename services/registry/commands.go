@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -47,9 +48,17 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 		return
 	}
 	reply, err := s.execute(ctx, kv, op, cmd, meta.Sequence.Stream, meta.NumDelivered > 1)
+	if err != nil && ctx.Err() == nil && meta.NumDelivered >= uint64(s.cfg.MaxAttempts) {
+		log.Error("command not applied in its last attempt: dropped", "op", op, "err", err)
+		s.answer(replyTo, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal,
+			Message: fmt.Sprintf("not applied in %d attempts (%v); a part of it may have been applied: send it again (commands are idempotent)", meta.NumDelivered, err)}})
+		_ = msg.TermWithReason("not applied in its attempts")
+		return
+	}
 	if err != nil {
-		log.Error("command not applied, will retry", "op", op, "err", err)
-		_ = msg.NakWithDelay(s.cfg.RetryDelay)
+		delay := durable.RetryDelay(s.cfg.RetryDelay, s.cfg.MaxRetryDelay, meta.NumDelivered)
+		log.Error("command not applied, will retry", "op", op, "err", err, "delay", delay)
+		_ = msg.NakWithDelay(delay)
 		return
 	}
 	s.answer(replyTo, reply)
@@ -88,7 +97,9 @@ func parseCommand(msg jetstream.Msg) (events.PluginOp, events.PluginCommand, *ev
 // first. It returns an error only for passing failures (storage).
 func (s *Service) execute(ctx context.Context, kv jetstream.KeyValue, op events.PluginOp, cmd events.PluginCommand, seq uint64, redelivered bool) (events.CommandReply, error) {
 	for range maxConflicts {
-		cur, err := s.plugins.CatchUp(ctx)
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CatchUpTimeout)
+		cur, err := s.plugins.CatchUp(cctx)
+		cancel()
 		if err != nil {
 			return events.CommandReply{}, err
 		}

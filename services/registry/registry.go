@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/internal/pluginwatch"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -31,8 +32,19 @@ type Config struct {
 	// another replica.
 	AckWait time.Duration
 	// RetryDelay is how long a command that could not be applied (storage
-	// unavailable) waits before it is tried again.
-	RetryDelay time.Duration
+	// unavailable) waits before it is tried again; the wait doubles with
+	// each attempt, up to MaxRetryDelay.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+	// MaxAttempts bounds the deliveries of a command: one still not
+	// applied after that many is answered with an error and dropped.
+	MaxAttempts int
+	// CatchUpTimeout bounds the wait for the plugin view to hold every
+	// write before a command is planned.
+	CatchUpTimeout time.Duration
+	// ConsumerCheck is how often the registry's durable consumer is
+	// looked up; a missing one is created again.
+	ConsumerCheck time.Duration
 	// Topology is what the registry checks at start.
 	Topology topology.Config
 	// Version is reported by the micro service.
@@ -42,11 +54,15 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Consumer:   "hookbus-registry",
-		AckWait:    30 * time.Second,
-		RetryDelay: time.Second,
-		Topology:   topology.DefaultConfig(),
-		Version:    "0.1.0",
+		Consumer:       "hookbus-registry",
+		AckWait:        30 * time.Second,
+		RetryDelay:     time.Second,
+		MaxRetryDelay:  time.Minute,
+		MaxAttempts:    10,
+		CatchUpTimeout: 10 * time.Second,
+		ConsumerCheck:  5 * time.Second,
+		Topology:       topology.DefaultConfig(),
+		Version:        "0.1.0",
 	}
 }
 
@@ -58,8 +74,13 @@ func (c Config) Validate() error {
 	if c.AckWait < time.Second {
 		return fmt.Errorf("registry ack wait %s: at least 1s", c.AckWait)
 	}
-	if c.RetryDelay <= 0 {
-		return fmt.Errorf("registry retry delay %s: must be positive", c.RetryDelay)
+	switch {
+	case c.RetryDelay <= 0 || c.MaxRetryDelay < c.RetryDelay:
+		return fmt.Errorf("registry retry delays %s to %s: must be positive and in order", c.RetryDelay, c.MaxRetryDelay)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("registry max attempts %d: at least 1", c.MaxAttempts)
+	case c.CatchUpTimeout <= 0 || c.ConsumerCheck <= 0:
+		return fmt.Errorf("registry catch-up timeout %s and consumer check %s: must be positive", c.CatchUpTimeout, c.ConsumerCheck)
 	}
 	return c.Topology.Validate()
 }
@@ -114,22 +135,27 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
 	}
-	s.plugins = pluginwatch.New(kv, s.log, nil)
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, events.StreamCommands, jetstream.ConsumerConfig{
-		Durable:       s.cfg.Consumer,
-		Description:   "Plugin lifecycle commands, applied one at a time in stream order.",
-		FilterSubject: events.CommandTypePrefix + ">",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.AckWait,
-		// One command at a time across every replica: commands apply in
-		// the order they were stored, and a cascade never interleaves with
-		// another command. Revisions still guard every write.
-		MaxAckPending: 1,
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", s.cfg.Consumer, err)
+	s.plugins = pluginwatch.New(s.js, kv, s.log, nil)
+	commands := &durable.Keeper{
+		Stream: events.StreamCommands,
+		Config: jetstream.ConsumerConfig{
+			Durable:       s.cfg.Consumer,
+			Description:   "Plugin lifecycle commands, applied one at a time in stream order.",
+			FilterSubject: events.CommandTypePrefix + ">",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       s.cfg.AckWait,
+			// One command at a time across every replica: commands apply in
+			// the order they were stored, and a cascade never interleaves
+			// with another command. Revisions still guard every write.
+			MaxAckPending: 1,
+			// The registry bounds the attempts itself (MaxAttempts).
+			MaxDeliver:    -1,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		},
+		Read:  func(ctx context.Context, cons jetstream.Consumer) error { return s.consume(ctx, cons, kv) },
+		Ready: s.ready.Store,
+		Check: s.cfg.ConsumerCheck,
+		Log:   s.log,
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -143,10 +169,8 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 		defer func() { _ = svc.Stop() }()
-		s.ready.Store(true)
-		defer s.ready.Store(false)
 		s.log.Info("registry ready", "consumer", s.cfg.Consumer)
-		return s.consume(gctx, cons, kv)
+		return commands.Run(gctx, s.js)
 	})
 	err = g.Wait()
 	if ctx.Err() != nil {
@@ -155,28 +179,29 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// consume applies one command at a time until ctx ends.
+// consume applies one command at a time until ctx ends or the consumer
+// is gone.
 func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, kv jetstream.KeyValue) error {
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		msgs, err := cons.Fetch(1, jetstream.FetchContext(fctx))
-		if err != nil {
-			cancel()
-			if ctx.Err() != nil {
-				return nil
+		if err == nil {
+			for msg := range msgs.Messages() {
+				s.handle(ctx, kv, msg)
 			}
+			err = msgs.Error()
+		}
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			return err
+		case err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout):
 			s.log.Warn("fetch command", "err", err)
 			if !sleep(ctx, s.cfg.RetryDelay) {
 				return nil
 			}
-			continue
-		}
-		for msg := range msgs.Messages() {
-			s.handle(ctx, kv, msg)
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return nil
 		}
 	}
 }

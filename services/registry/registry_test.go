@@ -38,7 +38,9 @@ func setup(t *testing.T) (*server.Server, *client.Client, jetstream.JetStream) {
 // ready; the returned function stops it.
 func runRegistry(t *testing.T, srv *server.Server) (stop func()) {
 	t.Helper()
-	svc, err := registry.New(registry.DefaultConfig(), natstest.Connect(t, srv), nil)
+	cfg := registry.DefaultConfig()
+	cfg.ConsumerCheck = 200 * time.Millisecond
+	svc, err := registry.New(cfg, natstest.Connect(t, srv), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
