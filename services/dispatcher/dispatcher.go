@@ -44,8 +44,8 @@ type Config struct {
 	MaxAttempts int
 	// MaxRetryDelay caps the wait between attempts.
 	MaxRetryDelay time.Duration
-	// ConsumerCheck is how often the dispatcher's durable consumer is
-	// looked up; a missing one is created again.
+	// ConsumerCheck is how often the dispatcher's durable consumer and
+	// the notify queues are looked up; missing ones are created again.
 	ConsumerCheck time.Duration
 }
 
@@ -108,7 +108,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	}
 	log = log.With("service", "dispatcher")
 	s := &Service{cfg: cfg, nc: nc, js: js, log: log, codec: events.Codec{MaxSize: cfg.MaxEventSize}}
-	s.notify = newNotifier(js, log)
+	s.notify = newNotifier(js, log, cfg.ConsumerCheck)
 	return s, nil
 }
 

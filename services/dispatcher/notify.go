@@ -25,13 +25,20 @@ type notifier struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 
+	check time.Duration // how often the consumers are compared with the table anyway
+
 	mu      sync.Mutex
 	latest  map[string]events.Plugin // newest route table, nil until the first
 	changed chan struct{}            // signalled (buffer 1) when latest changes
+
+	// floors holds, per consumer, the highest stream sequence seen
+	// acknowledged (read by apply only): a queue deleted by hand is
+	// created again after it, not from the plugin's start.
+	floors map[string]uint64
 }
 
-func newNotifier(js jetstream.JetStream, log *slog.Logger) *notifier {
-	return &notifier{js: js, log: log, changed: make(chan struct{}, 1)}
+func newNotifier(js jetstream.JetStream, log *slog.Logger, check time.Duration) *notifier {
+	return &notifier{js: js, log: log, check: check, changed: make(chan struct{}, 1), floors: map[string]uint64{}}
 }
 
 // reconcile hands the notifier a new route table; it never blocks the
@@ -46,21 +53,18 @@ func (n *notifier) reconcile(plugins map[string]events.Plugin) {
 	}
 }
 
-// run applies the newest table whenever it changes, and retries every few
-// seconds while applying fails, until ctx ends.
+// run applies the newest table whenever it changes, and every check
+// besides (to retry what failed, and to restore a queue deleted by hand),
+// until ctx ends.
 func (n *notifier) run(ctx context.Context) error {
-	retry := time.NewTicker(5 * time.Second)
-	defer retry.Stop()
-	dirty := false
+	tick := time.NewTicker(n.check)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-n.changed:
-		case <-retry.C:
-			if !dirty {
-				continue
-			}
+		case <-tick.C:
 		}
 		n.mu.Lock()
 		plugins := n.latest
@@ -68,14 +72,9 @@ func (n *notifier) run(ctx context.Context) error {
 		if plugins == nil {
 			continue
 		}
-		if err := n.apply(ctx, plugins); err != nil {
-			if ctx.Err() == nil {
-				n.log.Warn("notify consumers not in step yet, will retry", "err", err)
-			}
-			dirty = true
-			continue
+		if err := n.apply(ctx, plugins); err != nil && ctx.Err() == nil {
+			n.log.Warn("notify consumers not in step yet, will retry", "err", err)
 		}
-		dirty = false
 	}
 }
 
@@ -90,6 +89,7 @@ func (n *notifier) apply(ctx context.Context, plugins map[string]events.Plugin) 
 	for info := range lister.Info() {
 		if strings.HasPrefix(info.Name, events.NotifyConsumer("")) {
 			existing[info.Name] = info
+			n.floors[info.Name] = max(n.floors[info.Name], info.AckFloor.Stream)
 		}
 	}
 	if err := lister.Err(); err != nil {
@@ -111,6 +111,11 @@ func (n *notifier) apply(ctx context.Context, plugins map[string]events.Plugin) 
 			errs = append(errs, err)
 			continue
 		}
+		if floor := n.floors[name]; !exists && floor > 0 {
+			// Deleted by hand: start after what its workers acknowledged.
+			want.DeliverPolicy, want.OptStartSeq, want.OptStartTime = jetstream.DeliverByStartSequencePolicy, floor+1, nil
+			n.log.Warn("notify consumer missing: creating it again", "plugin", p.Name, "from_stream_seq", floor+1)
+		}
 		paused := exists && cur.Paused
 		if !exists || !sameConsumer(cur.Config, want) {
 			c, err := stream.CreateOrUpdateConsumer(ctx, want)
@@ -131,6 +136,7 @@ func (n *notifier) apply(ctx context.Context, plugins map[string]events.Plugin) 
 			errs = append(errs, fmt.Errorf("delete consumer %s: %w", name, err))
 			continue
 		}
+		delete(n.floors, name)
 		n.log.Info("notify consumer deleted", "consumer", name)
 	}
 	return errors.Join(errs...)

@@ -228,3 +228,58 @@ func TestNotifyLosesNothingAcrossCrashes(t *testing.T) {
 		return nil
 	})
 }
+
+// TestDeletedNotifyQueueIsCreatedAgain: a notify queue deleted by hand
+// comes back, delivering what was published meanwhile, and not again what
+// its workers had acknowledged.
+func TestDeletedNotifyQueueIsCreatedAgain(t *testing.T) {
+	e := newEnv(t)
+	e.runDispatcher()
+	e.put(notifyPlugin("mailer", events.StatusStarted, time.Now().Add(-time.Second)))
+	var cons jetstream.Consumer
+	natstest.Eventually(t, 5*time.Second, func() (err error) {
+		cons, err = e.js.Consumer(t.Context(), events.StreamEvents, events.NotifyConsumer("mailer"))
+		return err
+	})
+	take := func(c jetstream.Consumer, want int) map[string]bool {
+		got := map[string]bool{}
+		natstest.Eventually(t, 10*time.Second, func() error {
+			msgs, err := c.Fetch(want, jetstream.FetchMaxWait(200*time.Millisecond))
+			if err != nil {
+				return err
+			}
+			for m := range msgs.Messages() {
+				ev, err := events.Decode(m.Headers(), m.Data())
+				if err != nil {
+					return err
+				}
+				got[ev.ID()] = true
+				if err := m.DoubleAck(t.Context()); err != nil {
+					return err
+				}
+			}
+			if len(got) < want {
+				return fmt.Errorf("%d of %d events delivered", len(got), want)
+			}
+			return nil
+		})
+		return got
+	}
+	for i := range 3 {
+		e.publish(newEvent("ev", fmt.Sprintf("old%d", i), map[string]any{}))
+	}
+	take(cons, 3)
+	time.Sleep(500 * time.Millisecond) // the dispatcher sees the ack floor (ConsumerCheck 200 ms)
+	if err := e.js.DeleteConsumer(t.Context(), events.StreamEvents, events.NotifyConsumer("mailer")); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(newEvent("ev", "new", map[string]any{}))
+	natstest.Eventually(t, 10*time.Second, func() (err error) {
+		cons, err = e.js.Consumer(t.Context(), events.StreamEvents, events.NotifyConsumer("mailer"))
+		return err
+	})
+	got := take(cons, 1)
+	if !got["new"] || len(got) != 1 {
+		t.Errorf("the queue created again delivered %v, want only the new event", got)
+	}
+}
