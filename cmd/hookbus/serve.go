@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/internal/natsconn"
 	"github.com/hookbus/hookbus/internal/natsembed"
 	"github.com/hookbus/hookbus/internal/ops"
@@ -125,9 +127,6 @@ func serve(ctx context.Context, cfg Config, names []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := prepareTopology(ctx, js, cfg, log); err != nil {
-		return err
-	}
 
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(natsconn.Collector(nc)); err != nil {
@@ -138,6 +137,13 @@ func serve(ctx context.Context, cfg Config, names []string) (err error) {
 		return err
 	}
 	opsSrv.AddCheck("nats", natsconn.ReadyCheck(nc, js))
+	var topologyReady atomic.Bool
+	opsSrv.AddCheck("topology", func(context.Context) error {
+		if !topologyReady.Load() {
+			return errors.New("streams and buckets not in place yet")
+		}
+		return nil
+	})
 
 	d := deps{cfg: cfg, nc: nc, js: js, log: base, reg: reg}
 	svcs := make(map[string]service, len(names))
@@ -152,16 +158,29 @@ func serve(ctx context.Context, cfg Config, names []string) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return opsSrv.Run(gctx) })
-	for name, svc := range svcs {
-		g.Go(func() error {
-			if err := svc.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("service %s: %w", name, err)
-			}
-			return nil
-		})
-	}
-	log.Info("hookbus serving", "nats_url", nc.ConnectedUrlRedacted(), "ops_addr", cfg.OpsAddr, "services", strings.Join(names, ","))
+	g.Go(func() error {
+		// A NATS node restarting, or JetStream electing a leader, is
+		// waited out (not ready meanwhile), not a reason to exit.
+		err := durable.Start(gctx, log, "topology", func(ctx context.Context) error { return prepareTopology(ctx, js, cfg, log) })
+		if err != nil {
+			return err
+		}
+		topologyReady.Store(true)
+		for name, svc := range svcs {
+			g.Go(func() error {
+				if err := svc.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+					return fmt.Errorf("service %s: %w", name, err)
+				}
+				return nil
+			})
+		}
+		log.Info("hookbus serving", "nats_url", nc.ConnectedUrlRedacted(), "ops_addr", cfg.OpsAddr, "services", strings.Join(names, ","))
+		return nil
+	})
 	err = g.Wait()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil
+	}
 	log.Info("hookbus stopping", "err", err)
 	return err
 }
@@ -172,6 +191,9 @@ func prepareTopology(ctx context.Context, js jetstream.JetStream, cfg Config, lo
 			return fmt.Errorf("topology check: %w", err)
 		}
 		return nil
+	}
+	if err := cfg.topology().Validate(); err != nil {
+		return fmt.Errorf("topology: %w", err)
 	}
 	results, err := topology.Ensure(ctx, js, cfg.topology())
 	if err != nil {

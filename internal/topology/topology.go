@@ -257,3 +257,15 @@ func (e *DriftError) Error() string {
 
 // Is makes errors.Is(err, ErrDrift) true.
 func (e *DriftError) Is(target error) bool { return target == ErrDrift }
+
+// Missing reports whether every difference is a missing resource: what a
+// service sees when it starts before the one that creates the topology
+// (`hookbus serve --topology ensure`), so it waits rather than fails.
+func (e *DriftError) Missing() bool {
+	for _, d := range e.Drifts {
+		if d.Field != "missing" {
+			return false
+		}
+	}
+	return len(e.Drifts) > 0
+}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookbus/hookbus/internal/pluginwatch"
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -89,7 +90,6 @@ type Service struct {
 	codec events.Codec
 
 	routes routes
-	notify *notifier
 	// The parts that must run for the dispatcher to be ready.
 	calls, consuming, advisories atomic.Bool
 }
@@ -108,7 +108,6 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	}
 	log = log.With("service", "dispatcher")
 	s := &Service{cfg: cfg, nc: nc, js: js, log: log, codec: events.Codec{MaxSize: cfg.MaxEventSize}}
-	s.notify = newNotifier(js, log, cfg.ConsumerCheck)
 	return s, nil
 }
 
@@ -135,20 +134,28 @@ func (s *Service) Ready(context.Context) error {
 // until ctx ends. Nothing is routed before the table holds every plugin
 // the bucket has: an event taken earlier would run without its chain.
 func (s *Service) Run(ctx context.Context) error {
-	if err := topology.Check(ctx, s.js, s.cfg.Topology); err != nil {
+	var kv jetstream.KeyValue
+	err := durable.Start(ctx, s.log, "start", func(ctx context.Context) (err error) {
+		if err := topology.Check(ctx, s.js, s.cfg.Topology); err != nil {
+			return err
+		}
+		if kv, err = s.js.KeyValue(ctx, events.BucketPlugins); err != nil {
+			return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	kv, err := s.js.KeyValue(ctx, events.BucketPlugins)
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
-	}
-	watch := pluginwatch.New(s.js, kv, s.log, func(plugins map[string]events.Plugin) {
+	var watch *pluginwatch.Watcher
+	notify := newNotifier(s.js, s.log, s.cfg.ConsumerCheck, func(ctx context.Context) (map[string]events.Plugin, error) { return watch.CatchUp(ctx) })
+	watch = pluginwatch.New(s.js, kv, s.log, func(plugins map[string]events.Plugin) {
 		s.routes.rebuild(plugins)
-		s.notify.reconcile(plugins)
+		notify.reconcile()
 	})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch.Run(gctx) })
-	g.Go(func() error { return s.notify.run(gctx) })
+	g.Go(func() error { return notify.run(gctx) })
 	g.Go(func() error {
 		if _, err := watch.CatchUp(gctx); err != nil {
 			return err

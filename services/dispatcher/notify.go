@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,10 +25,12 @@ type notifier struct {
 	log *slog.Logger
 
 	check time.Duration // how often the consumers are compared with the table anyway
+	// view returns the plugin table caught up with the bucket: a replica
+	// whose watch lags must not delete a queue another replica created
+	// for a plugin it has not seen yet.
+	view func(context.Context) (map[string]events.Plugin, error)
 
-	mu      sync.Mutex
-	latest  map[string]events.Plugin // newest route table, nil until the first
-	changed chan struct{}            // signalled (buffer 1) when latest changes
+	changed chan struct{} // signalled (buffer 1) when the table changes
 
 	// floors holds, per consumer, the highest stream sequence seen
 	// acknowledged (read by apply only): a queue deleted by hand is
@@ -37,16 +38,13 @@ type notifier struct {
 	floors map[string]uint64
 }
 
-func newNotifier(js jetstream.JetStream, log *slog.Logger, check time.Duration) *notifier {
-	return &notifier{js: js, log: log, check: check, changed: make(chan struct{}, 1), floors: map[string]uint64{}}
+func newNotifier(js jetstream.JetStream, log *slog.Logger, check time.Duration, view func(context.Context) (map[string]events.Plugin, error)) *notifier {
+	return &notifier{js: js, log: log, check: check, view: view, changed: make(chan struct{}, 1), floors: map[string]uint64{}}
 }
 
-// reconcile hands the notifier a new route table; it never blocks the
+// reconcile tells the notifier the table changed; it never blocks the
 // route watcher.
-func (n *notifier) reconcile(plugins map[string]events.Plugin) {
-	n.mu.Lock()
-	n.latest = plugins
-	n.mu.Unlock()
+func (n *notifier) reconcile() {
 	select {
 	case n.changed <- struct{}{}:
 	default:
@@ -66,13 +64,13 @@ func (n *notifier) run(ctx context.Context) error {
 		case <-n.changed:
 		case <-tick.C:
 		}
-		n.mu.Lock()
-		plugins := n.latest
-		n.mu.Unlock()
-		if plugins == nil {
-			continue
+		vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		plugins, err := n.view(vctx)
+		cancel()
+		if err == nil {
+			err = n.apply(ctx, plugins)
 		}
-		if err := n.apply(ctx, plugins); err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil {
 			n.log.Warn("notify consumers not in step yet, will retry", "err", err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/dispatcher"
 )
@@ -279,5 +280,36 @@ func TestDeletedConsumerIsCreatedAgain(t *testing.T) {
 	e.waitSettled()
 	if got := steps.Load(); got != before+1 {
 		t.Errorf("the chain ran %d times, want %d: events acknowledged before the deletion ran again", got, before+1)
+	}
+}
+
+// TestStartWaitsForTheTopology: a dispatcher started before the service
+// that creates the topology waits, not ready, instead of exiting (in a
+// split deployment every pod starts at once).
+func TestStartWaitsForTheTopology(t *testing.T) {
+	srv := natstest.RunServer(t)
+	svc, err := dispatcher.New(dispatcher.DefaultConfig(), natstest.Connect(t, srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned before the topology existed: %v", err)
+	case <-time.After(time.Second):
+	}
+	if svc.Ready(ctx) == nil {
+		t.Fatal("ready without a topology")
+	}
+	if _, err := topology.Ensure(ctx, natstest.JetStream(t, srv), topology.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 15*time.Second, func() error { return svc.Ready(ctx) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

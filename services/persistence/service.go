@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -105,15 +106,18 @@ func (s *Service) Ready(context.Context) error {
 // being worked on when ctx ends are finished first, except a rotation,
 // which stops where it is (it is safe to run again).
 func (s *Service) Run(ctx context.Context) error {
-	if err := topology.CheckBucket(ctx, s.js, s.cfg.Topology, events.BucketAuth); err != nil {
-		return err
-	}
-	kv, err := s.js.KeyValue(ctx, events.BucketAuth)
+	err := durable.Start(ctx, s.log, "start", func(ctx context.Context) error {
+		if err := topology.CheckBucket(ctx, s.js, s.cfg.Topology, events.BucketAuth); err != nil {
+			return err
+		}
+		kv, err := s.js.KeyValue(ctx, events.BucketAuth)
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", events.BucketAuth, err)
+		}
+		s.kv = kv
+		return s.checkKeys(ctx)
+	})
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", events.BucketAuth, err)
-	}
-	s.kv = kv
-	if err := s.checkKeys(ctx); err != nil {
 		return err
 	}
 
