@@ -27,17 +27,25 @@ image: ## Build the container image IMAGE:VERSION (default hookbus:<git describe
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
 .PHONY: test
-test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, the Kubernetes manifests' checks, then the e2e suite
+test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, the Kubernetes manifests' checks, then the e2e suite and a short chaos run
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GO) vet -tags chaos ./chaos/
 	cd deployments/k8s && $(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	cd deployments/k8s && $(GO) test -race -count=1 ./...
 	$(MAKE) e2e
+	$(MAKE) chaos CHAOS_TIME=15s
 
 .PHONY: e2e
 e2e: ## Black-box tests of the built binary, with Node.js clients (needs node and npm)
 	$(GO) test -tags e2e -count=1 ./e2e/...
+
+.PHONY: chaos
+CHAOS_TIME    ?= 3m
+CHAOS_TIMEOUT ?= 60m
+chaos: ## Chaos suite: kill -9 services and NATS nodes under load, poison flood; CHAOS_TIME=10m for a long run
+	CHAOS_TIME=$(CHAOS_TIME) $(GO) test -tags chaos -count=1 -timeout $(CHAOS_TIMEOUT) -v ./chaos/
 
 .PHONY: bench
 BENCH_COUNT ?= 1
@@ -49,6 +57,7 @@ lint: ## gofmt and staticcheck (also of deployments/k8s, a module of its own)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) tool staticcheck ./...
 	$(GO) tool staticcheck -tags e2e ./e2e/...
+	$(GO) tool staticcheck -tags chaos ./chaos/
 	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	cd deployments/k8s && ../../bin/staticcheck ./...
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -37,6 +38,11 @@ func (s *Service) serveCalls(ctx context.Context) error {
 	// Take all calls the connection can buffer: the semaphore, not the
 	// subscription, limits the work.
 	_ = sub.SetPendingLimits(-1, 64<<20)
+	// Ready means reachable: the server has the subscription (or,
+	// disconnected, will have it on reconnecting).
+	if err := s.nc.FlushTimeout(10 * time.Second); err != nil {
+		s.log.Warn("call subscription not confirmed by the server yet", "err", err)
+	}
 	s.calls.Store(true)
 	<-ctx.Done()
 	s.calls.Store(false)

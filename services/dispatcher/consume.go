@@ -106,19 +106,24 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		err = &events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q published on %s: an event of type T belongs on hookbus.event.T", e.Type(), msg.Subject())}
 	}
 	if err != nil {
+		// Counted, not logged above debug: a flood of poison would
+		// flood the log too.
 		if s.deadLetter(ctx, msg, meta, err.Error()) {
-			log.Warn("invalid event dead-lettered", "reason", err)
+			s.events.WithLabelValues(outcomeInvalid).Inc()
+			log.Debug("invalid event dead-lettered", "reason", err)
 		}
 		return
 	}
 	chain := s.routes.chain(e.Type())
 	if len(chain) == 0 {
+		s.events.WithLabelValues(outcomeNoChain).Inc()
 		_ = msg.Ack()
 		return
 	}
 	log = log.With("event_id", e.ID(), "event_type", e.Type())
 	if meta.NumDelivered > uint64(s.cfg.MaxAttempts) {
 		if s.deadLetter(ctx, msg, meta, fmt.Sprintf("no chain result stored in %d deliveries", meta.NumDelivered-1)) {
+			s.events.WithLabelValues(outcomeExhausted).Inc()
 			log.Error("event dead-lettered: no chain result stored in its attempts")
 		}
 		return
@@ -141,11 +146,13 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 			s.retryLater(msg, meta, "dead letter not stored", err)
 			return
 		}
+		s.events.WithLabelValues(outcomeInvalid).Inc()
 	}
 	if err := s.storeResult(ctx, e, res); err != nil {
 		s.retryLater(msg, meta, "chain result not stored", err)
 		return
 	}
+	s.events.WithLabelValues(outcomeResult).Inc()
 	if err := msg.Ack(); err != nil {
 		log.Warn("ack published event", "err", err)
 	}
@@ -180,6 +187,7 @@ func (s *Service) storeDeadLetter(ctx context.Context, msg jetstream.Msg, meta *
 // retryLater negatively acknowledges msg, whose attempt failed with err,
 // with a delay growing with its attempts (durable.RetryDelay).
 func (s *Service) retryLater(msg jetstream.Msg, meta *jetstream.MsgMetadata, what string, err error) {
+	s.events.WithLabelValues(outcomeRetried).Inc()
 	delay := durable.RetryDelay(s.cfg.RetryDelay, s.cfg.MaxRetryDelay, meta.NumDelivered)
 	s.log.Error(what+", will retry", "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "attempt", meta.NumDelivered, "err", err, "delay", delay)
 	_ = msg.NakWithDelay(delay)

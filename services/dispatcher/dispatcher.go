@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookbus/hookbus/internal/durable"
@@ -90,6 +91,7 @@ type Service struct {
 	codec events.Codec
 
 	routes routes
+	events *prometheus.CounterVec // published events by outcome
 	// The parts that must run for the dispatcher to be ready.
 	calls, consuming, advisories atomic.Bool
 }
@@ -107,9 +109,25 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("service", "dispatcher")
-	s := &Service{cfg: cfg, nc: nc, js: js, log: log, codec: events.Codec{MaxSize: cfg.MaxEventSize}}
+	s := &Service{cfg: cfg, nc: nc, js: js, log: log, codec: events.Codec{MaxSize: cfg.MaxEventSize},
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookbus_dispatcher_events_total",
+			Help: "Published events the dispatcher settled, by outcome: result (chain run, result stored), no_chain, invalid (dead-lettered), exhausted (dead-lettered after its attempts), retried (an attempt failed).",
+		}, []string{"outcome"})}
 	return s, nil
 }
+
+// Outcomes of hookbus_dispatcher_events_total.
+const (
+	outcomeResult    = "result"
+	outcomeNoChain   = "no_chain"
+	outcomeInvalid   = "invalid"
+	outcomeExhausted = "exhausted"
+	outcomeRetried   = "retried"
+)
+
+// Collector returns the dispatcher's metrics, for a Prometheus registry.
+func (s *Service) Collector() prometheus.Collector { return s.events }
 
 var errNotReady = errors.New("dispatcher not started")
 

@@ -148,6 +148,11 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("endpoint %s: %w", ep.subject, err)
 		}
 	}
+	// Ready means reachable: the server has the subscriptions (or,
+	// disconnected, will have them on reconnecting).
+	if err := s.nc.FlushTimeout(10 * time.Second); err != nil {
+		s.log.Warn("subscriptions not confirmed by the server yet", "err", err)
+	}
 	s.ready.Store(true)
 	s.log.Info("persistence serving", "subject", events.AuthSubjects, "bucket", events.BucketAuth,
 		"key_id", s.ring.current(), "keys", len(s.cfg.Keys))

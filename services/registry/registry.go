@@ -175,6 +175,9 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 		defer func() { _ = svc.Stop() }()
+		if err := s.nc.FlushTimeout(10 * time.Second); err != nil {
+			s.log.Warn("query subscriptions not confirmed by the server yet", "err", err)
+		}
 		s.log.Info("registry ready", "consumer", s.cfg.Consumer)
 		return commands.Run(gctx, s.js)
 	})

@@ -1,0 +1,267 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hookbus/hookbus/pkg/client"
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// seededPlugins is how many plugins of other event types the split
+// scenario puts in hookbus_plugins, so every restart reloads a large bucket.
+const seededPlugins = 3000
+
+// TestAllInOne kills `hookbus serve` (embedded NATS and every service) and
+// the plugin workers while traffic flows.
+func TestAllInOne(t *testing.T) {
+	ps := newProcs(t)
+	d := startAllInOne(t, ps)
+	runChaos(t, ps, d, func(workers []*proc) []killLoop {
+		// hookbus serve is as likely to be killed as all workers together.
+		targets := append(slices.Repeat(d.services, len(workers)), workers...)
+		return []killLoop{{targets: targets, minGap: time.Second, maxDown: time.Second}}
+	})
+}
+
+// TestSplit kills the registry, the dispatchers, the persistence service,
+// the plugin workers and, in a loop of its own, one node of the 3-node NATS
+// cluster at a time, while traffic flows.
+func TestSplit(t *testing.T) {
+	ps := newProcs(t)
+	d := startSplit(t, ps)
+	seedPlugins(t, d.natsURL, seededPlugins)
+	runChaos(t, ps, d, func(workers []*proc) []killLoop {
+		return []killLoop{
+			{targets: append(slices.Clone(d.services), workers...), minGap: time.Second, maxDown: time.Second},
+			{targets: d.nats, minGap: 2 * time.Second, maxDown: 2 * time.Second},
+		}
+	})
+}
+
+// runChaos starts the workers and the traffic, runs the kill loops for
+// chaosTime, lets everything settle, then checks and reports.
+func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc) []killLoop) {
+	workers, deliveryFiles := startWorkers(t, ps, d.natsURL)
+	c, js := connectClient(t, d.natsURL, "chaos-traffic")
+	waitPluginsRunning(t, c, js)
+
+	tr := newTraffic(c)
+	stopTraffic, stop := context.WithCancel(context.Background())
+	defer stop()
+	giveUp, cancelGiveUp := context.WithCancel(context.Background())
+	defer cancelGiveUp()
+	var traffic sync.WaitGroup
+	traffic.Go(func() { tr.publishLoop(stopTraffic, giveUp, "p1") })
+	traffic.Go(func() { tr.publishLoop(stopTraffic, giveUp, "p2") })
+	traffic.Go(func() { tr.callLoop(stopTraffic, "c1") })
+
+	k := newKills()
+	killCtx, cancelKills := context.WithTimeout(t.Context(), chaosTime)
+	var g errgroup.Group
+	for _, l := range loops(workers) {
+		g.Go(func() error { l.run(killCtx, k); return nil })
+	}
+	_ = g.Wait()
+	cancelKills()
+	t.Logf("kills stopped: %s", counts(k.byKind))
+	waitTrafficAfter(t, tr, k)
+	stop()
+	giveUpTimer := time.AfterFunc(publishGiveUp, cancelGiveUp)
+	traffic.Wait()
+	giveUpTimer.Stop()
+
+	s, v := settle(t, js, tr, deliveryFiles)
+	recovery, never := k.recovery(tr)
+	r := summarize(t.Name(), tr, s, v)
+	r.kills, r.crashes, r.recovery = k.byKind, ps.crashes(), recovery
+	report(t, r)
+	v.check(t)
+	for _, err := range k.errs {
+		t.Error(err)
+	}
+	if len(never) > 0 {
+		t.Errorf("no traffic flowed after restarts %v", never)
+	}
+	checkCrashes(t, ps)
+	tr.mu.Lock()
+	for msg, n := range tr.publishErrs {
+		t.Errorf("publish failed for good %d times: %s", n, msg)
+	}
+	t.Logf("call answers with an error, by code: %v", tr.errAnswers)
+	tr.mu.Unlock()
+}
+
+// summarize counts what traffic sent and what the state holds.
+func summarize(scenario string, tr *traffic, s *stored, v verdict) row {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	r := row{scenario: scenario, sent: len(tr.sent), acked: len(tr.acked), lost: len(v.lost), duplicated: len(v.duplicated),
+		calls: tr.calls, unanswered: len(tr.unanswered)}
+	for id := range s.events {
+		if _, ours := tr.sent[id]; ours {
+			r.stored++
+		}
+	}
+	for id := range s.deliveries {
+		if s.events[id] > 0 {
+			r.delivered++
+		}
+	}
+	for id := range s.results {
+		if s.events[id] > 0 {
+			r.results++
+		}
+	}
+	for _, sub := range s.deadLetters {
+		if sub != "" {
+			r.deadLettered++
+		}
+	}
+	return r
+}
+
+// waitTrafficAfter waits until, after the last restart, a publish was
+// acknowledged and a call answered, so the recovery of every restart is
+// measured.
+func waitTrafficAfter(t *testing.T, tr *traffic, k *kills) {
+	t.Helper()
+	deadline := time.Now().Add(callGiveUp)
+	for {
+		_, never := k.recovery(tr)
+		if len(never) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			return // reported by the caller
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// connectClient connects the test process to NATS.
+func connectClient(t *testing.T, url, name string) (*client.Client, jetstream.JetStream) {
+	t.Helper()
+	nc, err := connect(url, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, js
+}
+
+// waitPluginsRunning waits until a call runs both chain plugins and the
+// notify plugin's consumer exists, so every event published afterwards is
+// the plugins' to handle.
+func waitPluginsRunning(t *testing.T, c *client.Client, js jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), readyTimeout)
+	defer cancel()
+	var last string
+	for {
+		callCtx, cancelCall := context.WithTimeout(ctx, attemptTimeout)
+		res, err := c.Call(callCtx, newEvent("warm-up-"+time.Now().Format("150405.000000"), chainType, 0))
+		cancelCall()
+		_, consErr := consumerInfo(ctx, js, events.NotifyConsumer(notify))
+		var state map[string]any
+		_ = json.Unmarshal(res.State, &state)
+		if err == nil && consErr == nil && state[chainA] == true && state[chainB] == true {
+			return
+		}
+		last = fmt.Sprintf("call: %v, state %s; notify consumer: %v; plugins: %s", err, res.State, consErr, pluginStatuses(ctx, c))
+		select {
+		case <-ctx.Done():
+			t.Fatalf("plugins not running after %s: %s", readyTimeout, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// seedPlugins puts n running chain plugins of other event types into
+// hookbus_plugins, as the registry stores them.
+func seedPlugins(t *testing.T, url string, n int) {
+	t.Helper()
+	_, js := connectClient(t, url, "chaos-seed")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, events.BucketPlugins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var g errgroup.Group
+	g.SetLimit(32)
+	for i := range n {
+		g.Go(func() error {
+			p := events.Plugin{
+				PluginSpec: events.PluginSpec{Name: fmt.Sprintf("seed-%04d", i), Event: fmt.Sprintf("chaos.seed.t%03d", i%300),
+					Mode: events.ModeChain, Priority: i % 100}.Normalize(),
+				Status: events.StatusStarted, CreatedAt: start, UpdatedAt: start,
+			}
+			b, err := json.Marshal(p)
+			if err != nil {
+				return err
+			}
+			_, err = kv.Put(ctx, p.Name, b)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("seed %s: %v", events.BucketPlugins, err)
+	}
+	t.Logf("seeded %d plugins in %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+// checkCrashes fails t for every Hookbus or NATS process that exited by
+// itself (a supervisor restarted it), and logs workers that did.
+func checkCrashes(t *testing.T, ps *procs) {
+	t.Helper()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, p := range ps.all {
+		p.mu.Lock()
+		if p.crashes > 0 {
+			report := t.Errorf
+			if p.kind == "worker" {
+				report = t.Logf
+			}
+			report("%s exited by itself %d times; its last line before the latest: %s", p.name, p.crashes, p.lastWords)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// pluginStatuses describes the suite's plugins as the registry has them.
+func pluginStatuses(ctx context.Context, c *client.Client) string {
+	var out []string
+	for _, name := range []string{chainA, chainB, notify} {
+		getCtx, cancel := context.WithTimeout(ctx, time.Second)
+		p, err := c.Get(getCtx, name)
+		cancel()
+		if err != nil {
+			out = append(out, name+": "+err.Error())
+			continue
+		}
+		out = append(out, name+": "+string(p.Status))
+	}
+	return strings.Join(out, ", ")
+}

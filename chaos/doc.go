@@ -1,0 +1,66 @@
+// Package chaos is Hookbus's chaos suite: it runs Hookbus the way a real
+// deployment fails, as separate OS processes killed with SIGKILL and
+// restarted while traffic flows, and checks the outcome by set equality at
+// the end, as Kafka's system tests do. The tests are behind the build tag
+// chaos (make chaos; make test runs a short pass).
+//
+// Every run builds the hookbus binary and a nats-server binary, then runs
+// three scenarios, each for CHAOS_TIME (a Go duration, default 3m in make
+// chaos) of kills:
+//
+//   - all-in-one: `hookbus serve` on its embedded NATS server (fsync on every
+//     write) is killed and restarted in a loop, together with plugin
+//     workers.
+//   - split: a 3-node nats-server cluster (JetStream, sync_interval always,
+//     max_payload 2MiB), `hookbus serve registry`, two `hookbus serve
+//     dispatcher` replicas and `hookbus serve persistence`, all with
+//     stream replicas 3, and 3,000 seeded plugins of other event types in
+//     hookbus_plugins. One loop kills services and workers, another kills
+//     one NATS node at a time (a minority) and waits until it is healthy
+//     again.
+//   - poison: the all-in-one without kills, flooded with about 1,000 raw
+//     invalid messages a second (non-JSON data on a chain type, events over
+//     the size limit, a type that does not match the subject, invalid
+//     attributes, a non-UTF-8 id, bodies that are no CloudEvent, calls with
+//     non-JSON data) while valid events flow; it prints the p50 and p99 of
+//     publish-to-result and publish-to-notify-delivery delays of the valid
+//     events (target: p99 under 1 s).
+//
+// Traffic comes from the test process through the Go SDK (pkg/client):
+// publishers give each event a unique id and retry it with the same id until
+// it is acknowledged; a caller runs client.Call on the chain type. Plugin
+// workers are child processes (the test binary run again with CHAOS_WORKER
+// set) so they can be killed too: a chain plugin with two replicas, and a
+// notify plugin with two replicas that append every delivery to a file
+// before acknowledging it. A second chain plugin runs in the test process
+// and is never killed.
+//
+// After the kills stop, the suite polls, with a deadline, until everything
+// has settled, then checks:
+//
+//   - every acknowledged event is stored exactly once in HOOKBUS_EVENTS
+//     (0 lost, 0 duplicated);
+//   - every stored event of the notify type was delivered to the notify
+//     plugin at least once, with fewer redeliveries than half the events
+//     plus 100;
+//   - every stored event of the chain type has exactly one result in
+//     HOOKBUS_RESULTS;
+//   - every call got an answer, any answer including an error: a call is
+//     tried with a 5 s deadline, again after a timeout or no responders,
+//     for up to 30 s; only a call never answered in that time counts as
+//     unanswered;
+//   - the consumers hookbus-dispatcher and notify-<plugin> end with nothing
+//     pending and nothing waiting for an acknowledgement;
+//   - every stored poison message is dead-lettered in HOOKBUS_DLQ (or it was
+//     refused at publish), every poison call is answered, and the valid
+//     events' p99 delays stay under 1 s.
+//
+// The table at the end has, per scenario: events sent, acknowledged,
+// stored, delivered to the notify plugin, chain results, lost, duplicated,
+// dead-lettered, kills by kind, the recovery time (the longest time from a
+// restart of Hookbus or NATS until both a publish was acknowledged and a
+// call answered again) and the poison delays.
+//
+// Process logs go to a directory under the system's temporary directory,
+// kept and named in the test log when a test fails.
+package chaos

@@ -1,0 +1,94 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+)
+
+// row is one scenario's line of the table.
+type row struct {
+	scenario                                 string
+	sent, acked, stored, delivered, results  int
+	lost, duplicated, deadLettered           int
+	calls, unanswered                        int
+	kills                                    map[string]int
+	crashes                                  map[string]int
+	recovery                                 time.Duration
+	poisonResult, poisonNotify, poisonCounts string
+}
+
+var (
+	rowsMu sync.Mutex
+	rows   []row
+)
+
+// report logs r to t and keeps it for the summary printed after all tests.
+func report(t *testing.T, r row) {
+	t.Helper()
+	var b strings.Builder
+	writeTable(&b, []row{r})
+	t.Logf("\n%s", b.String())
+	rowsMu.Lock()
+	rows = append(rows, r)
+	rowsMu.Unlock()
+}
+
+func printSummary(w io.Writer) {
+	rowsMu.Lock()
+	defer rowsMu.Unlock()
+	if len(rows) > 0 {
+		fmt.Fprintln(w, "\nchaos summary:")
+		writeTable(w, rows)
+	}
+}
+
+func writeTable(w io.Writer, rs []row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%s\t%s\t%s\t%s\t%s\t\n",
+			r.scenario, r.sent, r.acked, r.stored, r.delivered, r.results, r.lost, r.duplicated, r.deadLettered,
+			r.calls, r.unanswered, counts(r.kills), counts(r.crashes), dash(r.recovery), or(r.poisonResult), or(r.poisonNotify))
+	}
+	_ = tw.Flush()
+	for _, r := range rs {
+		if r.poisonCounts != "" {
+			fmt.Fprintf(w, "%s poison: %s\n", r.scenario, r.poisonCounts)
+		}
+	}
+}
+
+// counts formats "a=1 b=2", or "-".
+func counts(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func dash(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+func or(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
