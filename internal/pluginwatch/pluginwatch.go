@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -27,9 +28,17 @@ type Watcher struct {
 
 	mu      sync.Mutex
 	plugins map[string]events.Plugin
-	rev     uint64        // highest revision applied
+	rev     uint64        // highest revision applied (and announced)
 	changed chan struct{} // closed and replaced whenever rev grows
 	ready   bool          // the initial values are in
+
+	// Fresh's requests: asked counts them, served is the highest one a
+	// catch-up that started after it has served.
+	fmu           sync.Mutex
+	asked, served uint64
+	refreshing    bool
+	refreshed     chan struct{} // closed and replaced after each catch-up
+	refreshErr    error
 }
 
 // New returns a watcher of kv, a bucket of js; Run feeds it. onChange, if not nil, gets a
@@ -39,7 +48,7 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger, onChan
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{js: js, kv: kv, log: log, onChange: onChange, plugins: map[string]events.Plugin{}, changed: make(chan struct{})}
+	return &Watcher{js: js, kv: kv, log: log, onChange: onChange, plugins: map[string]events.Plugin{}, changed: make(chan struct{}), refreshed: make(chan struct{})}
 }
 
 // Run applies the watcher's entries until ctx ends.
@@ -49,6 +58,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return fmt.Errorf("watch %s: %w", events.BucketPlugins, err)
 	}
 	defer func() { _ = kw.Stop() }()
+	var pending uint64 // highest revision applied but not yet settled
 	for {
 		select {
 		case <-ctx.Done():
@@ -57,20 +67,30 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("watch %s: watcher closed", events.BucketPlugins)
 			}
-			if snapshot := w.apply(e); snapshot != nil && w.onChange != nil {
+			if e != nil {
+				pending = max(pending, e.Revision())
+			}
+			// A burst of writes (thousands of plugins registered) is
+			// announced once, when no more entries are waiting.
+			if e != nil && len(kw.Updates()) > 0 {
+				w.apply(e, false)
+				continue
+			}
+			if snapshot := w.apply(e, true); snapshot != nil && w.onChange != nil {
 				w.onChange(snapshot)
 			}
-			// Only now does CatchUp count the entry: what onChange
-			// builds from it (the dispatcher's route table) is in place.
-			w.settle(e)
+			// Only now does CatchUp count the entries: what onChange
+			// builds from them (the dispatcher's route table) is in
+			// place.
+			w.settle(e == nil, pending)
 		}
 	}
 }
 
 // apply takes one entry (nil marks the end of the initial values) into the
-// copy and returns a copy of the plugins to announce, or nil during the
-// initial load.
-func (w *Watcher) apply(e jetstream.KeyValueEntry) map[string]events.Plugin {
+// copy and, with announce, returns a copy of the plugins to announce (nil
+// during the initial load).
+func (w *Watcher) apply(e jetstream.KeyValueEntry, announce bool) map[string]events.Plugin {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if e != nil {
@@ -89,24 +109,68 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) map[string]events.Plugin {
 			delete(w.plugins, e.Key())
 		}
 	}
-	if !w.ready && e != nil {
+	if !announce || !w.ready && e != nil {
 		return nil
 	}
 	return maps.Clone(w.plugins)
 }
 
-// settle marks entry e (nil: the end of the initial values) as applied,
-// for CatchUp.
-func (w *Watcher) settle(e jetstream.KeyValueEntry) {
+// settle marks the entries up to revision rev (and, with initial, the end
+// of the initial values) as applied, for CatchUp.
+func (w *Watcher) settle(initial bool, rev uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if e == nil {
-		w.ready = true
-	} else {
-		w.rev = max(w.rev, e.Revision())
-	}
+	w.ready = w.ready || initial
+	w.rev = max(w.rev, rev)
 	close(w.changed)
 	w.changed = make(chan struct{})
+}
+
+// Fresh waits until the copy holds every write the bucket had when Fresh
+// was called: a caller that learnt of a write (a plugin started, then an
+// event published) sees it. Concurrent callers share catch-ups: one
+// catch-up, started after a caller asked, serves every caller that asked
+// before it started, so under load it costs about one request to the
+// server at a time, not one per caller.
+func (w *Watcher) Fresh(ctx context.Context) error {
+	w.fmu.Lock()
+	w.asked++
+	ticket := w.asked
+	if !w.refreshing {
+		w.refreshing = true
+		go w.refresh()
+	}
+	for w.served < ticket {
+		ch := w.refreshed
+		w.fmu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("plugin state not caught up: %w", ctx.Err())
+		}
+		w.fmu.Lock()
+	}
+	err := w.refreshErr
+	w.fmu.Unlock()
+	return err
+}
+
+// refresh runs catch-ups while callers of Fresh wait for one.
+func (w *Watcher) refresh() {
+	w.fmu.Lock()
+	for w.served < w.asked {
+		upTo := w.asked
+		w.fmu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := w.CatchUp(ctx)
+		cancel()
+		w.fmu.Lock()
+		w.served, w.refreshErr = upTo, err
+		close(w.refreshed)
+		w.refreshed = make(chan struct{})
+	}
+	w.refreshing = false
+	w.fmu.Unlock()
 }
 
 // Ready reports whether the initial values are loaded.
@@ -152,6 +216,12 @@ func (w *Watcher) lastRevision(ctx context.Context) (uint64, error) {
 	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
 	if info.State.Msgs == 0 {
 		return 0, nil
+	}
+	w.mu.Lock()
+	applied := w.rev
+	w.mu.Unlock()
+	if info.State.LastSeq <= applied {
+		return info.State.LastSeq, nil // the common case: one request
 	}
 	stream, err := w.js.Stream(ctx, info.Config.Name)
 	if err != nil {

@@ -62,6 +62,11 @@ func (s *Service) answerCall(ctx context.Context, m *nats.Msg) {
 		res = events.ChainResult{EventID: e.ID(), EventSource: e.Source(), EventType: e.Type(), Trace: []events.TraceStep{},
 			Error: &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("event type %q does not match the call subject %q", e.Type(), m.Subject)}}
 	default:
+		if err := s.plugins.Fresh(ctx); err != nil {
+			res = events.ChainResult{EventID: e.ID(), EventSource: e.Source(), EventType: e.Type(), Trace: []events.TraceStep{},
+				Error: &events.CommandError{Code: events.CodeUnavailable, Message: "the plugin table could not be read: " + err.Error()}}
+			break
+		}
 		res = s.runChain(ctx, e, s.routes.chain(e.Type()), 1)
 	}
 	s.respond(m, res)

@@ -114,6 +114,14 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		}
 		return
 	}
+	// The route table must hold every plugin change stored before this
+	// event was: a plugin started, then an event published, runs.
+	if err := s.plugins.Fresh(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.retryLater(msg, meta, "route table not caught up", err)
+		}
+		return
+	}
 	chain := s.routes.chain(e.Type())
 	if len(chain) == 0 {
 		s.events.WithLabelValues(outcomeNoChain).Inc()

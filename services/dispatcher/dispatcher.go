@@ -91,6 +91,10 @@ type Service struct {
 	codec events.Codec
 
 	routes routes
+	// plugins is the watched plugin table the routes are built from; its
+	// Fresh makes a route decision see every plugin change made before
+	// the event or call arrived.
+	plugins *pluginwatch.Watcher
 	events *prometheus.CounterVec // published events by outcome
 	// The parts that must run for the dispatcher to be ready.
 	calls, consuming, advisories atomic.Bool
@@ -167,10 +171,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	var watch *pluginwatch.Watcher
 	notify := newNotifier(s.js, s.log, s.cfg.ConsumerCheck, func(ctx context.Context) (map[string]events.Plugin, error) { return watch.CatchUp(ctx) })
-	watch = pluginwatch.New(s.js, kv, s.log, func(plugins map[string]events.Plugin) {
+	s.plugins = pluginwatch.New(s.js, kv, s.log, func(plugins map[string]events.Plugin) {
 		s.routes.rebuild(plugins)
 		notify.reconcile()
 	})
+	watch = s.plugins
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch.Run(gctx) })
 	g.Go(func() error { return notify.run(gctx) })

@@ -313,3 +313,32 @@ func TestStartWaitsForTheTopology(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestEventAfterAPluginChangeSeesIt: an event published after a plugin's
+// state was stored runs through that plugin, even while the dispatcher's
+// copy of the bucket is busy with a burst of other changes.
+func TestEventAfterAPluginChangeSeesIt(t *testing.T) {
+	e := newEnv(t)
+	e.runDispatcher()
+	e.worker("a", appender("a"))
+	for i := range 1000 {
+		p := plugin(fmt.Sprintf("filler-%04d", i), 1)
+		p.Event = "other"
+		e.put(p)
+	}
+	e.put(plugin("a", 1))
+	e.publish(newEvent("ev", "right-after", map[string]any{}))
+	res := e.call(newEvent("ev", "call-right-after", map[string]any{}))
+	if trace(res) != "a:continued" {
+		t.Errorf("call right after the start: trace %q, want a:continued", trace(res))
+	}
+	natstest.Eventually(t, 15*time.Second, func() error {
+		if _, ok := e.results("ev")["right-after"]; !ok {
+			return fmt.Errorf("no result for the event published right after the start")
+		}
+		return nil
+	})
+	if got := trace(e.results("ev")["right-after"]); got != "a:continued" {
+		t.Errorf("event right after the start: trace %q, want a:continued", got)
+	}
+}
