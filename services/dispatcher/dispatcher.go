@@ -95,7 +95,7 @@ type Service struct {
 	// Fresh makes a route decision see every plugin change made before
 	// the event or call arrived.
 	plugins *pluginwatch.Watcher
-	events *prometheus.CounterVec // published events by outcome
+	events  *prometheus.CounterVec // published events by outcome
 	// The parts that must run for the dispatcher to be ready.
 	calls, consuming, advisories atomic.Bool
 }
