@@ -94,7 +94,9 @@ func readState(ctx context.Context, js jetstream.JetStream, deliveryFiles []stri
 }
 
 // readStream calls f for every message of stream on filter stored now,
-// through an ordered consumer.
+// through an ordered consumer. A read cut short (a node or stream leader
+// still settling after the kills) goes on after the last message read, a
+// few times.
 func readStream(ctx context.Context, js jetstream.JetStream, stream, filter string, f func(jetstream.Msg, *jetstream.MsgMetadata)) error {
 	str, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -108,40 +110,61 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, filter stri
 	for _, n := range info.State.Subjects {
 		want += n
 	}
-	if want == 0 {
-		return nil
+	var got, last uint64
+	for attempt := 1; got < want; attempt++ {
+		done, err := readFrom(ctx, str, filter, last+1, func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
+			f(m, meta)
+			got++
+			last = meta.Sequence.Stream
+		})
+		if done {
+			return nil
+		}
+		if attempt == 5 {
+			return fmt.Errorf("read %s after %d of %d messages: %w", stream, got, want, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read %s after %d of %d messages: %w", stream, got, want, ctx.Err())
+		case <-time.After(time.Second):
+		}
 	}
-	cons, err := str.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	return nil
+}
+
+// readFrom reads stream on filter from sequence from until nothing is
+// pending (done) or a read fails.
+func readFrom(ctx context.Context, str jetstream.Stream, filter string, from uint64, f func(jetstream.Msg, *jetstream.MsgMetadata)) (done bool, err error) {
+	cons, err := str.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+	})
 	if err != nil {
-		return fmt.Errorf("read %s: %w", stream, err)
+		return false, err
 	}
-	var got uint64
-	for got < want {
+	for {
 		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return fmt.Errorf("read %s: %w", stream, err)
+			return false, err
 		}
 		n := 0
 		for m := range batch.Messages() {
 			meta, err := m.Metadata()
 			if err != nil {
-				return fmt.Errorf("read %s: %w", stream, err)
+				return false, err
 			}
 			f(m, meta)
-			got++
 			n++
 			if meta.NumPending == 0 {
-				return nil
+				return true, nil
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return fmt.Errorf("read %s after %d of %d messages: %w", stream, got, want, err)
+			return false, err
 		}
 		if n == 0 {
-			return fmt.Errorf("read %s: %d of %d messages, then nothing for 5s", stream, got, want)
+			return false, fmt.Errorf("nothing for 5s")
 		}
 	}
-	return nil
 }
 
 // readDeliveries adds a notify worker's delivery file ("<id> <unix ns>"
