@@ -11,7 +11,8 @@ import (
 )
 
 // killLoop is one loop of SIGKILLs: every gap (random in [minGap,
-// 2*minGap)) it kills one of targets, leaves it down for up to maxDown,
+// 2*minGap)) it kills one of targets (the kinds of process in turn, so each
+// kind is killed as often; a random one of that kind), leaves it down for up to maxDown,
 // starts it again and waits until it is ready, until ctx ends. Loops run
 // one target down at a time, so a loop over the NATS nodes only ever takes
 // a minority down.
@@ -37,13 +38,22 @@ type restartAt struct {
 func newKills() *kills { return &kills{byKind: map[string]int{}} }
 
 func (l killLoop) run(ctx context.Context, k *kills) {
-	for {
+	byKind := map[string][]*proc{}
+	var kinds []string
+	for _, p := range l.targets {
+		if _, seen := byKind[p.kind]; !seen {
+			kinds = append(kinds, p.kind)
+		}
+		byKind[p.kind] = append(byKind[p.kind], p)
+	}
+	for turn := 0; ; turn++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(l.minGap + rand.N(l.minGap)):
 		}
-		p := l.targets[rand.N(len(l.targets))]
+		of := byKind[kinds[turn%len(kinds)]]
+		p := of[rand.N(len(of))]
 		p.kill()
 		k.mu.Lock()
 		k.byKind[p.kind]++
