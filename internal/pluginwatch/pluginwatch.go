@@ -27,6 +27,7 @@ type Watcher struct {
 	onChange func(map[string]events.Plugin)
 
 	mu      sync.Mutex
+	stream  jetstream.Stream // the bucket's stream, once looked up
 	plugins map[string]events.Plugin
 	rev     uint64        // highest revision applied (and announced)
 	changed chan struct{} // closed and replaced whenever rev grows
@@ -207,27 +208,15 @@ func (w *Watcher) CatchUp(ctx context.Context) (map[string]events.Plugin, error)
 }
 
 // lastRevision is the sequence of the last message in the bucket's stream,
-// 0 when it holds none.
+// 0 when it holds none: one direct get (the bucket allows them) of the last
+// message on any of its subjects, so a message purged from the stream is
+// never waited for.
 func (w *Watcher) lastRevision(ctx context.Context) (uint64, error) {
-	st, err := w.kv.Status(ctx)
+	stream, err := w.backingStream(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("bucket %s status: %w", events.BucketPlugins, err)
+		return 0, err
 	}
-	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
-	if info.State.Msgs == 0 {
-		return 0, nil
-	}
-	w.mu.Lock()
-	applied := w.rev
-	w.mu.Unlock()
-	if info.State.LastSeq <= applied {
-		return info.State.LastSeq, nil // the common case: one request
-	}
-	stream, err := w.js.Stream(ctx, info.Config.Name)
-	if err != nil {
-		return 0, fmt.Errorf("bucket %s stream: %w", events.BucketPlugins, err)
-	}
-	m, err := stream.GetLastMsgForSubject(ctx, ">")
+	m, err := stream.GetLastMsgForSubject(ctx, "$KV."+events.BucketPlugins+".>")
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return 0, nil
@@ -235,4 +224,22 @@ func (w *Watcher) lastRevision(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("bucket %s last revision: %w", events.BucketPlugins, err)
 	}
 	return m.Sequence, nil
+}
+
+// backingStream is the bucket's stream, looked up once.
+func (w *Watcher) backingStream(ctx context.Context) (jetstream.Stream, error) {
+	w.mu.Lock()
+	stream := w.stream
+	w.mu.Unlock()
+	if stream != nil {
+		return stream, nil
+	}
+	stream, err := w.js.Stream(ctx, "KV_"+events.BucketPlugins)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s stream: %w", events.BucketPlugins, err)
+	}
+	w.mu.Lock()
+	w.stream = stream
+	w.mu.Unlock()
+	return stream, nil
 }
