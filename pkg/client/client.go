@@ -31,8 +31,10 @@ type Client struct {
 // Option configures a Client.
 type Option func(*Client)
 
-// WithMaxEventSize sets the largest encoded event Publish accepts (data plus
-// headers). The default is events.DefaultMaxSize (1 MiB).
+// WithMaxEventSize sets the largest encoded event (data plus headers)
+// Publish accepts and Serve hands to a handler; a larger one is invalid. The
+// default is events.DefaultMaxSize (1 MiB), HOOKBUS_EVENTS's own limit
+// unless the operator changed it.
 func WithMaxEventSize(n int) Option { return func(c *Client) { c.codec.MaxSize = n } }
 
 // WithRetryWait sets the longest wait between two attempts of a publish

@@ -93,7 +93,7 @@ func (w *worker) deliver(m jetstream.Msg, cfg jetstream.ConsumerConfig) {
 	// event.
 	log := func() *slog.Logger { return w.log.With("subject", m.Subject(), "attempt", attempt) }
 
-	e, err := events.Decode(m.Headers(), m.Data())
+	e, err := w.c.codec.Decode(m.Headers(), m.Data())
 	if err == nil {
 		err = w.checkSubject(e.Type(), m.Subject())
 	}

@@ -77,7 +77,7 @@ func (c *Client) DeadLetters(ctx context.Context, subscriber string) ([]DeadLett
 		if err != nil {
 			return nil, fmt.Errorf("dead letters: read %s: %w", events.StreamDLQ, err)
 		}
-		out = append(out, readDeadLetter(m))
+		out = append(out, c.readDeadLetter(m))
 		seq = m.Sequence + 1
 	}
 }
@@ -103,7 +103,7 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("replay: dead letter %d: %w", seq, err)
 	}
-	dl := readDeadLetter(m)
+	dl := c.readDeadLetter(m)
 	if dl.Subscriber == events.DispatcherConsumer {
 		return fmt.Errorf("replay: dead letter %d: %w: the dispatcher refused it as invalid (%s); fix the event and publish it again", seq, ErrNotReplayable, dl.Reason)
 	}
@@ -161,7 +161,9 @@ func (c *Client) dlqStream(ctx context.Context) (jetstream.Stream, error) {
 // dlqHeaderPrefix starts every header a dead letter adds to the original.
 const dlqHeaderPrefix = "hookbus-dlq-"
 
-func readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
+// readDeadLetter reads dead letter m, decoding its event with the
+// client's size limit.
+func (c *Client) readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 	dl := DeadLetter{
 		Seq:        m.Sequence,
 		Time:       m.Time,
@@ -183,7 +185,7 @@ func readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 	}
 	if dl.Omitted != "" {
 		dl.DecodeError = fmt.Sprintf("not copied into the dead letter (%s): the original is message %d of %s", dl.Omitted, dl.StreamSeq, events.StreamEvents)
-	} else if e, err := events.Decode(dl.Header, dl.Data); err != nil {
+	} else if e, err := c.codec.Decode(dl.Header, dl.Data); err != nil {
 		dl.DecodeError = err.Error()
 	} else {
 		dl.Event = e

@@ -1,14 +1,19 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -118,5 +123,94 @@ func TestDeadLettersWithoutTopology(t *testing.T) {
 	b := newBus(t, false)
 	if _, err := b.client.DeadLetters(t.Context(), ""); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("DeadLetters without HOOKBUS_DLQ = %v, want stream not found", err)
+	}
+}
+
+// An event too large to copy into a dead letter (close to the server's
+// max_payload) is dead-lettered by reference with the handler's reason,
+// and Replay resends it from HOOKBUS_EVENTS.
+func TestNotifyDeadLetterByReference(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	ctx := ctxT(t)
+	maxPayload := int(b.nc.MaxPayload())
+	// Let HOOKBUS_EVENTS, and the worker, take events up to max_payload.
+	stream, err := b.js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxMsgSize = int32(maxPayload)
+	if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(natstest.Connect(t, b.srv), client.WithMaxEventSize(maxPayload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := notifySpec("n", 3, 30000) // no redelivery of the large event, however slow
+	cons := notifyConsumer(t, b.js, spec)
+	replay, err := events.ReplaySubject("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		d        deliveries
+		mu       sync.Mutex
+		replayed []byte
+	)
+	startServe(t, c, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		d.record(x)
+		if x.Subject != replay {
+			return client.Permanent(errors.New("too large to mail"))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		replayed = x.Event.Data()
+		return nil
+	}})
+
+	// An event of max_payload less a few bytes: its dead letter's headers
+	// do not fit beside its data.
+	codec := events.Codec{MaxSize: maxPayload}
+	e := testEvent("big", map[string]string{"pad": ""})
+	m, err := codec.Encode("hookbus.event."+testType, &e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", maxPayload-events.WireSize(m.Header, m.Data)-64)
+	e = testEvent("big", map[string]string{"pad": pad})
+	if m, err = codec.Encode("hookbus.event."+testType, &e); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := b.js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dl := deadLetters(t, c, "n", 1)[0]
+	if want := fmt.Sprintf("%s: %d bytes", events.DLQBodyOmitted, len(m.Data)); dl.Omitted != want {
+		t.Errorf("dead letter omits %q, want %q", dl.Omitted, want)
+	}
+	if dl.Reason != "too large to mail" || dl.StreamSeq != ack.Sequence || dl.Subject != "hookbus.event."+testType || len(dl.Data) != 0 {
+		t.Errorf("dead letter = reason %q, seq %d, subject %s, %d bytes of data; want too large to mail, %d, hookbus.event.%s, none",
+			dl.Reason, dl.StreamSeq, dl.Subject, len(dl.Data), ack.Sequence, testType)
+	}
+	if err := c.Replay(ctx, dl.Seq); err != nil {
+		t.Fatalf("Replay = %v", err)
+	}
+	got := d.waitCount(t, 2)
+	if got[1].id != "big" || got[1].subject != replay || got[1].attempt != 1 {
+		t.Errorf("after Replay: %+v, want big on %s at attempt 1", got[1], replay)
+	}
+	mu.Lock()
+	if !bytes.Equal(replayed, m.Data) {
+		t.Errorf("replayed data: %d bytes, want the original's %d", len(replayed), len(m.Data))
+	}
+	mu.Unlock()
+	b.settled(t, cons)
+	deadLetters(t, c, "n", 0)
+	if n := len(d.all()); n != 2 {
+		t.Errorf("handler called %d times, want 2", n)
 	}
 }

@@ -64,6 +64,10 @@ type pump struct {
 	handle  func(jetstream.Msg)
 	nak     func(jetstream.Msg)
 	run     func(func()) // starts a goroutine (Serve's WaitGroup.Go)
+	// abandon is closed when Serve returns without waiting for the
+	// handlers: the monitor ends, leaving their events to be delivered
+	// again.
+	abandon <-chan struct{}
 
 	avg      atomic.Int64  // moving average of handler durations, in ns
 	wake     chan struct{} // wakes a sleeping monitor
@@ -96,9 +100,9 @@ type runner struct {
 	n int // events handled
 }
 
-func newPump(slots chan struct{}, ackWait time.Duration, open func() (jetstream.MessagesContext, error), handle, nak func(jetstream.Msg), run func(func())) *pump {
+func newPump(slots chan struct{}, ackWait time.Duration, open func() (jetstream.MessagesContext, error), handle, nak func(jetstream.Msg), run func(func()), abandon <-chan struct{}) *pump {
 	return &pump{
-		slots: slots, ackWait: ackWait, open: open, handle: handle, nak: nak, run: run,
+		slots: slots, ackWait: ackWait, open: open, handle: handle, nak: nak, run: run, abandon: abandon,
 		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
 		now: time.Now(),
 	}
@@ -337,7 +341,8 @@ func (p *pump) Err() error {
 // monitor starts the first goroutine and a new leader when the leader's
 // handler stalls, stops the iterator when every slot is busy, and keeps
 // every event the pump holds in progress. It sleeps while the pump has
-// nothing in hand and closes done after the last handler.
+// nothing in hand and closes done after the last handler, or once
+// abandon is closed.
 func (p *pump) monitor() {
 	defer close(p.done)
 	ticker := time.NewTicker(tick)
@@ -386,10 +391,18 @@ func (p *pump) monitor() {
 		sleeping := p.sleeping
 		p.mu.Unlock()
 		if sleeping {
-			<-p.wake
+			select {
+			case <-p.wake:
+			case <-p.abandon:
+				return
+			}
 			continue
 		}
-		<-ticker.C
+		select {
+		case <-ticker.C:
+		case <-p.abandon:
+			return
+		}
 	}
 }
 

@@ -72,7 +72,7 @@ func TestPumpLeaderOnHeldEventHandsOverPulling(t *testing.T) {
 				mu.Unlock()
 			}
 		},
-		func(jetstream.Msg) {}, func(f func()) { wg.Go(f) })
+		func(jetstream.Msg) {}, func(f func()) { wg.Go(f) }, nil)
 	p.start()
 	defer func() {
 		close(release)

@@ -86,7 +86,7 @@ func (w *worker) respond(m *nats.Msg, reply events.StepReply) {
 
 // step runs the chain handler for one step request.
 func (w *worker) step(m *nats.Msg) events.StepReply {
-	e, err := events.Decode(m.Header, m.Data)
+	e, err := w.c.codec.Decode(m.Header, m.Data)
 	if err != nil {
 		w.log.Warn("invalid chain step request", "subject", m.Subject, "err", err)
 		return events.StepReply{Error: "invalid step request: " + err.Error()}
@@ -118,6 +118,8 @@ func (w *worker) callChain(ctx context.Context, s *Step) (res StepResult, err er
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
+	w.busy.Add(1)
+	defer w.busy.Add(-1)
 	return w.p.Chain(ctx, s)
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -99,6 +100,8 @@ func WithExitAction(a ExitAction) ServeOption { return func(o *serveOptions) { o
 
 // WithDrainTimeout bounds how long Serve waits, once ctx ends, for
 // handlers in progress before it cancels their contexts (default 30 s).
+// Handlers still running 2 s after that are left behind: Serve returns
+// without them, and JetStream delivers their events again.
 func WithDrainTimeout(d time.Duration) ServeOption {
 	return func(o *serveOptions) { o.drainTimeout = d }
 }
@@ -111,9 +114,18 @@ func WithLogger(l *slog.Logger) ServeOption { return func(o *serveOptions) { o.l
 const (
 	// exitTimeout bounds the exit action after ctx ended.
 	exitTimeout = 10 * time.Second
+	// cancelGrace is how long Serve waits for handlers to return once
+	// their contexts are cancelled, before it returns without them.
+	cancelGrace = 2 * time.Second
 	// maxRetryWait is the longest pause between two attempts to find the
 	// notify consumer or to pull again after an error.
 	maxRetryWait = 2 * time.Second
+	// pullHeartbeat is the idle heartbeat of the notify pull requests.
+	// nats.go's iterator (1.55) skips the next pull request when the
+	// last one's messages are taken before it has marked that request
+	// sent; it then pulls again only once a heartbeat is missing (after
+	// twice this), so keep it short.
+	pullHeartbeat = time.Second
 )
 
 // Serve runs a plugin worker until ctx ends.
@@ -132,11 +144,11 @@ const (
 // WithConcurrency handlers at once.
 //
 // When ctx ends, Serve stops taking work, lets the handlers in progress
-// finish (cancelling their contexts after WithDrainTimeout), applies the
-// WithExitAction, and returns nil. It returns an error when p is invalid
-// (events.ErrInvalid for the declaration), when the plugin cannot be
-// registered or started (ErrCycle, ErrNotApplied, ErrNotStored), or when
-// the exit action fails.
+// finish (cancelling their contexts after WithDrainTimeout, and leaving
+// behind those that ignore it), applies the WithExitAction, and returns
+// nil. It returns an error when p is invalid (events.ErrInvalid for the
+// declaration), when the plugin cannot be registered or started
+// (ErrCycle, ErrNotApplied, ErrNotStored), or when the exit action fails.
 func (c *Client) Serve(ctx context.Context, p Plugin, opts ...ServeOption) error {
 	w, err := newWorker(c, p, opts)
 	if err != nil {
@@ -159,6 +171,10 @@ type worker struct {
 	handlerCtx context.Context
 	slots      chan struct{} // one per handler that may run
 	handlers   sync.WaitGroup
+	busy       atomic.Int64 // handlers running now
+	// abandoned is closed when Serve returns without the handlers still
+	// running: their events are no longer kept in progress.
+	abandoned chan struct{}
 
 	mu        sync.Mutex
 	state     events.Plugin // the latest known state
@@ -205,14 +221,15 @@ func newWorker(c *Client, p Plugin, opts []ServeOption) (*worker, error) {
 	}
 	spec = spec.Normalize()
 	return &worker{
-		c:       c,
-		p:       p,
-		o:       o,
-		spec:    spec,
-		name:    spec.Name,
-		log:     o.log.With("plugin", spec.Name),
-		slots:   make(chan struct{}, o.concurrency),
-		changed: make(chan struct{}),
+		c:         c,
+		p:         p,
+		o:         o,
+		spec:      spec,
+		name:      spec.Name,
+		log:       o.log.With("plugin", spec.Name),
+		slots:     make(chan struct{}, o.concurrency),
+		abandoned: make(chan struct{}),
+		changed:   make(chan struct{}),
 	}, nil
 }
 
@@ -241,7 +258,7 @@ func (w *worker) serve(ctx context.Context) error {
 		if sub != nil {
 			_ = sub.Unsubscribe()
 			w.closeSteps()
-			w.handlers.Wait()
+			w.waitHandlers(time.Now().Add(w.o.drainTimeout), cancelHandlers)
 		}
 		return err
 	}
@@ -331,7 +348,8 @@ func (w *worker) drainSteps(sub *nats.Subscription, deadline time.Time) {
 }
 
 // waitHandlers waits for every handler, cancelling their contexts once
-// deadline has passed, then flushes the acknowledgements and replies.
+// deadline has passed and giving up on them cancelGrace later, then
+// flushes the acknowledgements and replies.
 func (w *worker) waitHandlers(deadline time.Time, cancelHandlers context.CancelFunc) {
 	done := make(chan struct{})
 	go func() {
@@ -343,9 +361,17 @@ func (w *worker) waitHandlers(deadline time.Time, cancelHandlers context.CancelF
 	select {
 	case <-done:
 	case <-timer.C:
-		w.log.Warn("handlers still running after the drain timeout: cancelling them", "timeout", w.o.drainTimeout)
+		w.log.Warn("handlers still running after the drain timeout: cancelling them", "timeout", w.o.drainTimeout, "handlers", w.busy.Load())
 		cancelHandlers()
-		<-done
+		timer.Reset(cancelGrace)
+		select {
+		case <-done:
+		case <-timer.C:
+			// Their events stay unacknowledged: JetStream delivers them
+			// again once no one reports them in progress.
+			close(w.abandoned)
+			w.log.Error("handlers ignore their cancelled context: returning without them, their events will be delivered again", "handlers", w.busy.Load(), "grace", cancelGrace)
+		}
 	}
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -472,6 +498,16 @@ func (w *worker) settings() events.Settings {
 		return w.spec.Settings // normalized: complete
 	}
 	return w.state.Settings.WithDefaults()
+}
+
+// event is the plugin's event type as the registry stores it.
+func (w *worker) event() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state.Name == "" {
+		return w.spec.Event
+	}
+	return w.state.Event
 }
 
 // waitRunning blocks until the plugin runs; false once ctx has ended.
@@ -661,11 +697,11 @@ func (w *worker) pull(ctx context.Context) {
 		cfg := cons.CachedInfo().Config
 		p := newPump(w.slots, ackWaitOf(cfg),
 			func() (jetstream.MessagesContext, error) {
-				return cons.Messages(jetstream.PullMaxMessages(w.o.concurrency))
+				return cons.Messages(jetstream.PullMaxMessages(w.o.concurrency), jetstream.PullHeartbeat(pullHeartbeat))
 			},
 			func(m jetstream.Msg) { w.deliver(m, cfg) },
 			func(m jetstream.Msg) { _ = m.Nak() },
-			w.handlers.Go)
+			w.handlers.Go, w.abandoned)
 		p.start()
 		w.whileRunning(ctx, p.stopping)
 		// Handlers in progress run on (Serve waits for them, within its

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
@@ -674,5 +675,95 @@ func TestServeDrainTimeout(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("no reply for the cancelled step")
+	}
+}
+
+// A chain handler that ignores its cancelled context does not hold Serve:
+// it returns cancelGrace after the drain timeout, without the handler.
+func TestServeAbandonsChainHandlerIgnoringContext(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var logs natstest.SyncBuffer
+	s := startServe(t, b.client, client.Plugin{
+		Spec: events.PluginSpec{Name: "p", Event: testType, Settings: events.Settings{StepTimeoutMS: 60_000}},
+		Chain: func(context.Context, *client.Step) (client.StepResult, error) {
+			entered <- struct{}{}
+			<-release // ignoring ctx
+			return client.StepResult{}, nil
+		},
+	}, client.WithDrainTimeout(100*time.Millisecond), client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(func() { close(release) }) // runs before Serve's stop
+	waitStatus(t, b.client, "p", events.StatusStarted)
+	m := stepMsg(t, `{}`, 1, 1)
+	m.Subject, m.Reply = "hookbus.plugin.p.call", b.nc.NewRespInbox()
+	if err := b.nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	waitEntered(t, entered)
+	s.cancel()
+	waitAbandoned(t, s, &logs)
+}
+
+// A notify handler that ignores its cancelled context does not hold
+// Serve either; its event is no longer kept in progress once Serve has
+// returned, so JetStream delivers it again.
+func TestServeAbandonsNotifyHandlerIgnoringContext(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	spec := notifySpec("n", 3, 300)
+	cons := notifyConsumer(t, b.js, spec)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var logs natstest.SyncBuffer
+	s := startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(context.Context, *client.Delivery) error {
+		entered <- struct{}{}
+		<-release // ignoring ctx
+		return nil
+	}}, client.WithDrainTimeout(100*time.Millisecond), client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(func() { close(release) }) // runs before Serve's stop
+	b.publish(t, "a")
+	waitEntered(t, entered)
+	s.cancel()
+	waitAbandoned(t, s, &logs)
+	natstest.Eventually(t, 10*time.Second, func() error {
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		if meta.NumDelivered != 2 {
+			return fmt.Errorf("delivery %d, want 2", meta.NumDelivered)
+		}
+		return nil
+	})
+}
+
+func waitEntered(t *testing.T, entered <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler not called")
+	}
+}
+
+// waitAbandoned polls until Serve has returned, leaving one handler
+// behind.
+func waitAbandoned(t *testing.T, s *serving, logs *natstest.SyncBuffer) {
+	t.Helper()
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if !s.returned() {
+			return errors.New("Serve has not returned")
+		}
+		return nil
+	})
+	if err := s.stop(t); err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+	if l := logs.String(); !strings.Contains(l, "returning without them") || !strings.Contains(l, "handlers=1") {
+		t.Errorf("log does not say one handler was left behind:\n%s", l)
 	}
 }
