@@ -144,11 +144,13 @@ const (
 // WithConcurrency handlers at once.
 //
 // When ctx ends, Serve stops taking work, lets the handlers in progress
-// finish (cancelling their contexts after WithDrainTimeout, and leaving
-// behind those that ignore it), applies the WithExitAction, and returns
-// nil. It returns an error when p is invalid (events.ErrInvalid for the
-// declaration), when the plugin cannot be registered or started
-// (ErrCycle, ErrNotApplied, ErrNotStored), or when the exit action fails.
+// finish (cancelling their contexts after WithDrainTimeout), applies the
+// WithExitAction, and returns nil. It returns an error when p is invalid
+// (events.ErrInvalid for the declaration), when the plugin cannot be
+// registered or started (ErrCycle, ...), when handlers ignored their
+// cancelled context (ErrHandlersAbandoned: Serve returned 2 s later
+// without them), or when the exit action fails. While NATS or the
+// registry does not answer, Serve waits and tries again.
 func (c *Client) Serve(ctx context.Context, p Plugin, opts ...ServeOption) error {
 	w, err := newWorker(c, p, opts)
 	if err != nil {
@@ -239,7 +241,11 @@ func (w *worker) serve(ctx context.Context) error {
 	w.handlerCtx = hctx
 
 	// Watch before registering, so that no change is missed.
-	stopWatch, err := w.watchLifecycle(ctx)
+	var stopWatch func()
+	err := w.retryStart(ctx, "watch lifecycle", func(ctx context.Context) (err error) {
+		stopWatch, err = w.watchLifecycle(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -254,11 +260,11 @@ func (w *worker) serve(ctx context.Context) error {
 	}
 	// A start cut short by ctx ending is a shutdown like any other: the
 	// commands sent are stored and applied before the exit action's.
-	if err := w.registerAndStart(ctx); err != nil && ctx.Err() == nil {
+	if err := w.retryStart(ctx, "register and start", w.registerAndStart); err != nil && ctx.Err() == nil {
 		if sub != nil {
 			_ = sub.Unsubscribe()
 			w.closeSteps()
-			w.waitHandlers(time.Now().Add(w.o.drainTimeout), cancelHandlers)
+			err = errors.Join(err, w.waitHandlers(time.Now().Add(w.o.drainTimeout), cancelHandlers))
 		}
 		return err
 	}
@@ -271,13 +277,36 @@ func (w *worker) serve(ctx context.Context) error {
 		exitErr := w.exit(ctx)
 		deadline := time.Now().Add(w.o.drainTimeout)
 		w.drainSteps(sub, deadline)
-		w.waitHandlers(deadline, cancelHandlers)
-		return exitErr
+		return errors.Join(w.waitHandlers(deadline, cancelHandlers), exitErr)
 	}
 	w.pull(ctx)
-	w.waitHandlers(time.Now().Add(w.o.drainTimeout), cancelHandlers)
-	// Every delivery is settled: the queue can go.
-	return w.exit(ctx)
+	waitErr := w.waitHandlers(time.Now().Add(w.o.drainTimeout), cancelHandlers)
+	return errors.Join(waitErr, w.exit(ctx))
+}
+
+// retryStart runs a start-up step until it succeeds, fails for good, or
+// ctx ends. NATS not answering (a node restarting), or the topology or the
+// registry not there yet (started with the rest of a deployment), is waited out,
+// logged at each try, 100 ms doubling to 5 s apart: a worker should not
+// exit for what passes on its own.
+func (w *worker) retryStart(ctx context.Context, what string, f func(context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := f(ctx)
+		var api *jetstream.APIError
+		passing := retryable(err) || errors.Is(err, ErrNotApplied) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+			errors.As(err, &api) && api.Code == 503
+		if err == nil || ctx.Err() != nil || !passing {
+			return err
+		}
+		w.log.Warn(what+": not possible yet, will retry", "err", err, "delay", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // subscribeSteps answers chain steps on the plugin's queue subscription.
@@ -347,10 +376,18 @@ func (w *worker) drainSteps(sub *nats.Subscription, deadline time.Time) {
 	}
 }
 
+// ErrHandlersAbandoned is matched by the error Serve returns when handlers
+// were still running cancelGrace (2 s) after their contexts were
+// cancelled at the end of the drain timeout: Serve returned without them,
+// and their events are delivered again (notify) or their steps time out
+// (chain).
+var ErrHandlersAbandoned = errors.New("handlers ignored their cancelled context")
+
 // waitHandlers waits for every handler, cancelling their contexts once
-// deadline has passed and giving up on them cancelGrace later, then
-// flushes the acknowledgements and replies.
-func (w *worker) waitHandlers(deadline time.Time, cancelHandlers context.CancelFunc) {
+// deadline has passed and giving up on them cancelGrace later (returning
+// an error matching ErrHandlersAbandoned), then flushes the
+// acknowledgements and replies.
+func (w *worker) waitHandlers(deadline time.Time, cancelHandlers context.CancelFunc) (err error) {
 	done := make(chan struct{})
 	go func() {
 		w.handlers.Wait()
@@ -370,12 +407,15 @@ func (w *worker) waitHandlers(deadline time.Time, cancelHandlers context.CancelF
 			// Their events stay unacknowledged: JetStream delivers them
 			// again once no one reports them in progress.
 			close(w.abandoned)
-			w.log.Error("handlers ignore their cancelled context: returning without them, their events will be delivered again", "handlers", w.busy.Load(), "grace", cancelGrace)
+			n := w.busy.Load()
+			w.log.Error("handlers ignore their cancelled context: returning without them, their events will be delivered again", "handlers", n, "grace", cancelGrace)
+			err = fmt.Errorf("serve %s: %w: %d still running %s after the drain timeout", w.name, ErrHandlersAbandoned, n, cancelGrace)
 		}
 	}
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = w.c.nc.FlushWithContext(fctx)
+	return err
 }
 
 // registerAndStart registers the declaration and starts the plugin if it

@@ -760,10 +760,33 @@ func waitAbandoned(t *testing.T, s *serving, logs *natstest.SyncBuffer) {
 		}
 		return nil
 	})
-	if err := s.stop(t); err != nil {
-		t.Errorf("Serve = %v", err)
+	if err := s.stop(t); !errors.Is(err, client.ErrHandlersAbandoned) {
+		t.Errorf("Serve = %v, want ErrHandlersAbandoned", err)
 	}
+	s.err = nil // checked: the test's cleanup must not report it again
 	if l := logs.String(); !strings.Contains(l, "returning without them") || !strings.Contains(l, "handlers=1") {
 		t.Errorf("log does not say one handler was left behind:\n%s", l)
 	}
+}
+
+// A worker started before Hookbus (no topology, no registry yet, as when a
+// whole deployment starts at once) waits for it instead of returning.
+func TestServeWaitsForHookbus(t *testing.T) {
+	t.Parallel()
+	b := newBus(t, false)
+	s := startServe(t, b.client, client.Plugin{
+		Spec:  events.PluginSpec{Name: "early", Event: testType},
+		Chain: func(context.Context, *client.Step) (client.StepResult, error) { return client.Continue(nil), nil },
+	})
+	time.Sleep(time.Second) // nothing to poll for: Serve must still be running after a while
+	if s.returned() {
+		t.Fatalf("Serve returned before Hookbus was there: %v", s.stop(t))
+	}
+	ensureTopology(t, b.js)
+	svc, err := registry.New(registry.DefaultConfig(), natstest.Connect(t, b.srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.RunService(t, svc)
+	waitStatus(t, b.client, "early", events.StatusStarted)
 }
