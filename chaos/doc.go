@@ -61,6 +61,18 @@
 // restart of Hookbus or NATS until both a publish was acknowledged and a
 // call answered again) and the poison delays.
 //
+// Kill loops take the kinds of process in turn (hookbus and workers in the
+// all-in-one; registry, dispatcher, persistence and workers in the split
+// deployment, plus a loop of its own for NATS nodes), so every kind is
+// killed about as often. A Hookbus or NATS process that exits by itself
+// fails the test; a worker that does is restarted and logged.
+//
+// The NATS stores are on /dev/shm when the machine has it (CHAOS_DATA_DIR
+// sets another place): with fsync on every write, a virtual disk that
+// syncs about a thousand writes a second would set the pace of the poison
+// scenario, not Hookbus. A kill -9 leaves a tmpfs store as it leaves a
+// disk's.
+//
 // Process logs go to a directory under the system's temporary directory,
 // kept and named in the test log when a test fails.
 package chaos
