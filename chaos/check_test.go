@@ -19,7 +19,8 @@ import (
 // settleTimeout bounds the wait, after the kills and the traffic stopped,
 // for everything to settle: longer than the dispatcher's 30 s ack wait, after
 // which an event held by a killed dispatcher is delivered again.
-const settleTimeout = 75 * time.Second
+// A longer run stores more to read: a quarter of CHAOS_TIME is added.
+func settleTimeout() time.Duration { return 75*time.Second + chaosTime/4 }
 
 // verdict is what is wrong in one reading of the state; empty when all is
 // well.
@@ -107,9 +108,9 @@ func evaluate(tr *traffic, s *stored) verdict {
 func settle(t *testing.T, js jetstream.JetStream, tr *traffic, deliveryFiles []string) (*stored, verdict) {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(settleTimeout)
+	deadline := start.Add(settleTimeout())
 	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), settleTimeout())
 		s, err := readState(ctx, js, deliveryFiles)
 		cancel()
 		var v verdict
@@ -124,7 +125,7 @@ func settle(t *testing.T, js jetstream.JetStream, tr *traffic, deliveryFiles []s
 			if err != nil {
 				t.Fatalf("read the state: %v", err)
 			}
-			t.Logf("not settled after %s", settleTimeout)
+			t.Logf("not settled after %s", settleTimeout())
 			return s, v
 		}
 		select {
