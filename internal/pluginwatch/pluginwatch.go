@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -54,8 +55,16 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger, onChan
 
 // Run applies the watcher's entries until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
-	kw, err := w.kv.WatchAll(ctx)
-	if err != nil {
+	var kw jetstream.KeyWatcher
+	// A NATS node restarting is waited out, not a reason to stop.
+	err := durable.Start(ctx, w.log, "watch "+events.BucketPlugins, func(ctx context.Context) (err error) {
+		kw, err = w.kv.WatchAll(ctx)
+		return err
+	})
+	if err != nil || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("watch %s: %w", events.BucketPlugins, err)
 	}
 	defer func() { _ = kw.Stop() }()
