@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -251,4 +252,21 @@ func (w *Watcher) backingStream(ctx context.Context) (jetstream.Stream, error) {
 	w.stream = stream
 	w.mu.Unlock()
 	return stream, nil
+}
+
+// OpenBucket checks the topology against cfg and opens hookbus_plugins,
+// what the registry and the dispatcher do first; NATS not answering or the
+// topology not created yet is waited out (durable.Start).
+func OpenBucket(ctx context.Context, js jetstream.JetStream, cfg topology.Config, log *slog.Logger) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := durable.Start(ctx, log, "start", func(ctx context.Context) (err error) {
+		if err := topology.Check(ctx, js, cfg); err != nil {
+			return err
+		}
+		if kv, err = js.KeyValue(ctx, events.BucketPlugins); err != nil {
+			return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
+		}
+		return nil
+	})
+	return kv, err
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -293,10 +294,7 @@ func (w *worker) retryStart(ctx context.Context, what string, f func(context.Con
 	wait := 100 * time.Millisecond
 	for {
 		err := f(ctx)
-		var api *jetstream.APIError
-		passing := retryable(err) || errors.Is(err, ErrNotApplied) || errors.Is(err, jetstream.ErrStreamNotFound) ||
-			errors.As(err, &api) && api.Code == 503
-		if err == nil || ctx.Err() != nil || !passing {
+		if err == nil || ctx.Err() != nil || !durable.Transient(err) && !errors.Is(err, ErrNotApplied) {
 			return err
 		}
 		w.log.Warn(what+": not possible yet, will retry", "err", err, "delay", wait)

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/internal/pluginwatch"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -156,16 +155,7 @@ func (s *Service) Ready(context.Context) error {
 // until ctx ends. Nothing is routed before the table holds every plugin
 // the bucket has: an event taken earlier would run without its chain.
 func (s *Service) Run(ctx context.Context) error {
-	var kv jetstream.KeyValue
-	err := durable.Start(ctx, s.log, "start", func(ctx context.Context) (err error) {
-		if err := topology.Check(ctx, s.js, s.cfg.Topology); err != nil {
-			return err
-		}
-		if kv, err = s.js.KeyValue(ctx, events.BucketPlugins); err != nil {
-			return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
-		}
-		return nil
-	})
+	kv, err := pluginwatch.OpenBucket(ctx, s.js, s.cfg.Topology, s.log)
 	if err != nil {
 		return err
 	}

@@ -128,16 +128,7 @@ func (s *Service) Ready(context.Context) error {
 // Run checks the topology, loads the plugin view, then applies commands and
 // answers queries until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	var kv jetstream.KeyValue
-	err := durable.Start(ctx, s.log, "start", func(ctx context.Context) (err error) {
-		if err := topology.Check(ctx, s.js, s.cfg.Topology); err != nil {
-			return err
-		}
-		if kv, err = s.js.KeyValue(ctx, events.BucketPlugins); err != nil {
-			return fmt.Errorf("bucket %s: %w", events.BucketPlugins, err)
-		}
-		return nil
-	})
+	kv, err := pluginwatch.OpenBucket(ctx, s.js, s.cfg.Topology, s.log)
 	if err != nil {
 		return err
 	}
