@@ -41,7 +41,7 @@ func TestAllInOne(t *testing.T) {
 func TestSplit(t *testing.T) {
 	ps := newProcs(t)
 	d := startSplit(t, ps)
-	seedPlugins(t, d.natsURL, seededPlugins)
+	seedPlugins(t, d, seededPlugins)
 	runChaos(t, ps, d, func(workers []*proc) []killLoop {
 		return []killLoop{
 			// A loop per kind of process, so that each is killed as
@@ -56,21 +56,36 @@ func TestSplit(t *testing.T) {
 }
 
 // runChaos starts the workers and the traffic, runs the kill loops for
-// chaosTime, lets everything settle, then checks and reports.
+// chaosTime, lets everything settle, then checks and reports. With NATS
+// users (split), publisher p1 connects as admin like the state readers, and
+// publisher p2 and the caller as the application user d.app; every
+// permission violation the NATS nodes logged fails the test.
 func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc) []killLoop) {
-	workers, deliveryFiles := startWorkers(t, ps, d.natsURL)
-	c, js := connectClient(t, d.natsURL, "chaos-traffic")
+	violationsChecked := false
+	if d.admin.name != "" {
+		// A test that stops early (a plugin that never runs, say) lists
+		// the violations too: they are its likely cause.
+		t.Cleanup(func() {
+			if !violationsChecked {
+				checkViolations(t, d)
+			}
+		})
+		probeViolation(t, d)
+	}
+	workers, deliveryFiles := startWorkers(t, ps, d)
+	c, js := connectClient(t, d.natsURL, "chaos-traffic", d.admin)
+	app, _ := connectClient(t, d.natsURL, "chaos-app", d.app)
 	waitPluginsRunning(t, c, js)
 
-	tr := newTraffic(c)
+	tr := newTraffic()
 	stopTraffic, stop := context.WithCancel(context.Background())
 	defer stop()
 	giveUp, cancelGiveUp := context.WithCancel(context.Background())
 	defer cancelGiveUp()
 	var traffic sync.WaitGroup
-	traffic.Go(func() { tr.publishLoop(stopTraffic, giveUp, "p1") })
-	traffic.Go(func() { tr.publishLoop(stopTraffic, giveUp, "p2") })
-	traffic.Go(func() { tr.callLoop(stopTraffic, "c1") })
+	traffic.Go(func() { tr.publishLoop(stopTraffic, giveUp, c, "p1") })
+	traffic.Go(func() { tr.publishLoop(stopTraffic, giveUp, app, "p2") })
+	traffic.Go(func() { tr.callLoop(stopTraffic, app, "c1") })
 
 	k := newKills()
 	killCtx, cancelKills := context.WithTimeout(t.Context(), chaosTime)
@@ -88,9 +103,13 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 	giveUpTimer.Stop()
 
 	s, v := settle(t, js, tr, deliveryFiles)
-	recovery, never := k.recovery(tr)
+	recovery, slowest, never := k.recovery(tr)
+	if slowest != "" {
+		t.Logf("longest recovery: %s after the restart of %s", recovery.Round(10*time.Millisecond), slowest)
+	}
 	r := summarize(t.Name(), tr, s, v)
 	r.kills, r.crashes, r.recovery = k.byKind, ps.crashes(), recovery
+	r.violations, violationsChecked = checkViolations(t, d), true
 	report(t, r)
 	v.check(t)
 	for _, err := range k.errs {
@@ -144,7 +163,7 @@ func waitTrafficAfter(t *testing.T, tr *traffic, k *kills) {
 	t.Helper()
 	deadline := time.Now().Add(callGiveUp)
 	for {
-		_, never := k.recovery(tr)
+		_, _, never := k.recovery(tr)
 		if len(never) == 0 {
 			return
 		}
@@ -155,10 +174,10 @@ func waitTrafficAfter(t *testing.T, tr *traffic, k *kills) {
 	}
 }
 
-// connectClient connects the test process to NATS.
-func connectClient(t *testing.T, url, name string) (*client.Client, jetstream.JetStream) {
+// connectClient connects the test process to NATS as u.
+func connectClient(t *testing.T, url, name string, u natsUser) (*client.Client, jetstream.JetStream) {
 	t.Helper()
-	nc, err := connect(url, name)
+	nc, err := connect(url, name, u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,10 +221,11 @@ func waitPluginsRunning(t *testing.T, c *client.Client, js jetstream.JetStream) 
 }
 
 // seedPlugins puts n running chain plugins of other event types into
-// hookbus_plugins, as the registry stores them.
-func seedPlugins(t *testing.T, url string, n int) {
+// hookbus_plugins, as the registry stores them (as admin: no other user
+// may write the bucket but the registry).
+func seedPlugins(t *testing.T, d deployment, n int) {
 	t.Helper()
-	_, js := connectClient(t, url, "chaos-seed")
+	_, js := connectClient(t, d.natsURL, "chaos-seed", d.admin)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, events.BucketPlugins)

@@ -23,6 +23,11 @@ type deployment struct {
 	natsURL  string  // comma-separated client URLs
 	services []*proc // Hookbus processes
 	nats     []*proc // nats-server processes (split only)
+	// Who the test connects as; zero values (the all-in-one): no
+	// authentication.
+	admin   natsUser            // the test's publishers, callers, state readers, checkers
+	app     natsUser            // traffic as an application sends it
+	workers map[string]natsUser // plugin workers, by kind (workerChain...)
 }
 
 // startAllInOne runs `hookbus serve` with its embedded NATS server and every
@@ -41,27 +46,33 @@ func startAllInOne(t *testing.T, ps *procs) deployment {
 	return deployment{natsURL: "nats://" + natsAddr, services: []*proc{p}}
 }
 
-// startSplit runs a 3-node NATS cluster and, against it, the registry, two
-// dispatchers and the persistence service, each a process of its own.
+// startSplit runs a 3-node NATS cluster with the users and permissions of
+// the Kubernetes manifests (accounts.conf) plus a user per kind of chaos
+// worker and, against it, the registry, two dispatchers and the persistence
+// service, each a process of its own connected as its own user, with the
+// manifests' topology modes: the registry creates what is missing, the
+// others check.
 func startSplit(t *testing.T, ps *procs) deployment {
 	t.Helper()
-	d := deployment{}
-	d.nats, d.natsURL = startCluster(t, ps, 3)
+	auth := newSplitAuth(t)
+	d := deployment{admin: auth.services["admin"], app: auth.workers[workerInProcess], workers: auth.workers}
+	d.nats, d.natsURL = startCluster(t, ps, 3, auth)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	for _, svc := range []struct{ name, service string }{
-		{"registry", "registry"},
-		{"dispatcher-1", "dispatcher"},
-		{"dispatcher-2", "dispatcher"},
-		{"persistence", "persistence"},
+	for _, svc := range []struct{ name, service, topology string }{
+		{"registry", "registry", "create"},
+		{"dispatcher-1", "dispatcher", "check"},
+		{"dispatcher-2", "dispatcher", "check"},
+		{"persistence", "persistence", "check"},
 	} {
 		opsAddr := freeAddr(t)
-		env := cleanEnv(
-			"HOOKBUS_NATS_URL="+d.natsURL,
+		env := cleanEnv(append([]string{
+			"HOOKBUS_NATS_URL=" + d.natsURL,
 			"HOOKBUS_STREAM_REPLICAS=3",
-			"HOOKBUS_OPS_ADDR="+opsAddr,
-			"HOOKBUS_PERSISTENCE_KEY="+base64.StdEncoding.EncodeToString(key),
-		)
+			"HOOKBUS_TOPOLOGY=" + svc.topology,
+			"HOOKBUS_OPS_ADDR=" + opsAddr,
+			"HOOKBUS_PERSISTENCE_KEY=" + base64.StdEncoding.EncodeToString(key),
+		}, auth.services[svc.service].env()...)...)
 		p := ps.add(svc.name, svc.service, hookbusBin, []string{"serve", svc.service}, env, httpReady("http://"+opsAddr+"/readyz"))
 		if err := p.start(); err != nil {
 			t.Fatal(err)
@@ -84,8 +95,10 @@ func startSplit(t *testing.T, ps *procs) deployment {
 }
 
 // startCluster runs n nats-server processes routed into one JetStream
-// cluster, each with its own store, and waits until every one is healthy.
-func startCluster(t *testing.T, ps *procs, n int) ([]*proc, string) {
+// cluster, each with its own store, loading the users of auth (a copy of
+// accounts.conf beside their configuration, the passwords in their
+// environment), and waits until every one is healthy.
+func startCluster(t *testing.T, ps *procs, n int, auth *splitAuth) ([]*proc, string) {
 	t.Helper()
 	client, cluster, monitor := make([]string, n), make([]string, n), make([]string, n)
 	for i := range n {
@@ -97,6 +110,7 @@ func startCluster(t *testing.T, ps *procs, n int) ([]*proc, string) {
 		urls = append(urls, "nats://"+client[i])
 	}
 	dir := ps.dir("nats")
+	auth.writeAccounts(t, dir)
 	nodes := make([]*proc, n)
 	for i := range n {
 		name := fmt.Sprintf("nats-%d", i+1)
@@ -106,7 +120,7 @@ func startCluster(t *testing.T, ps *procs, n int) ([]*proc, string) {
 		}
 		// healthz checks JetStream too: the node is back in the cluster
 		// with its streams current.
-		nodes[i] = ps.add(name, "nats", natsBin, []string{"-c", conf}, cleanEnv(), httpReady("http://"+monitor[i]+"/healthz"))
+		nodes[i] = ps.add(name, "nats", natsBin, []string{"-c", conf}, cleanEnv(auth.env...), httpReady("http://"+monitor[i]+"/healthz"))
 		if err := nodes[i].start(); err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +134,9 @@ func startCluster(t *testing.T, ps *procs, n int) ([]*proc, string) {
 }
 
 // natsConfig is one cluster node's configuration: JetStream with an fsync
-// on every write and max_payload 2MiB, as in deployments/k8s.
+// on every write, max_payload 2MiB and the accounts and users of
+// accounts.conf (in the same directory), as in deployments/k8s; the routes
+// between the nodes are not authenticated.
 func natsConfig(name, client, cluster, monitor, store string, routes []string) string {
 	return fmt.Sprintf(`server_name: %s
 listen: %s
@@ -135,6 +151,7 @@ cluster {
   listen: %s
   routes: [%s]
 }
+include ./accounts.conf
 `, name, client, monitor, store, cluster, strings.Join(routes, ", "))
 }
 

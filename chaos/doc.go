@@ -17,7 +17,17 @@
 //     stream replicas 3, and 3,000 seeded plugins of other event types in
 //     hookbus_plugins. One loop kills services and workers, another kills
 //     one NATS node at a time (a minority) and waits until it is healthy
-//     again.
+//     again. NATS runs the permission model of the Kubernetes manifests:
+//     the nodes load a copy of deployments/k8s/base/nats/accounts.conf
+//     (random hex passwords in their environment) to which each kind of
+//     chaos worker adds a user of its own, made for its one plugin by
+//     `hookbus plugin credentials NAME --user USER`; every service connects
+//     as its own user (the registry with topology create, the others with
+//     check, as in the manifests), every worker as its user, each with the
+//     inbox prefix _INBOX.<user>. The test's state readers, checkers and
+//     one publisher connect as admin; the other publisher and the caller as
+//     an application, with the in-process worker's user. Routes between
+//     the nodes are not authenticated.
 //   - poison: the all-in-one without kills, flooded with about 1,000 raw
 //     invalid messages a second (non-JSON data on a chain type, events over
 //     the size limit, a type that does not match the subject, invalid
@@ -53,13 +63,20 @@
 //     pending and nothing waiting for an acknowledgement;
 //   - every stored poison message is dead-lettered in HOOKBUS_DLQ (or it was
 //     refused at publish), every poison call is answered, and the valid
-//     events' p99 delays stay under 1 s.
+//     events' p99 delays stay under 1 s;
+//   - split: NATS refused nothing. Every line of the nodes' logs about a
+//     refused publish, subscription or login (Publish Violation,
+//     Subscription Violation, authentication error) fails the test and is
+//     listed, but for those of the suite's one deliberate probe (a worker
+//     subscribing to admin's inbox, at the start), which must be there: it
+//     shows the permissions apply and the logs are read.
 //
 // The table at the end has, per scenario: events sent, acknowledged,
 // stored, delivered to the notify plugin, chain results, lost, duplicated,
 // dead-lettered, kills by kind, the recovery time (the longest time from a
 // restart of Hookbus or NATS until both a publish was acknowledged and a
-// call answered again) and the poison delays.
+// call answered again), the poison delays and the NATS permission
+// violations (split only).
 //
 // Kill loops take the kinds of process in turn (hookbus and workers in the
 // all-in-one; registry, dispatcher, persistence and workers in the split

@@ -77,9 +77,9 @@ func (l killLoop) run(ctx context.Context, k *kills) {
 }
 
 // recovery is the longest time from a restart of Hookbus or NATS until a
-// publish was acknowledged and a call answered again; never names restarts
-// after which traffic did not flow again.
-func (k *kills) recovery(tr *traffic) (longest time.Duration, never []string) {
+// publish was acknowledged and a call answered again, and that restart;
+// never names restarts after which traffic did not flow again.
+func (k *kills) recovery(tr *traffic) (longest time.Duration, slowest string, never []string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	tr.mu.Lock()
@@ -91,7 +91,10 @@ func (k *kills) recovery(tr *traffic) (longest time.Duration, never []string) {
 			never = append(never, r.name+" at "+r.at.Format("15:04:05.000"))
 			continue
 		}
-		longest = max(longest, ack.Sub(r.at), answer.Sub(r.at))
+		if d := max(ack.Sub(r.at), answer.Sub(r.at)); d > longest {
+			longest, slowest = d, fmt.Sprintf("%s at %s (publish acknowledged after %s, call answered after %s)",
+				r.name, r.at.Format("15:04:05.000"), ack.Sub(r.at).Round(10*time.Millisecond), answer.Sub(r.at).Round(10*time.Millisecond))
+		}
 	}
-	return longest, never
+	return longest, slowest, never
 }

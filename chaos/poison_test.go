@@ -185,22 +185,22 @@ func (p *poison) summary() string {
 func TestPoison(t *testing.T) {
 	ps := newProcs(t)
 	d := startAllInOne(t, ps)
-	_, deliveryFiles := startWorkers(t, ps, d.natsURL)
-	c, js := connectClient(t, d.natsURL, "chaos-traffic")
+	_, deliveryFiles := startWorkers(t, ps, d)
+	c, js := connectClient(t, d.natsURL, "chaos-traffic", d.admin)
 	waitPluginsRunning(t, c, js)
-	nc, err := connect(d.natsURL, "chaos-poison")
+	nc, err := connect(d.natsURL, "chaos-poison", d.admin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	p := &poison{nc: nc, sent: map[string]int{}, refused: map[string]int{}, callFails: map[string]int{}}
 
-	tr := newTraffic(c)
+	tr := newTraffic()
 	stop, cancel := context.WithTimeout(context.Background(), chaosTime)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() { tr.publishLoop(stop, context.Background(), "v") })
-	wg.Go(func() { tr.callLoop(stop, "c") })
+	wg.Go(func() { tr.publishLoop(stop, context.Background(), c, "v") })
+	wg.Go(func() { tr.callLoop(stop, c, "c") })
 	wg.Go(func() { p.flood(stop) })
 	wg.Go(func() { p.callLoop(stop) })
 	wg.Wait()

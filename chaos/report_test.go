@@ -24,6 +24,7 @@ type row struct {
 	crashes                                  map[string]int
 	recovery                                 time.Duration
 	poisonResult, poisonNotify, poisonCounts string
+	violations                               string // NATS permission violations logged; "" or "-": no NATS users
 }
 
 var (
@@ -53,11 +54,11 @@ func printSummary(w io.Writer) {
 
 func writeTable(w io.Writer, rs []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\t")
+	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\tNATS violations\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.scenario, r.sent, r.acked, r.stored, r.delivered, r.results, r.lost, r.duplicated, r.deadLettered,
-			r.calls, r.unanswered, counts(r.kills), counts(r.crashes), dash(r.recovery), or(r.poisonResult), or(r.poisonNotify))
+			r.calls, r.unanswered, counts(r.kills), counts(r.crashes), dash(r.recovery), or(r.poisonResult), or(r.poisonNotify), or(r.violations))
 	}
 	_ = tw.Flush()
 	for _, r := range rs {

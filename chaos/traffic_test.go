@@ -28,8 +28,6 @@ const (
 // traffic publishes events and makes calls through the Go SDK, recording
 // what it sent and what was acknowledged or answered.
 type traffic struct {
-	c *client.Client
-
 	mu          sync.Mutex
 	sent        map[string]time.Time // event id -> first publish attempt
 	typeOf      map[string]string    // event id -> type
@@ -44,8 +42,8 @@ type traffic struct {
 	answerTimes []time.Time
 }
 
-func newTraffic(c *client.Client) *traffic {
-	return &traffic{c: c, sent: map[string]time.Time{}, typeOf: map[string]string{}, acked: map[string]bool{},
+func newTraffic() *traffic {
+	return &traffic{sent: map[string]time.Time{}, typeOf: map[string]string{}, acked: map[string]bool{},
 		ackedAt: map[string]time.Time{}, publishErrs: map[string]int{}, errAnswers: map[string]int{}}
 }
 
@@ -59,10 +57,10 @@ func newEvent(id, typ string, n int) event.Event {
 	return e
 }
 
-// publishLoop publishes one event every publishInterval, alternately of the
-// chain and the notify type, until stop ends; each event is retried with
-// its id until acknowledged or until giveUp ends.
-func (tr *traffic) publishLoop(stop, giveUp context.Context, prefix string) {
+// publishLoop publishes one event every publishInterval through c,
+// alternately of the chain and the notify type, until stop ends; each event
+// is retried with its id until acknowledged or until giveUp ends.
+func (tr *traffic) publishLoop(stop, giveUp context.Context, c *client.Client, prefix string) {
 	tick := time.NewTicker(publishInterval)
 	defer tick.Stop()
 	for n := 0; ; n++ {
@@ -75,19 +73,19 @@ func (tr *traffic) publishLoop(stop, giveUp context.Context, prefix string) {
 		if n%2 == 1 {
 			typ = notifyType
 		}
-		tr.publish(giveUp, newEvent(fmt.Sprintf("%s-%06d", prefix, n), typ, n))
+		tr.publish(giveUp, c, newEvent(fmt.Sprintf("%s-%06d", prefix, n), typ, n))
 	}
 }
 
 // publish sends e until it is acknowledged, as a real publisher would: the
 // same id every time, so a retry is stored once.
-func (tr *traffic) publish(giveUp context.Context, e event.Event) {
+func (tr *traffic) publish(giveUp context.Context, c *client.Client, e event.Event) {
 	tr.mu.Lock()
 	tr.sent[e.ID()], tr.typeOf[e.ID()] = time.Now(), e.Type()
 	tr.mu.Unlock()
 	for giveUp.Err() == nil {
 		ctx, cancel := context.WithTimeout(giveUp, attemptTimeout)
-		_, err := tr.c.Publish(ctx, e)
+		_, err := c.Publish(ctx, e)
 		cancel()
 		if err == nil {
 			tr.mu.Lock()
@@ -106,9 +104,9 @@ func (tr *traffic) publish(giveUp context.Context, e event.Event) {
 	}
 }
 
-// callLoop runs a call on the chain type every callInterval until stop
-// ends.
-func (tr *traffic) callLoop(stop context.Context, prefix string) {
+// callLoop runs a call on the chain type through c every callInterval
+// until stop ends.
+func (tr *traffic) callLoop(stop context.Context, c *client.Client, prefix string) {
 	tick := time.NewTicker(callInterval)
 	defer tick.Stop()
 	for n := 0; ; n++ {
@@ -117,13 +115,13 @@ func (tr *traffic) callLoop(stop context.Context, prefix string) {
 			return
 		case <-tick.C:
 		}
-		tr.call(newEvent(fmt.Sprintf("%s-%06d", prefix, n), chainType, n))
+		tr.call(c, newEvent(fmt.Sprintf("%s-%06d", prefix, n), chainType, n))
 	}
 }
 
 // call runs e's chain until some answer comes back, any answer including
 // an error: attempts of attemptTimeout each, for up to callGiveUp.
-func (tr *traffic) call(e event.Event) {
+func (tr *traffic) call(c *client.Client, e event.Event) {
 	first := time.Now()
 	tr.mu.Lock()
 	tr.calls++
@@ -131,7 +129,7 @@ func (tr *traffic) call(e event.Event) {
 	for {
 		attempt := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-		_, err := tr.c.Call(ctx, e)
+		_, err := c.Call(ctx, e)
 		cancel()
 		code, answered := answerCode(err)
 		if !answered {

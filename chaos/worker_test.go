@@ -32,7 +32,9 @@ const (
 const (
 	workerEnv = "CHAOS_WORKER" // chain or notify: run as a worker, not tests
 	natsEnv   = "CHAOS_NATS_URL"
-	outEnv    = "CHAOS_OUT" // notify: the file deliveries are appended to
+	userEnv   = "CHAOS_NATS_USER"     // the worker's NATS user (split scenario); empty: none
+	passEnv   = "CHAOS_NATS_PASSWORD" // its password
+	outEnv    = "CHAOS_OUT"           // notify: the file deliveries are appended to
 )
 
 // notifySettings redeliver after 1 s, often enough that a worker killed a
@@ -48,11 +50,12 @@ func notifySpec() events.PluginSpec {
 	return events.PluginSpec{Name: notify, Event: notifyType, Mode: events.ModeNotify, Settings: notifySettings}
 }
 
-// connect connects to NATS the way a long-lived service does: retrying the
-// first connection and reconnecting for ever.
-func connect(url, name string) (*nats.Conn, error) {
-	return nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
-		nats.RetryOnFailedConnect(true), nats.ReconnectBufSize(32<<20))
+// connect connects to NATS as u the way a long-lived service does: retrying
+// the first connection and reconnecting for ever.
+func connect(url, name string, u natsUser) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
+		nats.RetryOnFailedConnect(true), nats.ReconnectBufSize(32 << 20)}
+	return nats.Connect(url, append(opts, u.options()...)...)
 }
 
 // chainHandler marks the state as seen by plugin name.
@@ -75,7 +78,7 @@ func runWorker() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	kind := os.Getenv(workerEnv)
-	nc, err := connect(os.Getenv(natsEnv), "chaos-worker-"+kind)
+	nc, err := connect(os.Getenv(natsEnv), "chaos-worker-"+kind, natsUser{os.Getenv(userEnv), os.Getenv(passEnv)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		return 1
@@ -88,9 +91,9 @@ func runWorker() int {
 	}
 	var p client.Plugin
 	switch kind {
-	case "chain":
+	case workerChain:
 		p = client.Plugin{Spec: chainSpec(chainB, 20), Chain: chainHandler(chainB)}
-	case "notify":
+	case workerNotify:
 		out, err := os.OpenFile(os.Getenv(outEnv), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "worker:", err)
@@ -123,29 +126,34 @@ func recordDelivery(out *os.File) client.NotifyHandler {
 }
 
 // startWorkers starts two replicas of the chain worker and two of the
-// notify worker as child processes, and chainA in the test process.
-func startWorkers(t *testing.T, ps *procs, natsURL string) (workers []*proc, deliveryFiles []string) {
+// notify worker as child processes, and chainA in the test process, each
+// kind as its NATS user of d (none in the all-in-one).
+func startWorkers(t *testing.T, ps *procs, d deployment) (workers []*proc, deliveryFiles []string) {
 	t.Helper()
+	env := func(kind string, extra ...string) []string {
+		u := d.workers[kind]
+		return cleanEnv(append([]string{workerEnv + "=" + kind, natsEnv + "=" + d.natsURL, userEnv + "=" + u.name, passEnv + "=" + u.password}, extra...)...)
+	}
 	for i := 1; i <= 2; i++ {
 		out := fmt.Sprintf("%s/deliveries-%d.txt", ps.logDir, i)
 		deliveryFiles = append(deliveryFiles, out)
 		workers = append(workers,
-			ps.add(fmt.Sprintf("worker-chain-%d", i), "worker", selfBin, nil, cleanEnv(workerEnv+"=chain", natsEnv+"="+natsURL), nil),
-			ps.add(fmt.Sprintf("worker-notify-%d", i), "worker", selfBin, nil, cleanEnv(workerEnv+"=notify", natsEnv+"="+natsURL, outEnv+"="+out), nil))
+			ps.add(fmt.Sprintf("worker-chain-%d", i), "worker", selfBin, nil, env(workerChain), nil),
+			ps.add(fmt.Sprintf("worker-notify-%d", i), "worker", selfBin, nil, env(workerNotify, outEnv+"="+out), nil))
 	}
 	for _, w := range workers {
 		if err := w.start(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	serveInProcess(t, natsURL, client.Plugin{Spec: chainSpec(chainA, 10), Chain: chainHandler(chainA)})
+	serveInProcess(t, d.natsURL, d.workers[workerInProcess], client.Plugin{Spec: chainSpec(chainA, 10), Chain: chainHandler(chainA)})
 	return workers, deliveryFiles
 }
 
-// serveInProcess serves p from the test process until the test ends.
-func serveInProcess(t *testing.T, natsURL string, p client.Plugin) {
+// serveInProcess serves p from the test process as u until the test ends.
+func serveInProcess(t *testing.T, natsURL string, u natsUser, p client.Plugin) {
 	t.Helper()
-	nc, err := connect(natsURL, "chaos-inprocess-"+p.Spec.Name)
+	nc, err := connect(natsURL, "chaos-inprocess-"+p.Spec.Name, u)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -26,20 +27,23 @@ const envPrefix = "HOOKBUS"
 type Config struct {
 	NATSURL      string `envconfig:"NATS_URL" flag:"nats-url" desc:"NATS server URL(s), comma-separated. serve: empty runs an embedded server; other commands: where to connect"`
 	NATSCreds    string `envconfig:"NATS_CREDS" flag:"nats-creds" desc:"NATS credentials file (user JWT and seed)"`
-	NATSUser     string `envconfig:"NATS_USER" flag:"nats-user" desc:"NATS user name"`
+	NATSUser     string `envconfig:"NATS_USER" flag:"nats-user" desc:"NATS user name (with HOOKBUS_NATS_PASSWORD; for serve without HOOKBUS_NATS_URL, the one user the embedded server requires, loopback included)"`
 	NATSPassword string `envconfig:"NATS_PASSWORD" flag:"-" desc:"NATS password (environment only, never a flag)"`
+	NATSCA       string `envconfig:"NATS_CA" flag:"nats-ca" desc:"PEM file of the CA(s) that signed the NATS server's certificate: connect over TLS only and verify the server against them (use tls:// URLs)"`
 
-	DataDir        string `envconfig:"DATA_DIR" default:"./data" flag:"data-dir" desc:"embedded server: JetStream store directory"`
-	NATSListen     string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222" flag:"nats-listen" desc:"embedded server: client listener host:port"`
-	NATSWebsocket  string `envconfig:"NATS_WEBSOCKET" flag:"nats-websocket" desc:"embedded server: WebSocket listener host:port (off when empty)"`
+	DataDir        string `envconfig:"DATA_DIR" default:"./data" flag:"data-dir" desc:"embedded server: JetStream store directory, and its generated nats.password (other commands without HOOKBUS_NATS_URL read it there)"`
+	NATSListen     string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222" flag:"nats-listen" desc:"embedded server: client listener host:port; off loopback, NATS auth is on (HOOKBUS_NATS_USER, or user hookbus with a password generated into <data-dir>/nats.password)"`
+	NATSWebsocket  string `envconfig:"NATS_WEBSOCKET" flag:"nats-websocket" desc:"embedded server: WebSocket listener host:port (off when empty; no TLS); refuses browsers from other origins; off loopback, NATS auth is on"`
 	NATSMonitor    string `envconfig:"NATS_MONITOR" flag:"nats-monitor" desc:"embedded server: NATS monitoring host:port (off when empty)"`
 	NATSSyncAlways bool   `envconfig:"NATS_SYNC_ALWAYS" default:"true" flag:"nats-sync-always" desc:"embedded server: fsync every JetStream write before acknowledging it"`
+
+	NATSWebsocketOrigins string `envconfig:"NATS_WEBSOCKET_ORIGINS" flag:"nats-websocket-origins" desc:"embedded server: more origins allowed to open the WebSocket listener besides its own, comma-separated scheme://host[:port] (e.g. https://app.example.com)"`
 
 	OpsAddr   string `envconfig:"OPS_ADDR" default:"127.0.0.1:8090" flag:"ops-addr" desc:"host:port of /livez, /readyz and /metrics"`
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" flag:"log-level" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"text" flag:"log-format" desc:"text or json"`
 
-	Topology        string        `envconfig:"TOPOLOGY" default:"ensure" flag:"topology" desc:"serve: ensure (create or update streams and buckets) or check (only verify, for deployments that manage them elsewhere)"`
+	Topology        string        `envconfig:"TOPOLOGY" default:"ensure" flag:"topology" desc:"serve: ensure (create or update streams and buckets), create (create the missing ones, never update: for a NATS user that may not update, docs/security.md) or check (only verify)"`
 	StreamReplicas  int           `envconfig:"STREAM_REPLICAS" default:"1" flag:"stream-replicas" desc:"replicas of every stream and bucket (3 in production)"`
 	EventsMaxAge    time.Duration `envconfig:"EVENTS_MAX_AGE" default:"168h" flag:"events-max-age" desc:"how long published events are kept"`
 	EventsMaxBytes  int64         `envconfig:"EVENTS_MAX_BYTES" default:"-1" flag:"events-max-bytes" desc:"size cap of HOOKBUS_EVENTS; -1 leaves it to the server; when full, publishes are refused"`
@@ -81,12 +85,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log format %q: want text or json", c.LogFormat)
 	}
 	switch c.Topology {
-	case "ensure", "check":
+	case "ensure", "create", "check":
 	default:
-		return fmt.Errorf("topology %q: want ensure or check", c.Topology)
+		return fmt.Errorf("topology %q: want ensure, create or check", c.Topology)
 	}
 	if c.MaxEventSize <= 0 {
 		return fmt.Errorf("max event size %d: must be positive", c.MaxEventSize)
+	}
+	if err := c.validateEmbeddedAuth(); err != nil {
+		return err
 	}
 	return c.topology().Validate()
 }
@@ -94,8 +101,16 @@ func (c Config) Validate() error {
 func (c Config) natsConn(name string) natsconn.Config {
 	nc := natsconn.DefaultConfig()
 	nc.URL, nc.Name, nc.CredsFile, nc.User, nc.Password = c.NATSURL, name, c.NATSCreds, c.NATSUser, c.NATSPassword
+	nc.CAFile = c.NATSCA
 	if nc.URL == "" {
 		nc.URL = "nats://" + c.NATSListen
+		// The all-in-one's generated password, only for the local default:
+		// never sent to a server HOOKBUS_NATS_URL names.
+		if nc.User == "" && nc.CredsFile == "" {
+			if pw, err := natsembed.ReadPasswordFile(c.natsPasswordFile()); err == nil {
+				nc.User, nc.Password = natsembed.GeneratedUser, pw
+			}
+		}
 	}
 	return nc
 }
@@ -103,6 +118,7 @@ func (c Config) natsConn(name string) natsconn.Config {
 func (c Config) embedded() natsembed.Config {
 	e := natsembed.DefaultConfig()
 	e.Addr, e.StoreDir, e.WebsocketAddr, e.MonitorAddr, e.SyncAlways = c.NATSListen, c.DataDir, c.NATSWebsocket, c.NATSMonitor, c.NATSSyncAlways
+	e.User, e.Password, e.PasswordFile, e.WebsocketOrigins = c.NATSUser, c.NATSPassword, c.natsPasswordFile(), c.websocketOrigins()
 	// Room for the largest event plus its headers.
 	e.MaxPayload = max(e.MaxPayload, int32(c.MaxEventSize)+64<<10)
 	return e
@@ -166,8 +182,17 @@ func configFields() []configField {
 // bindFlags registers on fs the flags of the named Config fields (by their
 // `flag` tag), with the current values (defaults overridden by the
 // environment) as defaults, so a flag on the command line wins over the
-// environment, which wins over the built-in default.
+// environment, which wins over the built-in default. A command that takes
+// --nats-url also takes --nats-ca: the CA belongs with the URL it verifies.
 func (c *Config) bindFlags(fs *pflag.FlagSet, flags ...string) {
+	if slices.Contains(flags, "nats-url") && !slices.Contains(flags, "nats-ca") {
+		flags = append(slices.Clone(flags), "nats-ca")
+	}
+	// ... and --data-dir, where the all-in-one's generated NATS password is
+	// read from when --nats-url is empty (natsConn).
+	if slices.Contains(flags, "nats-url") && !slices.Contains(flags, "data-dir") {
+		flags = append(slices.Clone(flags), "data-dir")
+	}
 	byFlag := map[string]configField{}
 	for _, f := range configFields() {
 		byFlag[f.Flag] = f

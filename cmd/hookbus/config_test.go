@@ -75,7 +75,7 @@ func TestConfigErrors(t *testing.T) {
 		{"replicas not a number", map[string]string{"HOOKBUS_STREAM_REPLICAS": "three"}, "HOOKBUS_STREAM_REPLICAS"},
 		{"bad duration", map[string]string{"HOOKBUS_EVENTS_MAX_AGE": "a week"}, "HOOKBUS_EVENTS_MAX_AGE"},
 		{"bad log level", map[string]string{"HOOKBUS_LOG_LEVEL": "loud"}, `log level "loud"`},
-		{"bad topology mode", map[string]string{"HOOKBUS_TOPOLOGY": "create"}, `topology "create": want ensure or check`},
+		{"bad topology mode", map[string]string{"HOOKBUS_TOPOLOGY": "apply"}, `topology "apply": want ensure, create or check`},
 		{"zero replicas", map[string]string{"HOOKBUS_STREAM_REPLICAS": "0"}, "replicas 0"},
 	}
 	for _, tt := range tests {
@@ -102,5 +102,31 @@ func TestConfigStringMasksPassword(t *testing.T) {
 	}
 	if s := cfg.String(); strings.Contains(s, "s3cret-canary") || !strings.Contains(s, "NATSPassword:***") {
 		t.Errorf("Config.String() = %s, want the password masked", s)
+	}
+}
+
+// TestNATSCA: HOOKBUS_NATS_CA reaches the NATS connection, and every
+// command that takes --nats-url takes --nats-ca too (the flag wins).
+func TestNATSCA(t *testing.T) {
+	t.Setenv("HOOKBUS_NATS_CA", "/etc/hookbus/nats-ca/ca.crt")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.natsConn("test").CAFile; got != "/etc/hookbus/nats-ca/ca.crt" {
+		t.Errorf("natsconn CAFile = %q, want the environment's", got)
+	}
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	cfg.bindFlags(fs, "nats-url", "nats-user")
+	if err := fs.Parse([]string{"--nats-ca=/tmp/ca.pem"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.natsConn("test").CAFile; got != "/tmp/ca.pem" {
+		t.Errorf("natsconn CAFile = %q, want the flag's", got)
+	}
+	other := pflag.NewFlagSet("other", pflag.ContinueOnError)
+	cfg.bindFlags(other, "ops-addr")
+	if other.Lookup("nats-ca") != nil {
+		t.Error("--nats-ca bound without --nats-url")
 	}
 }

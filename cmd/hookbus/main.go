@@ -62,6 +62,6 @@ given on the command line wins over the environment.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(), newPublishCmd(), newCallCmd(), newPluginCmd(), newDLQCmd(), newAuthCmd(), newEventsCmd(), newConfigCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newCallCmd(), newPluginCmd(), newDLQCmd(), newAuthCmd(), newEventsCmd(), newConfigCmd(), newTopologyCmd())
 	return root
 }

@@ -79,7 +79,7 @@ stopped, invalid) and exit non-zero: 2 for invalid input, 1 otherwise.`,
 	} {
 		cmd.AddCommand(newPluginOpCmd(op.op, op.short))
 	}
-	cmd.AddCommand(newPluginGetCmd(), newPluginListCmd())
+	cmd.AddCommand(newPluginGetCmd(), newPluginListCmd(), newPluginCredentialsCmd())
 	return cmd
 }
 

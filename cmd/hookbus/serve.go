@@ -59,8 +59,19 @@ JetStream on --nats-listen (127.0.0.1:4222), storing its files in --data-dir
 (./data), so other processes and languages can connect to it. With
 --nats-url it runs against that server instead.
 
-It then ensures every stream and bucket (--topology ensure) or only checks
-them (--topology check), serves /livez, /readyz and /metrics on --ops-addr
+The embedded server requires no authentication while its listeners are on
+loopback. Off loopback (--nats-listen or --nats-websocket on 0.0.0.0, ::,
+a LAN address or a host name) it requires a user: HOOKBUS_NATS_USER and
+HOOKBUS_NATS_PASSWORD when set (set, they are required on loopback too),
+otherwise user hookbus with a password generated into
+<data-dir>/nats.password on first start (other hookbus commands on this
+machine read it there). That one user may do everything. The WebSocket
+listener refuses browsers from origins other than its own and those in
+--nats-websocket-origins.
+
+It then ensures every stream and bucket (--topology ensure), only creates
+the missing ones (--topology create: the registry in Kubernetes, whose NATS
+user may not update them) or only checks them (--topology check), serves /livez, /readyz and /metrics on --ops-addr
 (127.0.0.1:8090), and runs the named services, or all of them.
 Available services: ` + availableServices() + `.
 
@@ -84,7 +95,7 @@ drains, then the embedded server shuts down.`,
 			return serve(cmd.Context(), cfg, args)
 		},
 	}
-	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user", "data-dir", "nats-listen", "nats-websocket",
+	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user", "data-dir", "nats-listen", "nats-websocket", "nats-websocket-origins",
 		"nats-monitor", "nats-sync-always", "ops-addr", "log-level", "log-format", "topology", "stream-replicas",
 		"events-max-age", "events-max-bytes", "dlq-max-age", "duplicate-window", "max-event-size")
 	return cmd
@@ -104,6 +115,7 @@ func serve(ctx context.Context, cfg Config, names []string) (err error) {
 	log := base.With("service", "serve")
 	log.Debug("configuration", "config", cfg.String())
 
+	ncCfg := cfg.natsConn("hookbus-serve")
 	if cfg.NATSURL == "" {
 		srv, err := natsembed.New(cfg.embedded(), log)
 		if err != nil {
@@ -116,9 +128,14 @@ func serve(ctx context.Context, cfg Config, names []string) (err error) {
 			srv.Shutdown()
 			log.Info("embedded nats stopped")
 		}()
+		// This process's services use the server's one identity (none
+		// when it requires none), at the port it really listens on.
+		ncCfg.URL = srv.ClientURL()
+		ncCfg.User, ncCfg.Password = srv.Credentials()
+		cfg.NATSUser, cfg.NATSPassword = ncCfg.User, ncCfg.Password
 	}
 
-	nc, err := natsconn.Connect(ctx, cfg.natsConn("hookbus-serve"), log)
+	nc, err := natsconn.Connect(ctx, ncCfg, log)
 	if err != nil {
 		return err
 	}
@@ -195,10 +212,11 @@ func prepareTopology(ctx context.Context, js jetstream.JetStream, cfg Config, lo
 	if err := cfg.topology().Validate(); err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
-	results, err := topology.Ensure(ctx, js, cfg.topology())
-	if err != nil {
-		return fmt.Errorf("topology: %w", err)
+	apply := topology.Ensure
+	if cfg.Topology == "create" {
+		apply = topology.Create
 	}
+	results, err := apply(ctx, js, cfg.topology())
 	for _, r := range results {
 		switch r.Action {
 		case topology.Created:
@@ -206,6 +224,12 @@ func prepareTopology(ctx context.Context, js jetstream.JetStream, cfg Config, lo
 		case topology.Updated:
 			log.Info("topology updated", "resource", r.Resource, "changes", fmt.Sprint(r.Changed))
 		}
+	}
+	if errors.Is(err, topology.ErrDrift) && cfg.Topology == "create" {
+		return fmt.Errorf("topology: %w (this service may create streams and buckets, not change them: an operator runs `hookbus topology ensure` with the admin user)", err)
+	}
+	if err != nil {
+		return fmt.Errorf("topology: %w", err)
 	}
 	return nil
 }

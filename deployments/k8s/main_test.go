@@ -59,6 +59,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "deployments/k8s:", err)
 	} else {
 		code = m.Run()
+		printAttackSummary() // attack_test.go: the attack suite's one line
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)

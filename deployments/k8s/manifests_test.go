@@ -114,6 +114,11 @@ func TestCheckerCatches(t *testing.T) {
 		nats        = "base/nats/statefulset.yaml"
 		natsConf    = "base/nats/nats.conf"
 		accounts    = "base/nats/accounts.conf"
+		prodKust    = "overlays/prod/kustomization.yaml"
+		prodTLS     = "overlays/prod/tls.conf"
+		prodCluster = "overlays/prod/cluster.conf"
+		prodNATS    = "overlays/prod/nats.yaml"
+		prodHookbus = "overlays/prod/hookbus.yaml"
 	)
 	livenessProbe := `          livenessProbe:
             httpGet:
@@ -122,6 +127,29 @@ func TestCheckerCatches(t *testing.T) {
             periodSeconds: 10
             timeoutSeconds: 2
             failureThreshold: 3
+`
+	routeTLS := `  tls {
+    cert_file: /etc/nats-tls/tls.crt
+    key_file: /etc/nats-tls/tls.key
+    ca_file: /etc/nats-tls/ca.crt
+`
+	routeAuth := `  authorization {
+    user: route
+    password: $NATS_ROUTE_PASSWORD
+  }
+`
+	routePassword := `            - name: NATS_ROUTE_PASSWORD
+              valueFrom:
+                secretKeyRef:
+                  name: hookbus-nats-users
+                  key: route
+`
+	routeURLs := `            - name: NATS_ROUTE_0
+              value: nats://route:$(NATS_ROUTE_PASSWORD)@nats-0.nats-headless:6222
+            - name: NATS_ROUTE_1
+              value: nats://route:$(NATS_ROUTE_PASSWORD)@nats-1.nats-headless:6222
+            - name: NATS_ROUTE_2
+              value: nats://route:$(NATS_ROUTE_PASSWORD)@nats-2.nats-headless:6222
 `
 	tests := []struct {
 		name          string
@@ -145,6 +173,8 @@ func TestCheckerCatches(t *testing.T) {
 		{name: "field duplicated", file: registry, old: "  replicas: 2\n", nu: "  replicas: 2\n  replicas: 3\n", want: `mapping key "replicas" already defined`},
 
 		// Environment.
+		{name: "a service that would update the topology", file: registry, old: "value: create", nu: "value: ensure",
+			want: "Deployment hookbus-registry: HOOKBUS_TOPOLOGY is ensure, but a service's NATS user may not update streams and buckets: want create (or check)"},
 		{name: "variable in a Deployment the binary does not read", file: registry, old: "name: HOOKBUS_TOPOLOGY", nu: "name: HOOKBUS_TOPOLOGY_MODE",
 			want: "Deployment hookbus-registry container hookbus: sets HOOKBUS_TOPOLOGY_MODE (env), which the binary does not read"},
 		{name: "variable without the prefix", file: registry, old: "name: HOOKBUS_NATS_USER", nu: "name: HOKBUS_NATS_USER",
@@ -230,8 +260,42 @@ func TestCheckerCatches(t *testing.T) {
 		{name: "store on the root filesystem", file: natsConf, old: "store_dir: /data", nu: "store_dir: /var/lib/nats", want: "store_dir /var/lib/nats is not on a writable volume"},
 		{name: "store above the volume", overlay: "prod", file: natsConf, old: "max_file_store: 8GiB", nu: "max_file_store: 12GiB",
 			want: "max_file_store 12884901888 is not below the volume's 10Gi"},
-		{name: "routes missing a server", overlay: "prod", file: "base/nats/cluster.conf", old: "    nats://nats-2.nats-headless:6222\n", nu: "",
+		{name: "routes missing a server", overlay: "prod", file: prodCluster, old: "    $NATS_ROUTE_2\n", nu: "",
 			want: "routes [nats-0.nats-headless:6222 nats-1.nats-headless:6222], want one per server"},
+
+		// TLS and route authentication (prod).
+		{name: "NATS without client TLS", overlay: "prod", file: prodKust, old: "      - tls.conf\n", nu: "",
+			want: "StatefulSet nats container nats: clients connect over plain TCP: overlay prod wants a tls block"},
+		{name: "NATS taking plain TCP clients too", overlay: "prod", file: prodTLS, old: "tls {\n", nu: "allow_non_tls: true\ntls {\n",
+			want: "StatefulSet nats container nats: allow_non_tls lets clients connect without TLS"},
+		{name: "routes without TLS", overlay: "prod", file: prodCluster, old: routeTLS + "    # Routes always ask for the other server's certificate; said anyway.\n    verify: true\n  }\n", nu: "",
+			want: "StatefulSet nats container nats: cluster routes run over plain TCP: overlay prod wants cluster { tls"},
+		{name: "routes not verifying each other", overlay: "prod", file: prodCluster, old: "    verify: true\n", nu: "    verify: true\n    insecure: true\n",
+			want: "cluster tls is insecure: a server would not verify the certificate of the server it routes to"},
+		{name: "routes verified against the system's CAs", overlay: "prod", file: prodCluster, old: "    ca_file: /etc/nats-tls/ca.crt\n", nu: "",
+			want: "cluster tls has no ca_file"},
+		{name: "unauthenticated routes", overlay: "prod", file: prodCluster, old: routeAuth, nu: "",
+			want: "StatefulSet nats container nats: cluster routes are not authenticated"},
+		{name: "route password not from a Secret", overlay: "prod", file: prodCluster, old: "password: $NATS_ROUTE_PASSWORD", nu: "password: hunter2hunter2",
+			want: "the route password (cluster authorization) does not come from a Secret"},
+		{name: "route URL without the credentials", overlay: "prod", file: prodNATS, old: "nats://route:$(NATS_ROUTE_PASSWORD)@nats-2.nats-headless:6222", nu: "nats://nats-2.nats-headless:6222",
+			want: "route nats-2.nats-headless:6222 does not carry the route credentials (user route and its password)"},
+		{name: "route password defined after the URLs (the kubelet expands only earlier variables)", overlay: "prod", file: prodNATS, old: routePassword + routeURLs, nu: routeURLs + routePassword,
+			want: "route nats-0.nats-headless:6222 does not carry the route credentials"},
+		{name: "route password missing from the template", overlay: "prod", file: "example/secrets.yaml", old: "  route: dev-only-not-secret-route\n", nu: "",
+			want: "NATS_ROUTE_PASSWORD: Secret hookbus-nats-users key route is neither in the overlay nor in example/secrets.yaml"},
+		{name: "NATS key outside the mounted Secret", overlay: "prod", file: prodTLS, old: "key_file: /etc/nats-tls/tls.key", nu: "key_file: /etc/nats/tls.key",
+			want: "StatefulSet nats container nats: tls key_file /etc/nats/tls.key is not in a mounted Secret"},
+		{name: "TLS Secret key operators do not create", overlay: "prod", file: prodNATS, old: "              - key: ca.crt\n                path: ca.crt\n", nu: "              - key: ca.pem\n                path: ca.crt\n",
+			want: "cluster tls ca_file: Secret nats-tls key ca.pem is neither in the overlay nor in example/secrets.yaml"},
+		{name: "service connecting without tls://", overlay: "prod", file: prodKust, old: "HOOKBUS_NATS_URL=tls://nats:4222", nu: "HOOKBUS_NATS_URL=nats://nats:4222",
+			want: `Deployment hookbus-registry container hookbus: HOOKBUS_NATS_URL "nats://nats:4222": overlay prod wants tls:// URLs`},
+		{name: "service not verifying NATS against its CA", overlay: "prod", file: prodKust, old: "      - HOOKBUS_NATS_CA=/etc/hookbus/nats-ca/ca.crt\n", nu: "",
+			want: "Deployment hookbus-dispatcher container hookbus: HOOKBUS_NATS_CA is not set"},
+		{name: "service CA file not mounted", overlay: "prod", file: prodHookbus, old: "mountPath: /etc/hookbus/nats-ca", nu: "mountPath: /etc/hookbus/ca",
+			want: "Deployment hookbus-persistence container hookbus: HOOKBUS_NATS_CA /etc/hookbus/nats-ca/ca.crt is not in a mounted Secret"},
+		{name: "service TLS against a NATS without TLS", file: hookbusKust, old: "nats://nats:4222", nu: "tls://nats:4222",
+			want: "Deployment hookbus-registry: connects over TLS (a tls:// URL or HOOKBUS_NATS_CA), but NATS serves no TLS"},
 
 		// Overlays.
 		{name: "prod with one NATS server", overlay: "prod", file: nats, old: "  replicas: 3\n", nu: "  replicas: 1\n",

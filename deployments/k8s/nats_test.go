@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -137,6 +138,14 @@ func (c *checker) checkNATS(w workload, rule overlayRule, haveRule bool) {
 	if _, ok := raw["max_payload"]; !ok {
 		c.addf("%s: %s sets no max_payload", where, cfgPath)
 	}
+	c.checkNATSTLSFiles(where, w.Namespace, spec, ctr, raw)
+	// The configuration names the pod's paths (/etc/nats-tls/tls.crt): the
+	// mounted Secrets are written under dir and the paths rewritten, with a
+	// throwaway certificate in place of the template's placeholders.
+	if err := c.writeNATSFiles(dir, w.Namespace, spec, ctr, cm, throwawayPKI()); err != nil {
+		c.addf("%s: %v", where, err)
+		return
+	}
 	opts, err := server.ProcessConfigFile(file)
 	if err != nil {
 		c.addf("%s: %s: %v", where, cfgPath, err)
@@ -153,6 +162,7 @@ func (c *checker) checkNATS(w workload, rule overlayRule, haveRule bool) {
 	if need := max(2<<20, maxEvent+64<<10); int(opts.MaxPayload) < need {
 		c.addf("%s: max_payload %d is below %d: Hookbus streams take messages of up to that (docs/decisions.md, Topology)", where, opts.MaxPayload, need)
 	}
+	c.checkNATSClientTLS(where, opts, rule, haveRule)
 	if opts.ServerName != w.Name+"-0" {
 		c.addf("%s: server_name is %q, want the pod's name ($POD_NAME), unique per server", where, opts.ServerName)
 	}
@@ -238,11 +248,143 @@ func (c *checker) checkNATS(w workload, rule overlayRule, haveRule bool) {
 		if svc := c.r.service(w.Namespace, sts.Spec.ServiceName); svc == nil || svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses {
 			c.addf("%s: serviceName %s must be a headless Service publishing addresses before the pods are ready", w, sts.Spec.ServiceName)
 		}
+		c.checkRoutes(where, opts, secretValues, rule, haveRule)
 	} else if len(opts.Routes) > 0 {
 		c.addf("%s: one server with %d cluster routes", where, len(opts.Routes))
 	}
 
 	c.checkNATSUsers(where, opts, secretValues)
+}
+
+// checkNATSTLSFiles: every certificate, key and CA file of the tls and
+// cluster tls blocks is in a Secret mounted in the container, and that key
+// is one operators create (the overlay's Secrets or example/).
+func (c *checker) checkNATSTLSFiles(where, namespace string, spec *corev1.PodSpec, ctr corev1.Container, raw map[string]any) {
+	blocks := map[string]any{"tls": raw["tls"]}
+	if cluster, ok := raw["cluster"].(map[string]any); ok {
+		blocks["cluster tls"] = cluster["tls"]
+	}
+	for _, name := range slices.Sorted(maps.Keys(blocks)) {
+		block, _ := blocks[name].(map[string]any)
+		for _, k := range []string{"cert_file", "key_file", "ca_file"} {
+			file, ok := block[k].(string)
+			if !ok {
+				continue
+			}
+			secret, key, mounted := c.mountedSecretFile(spec, ctr, file)
+			if !mounted {
+				c.addf("%s: %s %s %s is not in a mounted Secret", where, name, k, file)
+			} else if _, found := c.secretKey(namespace, secret, key); !found {
+				c.addf("%s: %s %s: Secret %s key %s is neither in the overlay nor in example/secrets.yaml", where, name, k, secret, key)
+			}
+		}
+	}
+}
+
+// writeNATSFiles writes what the NATS container reads into dir: the files
+// of ConfigMap cm, and the items of each Secret mounted in the container
+// under dir/secret-<volume>, with every such mount path in the ConfigMap's
+// files rewritten to it (the configuration names the pod's absolute paths,
+// which the test process does not have). Certificates and keys (tls.crt,
+// tls.key, ca.crt) come from pki, other keys from the overlay's Secrets or
+// the example/ template.
+func (c *checker) writeNATSFiles(dir, namespace string, spec *corev1.PodSpec, ctr corev1.Container, cm *corev1.ConfigMap, pki *testPKI) error {
+	var rewrite []string // mount path/, dir/
+	for _, m := range ctr.VolumeMounts {
+		i := slices.IndexFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name && v.Secret != nil })
+		if i < 0 {
+			continue
+		}
+		vol := spec.Volumes[i].Secret
+		to := filepath.Join(dir, "secret-"+m.Name)
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			return err
+		}
+		items := vol.Items
+		if len(items) == 0 {
+			if s, _ := c.secretObject(namespace, vol.SecretName); s != nil {
+				for k := range s.StringData {
+					items = append(items, corev1.KeyToPath{Key: k, Path: k})
+				}
+				for k := range s.Data {
+					items = append(items, corev1.KeyToPath{Key: k, Path: k})
+				}
+			}
+		}
+		for _, item := range items {
+			value, ok := pki.files()[item.Key]
+			if !ok {
+				v, found := c.secretKey(namespace, vol.SecretName, item.Key)
+				if !found {
+					return fmt.Errorf("volume %s: Secret %s key %s is neither in the overlay nor in example/secrets.yaml", m.Name, vol.SecretName, item.Key)
+				}
+				value = []byte(v)
+			}
+			if err := os.WriteFile(filepath.Join(to, item.Path), value, 0o600); err != nil {
+				return err
+			}
+		}
+		rewrite = append(rewrite, strings.TrimSuffix(m.MountPath, "/")+"/", to+"/")
+	}
+	r := strings.NewReplacer(rewrite...)
+	for name, data := range cm.Data {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(r.Replace(data)), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNATSClientTLS: where the overlay wants TLS, NATS serves clients over
+// TLS only; where it serves no TLS, no Hookbus service connects with TLS.
+func (c *checker) checkNATSClientTLS(where string, opts *server.Options, rule overlayRule, haveRule bool) {
+	if haveRule && rule.tls {
+		switch {
+		case opts.TLSConfig == nil:
+			c.addf("%s: clients connect over plain TCP: overlay %s wants a tls block (cert_file, key_file from a mounted Secret)", where, c.overlay)
+		case opts.AllowNonTLS:
+			c.addf("%s: allow_non_tls lets clients connect without TLS", where)
+		}
+	}
+	if opts.TLSConfig == nil {
+		for _, h := range c.hookbus {
+			if h.tls {
+				c.addf("%s: connects over TLS (a tls:// URL or %s), but NATS serves no TLS: it would never connect", h.w, envNATSCA)
+			}
+		}
+	}
+}
+
+// checkRoutes: cluster routes are authenticated with a password from a
+// Secret, which every route URL carries (a server logs in to the others
+// with the credentials of its route URL); where the overlay wants TLS, they
+// run over TLS and each server verifies the other's certificate against
+// the configured CA.
+func (c *checker) checkRoutes(where string, opts *server.Options, secretValues map[string]string, rule overlayRule, haveRule bool) {
+	if opts.Cluster.Username == "" {
+		c.addf("%s: cluster routes are not authenticated: whoever reaches port %d joins the cluster (want cluster { authorization { user, password } })", where, opts.Cluster.Port)
+	} else {
+		if _, ok := secretValues[opts.Cluster.Password]; !ok || opts.Cluster.Password == "" {
+			c.addf("%s: the route password (cluster authorization) does not come from a Secret", where)
+		}
+		for _, u := range opts.Routes {
+			pw, _ := u.User.Password()
+			if u.User.Username() != opts.Cluster.Username || pw != opts.Cluster.Password {
+				c.addf("%s: route %s does not carry the route credentials (user %s and its password): the other servers would refuse it", where, u.Host, opts.Cluster.Username)
+			}
+		}
+	}
+	if !haveRule || !rule.tls {
+		return
+	}
+	switch tc := opts.Cluster.TLSConfig; {
+	case tc == nil:
+		c.addf("%s: cluster routes run over plain TCP: overlay %s wants cluster { tls { cert_file, key_file, ca_file, verify: true } }", where, c.overlay)
+	case tc.InsecureSkipVerify:
+		c.addf("%s: cluster tls is insecure: a server would not verify the certificate of the server it routes to", where)
+	case tc.ClientCAs == nil:
+		c.addf("%s: cluster tls has no ca_file: the servers would verify each other against the system's CAs", where)
+	}
 }
 
 // checkNATSUsers: no anonymous access; every password comes from a

@@ -228,9 +228,12 @@ const (
 	pluginUser = "plugin-example"
 )
 
+// connect connects as user, with the user's own inbox prefix (the only
+// part of _INBOX its permissions let it read: docs/security.md).
 func connect(t *testing.T, url, user, password string) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.Name("deployments/k8s test as "+user))
+	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.Name("deployments/k8s test as "+user),
+		nats.CustomInboxPrefix(events.InboxPrefix(user)))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}

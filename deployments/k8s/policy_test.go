@@ -21,11 +21,15 @@ import (
 type overlayRule struct {
 	natsReplicas      int32
 	persistentVolumes bool // NATS data on PersistentVolumeClaims (else emptyDir)
+	// tls: NATS serves clients and routes over TLS, and every Hookbus
+	// service connects with tls:// URLs, verifying the server against a CA
+	// from a mounted Secret (HOOKBUS_NATS_CA).
+	tls bool
 }
 
 var overlayRules = map[string]overlayRule{
 	"dev":  {natsReplicas: 1, persistentVolumes: false},
-	"prod": {natsReplicas: 3, persistentVolumes: true},
+	"prod": {natsReplicas: 3, persistentVolumes: true, tls: true},
 }
 
 // servicesNotDeployedYet are services the binary may offer that have no
@@ -50,6 +54,7 @@ const (
 	envNATSUser       = "HOOKBUS_NATS_USER"
 	envNATSPassword   = "HOOKBUS_NATS_PASSWORD"
 	envNATSCreds      = "HOOKBUS_NATS_CREDS"
+	envNATSCA         = "HOOKBUS_NATS_CA"
 	envOpsAddr        = "HOOKBUS_OPS_ADDR"
 	envTopology       = "HOOKBUS_TOPOLOGY"
 	envStreamReplicas = "HOOKBUS_STREAM_REPLICAS"
@@ -58,13 +63,15 @@ const (
 	envPersistenceKF  = "HOOKBUS_PERSISTENCE_KEY_FILE"
 )
 
-var checkedVariables = []string{envNATSURL, envNATSUser, envNATSPassword, envNATSCreds, envOpsAddr, envTopology,
+var checkedVariables = []string{envNATSURL, envNATSUser, envNATSPassword, envNATSCreds, envNATSCA, envOpsAddr, envTopology,
 	envStreamReplicas, envMaxEventSize, envPersistenceKey, envPersistenceKF}
 
 // checker collects the problems of one rendered overlay.
 type checker struct {
 	r        *rendered
 	overlay  string
+	rule     overlayRule // what the overlay must deploy (haveRule: overlayRules has one)
+	haveRule bool
 	examples *rendered // example/: the Secrets operators create, with placeholder values
 	tmp      string    // where the NATS configuration is written to be parsed
 	setenv   func(key, value string)
@@ -80,6 +87,7 @@ type hookbusContainer struct {
 	w       workload
 	service string
 	env     map[string]envVar // effective HOOKBUS_* values (flags in args included)
+	tls     bool              // connects over TLS: a tls:// URL or HOOKBUS_NATS_CA
 }
 
 func (c *checker) addf(format string, args ...any) {
@@ -90,6 +98,7 @@ func (c *checker) addf(format string, args ...any) {
 func checkPolicy(r *rendered, overlay string, examples *rendered, tmp string, setenv func(key, value string)) []string {
 	c := &checker{r: r, overlay: overlay, examples: examples, tmp: tmp, setenv: setenv}
 	rule, ok := overlayRules[overlay]
+	c.rule, c.haveRule = rule, ok
 	if !ok {
 		c.addf("overlay %s: no rule in overlayRules says what it must deploy", overlay)
 	}
@@ -610,7 +619,7 @@ func (c *checker) effectiveEnv(where, namespace string, ctr corev1.Container) ma
 	for _, e := range ctr.Env {
 		switch vf := e.ValueFrom; {
 		case vf == nil:
-			env[e.Name] = envVar{Value: e.Value, Source: "env"}
+			env[e.Name] = envVar{Value: expandEnv(e.Value, env), Source: "env"}
 		case vf.SecretKeyRef != nil:
 			v, ok := c.secretKey(namespace, vf.SecretKeyRef.Name, vf.SecretKeyRef.Key)
 			if !ok {
@@ -634,6 +643,39 @@ func (c *checker) effectiveEnv(where, namespace string, ctr corev1.Container) ma
 		}
 	}
 	return env
+}
+
+// expandEnv expands $(NAME) in an env value as the kubelet does: NAME is a
+// variable defined before it (through envFrom or an earlier env entry), $$
+// is an escaped $, and a reference to nothing stays as it is written.
+func expandEnv(s string, env map[string]envVar) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				b.WriteString(s[i:])
+				return b.String()
+			}
+			if v, ok := env[s[i+2:i+2+end]]; ok {
+				b.WriteString(v.Value)
+			} else {
+				b.WriteString(s[i : i+3+end])
+			}
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
 }
 
 // secretObject finds a Secret in the overlay, or else in the example/
@@ -673,10 +715,12 @@ func (c *checker) mountedSecretFile(spec *corev1.PodSpec, ctr corev1.Container, 
 				continue
 			}
 			key := rel
-			for _, item := range v.Secret.Items {
-				if item.Path == rel {
-					key = item.Key
+			if len(v.Secret.Items) > 0 { // only the items listed are there
+				i := slices.IndexFunc(v.Secret.Items, func(item corev1.KeyToPath) bool { return item.Path == rel })
+				if i < 0 {
+					return "", "", false
 				}
+				key = v.Secret.Items[i].Key
 			}
 			return v.Secret.SecretName, key, true
 		}
@@ -744,16 +788,23 @@ func (c *checker) checkHookbus(w workload, ctr corev1.Container) {
 			}
 		}
 	}
+	value := func(name string) string { return env[name].Value }
 	h.env = env
+	h.tls = value(envNATSCA) != ""
+	for _, raw := range strings.Split(value(envNATSURL), ",") {
+		if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && u.Scheme == "tls" {
+			h.tls = true
+		}
+	}
 	c.hookbus = append(c.hookbus, h)
 
 	// Required settings.
-	value := func(name string) string { return env[name].Value }
 	if u := value(envNATSURL); u == "" {
 		c.addf("%s: %s is not set: serve would start an embedded NATS server in the pod", where, envNATSURL)
 	} else {
 		c.checkNATSURL(where, w.Namespace, u)
 	}
+	c.checkHookbusTLS(w, ctr, where, value(envNATSURL), value(envNATSCA))
 	switch user, creds := value(envNATSUser), value(envNATSCreds); {
 	case user != "" && creds != "":
 		c.addf("%s: sets both %s and %s", where, envNATSUser, envNATSCreds)
@@ -812,6 +863,36 @@ func (c *checker) checkHookbus(w workload, ctr corev1.Container) {
 	probe("startup", ctr.StartupProbe, "/livez", "/readyz")
 }
 
+// checkHookbusTLS: in an overlay whose NATS serves clients over TLS, the
+// service connects with tls:// URLs only and verifies the server against a
+// CA (HOOKBUS_NATS_CA), not the system's CAs, which did not sign it; the
+// CA file is in a mounted Secret whose key operators create. (checkNATS
+// reports a service that uses TLS against a NATS that serves none.)
+func (c *checker) checkHookbusTLS(w workload, ctr corev1.Container, where, urls, ca string) {
+	if c.haveRule && c.rule.tls {
+		for _, raw := range strings.Split(urls, ",") {
+			if urls == "" {
+				break // reported by checkHookbus
+			}
+			if u, err := url.Parse(strings.TrimSpace(raw)); err != nil || u.Scheme != "tls" {
+				c.addf("%s: %s %q: overlay %s wants tls:// URLs: NATS serves clients over TLS only", where, envNATSURL, raw, c.overlay)
+			}
+		}
+		if ca == "" {
+			c.addf("%s: %s is not set: the service would check NATS' certificate against the system's CAs, not the CA that signed it", where, envNATSCA)
+		}
+	}
+	if ca == "" {
+		return
+	}
+	secret, key, ok := c.mountedSecretFile(&w.Template.Spec, ctr, ca)
+	if !ok {
+		c.addf("%s: %s %s is not in a mounted Secret", where, envNATSCA, ca)
+	} else if _, found := c.secretKey(w.Namespace, secret, key); !found {
+		c.addf("%s: %s: Secret %s key %s is neither in the overlay nor in example/secrets.yaml", where, envNATSCA, secret, key)
+	}
+}
+
 // checkNATSURL: every URL names a Service of the namespace, on a port it
 // has, that selects the NATS pods.
 func (c *checker) checkNATSURL(where, namespace, urls string) {
@@ -844,7 +925,7 @@ func (c *checker) checkNATSURL(where, namespace, urls string) {
 func (c *checker) checkServices() {
 	deployed := map[string]string{} // service -> workload
 	users := map[string]string{}    // NATS user -> service
-	ensure := 0
+	creators := 0
 	for _, h := range c.hookbus {
 		if h.service == "" {
 			continue
@@ -860,15 +941,19 @@ func (c *checker) checkServices() {
 			users[u] = h.service
 		}
 		switch t := c.effective(h, envTopology); t {
+		case "create":
+			creators++
 		case "ensure":
-			ensure++
+			// Only admin may update a stream or bucket (docs/security.md):
+			// a service's user would be refused the update.
+			c.addf("%s: %s is ensure, but a service's NATS user may not update streams and buckets: want create (or check)", h.w, envTopology)
 		case "check":
 		default:
-			c.addf("%s: %s is %q, want ensure or check", h.w, envTopology, t)
+			c.addf("%s: %s is %q, want create or check", h.w, envTopology, t)
 		}
 	}
-	if len(c.hookbus) > 0 && ensure == 0 {
-		c.addf("no Hookbus service runs with %s=ensure: nothing would create the streams and buckets", envTopology)
+	if len(c.hookbus) > 0 && creators == 0 {
+		c.addf("no Hookbus service runs with %s=create: nothing would create the streams and buckets", envTopology)
 	}
 	for _, s := range binary.Services {
 		if _, ok := deployed[s]; !ok && servicesNotDeployedYet[s] == "" {

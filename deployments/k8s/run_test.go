@@ -47,7 +47,7 @@ func TestDevOverlayRuns(t *testing.T) {
 	// The registry creates the streams and buckets; it starts first.
 	deployments := slices.Clone(r.Deployments)
 	slices.SortStableFunc(deployments, func(a, b *appsv1.Deployment) int {
-		return cmp.Compare(topology(c, a), topology(c, b)) // "check" < "ensure"
+		return cmp.Compare(topology(c, a), topology(c, b)) // "check" < "create"
 	})
 	slices.Reverse(deployments)
 	var services []*service
@@ -98,6 +98,8 @@ func TestDevOverlayRuns(t *testing.T) {
 		t.Errorf("plugin-example read the auth store:\n%s", out)
 	}
 	runPlugins(t, srv.ClientURL(), users, cli)
+	// The example workers (Go, Node.js) as processes with only plugin-example's credentials.
+	runExamples(t, srv.ClientURL(), users, cli)
 
 	for _, s := range services {
 		s.stop(t)

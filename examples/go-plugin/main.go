@@ -6,6 +6,10 @@
 //	go run ./examples/go-plugin -name greeter-go -event com.example.greeting -priority 10
 //	hookbus call --type com.example.greeting --data '{"name":"ada"}'
 //
+// Against NATS with users (Kubernetes, docs/security.md) it connects as
+// HOOKBUS_NATS_USER with HOOKBUS_NATS_PASSWORD, what `hookbus plugin
+// credentials NAME` prints.
+//
 // It registers and starts itself, answers chain steps until SIGINT or
 // SIGTERM, then finishes the steps in progress and leaves the plugin as it
 // is (-exit delete takes it out of the chain).
@@ -46,7 +50,14 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nc, err := nats.Connect(*url, nats.Name(*name), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.Name(*name), nats.MaxReconnects(-1)}
+	if user := os.Getenv("HOOKBUS_NATS_USER"); user != "" {
+		// The user `hookbus plugin credentials NAME` made reads its
+		// replies only under its own inbox prefix (docs/security.md).
+		opts = append(opts, nats.UserInfo(user, os.Getenv("HOOKBUS_NATS_PASSWORD")),
+			nats.CustomInboxPrefix(events.InboxPrefix(user)))
+	}
+	nc, err := nats.Connect(*url, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}

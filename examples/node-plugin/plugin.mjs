@@ -6,19 +6,24 @@
 //   npm ci && node plugin.mjs --nats-url nats://127.0.0.1:4222 \
 //     --name greeter-node --event com.example.greeting --priority 20
 //
+// With NATS users (docs/security.md), it connects as HOOKBUS_NATS_USER with
+// HOOKBUS_NATS_PASSWORD (what `hookbus plugin credentials NAME` prints) and
+// reads its replies under its own inbox prefix _INBOX.<user>.
+//
 // What it does, in protocol terms:
 //   1. subscribes to hookbus.plugin.<name>.call in queue group <name> (chain
 //      steps: a CloudEvent whose data is the current state; the answer is
 //      {"action":"continue"|"halt","state":...} or {"error":"..."});
 //   2. registers and starts the plugin by publishing command CloudEvents to
-//      hookbus.cmd.plugin.register / .start with a Hookbus-Reply-To header,
-//      and reads the registry's answers (--no-register skips this, for when
-//      an operator registers it with `hookbus plugin register/start`);
+//      hookbus.cmd.plugin.register.<name> / .start.<name> with a
+//      Hookbus-Reply-To header naming hookbus.answer.plugin.<name>.<id>, and
+//      reads the registry's answers there (--no-register skips this, for
+//      when an operator registers it with `hookbus plugin register/start`);
 //   3. prints "plugin <name> ready (<status>)" and serves until SIGINT or
 //      SIGTERM, then drains: steps already received are answered.
 import { createHash, randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
-import { connect, createInbox, headers, Match } from "nats";
+import { connect, headers, Match } from "nats";
 
 const { values: opts } = parseArgs({
   options: {
@@ -86,15 +91,24 @@ function step(msg) {
   return { action: opts.halt ? "halt" : "continue", state };
 }
 
-const nc = await connect({ servers: opts["nats-url"], name, maxReconnectAttempts: -1 });
+const user = process.env.HOOKBUS_NATS_USER;
+const nc = await connect({
+  servers: opts["nats-url"],
+  name,
+  maxReconnectAttempts: -1,
+  // A NATS user reads only its own part of _INBOX (docs/security.md).
+  ...(user ? { user, pass: process.env.HOOKBUS_NATS_PASSWORD, inboxPrefix: `_INBOX.${user}` } : {}),
+});
 const js = nc.jetstream();
 
 // command sends a plugin command and returns the registry's answer
 // ({"plugins": [...]} or {"plugins": null, "error": {"code", "message"}}).
 async function command(op, data) {
-  const inbox = createInbox();
-  const answers = nc.subscribe(inbox, { max: 1, timeout: 15000 });
   const id = randomUUID();
+  // The answer's subject names the plugin: only users allowed to command
+  // it may read it, and the registry answers nowhere else.
+  const answerTo = `hookbus.answer.plugin.${name}.${id}`;
+  const answers = nc.subscribe(answerTo, { max: 1, timeout: 15000 });
   const type = `hookbus.cmd.plugin.${op}`;
   const h = headers();
   h.set("ce-specversion", "1.0");
@@ -103,9 +117,9 @@ async function command(op, data) {
   h.set("ce-type", type);
   h.set("ce-time", new Date().toISOString());
   h.set("content-type", "application/json");
-  h.set("Hookbus-Reply-To", inbox);
+  h.set("Hookbus-Reply-To", answerTo);
   h.set("Nats-Msg-Id", msgID(source, id));
-  await js.publish(type, enc.encode(JSON.stringify(data)), { headers: h, expect: { streamName: "HOOKBUS_COMMANDS" } });
+  await js.publish(`${type}.${name}`, enc.encode(JSON.stringify(data)), { headers: h, expect: { streamName: "HOOKBUS_COMMANDS" } });
   for await (const m of answers) {
     return JSON.parse(dec.decode(m.data));
   }
@@ -119,6 +133,13 @@ const steps = nc.subscribe(`hookbus.plugin.${name}.call`, {
   callback: (err, msg) => {
     if (err) {
       console.error(`subscription: ${err.message}`);
+      return;
+    }
+    // Steps come only from the dispatcher, which asks from its inbox; a
+    // message a JetStream push consumer delivers has a $JS.ACK. reply and
+    // is not a step (docs/security.md).
+    if (!msg.reply || !msg.reply.startsWith("_INBOX.")) {
+      console.error(`step refused: reply subject ${msg.reply || "(none)"} is not an inbox`);
       return;
     }
     msg.respond(enc.encode(JSON.stringify(step(msg))));

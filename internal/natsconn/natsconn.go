@@ -13,11 +13,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookbus/hookbus/pkg/events"
 )
 
 // Config says where and how to connect.
 type Config struct {
-	// URL is one or more comma-separated nats:// URLs.
+	// URL is one or more comma-separated nats:// or tls:// URLs.
 	URL string
 	// Name identifies the connection in the server's monitoring.
 	Name string
@@ -26,6 +28,12 @@ type Config struct {
 	// User and Password authenticate without a credentials file; optional.
 	User     string
 	Password string
+	// CAFile is a PEM file of the CA(s) that signed the server's
+	// certificate; optional. When set, the connection requires TLS and
+	// verifies the server against these CAs only (not the system's). The
+	// file is read again on every (re)connection, so a renewed CA in a
+	// mounted Secret is picked up without a restart.
+	CAFile string
 	// DrainTimeout bounds Drain on shutdown.
 	DrainTimeout time.Duration
 }
@@ -52,12 +60,15 @@ func (c Config) String() string {
 	if c.Password != "" {
 		pw = "***"
 	}
-	return fmt.Sprintf("{URL:%s Name:%s CredsFile:%s User:%s Password:%s}", c.URL, c.Name, c.CredsFile, c.User, pw)
+	return fmt.Sprintf("{URL:%s Name:%s CredsFile:%s User:%s Password:%s CAFile:%s}", c.URL, c.Name, c.CredsFile, c.User, pw, c.CAFile)
 }
 
 // Connect connects, retrying every second until the server answers or ctx
 // ends. The connection reconnects for ever afterwards; every change of
-// state is logged.
+// state is logged. A CA file that cannot be read or holds no certificate
+// fails at once; a server that does not offer TLS, or whose certificate
+// the CA did not sign, is retried like an unreachable one (the CA file in
+// a mounted Secret may be renewed meanwhile).
 func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -90,7 +101,18 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
 	if cfg.User != "" {
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+		// Each user's replies arrive under its own prefix, the only part
+		// of _INBOX its permissions let it read (docs/security.md).
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password), nats.CustomInboxPrefix(events.InboxPrefix(cfg.User)))
+	}
+	if cfg.CAFile != "" {
+		// TLS required (nats.RootCAs sets Secure), the server verified
+		// against these CAs, TLS 1.2 at least.
+		ca := nats.RootCAs(cfg.CAFile)
+		if err := ca(&nats.Options{}); err != nil {
+			return nil, fmt.Errorf("nats ca: %w", err)
+		}
+		opts = append(opts, ca)
 	}
 	for {
 		nc, err := nats.Connect(cfg.URL, opts...)

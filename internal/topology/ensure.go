@@ -26,6 +26,7 @@ type Result struct {
 	Resource string // "stream HOOKBUS_EVENTS", "bucket hookbus_auth"
 	Action   Action
 	Changed  []Drift // what an update changed
+	Drifted  []Drift // what differs and was left as it is (Create)
 }
 
 // Ensure creates every missing stream and bucket and updates those whose
@@ -34,16 +35,36 @@ type Result struct {
 // update in place (storage type, retention) is returned as an error naming
 // the resource and the field; nothing is deleted.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Result, error) {
+	return ensure(ctx, js, cfg, true)
+}
+
+// Create creates every missing stream and bucket and changes nothing that
+// exists: a resource whose settings differ from cfg is reported in a
+// *DriftError after the missing ones are created. It is what a service
+// whose NATS user may create but not update (the registry: docs/security.md)
+// runs; updating is an operator's `hookbus topology ensure`.
+func Create(ctx context.Context, js jetstream.JetStream, cfg Config) ([]Result, error) {
+	return ensure(ctx, js, cfg, false)
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, cfg Config, update bool) ([]Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("topology: %w", err)
 	}
-	var results []Result
+	var (
+		results []Result
+		drifts  []Drift
+	)
 	for _, r := range cfg.resources(js) {
-		res, err := r.ensure(ctx, js)
+		res, err := r.ensure(ctx, js, update)
 		if err != nil {
 			return results, err
 		}
+		drifts = append(drifts, res.Drifted...)
 		results = append(results, res)
+	}
+	if len(drifts) > 0 {
+		return results, &DriftError{Drifts: drifts}
 	}
 	return results, nil
 }
@@ -105,8 +126,8 @@ func bucketResource(js jetstream.JetStream, want jetstream.KeyValueConfig) resou
 	}
 }
 
-// ensure creates r if missing and updates it if it drifted.
-func (r resource) ensure(ctx context.Context, js jetstream.JetStream) (Result, error) {
+// ensure creates r if missing and, if update, updates it if it drifted.
+func (r resource) ensure(ctx context.Context, js jetstream.JetStream, update bool) (Result, error) {
 	res := Result{Resource: r.name}
 	s, err := js.Stream(ctx, r.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -120,8 +141,9 @@ func (r resource) ensure(ctx context.Context, js jetstream.JetStream) (Result, e
 		return res, fmt.Errorf("look up %s: %w", r.name, err)
 	}
 	res.Changed = r.diff(s.CachedInfo().Config)
-	if len(res.Changed) == 0 {
+	if len(res.Changed) == 0 || !update {
 		res.Action = Unchanged
+		res.Changed, res.Drifted = nil, res.Changed
 		return res, nil
 	}
 	if err := r.update(ctx); err != nil {

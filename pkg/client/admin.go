@@ -103,14 +103,19 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 	if err := cmd.Validate(op); err != nil {
 		return nil, err
 	}
-	subject, err := events.CommandSubject("plugin", string(op))
+	target := cmd.Target()
+	subject, err := events.CommandSubject("plugin", string(op), target)
+	if err != nil {
+		return nil, err
+	}
+	answerTo, err := events.AnswerSubject("plugin", target, newID())
 	if err != nil {
 		return nil, err
 	}
 	e := event.New()
 	e.SetID(newID())
 	e.SetSource(commandSource)
-	e.SetType(subject)
+	e.SetType(events.CommandTypePrefix + string(op))
 	e.SetTime(time.Now())
 	if err := e.SetData(event.ApplicationJSON, cmd); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -119,13 +124,12 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 	if err != nil {
 		return nil, err
 	}
-	inbox := c.nc.NewRespInbox()
-	sub, err := c.nc.SubscribeSync(inbox)
+	sub, err := c.nc.SubscribeSync(answerTo)
 	if err != nil {
 		return nil, fmt.Errorf("%s: subscribe for the answer: %w", op, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	msg.Header.Set(events.HeaderReplyTo, inbox)
+	msg.Header.Set(events.HeaderReplyTo, answerTo)
 
 	ack, err := c.publish(ctx, msg, events.StreamCommands)
 	if err != nil {

@@ -314,6 +314,12 @@ func (w *worker) subscribeSteps(ctx context.Context) (*nats.Subscription, error)
 		return nil, err
 	}
 	sub, err := w.c.nc.QueueSubscribe(subject, w.name, func(m *nats.Msg) {
+		if err := events.CheckRequestReply(m.Reply); err != nil {
+			// Only the dispatcher sends steps, from its inbox; a JetStream
+			// push consumer's delivery ($JS.ACK. reply) is not one.
+			w.log.Warn("chain step refused", "err", err)
+			return
+		}
 		// Waits while every handler is busy: later steps wait in the
 		// subscription, and time out at the dispatcher if that is too long.
 		select {
@@ -572,14 +578,13 @@ func (w *worker) running() (bool, <-chan struct{}) {
 }
 
 // watchLifecycle follows the lifecycle events of the plugin and of its
-// hard dependencies, from now on, through an ordered consumer (which
-// resumes where it was after a reconnect). The returned function stops it;
-// no callback runs once it has returned.
+// hard dependencies, from now on, with a core subscription: lifecycle
+// events are stored in HOOKBUS_LIFECYCLE and reach core subscribers too,
+// and a worker's NATS user may create no consumer (docs/security.md).
+// After a reconnect, what passed meanwhile is read back from the registry
+// (resync). The returned function stops it; no callback runs once it has
+// returned.
 func (w *worker) watchLifecycle(ctx context.Context) (stop func(), err error) {
-	stream, err := w.c.js.Stream(ctx, events.StreamLifecycle)
-	if err != nil {
-		return nil, fmt.Errorf("serve %s: stream %s: %w (is Hookbus running and the topology in place?)", w.name, events.StreamLifecycle, err)
-	}
 	own, err := events.LifecycleSubject(w.name)
 	if err != nil {
 		return nil, err
@@ -592,59 +597,114 @@ func (w *worker) watchLifecycle(ctx context.Context) (stop func(), err error) {
 		}
 		subjects = append(subjects, s)
 	}
-	cons, err := w.c.js.OrderedConsumer(ctx, events.StreamLifecycle, jetstream.OrderedConsumerConfig{
-		FilterSubjects: subjects,
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    stream.CachedInfo().State.LastSeq + 1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("serve %s: watch lifecycle: %w", w.name, err)
-	}
 	var (
 		mu      sync.Mutex
 		stopped bool
 		starts  sync.WaitGroup
+		subs    []*nats.Subscription
 	)
 	startCtx, cancelStarts := context.WithCancel(ctx)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	// Not in the watch's goroutine: the start's answer must not wait
+	// behind the lifecycle events it causes. start does nothing unless a
+	// start is wanted.
+	startAgain := func() {
+		starts.Go(func() {
+			if err := w.start(startCtx); err != nil && startCtx.Err() == nil {
+				w.log.Warn("start after a dependency started or a reconnect", "err", err)
+			}
+		})
+	}
+	// One handler for every subject, so events are taken in the order
+	// they arrive on the connection.
+	handle := func(m *nats.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
 		if stopped {
 			return
 		}
-		if m.Subject() == own {
+		if m.Subject == own {
 			w.ownLifecycle(m)
 			return
 		}
 		if w.dependencyStarted(m) {
-			// Not in this goroutine: the start's answer must not wait
-			// behind the lifecycle events it causes.
-			starts.Go(func() {
-				if err := w.start(startCtx); err != nil && startCtx.Err() == nil {
-					w.log.Warn("start after a dependency started", "err", err)
-				}
-			})
+			startAgain()
 		}
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		w.log.Debug("lifecycle watch", "err", err)
-	}))
-	if err != nil {
-		cancelStarts()
-		return nil, fmt.Errorf("serve %s: watch lifecycle: %w", w.name, err)
 	}
-	return func() {
-		cc.Stop()
+	stopAll := func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
 		mu.Lock()
 		stopped = true
 		mu.Unlock()
 		cancelStarts()
 		starts.Wait()
+	}
+	ch := make(chan *nats.Msg, 256)
+	for _, subject := range subjects {
+		sub, err := w.c.nc.ChanSubscribe(subject, ch)
+		if err != nil {
+			stopAll()
+			return nil, fmt.Errorf("serve %s: watch lifecycle: %w", w.name, err)
+		}
+		subs = append(subs, sub)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := w.c.nc.FlushWithContext(fctx); err != nil {
+		stopAll()
+		return nil, fmt.Errorf("serve %s: watch lifecycle: %w", w.name, err)
+	}
+	reconnected := w.c.nc.StatusChanged(nats.CONNECTED)
+	done := make(chan struct{})
+	go func(reconnected <-chan nats.Status) {
+		defer close(done)
+		for {
+			select {
+			case m := <-ch:
+				handle(m)
+			case _, ok := <-reconnected:
+				if !ok {
+					reconnected = nil // closed by stop
+					continue
+				}
+				w.resync(startCtx)
+				mu.Lock()
+				if !stopped {
+					startAgain() // a dependency may have started meanwhile
+				}
+				mu.Unlock()
+			case <-startCtx.Done():
+				return
+			}
+		}
+	}(reconnected)
+	return func() {
+		w.c.nc.RemoveStatusListener(reconnected)
+		stopAll()
+		<-done
 	}, nil
+}
+
+// resync reads the plugin's state back from the registry after a
+// reconnect: lifecycle events sent meanwhile were not received.
+func (w *worker) resync(ctx context.Context) {
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	p, err := w.c.Get(gctx, w.name)
+	cancel()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return // not registered yet, or unregistered: the next command says
+	case err != nil:
+		w.log.Warn("read the plugin's state after a reconnect", "err", err)
+		return
+	}
+	w.update(p)
 }
 
 // ownLifecycle records a lifecycle event of the plugin and calls its
 // callback.
-func (w *worker) ownLifecycle(m jetstream.Msg) {
+func (w *worker) ownLifecycle(m *nats.Msg) {
 	kind, p, seq, ok := w.readLifecycle(m)
 	if !ok {
 		return
@@ -679,7 +739,7 @@ func (w *worker) ownLifecycle(m jetstream.Msg) {
 
 // dependencyStarted reports whether m says a hard dependency now runs
 // while the plugin waits to be started.
-func (w *worker) dependencyStarted(m jetstream.Msg) bool {
+func (w *worker) dependencyStarted(m *nats.Msg) bool {
 	kind, p, _, ok := w.readLifecycle(m)
 	if !ok || kind == events.LifecycleUnregistered || !p.Status.Running() {
 		return false
@@ -692,15 +752,15 @@ func (w *worker) dependencyStarted(m jetstream.Msg) bool {
 // readLifecycle decodes a lifecycle event: the change (the type after
 // hookbus.plugin.), the plugin state, and the command sequence from the id
 // (<command_seq>-<name>).
-func (w *worker) readLifecycle(m jetstream.Msg) (kind string, p events.Plugin, seq uint64, ok bool) {
-	e, err := events.Decode(m.Headers(), m.Data())
+func (w *worker) readLifecycle(m *nats.Msg) (kind string, p events.Plugin, seq uint64, ok bool) {
+	e, err := events.Decode(m.Header, m.Data)
 	if err != nil {
-		w.log.Warn("unreadable lifecycle event", "subject", m.Subject(), "err", err)
+		w.log.Warn("unreadable lifecycle event", "subject", m.Subject, "err", err)
 		return "", p, 0, false
 	}
 	kind, found := strings.CutPrefix(e.Type(), events.LifecycleTypePrefix)
 	if err := json.Unmarshal(e.Data(), &p); !found || err != nil {
-		w.log.Warn("unreadable lifecycle event", "subject", m.Subject(), "event_type", e.Type(), "err", err)
+		w.log.Warn("unreadable lifecycle event", "subject", m.Subject, "event_type", e.Type(), "err", err)
 		return "", p, 0, false
 	}
 	head, _, _ := strings.Cut(e.ID(), "-")

@@ -790,3 +790,42 @@ func TestServeWaitsForHookbus(t *testing.T) {
 	natstest.RunService(t, svc)
 	waitStatus(t, b.client, "early", events.StatusStarted)
 }
+
+// A message on the plugin's step subject whose reply is not an inbox is not
+// a step: only the dispatcher sends steps, from its inbox, and a JetStream
+// push consumer aimed at the subject delivers with a $JS.ACK. reply.
+func TestServeIgnoresStepsWithoutInboxReply(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	var calls atomic.Int32
+	startServe(t, b.client, client.Plugin{
+		Spec: events.PluginSpec{Name: "p", Event: testType},
+		Chain: func(_ context.Context, s *client.Step) (client.StepResult, error) {
+			calls.Add(1)
+			return client.StepResult{}, nil
+		},
+	})
+	waitStatus(t, b.client, "p", events.StatusStarted)
+	ackSub, err := b.nc.SubscribeSync("$JS.ACK.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, reply := range []string{"$JS.ACK.HOOKBUS_EVENTS.push.1.7.1.1700000000000000000.0", ""} {
+		m := stepMsg(t, `{"case":"pushed"}`, 1, 1)
+		m.Subject, m.Reply = "hookbus.plugin.p.call", reply
+		if err := b.nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A real step after them: answered, so the two before it were taken
+	// (one subscription, in order) and dropped.
+	if r := sendStep(t, b.nc, "p", stepMsg(t, `{"case":"real"}`, 1, 1)); r.Error != "" {
+		t.Fatalf("real step: %+v", r)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want once (for the step from an inbox)", n)
+	}
+	if m, err := ackSub.NextMsg(100 * time.Millisecond); err == nil {
+		t.Errorf("the worker answered on %s", m.Subject)
+	}
+}

@@ -6,7 +6,8 @@ import (
 )
 
 // PluginOp is a lifecycle operation on plugins, sent as a command
-// CloudEvent on hookbus.cmd.plugin.<op>.
+// CloudEvent on hookbus.cmd.plugin.<op>.<name> (hookbus.cmd.plugin.<op> for
+// a bulk operation on every plugin of an event).
 type PluginOp string
 
 // Plugin operations (DESIGN §1.1).
@@ -27,13 +28,23 @@ var PluginOps = []PluginOp{OpRegister, OpStart, OpStop, OpRestart, OpEnable, OpD
 func (op PluginOp) Valid() bool { return slices.Contains(PluginOps, op) }
 
 // CommandTypePrefix starts the CloudEvents type of every plugin command:
-// hookbus.cmd.plugin.<op>, the same as its subject.
+// hookbus.cmd.plugin.<op>, its subject without the plugin name.
 const CommandTypePrefix = "hookbus.cmd.plugin."
 
-// HeaderReplyTo names the subject a command's answer is sent to. A command
-// travels through a JetStream stream, whose own acknowledgement takes the
-// NATS reply subject, so the sender's inbox goes in this header.
+// HeaderReplyTo names the subject a command's answer is sent to
+// (AnswerSubject). A command travels through a JetStream stream, whose own
+// acknowledgement takes the NATS reply subject, so the answer's subject
+// goes in this header.
 const HeaderReplyTo = "Hookbus-Reply-To"
+
+// Target is the plugin the command is about: the declaration's name for
+// register, Name otherwise; "" for a bulk command by Event.
+func (c PluginCommand) Target() string {
+	if c.Plugin != nil {
+		return c.Plugin.Name
+	}
+	return c.Name
+}
 
 // PluginCommand is the data of a plugin command. Register carries Plugin;
 // every other operation names its target by Name or, for a bulk operation

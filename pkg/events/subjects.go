@@ -96,16 +96,83 @@ func PluginCallSubject(name string) (string, error) {
 	return SubjectRoot + ".plugin." + name + ".call", nil
 }
 
-// CommandSubject returns the subject of a lifecycle command:
-// hookbus.cmd.<kind>.<op>.
-func CommandSubject(kind, op string) (string, error) {
+// CommandSubject returns the subject of a lifecycle command about the
+// plugin or hook name: hookbus.cmd.<kind>.<op>.<name>. With name "" it is
+// the subject of a bulk command (every plugin of an event):
+// hookbus.cmd.<kind>.<op>. The name in the subject is what NATS
+// permissions limit a plugin worker's user to (docs/security.md).
+func CommandSubject(kind, op, name string) (string, error) {
 	if err := ValidateName("command kind", kind); err != nil {
 		return "", err
 	}
 	if err := ValidateName("command op", op); err != nil {
 		return "", err
 	}
-	return SubjectRoot + ".cmd." + kind + "." + op, nil
+	s := SubjectRoot + ".cmd." + kind + "." + op
+	if name == "" {
+		return s, nil
+	}
+	if err := ValidateName(kind, name); err != nil {
+		return "", err
+	}
+	return s + "." + name, nil
+}
+
+// AnswerSubject returns the subject the answer to a command about name is
+// sent on: hookbus.answer.<kind>.<name>.<id>, or hookbus.answer.<kind>.<id>
+// for a bulk command (name ""). id is the sender's random token. Only the
+// users allowed to command name may subscribe there.
+func AnswerSubject(kind, name, id string) (string, error) {
+	if err := ValidateName("answer id", id); err != nil {
+		return "", err
+	}
+	return answerPrefix(kind, name) + id, nil
+}
+
+func answerPrefix(kind, name string) string {
+	if name == "" {
+		return SubjectRoot + ".answer." + kind + "."
+	}
+	return SubjectRoot + ".answer." + kind + "." + name + "."
+}
+
+// CheckAnswerSubject reports whether replyTo is an answer subject for a
+// command about name (AnswerSubject with any id): the registry answers
+// nowhere else, so that a command cannot make it publish on a subject its
+// sender may not use.
+func CheckAnswerSubject(kind, name, replyTo string) error {
+	prefix := answerPrefix(kind, name)
+	id, ok := strings.CutPrefix(replyTo, prefix)
+	if !ok || ValidateName("answer id", id) != nil {
+		return invalid(HeaderReplyTo, "%q is not an answer subject of this command: want %s<id>, id of [A-Za-z0-9_-]{1,64}", replyTo, prefix)
+	}
+	return nil
+}
+
+// CheckRequestReply reports whether a request's reply subject is an inbox
+// (_INBOX. or a per-user _INBOX.<user>. prefix). Services answer only
+// there: a message a JetStream push consumer delivers carries a $JS.ACK.
+// reply, so pointing a consumer at a service's subject cannot make it act
+// (docs/security.md).
+func CheckRequestReply(reply string) error {
+	if !strings.HasPrefix(reply, InboxRoot+".") {
+		return invalid("reply", "%q: requests need an inbox reply subject (%s.…)", reply, InboxRoot)
+	}
+	return nil
+}
+
+// InboxRoot is the first token of every inbox. Each NATS user's inbox
+// prefix is InboxPrefix(user).
+const InboxRoot = "_INBOX"
+
+// InboxPrefix is the inbox prefix of the NATS user: _INBOX.<user>. Its
+// permissions let it subscribe to _INBOX.<user>.> and nothing else of
+// _INBOX (nats.CustomInboxPrefix; Node: inboxPrefix).
+func InboxPrefix(user string) string {
+	if user == "" {
+		return InboxRoot
+	}
+	return InboxRoot + "." + user
 }
 
 // LifecycleSubject returns the subject of lifecycle events about the plugin

@@ -142,9 +142,14 @@ func TestSubjectBuilders(t *testing.T) {
 		{"ResultSubject star", func() (string, error) { return events.ResultSubject("*") }, "", "type"},
 		{"PluginCallSubject", func() (string, error) { return events.PluginCallSubject("audit-log_1") }, "hookbus.plugin.audit-log_1.call", ""},
 		{"PluginCallSubject dotted", func() (string, error) { return events.PluginCallSubject("a.b") }, "", "plugin"},
-		{"CommandSubject", func() (string, error) { return events.CommandSubject("plugin", "register") }, "hookbus.cmd.plugin.register", ""},
-		{"CommandSubject bad kind", func() (string, error) { return events.CommandSubject("plug in", "register") }, "", "command kind"},
-		{"CommandSubject bad op", func() (string, error) { return events.CommandSubject("plugin", ">") }, "", "command op"},
+		{"CommandSubject", func() (string, error) { return events.CommandSubject("plugin", "register", "acl") }, "hookbus.cmd.plugin.register.acl", ""},
+		{"CommandSubject bulk", func() (string, error) { return events.CommandSubject("plugin", "stop", "") }, "hookbus.cmd.plugin.stop", ""},
+		{"CommandSubject bad kind", func() (string, error) { return events.CommandSubject("plug in", "register", "acl") }, "", "command kind"},
+		{"CommandSubject bad op", func() (string, error) { return events.CommandSubject("plugin", ">", "acl") }, "", "command op"},
+		{"CommandSubject bad name", func() (string, error) { return events.CommandSubject("plugin", "stop", "a.b") }, "", "plugin"},
+		{"AnswerSubject", func() (string, error) { return events.AnswerSubject("plugin", "acl", "x1") }, "hookbus.answer.plugin.acl.x1", ""},
+		{"AnswerSubject bulk", func() (string, error) { return events.AnswerSubject("plugin", "", "x1") }, "hookbus.answer.plugin.x1", ""},
+		{"AnswerSubject bad id", func() (string, error) { return events.AnswerSubject("plugin", "acl", "x.>") }, "", "answer id"},
 		{"LifecycleSubject", func() (string, error) { return events.LifecycleSubject("audit") }, "hookbus.lifecycle.audit", ""},
 		{"LifecycleSubject empty", func() (string, error) { return events.LifecycleSubject("") }, "", "name"},
 		{"DLQSubject", func() (string, error) { return events.DLQSubject("mailer") }, "hookbus.dlq.mailer", ""},
@@ -218,6 +223,43 @@ func TestSubjectConstants(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("constant %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestCheckAnswerSubject(t *testing.T) {
+	for _, tt := range []struct {
+		name, replyTo string
+		ok            bool
+	}{
+		{"acl", "hookbus.answer.plugin.acl.x1", true},
+		{"", "hookbus.answer.plugin.x1", true},
+		{"acl", "hookbus.answer.plugin.other.x1", false},
+		{"acl", "hookbus.answer.plugin.acl.x1.more", false},
+		{"acl", "hookbus.answer.plugin.acl.", false},
+		{"acl", "$KV.hookbus_plugins.other", false},
+		{"acl", "hookbus.lifecycle.other", false},
+		{"acl", "_INBOX.admin.x", false},
+		{"", "hookbus.answer.plugin.acl.x1", false},
+	} {
+		err := events.CheckAnswerSubject("plugin", tt.name, tt.replyTo)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckAnswerSubject(%q, %q) = %v, want ok %v", tt.name, tt.replyTo, err, tt.ok)
+		}
+	}
+}
+
+func TestCheckRequestReply(t *testing.T) {
+	for reply, ok := range map[string]bool{
+		"_INBOX.abc":                         true,
+		"_INBOX.plugin-acl.abc.1":            true,
+		"":                                   false,
+		"$JS.ACK.HOOKBUS_EVENTS.c.1.2.3.4.0": false,
+		"_INBOXx.abc":                        false,
+		"hookbus.answer.plugin.acl.x1":       false,
+	} {
+		if err := events.CheckRequestReply(reply); (err == nil) != ok {
+			t.Errorf("CheckRequestReply(%q) = %v, want ok %v", reply, err, ok)
 		}
 	}
 }

@@ -14,13 +14,19 @@ import (
 
 // serveCalls answers synchronous calls on hookbus.call.> (queue group
 // hookbus-dispatcher, so replicas share them) until ctx ends, running up to
-// Concurrency chains at once. Every call with a reply subject is answered:
-// calls taken while the dispatcher stops are answered "unavailable".
+// Concurrency chains at once. Every call with an inbox reply subject is
+// answered: calls taken while the dispatcher stops are answered
+// "unavailable". A message with no reply, or a reply that is not an inbox
+// (a JetStream push consumer's delivery: docs/security.md), is dropped.
 func (s *Service) serveCalls(ctx context.Context) error {
 	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sub, err := s.nc.QueueSubscribe(events.CallSubjects, events.DispatcherQueue, func(m *nats.Msg) {
+		if err := events.CheckRequestReply(m.Reply); err != nil {
+			s.log.Debug("call refused", "subject", m.Subject, "err", err)
+			return
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -50,9 +56,6 @@ func (s *Service) serveCalls(ctx context.Context) error {
 }
 
 func (s *Service) answerCall(ctx context.Context, m *nats.Msg) {
-	if m.Reply == "" {
-		return // a call without a reply subject has no one to answer
-	}
 	var res events.ChainResult
 	e, err := s.codec.Decode(m.Header, m.Data)
 	switch {

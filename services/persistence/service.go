@@ -209,6 +209,13 @@ func (s *Service) endpoints() []endpoint {
 // the subscriptions drain are answered too.
 func (s *Service) handler(base context.Context, name string, ep endpoint) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
+		if err := events.CheckRequestReply(req.Reply()); err != nil {
+			// A JetStream push consumer's delivery ($JS.ACK. reply), or a
+			// publish nobody waits for: never acted on (docs/security.md).
+			s.requests.WithLabelValues(name, "refused").Inc()
+			s.log.Warn("request refused: not from an inbox", "endpoint", name, "err", err)
+			return
+		}
 		s.mu.Lock()
 		tracked := !s.closing
 		if tracked {

@@ -41,9 +41,20 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 	replyTo := events.HeaderValue(msg.Headers(), events.HeaderReplyTo)
 	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
 	op, cmd, cerr := parseCommand(msg)
+	if cerr == nil && replyTo != "" {
+		if err := events.CheckAnswerSubject("plugin", cmd.Target(), replyTo); err != nil {
+			// Answering there would publish with the registry's rights
+			// where the sender may not: refuse the command, answer nobody.
+			log.Warn("command refused: reply subject", "err", err)
+			_ = msg.TermWithReason("reply subject refused")
+			return
+		}
+	}
 	if cerr != nil {
 		log.Warn("invalid command refused", "err", cerr)
-		s.answer(replyTo, events.CommandReply{Error: cerr})
+		if events.CheckAnswerSubject("plugin", subjectTarget(msg.Subject()), replyTo) == nil {
+			s.answer(replyTo, events.CommandReply{Error: cerr})
+		}
 		_ = msg.TermWithReason(cerr.Message)
 		return
 	}
@@ -69,17 +80,23 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 	}
 }
 
-// parseCommand reads the op from the subject and the command from the
-// CloudEvent's data; the CloudEvent type must match the subject.
+// parseCommand reads the op and the plugin from the subject
+// (hookbus.cmd.plugin.<op>.<name>, or hookbus.cmd.plugin.<op> for a bulk
+// command) and the command from the CloudEvent's data; the CloudEvent type
+// must be hookbus.cmd.plugin.<op>, and the command must be about the plugin
+// its subject names: NATS permissions limit who may publish on the
+// subject, so the subject, not the body, says which plugin may change.
 func parseCommand(msg jetstream.Msg) (events.PluginOp, events.PluginCommand, *events.CommandError) {
 	var cmd events.PluginCommand
-	op := events.PluginOp(strings.TrimPrefix(msg.Subject(), events.CommandTypePrefix))
+	rest := strings.TrimPrefix(msg.Subject(), events.CommandTypePrefix)
+	opName, target, _ := strings.Cut(rest, ".")
+	op := events.PluginOp(opName)
 	e, err := events.Decode(msg.Headers(), msg.Data())
 	if err != nil {
 		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
 	}
-	if e.Type() != msg.Subject() {
-		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("command type %q does not match its subject %q", e.Type(), msg.Subject())}
+	if want := events.CommandTypePrefix + opName; e.Type() != want {
+		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("command type %q does not match its subject %q: want %q", e.Type(), msg.Subject(), want)}
 	}
 	dec := json.NewDecoder(strings.NewReader(string(e.Data())))
 	dec.DisallowUnknownFields()
@@ -89,7 +106,18 @@ func parseCommand(msg jetstream.Msg) (events.PluginOp, events.PluginCommand, *ev
 	if err := cmd.Validate(op); err != nil {
 		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
 	}
+	if got := cmd.Target(); got != target {
+		msg := fmt.Sprintf("the subject names plugin %q, the command is about %q: a command about one plugin goes on %s%s.<name>, a bulk command (by event) on %s%s", target, got, events.CommandTypePrefix, op, events.CommandTypePrefix, op)
+		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
+	}
 	return op, cmd, nil
+}
+
+// subjectTarget is the plugin name a command subject ends with, "" for a
+// bulk command's subject.
+func subjectTarget(subject string) string {
+	_, target, _ := strings.Cut(strings.TrimPrefix(subject, events.CommandTypePrefix), ".")
+	return target
 }
 
 // execute plans the command on a caught-up view and writes the changes
@@ -226,10 +254,6 @@ func (s *Service) publishLifecycle(ctx context.Context, typ string, p events.Plu
 // answer sends reply to the sender's reply subject, if it gave a usable one.
 func (s *Service) answer(replyTo string, reply events.CommandReply) {
 	if replyTo == "" {
-		return
-	}
-	if err := events.ValidatePublishSubject(replyTo); err != nil {
-		s.log.Warn("command reply subject refused", "subject", replyTo, "err", err)
 		return
 	}
 	if reply.Plugins == nil && reply.Error == nil {

@@ -215,6 +215,19 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// inboxOnly drops a request whose reply subject is not an inbox: a
+// JetStream push consumer's delivery has a $JS.ACK. reply, and nothing is
+// answered there (docs/security.md).
+func (s *Service) inboxOnly(h micro.HandlerFunc) micro.Handler {
+	return micro.HandlerFunc(func(r micro.Request) {
+		if err := events.CheckRequestReply(r.Reply()); err != nil {
+			s.log.Debug("query refused", "subject", r.Subject(), "err", err)
+			return
+		}
+		h(r)
+	})
+}
+
 // addQueries starts the hookbus-registry micro service (get and list);
 // replicas share its endpoints through the micro queue group.
 func (s *Service) addQueries(kv jetstream.KeyValue) (micro.Service, error) {
@@ -226,11 +239,11 @@ func (s *Service) addQueries(kv jetstream.KeyValue) (micro.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("micro service: %w", err)
 	}
-	if err := svc.AddEndpoint("get", micro.HandlerFunc(func(r micro.Request) { s.serveGet(kv, r) }),
+	if err := svc.AddEndpoint("get", s.inboxOnly(func(r micro.Request) { s.serveGet(kv, r) }),
 		micro.WithEndpointSubject(events.RegistryGetSubject)); err != nil {
 		return nil, fmt.Errorf("endpoint get: %w", err)
 	}
-	if err := svc.AddEndpoint("list", micro.HandlerFunc(s.serveList),
+	if err := svc.AddEndpoint("list", s.inboxOnly(s.serveList),
 		micro.WithEndpointSubject(events.RegistryListSubject)); err != nil {
 		return nil, fmt.Errorf("endpoint list: %w", err)
 	}

@@ -232,7 +232,10 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 	}
 
 	send := func(t *testing.T, subject string, h nats.Header, data []byte) events.CommandReply {
-		inbox := nats.NewInbox()
+		inbox := "hookbus.answer.plugin.a." + nats.NewInbox()[len("_INBOX."):]
+		if !strings.HasSuffix(subject, ".a") {
+			inbox = "hookbus.answer.plugin." + nats.NewInbox()[len("_INBOX."):]
+		}
 		sub, err := nc.SubscribeSync(inbox)
 		if err != nil {
 			t.Fatal(err)
@@ -276,14 +279,20 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 		data    []byte
 		want    string
 	}{
-		{"not a cloudevent", "hookbus.cmd.plugin.start", nil, []byte("start a please"), "invalid event: specversion: not a CloudEvent"},
-		{"unknown op", "hookbus.cmd.plugin.explode", nil, nil, "invalid event: op"},
-		{"type and subject differ", "hookbus.cmd.plugin.start", nil, nil, `command type "hookbus.cmd.plugin.stop" does not match`},
-		{"unknown field", "hookbus.cmd.plugin.start", nil, nil, `unknown field "nmae"`},
+		{"not a cloudevent", "hookbus.cmd.plugin.start.a", nil, []byte("start a please"), "invalid event: specversion: not a CloudEvent"},
+		{"unknown op", "hookbus.cmd.plugin.explode.a", nil, nil, "invalid event: op"},
+		{"type and subject differ", "hookbus.cmd.plugin.start.a", nil, nil, `command type "hookbus.cmd.plugin.stop" does not match`},
+		{"unknown field", "hookbus.cmd.plugin.start.a", nil, nil, `unknown field "nmae"`},
+		{"subject names another plugin", "hookbus.cmd.plugin.stop.a", nil, nil, `the subject names plugin "a", the command is about "b"`},
+		{"register of another plugin", "hookbus.cmd.plugin.register.a", nil, nil, `the subject names plugin "a", the command is about "b"`},
+		{"one plugin on the bulk subject", "hookbus.cmd.plugin.stop", nil, nil, `the subject names plugin "", the command is about "a"`},
 	}
 	tests[1].h, tests[1].data = ce("hookbus.cmd.plugin.explode", `{"name":"a"}`)
 	tests[2].h, tests[2].data = ce("hookbus.cmd.plugin.stop", `{"name":"a"}`)
 	tests[3].h, tests[3].data = ce("hookbus.cmd.plugin.start", `{"nmae":"a"}`)
+	tests[4].h, tests[4].data = ce("hookbus.cmd.plugin.stop", `{"name":"b"}`)
+	tests[5].h, tests[5].data = ce("hookbus.cmd.plugin.register", `{"plugin":{"name":"b","event":"e"}}`)
+	tests[6].h, tests[6].data = ce("hookbus.cmd.plugin.stop", `{"name": "a"}`) // another id than tests[2]
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := send(t, tt.subject, tt.h, tt.data)
@@ -431,11 +440,14 @@ func render(ps []events.Plugin) string {
 // sendCommand publishes one command and waits for the answer, returning
 // the command's stream sequence.
 func sendCommand(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, id string, op events.PluginOp, cmd events.PluginCommand) (uint64, events.CommandReply, error) {
-	subject := "hookbus.cmd.plugin." + string(op)
+	subject, err := events.CommandSubject("plugin", string(op), cmd.Target())
+	if err != nil {
+		return 0, events.CommandReply{}, err
+	}
 	e := event.New()
 	e.SetID(id)
 	e.SetSource("/test")
-	e.SetType(subject)
+	e.SetType(events.CommandTypePrefix + string(op))
 	if err := e.SetData(event.ApplicationJSON, cmd); err != nil {
 		return 0, events.CommandReply{}, err
 	}
@@ -443,7 +455,10 @@ func sendCommand(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, id 
 	if err != nil {
 		return 0, events.CommandReply{}, err
 	}
-	inbox := nats.NewInbox()
+	inbox, err := events.AnswerSubject("plugin", cmd.Target(), id)
+	if err != nil {
+		return 0, events.CommandReply{}, err
+	}
 	ch := make(chan *nats.Msg, 4)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
@@ -464,4 +479,79 @@ func sendCommand(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, id 
 	var r events.CommandReply
 	err = json.Unmarshal(m.Data, &r)
 	return ack.Sequence, r, err
+}
+
+// A command whose Hookbus-Reply-To is not an answer subject of its plugin
+// is refused: the registry would otherwise publish, with its own rights,
+// wherever the sender asks (another plugin's state in the bucket, a forged
+// lifecycle event).
+func TestCommandWithForeignReplySubjectIsRefused(t *testing.T) {
+	srv, c, js := setup(t)
+	runRegistry(t, srv)
+	ctx := ctxT(t)
+	if _, err := c.Register(ctx, events.PluginSpec{Name: "other", Event: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Start(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := natstest.Connect(t, srv)
+	spy, err := nc.SubscribeSync(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := []string{"$KV.hookbus_plugins.other", "hookbus.lifecycle.other", "_INBOX.admin.x", "hookbus.answer.plugin.other"}
+	var last uint64
+	for i, replyTo := range targets {
+		e := event.New()
+		e.SetID(fmt.Sprintf("deputy-%d", i))
+		e.SetSource("/attacker")
+		e.SetType("hookbus.cmd.plugin.stop")
+		if err := e.SetData(event.ApplicationJSON, events.PluginCommand{Name: "other"}); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := events.Encode("hookbus.cmd.plugin.stop.other", &e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Header.Set(events.HeaderReplyTo, replyTo)
+		ack, err := js.PublishMsg(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	// Wait until the registry has settled every one of them.
+	natstest.Eventually(t, 5*time.Second, func() error {
+		info, err := js.Stream(ctx, events.StreamCommands)
+		if err != nil {
+			return err
+		}
+		if st := info.CachedInfo().State; st.Msgs != 0 || st.LastSeq < last {
+			return fmt.Errorf("%d commands not settled", st.Msgs)
+		}
+		return nil
+	})
+	after, err := c.Get(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Status != events.StatusStarted || after.Revision != before.Revision {
+		t.Errorf("other is %s at revision %d, want started at %d", after.Status, after.Revision, before.Revision)
+	}
+	if err := nc.Flush(); err != nil { // what the server routed to spy has arrived
+		t.Fatal(err)
+	}
+	for {
+		m, err := spy.NextMsg(0)
+		if err != nil {
+			break
+		}
+		for _, target := range targets {
+			if m.Subject == target {
+				t.Errorf("the registry published on %s", target)
+			}
+		}
+	}
 }

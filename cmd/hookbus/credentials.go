@@ -1,0 +1,199 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// workerUser is the NATS user of a plugin worker serving the plugins
+// names: exactly the plugin-example column of docs/security.md's
+// permission table, for each of its plugins.
+type workerUser struct {
+	User    string
+	Plugins []string
+}
+
+// publish lists the subjects the worker may publish on.
+func (w workerUser) publish() []string {
+	out := []string{
+		"# As an application: events, calls, plugin state.",
+		events.EventSubjects, events.CallSubjects,
+		events.RegistryGetSubject, events.RegistryListSubject,
+	}
+	for _, p := range w.Plugins {
+		consumer := events.NotifyConsumer(p)
+		out = append(out,
+			"# Plugin "+p+": its commands, dead letters and notify queue (read, acknowledged; never created).",
+			events.CommandTypePrefix+"*."+p,
+			events.SubjectRoot+".dlq."+p,
+			"$JS.API.CONSUMER.INFO."+events.StreamEvents+"."+consumer,
+			"$JS.API.CONSUMER.MSG.NEXT."+events.StreamEvents+"."+consumer,
+			"$JS.ACK."+events.StreamEvents+"."+consumer+".>",
+		)
+	}
+	return out
+}
+
+// subscribe lists the subjects the worker may subscribe to.
+func (w workerUser) subscribe() []string {
+	out := []string{
+		"# Its own inbox (JetStream answers and deliveries), lifecycle events.",
+		events.InboxPrefix(w.User) + ".>",
+		events.SubjectRoot + ".lifecycle.*",
+	}
+	for _, p := range w.Plugins {
+		out = append(out,
+			"# Plugin "+p+": chain steps (queue group "+p+" only), command answers.",
+			events.SubjectRoot+".plugin."+p+".call "+p,
+			events.SubjectRoot+".answer.plugin."+p+".>",
+		)
+	}
+	return out
+}
+
+// conf renders the user as a block of the NATS configuration, with
+// password the value after "password:" (a $VARIABLE or a quoted bcrypt
+// hash).
+func (w workerUser) conf(password string) string {
+	var b strings.Builder
+	list := func(indent string, items []string) {
+		for _, s := range items {
+			if strings.HasPrefix(s, "#") {
+				fmt.Fprintf(&b, "%s%s\n", indent, s)
+				continue
+			}
+			fmt.Fprintf(&b, "%s%q\n", indent, s)
+		}
+	}
+	fmt.Fprintf(&b, "{\n  user: %s\n  password: %s\n  permissions: {\n", w.User, password)
+	b.WriteString("    publish: {\n      allow: [\n")
+	list("        ", w.publish())
+	b.WriteString("      ]\n    }\n    subscribe: {\n      allow: [\n")
+	list("        ", w.subscribe())
+	b.WriteString("      ]\n    }\n")
+	b.WriteString("    # Answers to the chain steps it is sent, for as long as the dispatcher\n")
+	b.WriteString("    # may wait for one (step_timeout_ms is at most 5 min).\n")
+	b.WriteString("    allow_responses: {max: 1, expires: \"5m\"}\n  }\n}\n")
+	return b.String()
+}
+
+func newPluginCredentialsCmd() *cobra.Command {
+	var user, passwordEnv string
+	cmd := &cobra.Command{
+		Use:   "credentials NAME...",
+		Short: "Print a NATS user for the worker of these plugins, limited to them",
+		Long: `Print a NATS user for a plugin worker, limited to the plugins named
+(docs/security.md): the block to add to the users of account HOOKBUS in the
+NATS configuration (deployments/k8s/base/nats/accounts.conf; then reload
+NATS), a new random password, and what the worker sets to connect. The
+worker may send its own plugins' commands, answer their chain steps, read
+their notify queues, store their dead letters, and publish events and calls
+like an application; nothing of any other plugin, the auth store, or any
+stream, bucket or consumer definition.
+
+The password goes into the block as a bcrypt hash, or, with --password-env
+VAR, as $VAR for NATS to read from its environment (the Kubernetes
+manifests' way: put the password in Secret hookbus-nats-users under VAR).
+
+Workers in any language connect with the user, the password and the inbox
+prefix _INBOX.<user> (Go: nats.UserInfo, nats.CustomInboxPrefix; Node:
+user, pass, inboxPrefix).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, names []string) error {
+			w, err := newWorkerUser(user, names)
+			if err != nil {
+				return usageError{err}
+			}
+			password := randomPassword()
+			value := ""
+			if passwordEnv != "" {
+				if err := checkEnvName(passwordEnv); err != nil {
+					return usageError{err}
+				}
+				value = "$" + passwordEnv
+			} else {
+				hash, err := bcrypt.GenerateFromPassword([]byte(password), 11)
+				if err != nil {
+					return err
+				}
+				value = fmt.Sprintf("%q", hash)
+			}
+			return printCredentials(cmd.OutOrStdout(), w, value, password, passwordEnv)
+		},
+	}
+	cmd.Flags().StringVar(&user, "user", "", "the NATS user name (default plugin-<first NAME>)")
+	cmd.Flags().StringVar(&passwordEnv, "password-env", "", "write the password as $VAR (NATS reads it from its environment) instead of a bcrypt hash")
+	return cmd
+}
+
+func newWorkerUser(user string, names []string) (workerUser, error) {
+	for _, n := range names {
+		if err := events.ValidateName("plugin", n); err != nil {
+			return workerUser{}, err
+		}
+	}
+	if user == "" {
+		user = "plugin-" + names[0]
+	}
+	var unique []string
+	for _, n := range names {
+		if !slices.Contains(unique, n) {
+			unique = append(unique, n)
+		}
+	}
+	if err := events.ValidateName("user", user); err != nil {
+		return workerUser{}, err
+	}
+	return workerUser{User: user, Plugins: unique}, nil
+}
+
+func checkEnvName(s string) error {
+	for i, r := range s {
+		if r == '_' || 'A' <= r && r <= 'Z' || i > 0 && '0' <= r && r <= '9' {
+			continue
+		}
+		return fmt.Errorf("--password-env %q: want an environment variable name ([A-Z_][A-Z0-9_]*)", s)
+	}
+	if s == "" {
+		return fmt.Errorf("--password-env: empty")
+	}
+	return nil
+}
+
+func randomPassword() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func printCredentials(out io.Writer, w workerUser, value, password, passwordEnv string) error {
+	_, err := fmt.Fprintf(out, `# NATS user %[1]s for the worker of plugin(s) %[2]s (docs/security.md).
+# 1. Add this block to the users of account HOOKBUS in the NATS configuration
+#    (deployments/k8s/base/nats/accounts.conf), then reload NATS.
+%[3]s`, w.User, strings.Join(w.Plugins, ", "), w.conf(value))
+	if err != nil {
+		return err
+	}
+	if passwordEnv != "" {
+		if _, err := fmt.Fprintf(out, `# 2. Give NATS the password: key %[1]s of Secret hookbus-nats-users, e.g.
+#    kubectl create secret generic hookbus-nats-users --from-literal=%[1]s=%[2]s ... (with the other keys)
+`, passwordEnv, password); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(out, `# The worker connects with (keep the password secret; it is shown only here):
+HOOKBUS_NATS_USER=%s
+HOOKBUS_NATS_PASSWORD=%s
+# and reads its replies under the inbox prefix %s (Go: nats.CustomInboxPrefix; Node: inboxPrefix).
+`, w.User, password, events.InboxPrefix(w.User))
+	return err
+}
