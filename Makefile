@@ -27,7 +27,7 @@ image: ## Build the container image IMAGE:VERSION (default hookbus:<git describe
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
 .PHONY: test
-test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, the Kubernetes manifests' checks, then the e2e suite and a short chaos run
+test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, the Kubernetes manifests' checks and the attack suite (prints its summary line), then the e2e suite and a short chaos run
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
 	$(GO) vet -tags chaos ./chaos/
