@@ -91,15 +91,7 @@ func TestConfigValidate(t *testing.T) {
 
 func start(t *testing.T, cfg natsembed.Config) *natsembed.Server {
 	t.Helper()
-	srv, err := natsembed.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
+	return startLogged(t, cfg, nil)
 }
 
 func connect(t *testing.T, url string) jetstream.JetStream {
