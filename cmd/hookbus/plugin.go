@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -136,6 +137,7 @@ func newPluginRegisterCmd() *cobra.Command {
 		hard, soft           []string
 		stepTimeout          time.Duration
 		backoff              []time.Duration
+		declarationFlags     []string
 	)
 	cmd := &cobra.Command{
 		Use:   "register --name NAME --event EVENT [flags] | -f SPEC.json",
@@ -146,7 +148,7 @@ func newPluginRegisterCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file != "" {
-				if cmd.Flags().NFlag() > countSet(cmd, "file", "output", "timeout", "nats-url", "nats-creds", "nats-user") {
+				if countSet(cmd, declarationFlags...) > 0 {
 					return usageError{fmt.Errorf("-f takes the whole declaration: give no other plugin flags")}
 				}
 				b, err := os.ReadFile(file)
@@ -199,6 +201,13 @@ func newPluginRegisterCmd() *cobra.Command {
 	fl.StringVar(&onError, "on-error", "", "chain step error policy: skip (default), halt or fail")
 	fl.IntVar(&spec.Settings.MaxDeliver, "max-deliver", 0, "notify deliveries before dead-lettering (default 5)")
 	fl.DurationSliceVar(&backoff, "backoff", nil, "notify redelivery waits, e.g. 1s,5s,30s (default)")
+	// Every flag so far but -f is a part of the declaration; connection
+	// and output flags come next.
+	fl.VisitAll(func(fl *pflag.Flag) {
+		if fl.Name != "file" {
+			declarationFlags = append(declarationFlags, fl.Name)
+		}
+	})
 	f.bind(cmd, &cfg)
 	return cmd
 }
