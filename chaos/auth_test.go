@@ -110,11 +110,12 @@ func hexPassword() string {
 	}
 }
 
-// pluginCredentials runs `hookbus plugin credentials PLUGIN --user USER`
+// pluginCredentials runs `hookbus plugin credentials PLUGIN --user USER --event chaos.>`
 // and returns the user with the password it printed, and the user block
 // (with the password's bcrypt hash) to add to account HOOKBUS.
 func pluginCredentials(user, plugin string) (natsUser, string, error) {
-	cmd := exec.Command(hookbusBin, "plugin", "credentials", plugin, "--user", user)
+	// The workers register their plugins themselves, on chaos.* events.
+	cmd := exec.Command(hookbusBin, "plugin", "credentials", plugin, "--user", user, "--event", "chaos.>")
 	cmd.Env = cleanEnv()
 	out, err := cmd.Output()
 	if err != nil {

@@ -20,6 +20,10 @@ import (
 type workerUser struct {
 	User    string
 	Plugins []string
+	// Events are the event types (NATS subject patterns: a trailing >
+	// for a namespace) its plugins may be registered on; none: an
+	// operator registers them.
+	Events []string
 }
 
 // publish lists the subjects the worker may publish on.
@@ -33,7 +37,11 @@ func (w workerUser) publish() []string {
 		consumer := events.NotifyConsumer(p)
 		out = append(out,
 			"# Plugin "+p+": its commands, dead letters and notify queue (read, acknowledged; never created).",
-			events.CommandTypePrefix+"*."+p,
+			events.CommandTypePrefix+"*."+p)
+		for _, e := range w.Events {
+			out = append(out, events.CommandTypePrefix+"register."+p+"."+e)
+		}
+		out = append(out,
 			events.SubjectRoot+".dlq."+p,
 			"$JS.API.CONSUMER.INFO."+events.StreamEvents+"."+consumer,
 			"$JS.API.CONSUMER.MSG.NEXT."+events.StreamEvents+"."+consumer,
@@ -46,9 +54,9 @@ func (w workerUser) publish() []string {
 // subscribe lists the subjects the worker may subscribe to.
 func (w workerUser) subscribe() []string {
 	out := []string{
-		"# Its own inbox (JetStream answers and deliveries), lifecycle events.",
+		"# Its own inbox (JetStream answers and deliveries), lifecycle events (as HOOKBUS_LIFECYCLE publishes them again).",
 		events.InboxPrefix(w.User) + ".>",
-		events.SubjectRoot + ".lifecycle.*",
+		events.SubjectRoot + ".notice.lifecycle.*",
 	}
 	for _, p := range w.Plugins {
 		out = append(out,
@@ -87,7 +95,10 @@ func (w workerUser) conf(password string) string {
 }
 
 func newPluginCredentialsCmd() *cobra.Command {
-	var user, passwordEnv string
+	var (
+		user, passwordEnv string
+		eventTypes        []string
+	)
 	cmd := &cobra.Command{
 		Use:   "credentials NAME...",
 		Short: "Print a NATS user for the worker of these plugins, limited to them",
@@ -95,10 +106,12 @@ func newPluginCredentialsCmd() *cobra.Command {
 (docs/security.md): the block to add to the users of account HOOKBUS in the
 NATS configuration (deployments/k8s/base/nats/accounts.conf; then reload
 NATS), a new random password, and what the worker sets to connect. The
-worker may send its own plugins' commands, answer their chain steps, read
-their notify queues, store their dead letters, and publish events and calls
-like an application; nothing of any other plugin, the auth store, or any
-stream, bucket or consumer definition.
+worker may send its own plugins' commands (registering them only on the
+event types given with --event: which chains a worker may join is the
+operator's call), answer their chain steps, read their notify queues, store
+their dead letters, and publish events and calls like an application;
+nothing of any other plugin, the auth store, or any stream, bucket or
+consumer definition.
 
 The password goes into the block as a bcrypt hash, or, with --password-env
 VAR, as $VAR for NATS to read from its environment (the Kubernetes
@@ -107,9 +120,11 @@ manifests' way: put the password in Secret hookbus-nats-users under VAR).
 Workers in any language connect with the user, the password and the inbox
 prefix _INBOX.<user> (Go: nats.UserInfo, nats.CustomInboxPrefix; Node:
 user, pass, inboxPrefix).`,
+		Example: `  hookbus plugin credentials acl --event on_user_authorisation
+  hookbus plugin credentials example --event 'com.example.>' --password-env NATS_PLUGIN_EXAMPLE_PASSWORD`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, names []string) error {
-			w, err := newWorkerUser(user, names)
+			w, err := newWorkerUser(user, names, eventTypes)
 			if err != nil {
 				return usageError{err}
 			}
@@ -131,14 +146,20 @@ user, pass, inboxPrefix).`,
 		},
 	}
 	cmd.Flags().StringVar(&user, "user", "", "the NATS user name (default plugin-<first NAME>)")
+	cmd.Flags().StringSliceVar(&eventTypes, "event", nil, "an event type the plugins may be registered on (repeat or comma-separate; a trailing .> allows a namespace, e.g. com.example.>); none: an operator registers them")
 	cmd.Flags().StringVar(&passwordEnv, "password-env", "", "write the password as $VAR (NATS reads it from its environment) instead of a bcrypt hash")
 	return cmd
 }
 
-func newWorkerUser(user string, names []string) (workerUser, error) {
+func newWorkerUser(user string, names, eventTypes []string) (workerUser, error) {
 	for _, n := range names {
 		if err := events.ValidateName("plugin", n); err != nil {
 			return workerUser{}, err
+		}
+	}
+	for _, e := range eventTypes {
+		if err := events.ValidateType(strings.TrimSuffix(e, ".>")); err != nil {
+			return workerUser{}, fmt.Errorf("--event %q: %w", e, err)
 		}
 	}
 	if user == "" {
@@ -153,7 +174,7 @@ func newWorkerUser(user string, names []string) (workerUser, error) {
 	if err := events.ValidateName("user", user); err != nil {
 		return workerUser{}, err
 	}
-	return workerUser{User: user, Plugins: unique}, nil
+	return workerUser{User: user, Plugins: unique, Events: eventTypes}, nil
 }
 
 func checkEnvName(s string) error {

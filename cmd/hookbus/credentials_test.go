@@ -14,7 +14,7 @@ func TestExampleWorkerUserIsWhatCredentialsPrints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := newWorkerUser("", []string{"example"})
+	w, err := newWorkerUser("", []string{"example"}, []string{"com.example.>"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestExampleWorkerUserIsWhatCredentialsPrints(t *testing.T) {
 }
 
 func TestWorkerUserNames(t *testing.T) {
-	w, err := newWorkerUser("", []string{"acl", "audit", "acl"})
+	w, err := newWorkerUser("", []string{"acl", "audit", "acl"}, []string{"on_user_authorisation"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,18 +36,23 @@ func TestWorkerUserNames(t *testing.T) {
 		t.Errorf("got %+v", w)
 	}
 	conf := w.conf("$P")
-	for _, s := range []string{`"hookbus.cmd.plugin.*.acl"`, `"hookbus.cmd.plugin.*.audit"`, `"hookbus.plugin.audit.call audit"`, `"_INBOX.plugin-acl.>"`} {
+	for _, s := range []string{`"hookbus.cmd.plugin.*.acl"`, `"hookbus.cmd.plugin.*.audit"`, `"hookbus.cmd.plugin.register.audit.on_user_authorisation"`, `"hookbus.plugin.audit.call audit"`, `"_INBOX.plugin-acl.>"`} {
 		if !strings.Contains(conf, s) {
 			t.Errorf("conf lacks %s", s)
 		}
 	}
 	for _, bad := range [][]string{{"a.b"}, {"*"}, {">"}, {"a b"}} {
-		if _, err := newWorkerUser("", bad); err == nil {
+		if _, err := newWorkerUser("", bad, nil); err == nil {
 			t.Errorf("names %q accepted", bad)
 		}
 	}
-	if _, err := newWorkerUser("u.x", []string{"a"}); err == nil {
+	if _, err := newWorkerUser("u.x", []string{"a"}, nil); err == nil {
 		t.Error("user u.x accepted")
+	}
+	for _, bad := range []string{"*", ">", "com.*.x", "a..b", "com.example.>.x"} {
+		if _, err := newWorkerUser("", []string{"a"}, []string{bad}); err == nil {
+			t.Errorf("event %q accepted", bad)
+		}
 	}
 }
 

@@ -80,7 +80,7 @@ func TestDevOverlayRuns(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"plugin-example", []string{"plugin", "register", "--name", "example", "--event", "on_user_authorisation", "--priority", "10"}, "registered"},
+		{"plugin-example", []string{"plugin", "register", "--name", "example", "--event", "com.example.order.created", "--priority", "10"}, "registered"},
 		{"plugin-example", []string{"plugin", "start", "example"}, "started"},
 		{"plugin-example", []string{"plugin", "list"}, "example"},
 		{"plugin-example", []string{"plugin", "get", "example"}, "started"},

@@ -15,7 +15,7 @@
 //      steps: a CloudEvent whose data is the current state; the answer is
 //      {"action":"continue"|"halt","state":...} or {"error":"..."});
 //   2. registers and starts the plugin by publishing command CloudEvents to
-//      hookbus.cmd.plugin.register.<name> / .start.<name> with a
+//      hookbus.cmd.plugin.register.<name>.<event> / .start.<name> with a
 //      Hookbus-Reply-To header naming hookbus.answer.plugin.<name>.<id>, and
 //      reads the registry's answers there (--no-register skips this, for
 //      when an operator registers it with `hookbus plugin register/start`);
@@ -119,7 +119,10 @@ async function command(op, data) {
   h.set("content-type", "application/json");
   h.set("Hookbus-Reply-To", answerTo);
   h.set("Nats-Msg-Id", msgID(source, id));
-  await js.publish(`${type}.${name}`, enc.encode(JSON.stringify(data)), { headers: h, expect: { streamName: "HOOKBUS_COMMANDS" } });
+  // hookbus.cmd.plugin.<op>.<name>; a register names the event too, which
+  // NATS permissions may limit (docs/security.md).
+  const subject = op === "register" ? `${type}.${name}.${data.plugin.event}` : `${type}.${name}`;
+  await js.publish(subject, enc.encode(JSON.stringify(data)), { headers: h, expect: { streamName: "HOOKBUS_COMMANDS" } });
   for await (const m of answers) {
     return JSON.parse(dec.decode(m.data));
   }

@@ -184,6 +184,8 @@ func diffStream(resource string, want, got jetstream.StreamConfig) []Drift {
 	d.cmp("duplicate window", want.Duplicates.String(), got.Duplicates.String())
 	d.cmp("deny delete", strconv.FormatBool(want.DenyDelete), strconv.FormatBool(got.DenyDelete))
 	d.cmp("deny purge", strconv.FormatBool(want.DenyPurge), strconv.FormatBool(got.DenyPurge))
+	d.cmp("discard new per subject", strconv.FormatBool(want.DiscardNewPerSubject), strconv.FormatBool(got.DiscardNewPerSubject))
+	d.cmp("republish", republish(want.RePublish), republish(got.RePublish))
 	return d.drifts
 }
 
@@ -208,6 +210,13 @@ func (d *differ) cmp(field, want, got string) {
 	if want != got {
 		d.drifts = append(d.drifts, Drift{Resource: d.resource, Field: field, Want: want, Got: got})
 	}
+}
+
+func republish(r *jetstream.RePublish) string {
+	if r == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s -> %s (headers only %v)", r.Source, r.Destination, r.HeadersOnly)
 }
 
 // limit prints a JetStream limit, where 0 and -1 both mean none.

@@ -133,11 +133,15 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			// removed once acknowledged.
 			Retention: jetstream.WorkQueuePolicy,
 			// A command nobody applied within a day is stale.
-			MaxAge:            24 * time.Hour,
-			MaxBytes:          -1,
-			MaxMsgs:           100_000,
-			Discard:           jetstream.DiscardNew,
-			MaxMsgsPerSubject: -1,
+			MaxAge:   24 * time.Hour,
+			MaxBytes: -1,
+			MaxMsgs:  100_000,
+			Discard:  jetstream.DiscardNew,
+			// Per op and plugin (hookbus.cmd.plugin.<op>.<name>): one
+			// worker flooding its own commands fills its own subjects, not
+			// the stream every plugin's commands wait in.
+			MaxMsgsPerSubject:    1000,
+			DiscardNewPerSubject: true,
 			MaxMsgSize:        c.MaxMsgSize,
 			Duplicates:        2 * time.Minute,
 			Storage:           jetstream.FileStorage,
@@ -147,7 +151,13 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			Name:        events.StreamLifecycle,
 			Description: "What happened to each plugin and hook, as CloudEvents.",
 			Subjects:    []string{events.LifecycleSubjects},
-			Retention:   jetstream.LimitsPolicy,
+			// Each stored event is published again, without a reply
+			// subject, on hookbus.notice.lifecycle.<name>: what workers
+			// follow. The original carries the registry's publish
+			// acknowledgement inbox, which a worker could answer (a
+			// forged error slows every command down).
+			RePublish: &jetstream.RePublish{Source: events.LifecycleSubjects, Destination: events.LifecycleNoticeSubjects},
+			Retention: jetstream.LimitsPolicy,
 			MaxAge:      7 * 24 * time.Hour,
 			MaxBytes:    -1,
 			MaxMsgs:     -1,

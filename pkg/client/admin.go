@@ -105,6 +105,9 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 	}
 	target := cmd.Target()
 	subject, err := events.CommandSubject("plugin", string(op), target)
+	if op == events.OpRegister {
+		subject, err = events.RegisterSubject(target, cmd.Plugin.Event)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -578,20 +578,22 @@ func (w *worker) running() (bool, <-chan struct{}) {
 }
 
 // watchLifecycle follows the lifecycle events of the plugin and of its
-// hard dependencies, from now on, with a core subscription: lifecycle
-// events are stored in HOOKBUS_LIFECYCLE and reach core subscribers too,
-// and a worker's NATS user may create no consumer (docs/security.md).
+// hard dependencies, from now on, with a core subscription to what
+// HOOKBUS_LIFECYCLE publishes again of each stored event
+// (hookbus.notice.lifecycle.<name>, no reply subject): a worker's NATS user
+// may create no consumer, nor read the originals, whose reply is the
+// registry's publish acknowledgement (docs/security.md).
 // After a reconnect, what passed meanwhile is read back from the registry
 // (resync). The returned function stops it; no callback runs once it has
 // returned.
 func (w *worker) watchLifecycle(ctx context.Context) (stop func(), err error) {
-	own, err := events.LifecycleSubject(w.name)
+	own, err := events.LifecycleNoticeSubject(w.name)
 	if err != nil {
 		return nil, err
 	}
 	subjects := []string{own}
 	for _, d := range w.spec.HardDepends() {
-		s, err := events.LifecycleSubject(d)
+		s, err := events.LifecycleNoticeSubject(d)
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,10 @@ const (
 	CommandSubjects = "hookbus.cmd.>"
 	// LifecycleSubjects captures every lifecycle event (stream HOOKBUS_LIFECYCLE).
 	LifecycleSubjects = "hookbus.lifecycle.>"
+	// LifecycleNoticeSubjects is where HOOKBUS_LIFECYCLE publishes each
+	// stored lifecycle event again, with no reply subject, for workers to
+	// follow (hookbus.notice.lifecycle.<name>).
+	LifecycleNoticeSubjects = "hookbus.notice.lifecycle.>"
 	// DLQSubjects captures every dead letter (stream HOOKBUS_DLQ).
 	DLQSubjects = "hookbus.dlq.>"
 )
@@ -118,6 +122,22 @@ func CommandSubject(kind, op, name string) (string, error) {
 	return s + "." + name, nil
 }
 
+// RegisterSubject returns the subject of a register command for plugin
+// name on event type event: hookbus.cmd.plugin.register.<name>.<event>.
+// The event is in the subject so that NATS permissions can limit which
+// events a plugin worker may join (docs/security.md): the registry refuses
+// a declaration whose name or event differs from its subject's.
+func RegisterSubject(name, event string) (string, error) {
+	s, err := CommandSubject("plugin", "register", name)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidateType(event); err != nil {
+		return "", err
+	}
+	return s + "." + event, nil
+}
+
 // AnswerSubject returns the subject the answer to a command about name is
 // sent on: hookbus.answer.<kind>.<name>.<id>, or hookbus.answer.<kind>.<id>
 // for a bulk command (name ""). id is the sender's random token. Only the
@@ -182,6 +202,15 @@ func LifecycleSubject(name string) (string, error) {
 		return "", err
 	}
 	return SubjectRoot + ".lifecycle." + name, nil
+}
+
+// LifecycleNoticeSubject returns the subject a plugin's stored lifecycle
+// events are published again on, for workers: hookbus.notice.lifecycle.<name>.
+func LifecycleNoticeSubject(name string) (string, error) {
+	if err := ValidateName("name", name); err != nil {
+		return "", err
+	}
+	return SubjectRoot + ".notice.lifecycle." + name, nil
 }
 
 // DLQSubject returns the subject dead letters of subscriber are stored on:

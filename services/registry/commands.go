@@ -81,8 +81,8 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 }
 
 // parseCommand reads the op and the plugin from the subject
-// (hookbus.cmd.plugin.<op>.<name>, or hookbus.cmd.plugin.<op> for a bulk
-// command) and the command from the CloudEvent's data; the CloudEvent type
+// (hookbus.cmd.plugin.<op>.<name>; hookbus.cmd.plugin.register.<name>.<event>;
+// hookbus.cmd.plugin.<op> for a bulk command) and the command from the CloudEvent's data; the CloudEvent type
 // must be hookbus.cmd.plugin.<op>, and the command must be about the plugin
 // its subject names: NATS permissions limit who may publish on the
 // subject, so the subject, not the body, says which plugin may change.
@@ -91,6 +91,10 @@ func parseCommand(msg jetstream.Msg) (events.PluginOp, events.PluginCommand, *ev
 	rest := strings.TrimPrefix(msg.Subject(), events.CommandTypePrefix)
 	opName, target, _ := strings.Cut(rest, ".")
 	op := events.PluginOp(opName)
+	event := ""
+	if op == events.OpRegister {
+		target, event, _ = strings.Cut(target, ".")
+	}
 	e, err := events.Decode(msg.Headers(), msg.Data())
 	if err != nil {
 		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
@@ -110,13 +114,18 @@ func parseCommand(msg jetstream.Msg) (events.PluginOp, events.PluginCommand, *ev
 		msg := fmt.Sprintf("the subject names plugin %q, the command is about %q: a command about one plugin goes on %s%s.<name>, a bulk command (by event) on %s%s", target, got, events.CommandTypePrefix, op, events.CommandTypePrefix, op)
 		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
 	}
+	if op == events.OpRegister && cmd.Plugin.Event != event {
+		msg := fmt.Sprintf("the subject names event %q, the declaration %q: a register command goes on %sregister.<name>.<event>", event, cmd.Plugin.Event, events.CommandTypePrefix)
+		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
+	}
 	return op, cmd, nil
 }
 
-// subjectTarget is the plugin name a command subject ends with, "" for a
-// bulk command's subject.
+// subjectTarget is the plugin name a command subject names (after the
+// op), "" for a bulk command's subject.
 func subjectTarget(subject string) string {
-	_, target, _ := strings.Cut(strings.TrimPrefix(subject, events.CommandTypePrefix), ".")
+	_, rest, _ := strings.Cut(strings.TrimPrefix(subject, events.CommandTypePrefix), ".")
+	target, _, _ := strings.Cut(rest, ".")
 	return target
 }
 

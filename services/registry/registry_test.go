@@ -232,9 +232,15 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 	}
 
 	send := func(t *testing.T, subject string, h nats.Header, data []byte) events.CommandReply {
-		inbox := "hookbus.answer.plugin.a." + nats.NewInbox()[len("_INBOX."):]
-		if !strings.HasSuffix(subject, ".a") {
-			inbox = "hookbus.answer.plugin." + nats.NewInbox()[len("_INBOX."):]
+		// The answer subject of the plugin the subject names (token 5),
+		// or of a bulk command.
+		target := ""
+		if tokens := strings.Split(subject, "."); len(tokens) > 4 {
+			target = tokens[4]
+		}
+		inbox, err := events.AnswerSubject("plugin", target, nats.NewInbox()[len("_INBOX."):])
+		if err != nil {
+			t.Fatal(err)
 		}
 		sub, err := nc.SubscribeSync(inbox)
 		if err != nil {
@@ -286,6 +292,8 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 		{"subject names another plugin", "hookbus.cmd.plugin.stop.a", nil, nil, `the subject names plugin "a", the command is about "b"`},
 		{"register of another plugin", "hookbus.cmd.plugin.register.a", nil, nil, `the subject names plugin "a", the command is about "b"`},
 		{"one plugin on the bulk subject", "hookbus.cmd.plugin.stop", nil, nil, `the subject names plugin "", the command is about "a"`},
+		{"register on another event", "hookbus.cmd.plugin.register.a.e", nil, nil, `the subject names event "e", the declaration "com.other.payment"`},
+		{"register without an event", "hookbus.cmd.plugin.register.a", nil, nil, `the subject names event "", the declaration "e"`},
 	}
 	tests[1].h, tests[1].data = ce("hookbus.cmd.plugin.explode", `{"name":"a"}`)
 	tests[2].h, tests[2].data = ce("hookbus.cmd.plugin.stop", `{"name":"a"}`)
@@ -293,6 +301,8 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 	tests[4].h, tests[4].data = ce("hookbus.cmd.plugin.stop", `{"name":"b"}`)
 	tests[5].h, tests[5].data = ce("hookbus.cmd.plugin.register", `{"plugin":{"name":"b","event":"e"}}`)
 	tests[6].h, tests[6].data = ce("hookbus.cmd.plugin.stop", `{"name": "a"}`) // another id than tests[2]
+	tests[7].h, tests[7].data = ce("hookbus.cmd.plugin.register", `{"plugin":{"name":"a","event":"com.other.payment"}}`)
+	tests[8].h, tests[8].data = ce("hookbus.cmd.plugin.register", `{"plugin":{"name":"a","event":"e"}}`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := send(t, tt.subject, tt.h, tt.data)
@@ -441,6 +451,9 @@ func render(ps []events.Plugin) string {
 // the command's stream sequence.
 func sendCommand(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, id string, op events.PluginOp, cmd events.PluginCommand) (uint64, events.CommandReply, error) {
 	subject, err := events.CommandSubject("plugin", string(op), cmd.Target())
+	if op == events.OpRegister {
+		subject, err = events.RegisterSubject(cmd.Target(), cmd.Plugin.Event)
+	}
 	if err != nil {
 		return 0, events.CommandReply{}, err
 	}
