@@ -158,6 +158,7 @@ type deadLetterJSON struct {
 	Time        time.Time           `json:"time"`
 	Subscriber  string              `json:"subscriber"`
 	Reason      string              `json:"reason"`
+	Forged      string              `json:"forged,omitempty"` // why it is not one Hookbus wrote (never replayed)
 	Subject     string              `json:"subject"`
 	StreamSeq   uint64              `json:"stream_seq"`
 	Deliveries  uint64              `json:"deliveries"`
@@ -173,7 +174,7 @@ func printDeadLetters(w io.Writer, output string, dls []client.DeadLetter) error
 		out := make([]deadLetterJSON, 0, len(dls))
 		for _, dl := range dls {
 			j := deadLetterJSON{
-				Seq: dl.Seq, Time: dl.Time, Subscriber: dl.Subscriber, Reason: dl.Reason,
+				Seq: dl.Seq, Time: dl.Time, Subscriber: dl.Subscriber, Reason: dl.Reason, Forged: dl.Forged,
 				Subject: dl.Subject, StreamSeq: dl.StreamSeq, Deliveries: dl.Deliveries,
 			}
 			if dl.Event != nil {
@@ -202,8 +203,12 @@ func printDeadLetters(w io.Writer, output string, dls []client.DeadLetter) error
 		if dl.Event != nil {
 			ev = dl.Event.Type() + " " + dl.Event.ID()
 		}
+		reason := dl.Reason
+		if dl.Forged != "" {
+			reason = "FORGED (" + dl.Forged + "): " + reason
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", dl.Seq, dl.Subscriber, oneLine(ev), dl.Deliveries,
-			dl.Time.UTC().Format(time.RFC3339), oneLine(dl.Reason))
+			dl.Time.UTC().Format(time.RFC3339), oneLine(reason))
 	}
 	return tw.Flush()
 }

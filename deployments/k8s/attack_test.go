@@ -450,7 +450,7 @@ func (st *attackStack) credsHeld(t *testing.T, ctx context.Context, authContext 
 
 // The counts behind the summary line.
 
-const escalations = 7
+const escalations = 12
 
 var attackStats struct {
 	sync.Mutex

@@ -142,10 +142,10 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			// the stream every plugin's commands wait in.
 			MaxMsgsPerSubject:    1000,
 			DiscardNewPerSubject: true,
-			MaxMsgSize:        c.MaxMsgSize,
-			Duplicates:        2 * time.Minute,
-			Storage:           jetstream.FileStorage,
-			Replicas:          c.Replicas,
+			MaxMsgSize:           c.MaxMsgSize,
+			Duplicates:           2 * time.Minute,
+			Storage:              jetstream.FileStorage,
+			Replicas:             c.Replicas,
 		},
 		{
 			Name:        events.StreamLifecycle,
@@ -158,10 +158,10 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			// forged error slows every command down).
 			RePublish: &jetstream.RePublish{Source: events.LifecycleSubjects, Destination: events.LifecycleNoticeSubjects},
 			Retention: jetstream.LimitsPolicy,
-			MaxAge:      7 * 24 * time.Hour,
-			MaxBytes:    -1,
-			MaxMsgs:     -1,
-			Discard:     jetstream.DiscardOld,
+			MaxAge:    7 * 24 * time.Hour,
+			MaxBytes:  -1,
+			MaxMsgs:   -1,
+			Discard:   jetstream.DiscardOld,
 			// The last thousand changes of each plugin are history enough.
 			MaxMsgsPerSubject: 1000,
 			MaxMsgSize:        c.MaxMsgSize,

@@ -174,14 +174,21 @@ func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg je
 	}
 	ctx, cancel := context.WithTimeout(w.handlerCtx, dlqTimeout)
 	defer cancel()
-	if _, err := w.c.publish(ctx, dl, events.StreamDLQ); err != nil {
+	// A worker may not read HOOKBUS_DLQ, so it cannot tell its own earlier
+	// copy from another message that took the id: on a duplicate
+	// acknowledgement it stores the dead letter again under a unique id
+	// (events.StoreOnce), at the cost of a second copy after a crash.
+	_, conflict, err := w.c.storeOnce(ctx, dl, events.StreamDLQ, false)
+	if err != nil {
 		log.Error("dead letter not stored: the event will come back", "err", err)
 		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), s.BackoffAfter(int(meta.NumDelivered))))
 		return
 	}
+	if conflict != nil {
+		log.Warn("dead letter id already taken: stored under a unique id", "err", conflict)
+	}
 	if err := m.Ack(); err != nil {
-		// Stored; if the event comes back it is dead-lettered again, and
-		// the dead letter's Nats-Msg-Id stores it once.
+		// Stored; if the event comes back it is dead-lettered again.
 		log.Warn("ack dead-lettered delivery", "err", err)
 	}
 }

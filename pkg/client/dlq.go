@@ -23,8 +23,15 @@ type DeadLetter struct {
 	// Time is when it was dead-lettered.
 	Time time.Time
 	// Subscriber is the notify plugin that could not take the event, or
-	// hookbus-dispatcher for an invalid published event.
+	// hookbus-dispatcher for an invalid published event: the last token of
+	// the dead letter's subject hookbus.dlq.<subscriber>, which NATS
+	// permissions bind (not the Hookbus-Dlq-Subscriber header).
 	Subscriber string
+	// Forged is set when the dead letter is not one Hookbus wrote: its
+	// Hookbus-Dlq-Subscriber header names another subscriber than its
+	// subject (someone allowed to publish on hookbus.dlq.<subscriber>
+	// dressed it up as another's). It says why; Replay refuses it.
+	Forged string
 	// Reason is the handler's last error, the validation error, or
 	// "no worker of <name> answered in N deliveries".
 	Reason string
@@ -89,8 +96,21 @@ func (c *Client) DeadLetters(ctx context.Context, subscriber string) ([]DeadLett
 // is deleted once that is acknowledged. The subscriber's consumer delivers
 // it as a new event, attempts counted from 1.
 //
+// JetStream deduplicates by id across the whole stream, and whoever may
+// publish events can take the id replay-<seq> first: a duplicate
+// acknowledgement counts only when the message stored under the id is this
+// replay (on hookbus.replay.<subscriber>); otherwise the replay is stored
+// under a unique id (events.StoreOnce).
+//
+// A dead letter by reference is replayed only if the message it
+// references in HOOKBUS_EVENTS is on the subject the dead letter records
+// (Hookbus-Dlq-Subject), and that is hookbus.replay.<subscriber> or
+// hookbus.event.<the type the subscriber takes now>.
+//
 // Errors: ErrNotFound (no such dead letter), ErrNotReplayable (an invalid
-// event the dispatcher refused: fix it and publish it again), ErrNotStored.
+// event the dispatcher refused: fix it and publish it again; a forged dead
+// letter; an original that is gone or is not the subscriber's),
+// ErrNotStored.
 func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	stream, err := c.dlqStream(ctx)
 	if err != nil {
@@ -104,6 +124,9 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("replay: dead letter %d: %w", seq, err)
 	}
 	dl := c.readDeadLetter(m)
+	if dl.Forged != "" {
+		return fmt.Errorf("replay: dead letter %d: %w: %s", seq, ErrNotReplayable, dl.Forged)
+	}
 	if dl.Subscriber == events.DispatcherConsumer {
 		return fmt.Errorf("replay: dead letter %d: %w: the dispatcher refused it as invalid (%s); fix the event and publish it again", seq, ErrNotReplayable, dl.Reason)
 	}
@@ -124,7 +147,7 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 		}
 	}
 	h.Set(events.HeaderMsgID, "replay-"+strconv.FormatUint(seq, 10))
-	if _, err := c.publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: data}, events.StreamEvents); err != nil {
+	if _, _, err := c.storeOnce(ctx, &nats.Msg{Subject: subject, Header: h, Data: data}, events.StreamEvents, true); err != nil {
 		return fmt.Errorf("replay: dead letter %d: %w", seq, err)
 	}
 	if err := stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -133,8 +156,27 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	return nil
 }
 
+// storeOnce is events.StoreOnce with the client's publish (retried until
+// ctx ends); verify says whether the client may read stream by sequence to
+// check a duplicate acknowledgement (a worker may not read HOOKBUS_DLQ).
+func (c *Client) storeOnce(ctx context.Context, msg *nats.Msg, stream string, verify bool) (*jetstream.PubAck, error, error) {
+	publish := func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) { return c.publish(ctx, m, stream) }
+	var get func(context.Context, uint64) (*jetstream.RawStreamMsg, error)
+	if verify {
+		get = func(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+			s, err := c.js.Stream(ctx, stream)
+			if err != nil {
+				return nil, err
+			}
+			return s.GetMsg(ctx, seq)
+		}
+	}
+	return events.StoreOnce(ctx, stream, msg, publish, get)
+}
+
 // original reads the event of a dead letter by reference from
-// HOOKBUS_EVENTS.
+// HOOKBUS_EVENTS, and checks that it is one the dead letter's subscriber
+// may be sent (events.CheckReplayOrigin).
 func (c *Client) original(ctx context.Context, dl DeadLetter) (nats.Header, []byte, error) {
 	stream, err := c.js.Stream(ctx, events.StreamEvents)
 	if err != nil {
@@ -146,6 +188,17 @@ func (c *Client) original(ctx context.Context, dl DeadLetter) (nats.Header, []by
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("read its event, message %d of %s: %w", dl.StreamSeq, events.StreamEvents, err)
+	}
+	var event string
+	if replay, _ := events.ReplaySubject(dl.Subscriber); m.Subject != replay || dl.Subject != replay {
+		p, err := c.Get(ctx, dl.Subscriber)
+		if err != nil {
+			return nil, nil, fmt.Errorf("the event type plugin %s takes: %w", dl.Subscriber, err)
+		}
+		event = p.Event
+	}
+	if err := events.CheckReplayOrigin(dl.Subscriber, event, dl.Subject, m.Subject); err != nil {
+		return nil, nil, fmt.Errorf("%w: by reference to message %d of %s: %w", ErrNotReplayable, dl.StreamSeq, events.StreamEvents, err)
 	}
 	return m.Header, m.Data, nil
 }
@@ -168,11 +221,15 @@ func (c *Client) readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 		Seq:        m.Sequence,
 		Time:       m.Time,
 		Subscriber: events.HeaderValue(m.Header, events.HeaderDLQSubscriber),
+		Forged:     events.CheckDeadLetter(m.Subject, m.Header),
 		Reason:     events.HeaderValue(m.Header, events.HeaderDLQReason),
 		Subject:    events.HeaderValue(m.Header, events.HeaderDLQSubject),
 		Header:     nats.Header{},
 		Data:       m.Data,
 		Omitted:    events.HeaderValue(m.Header, events.HeaderDLQBody),
+	}
+	if sub, ok := events.DLQSubscriberOf(m.Subject); ok {
+		dl.Subscriber = sub
 	}
 	dl.StreamSeq, _ = strconv.ParseUint(events.HeaderValue(m.Header, events.HeaderDLQStreamSeq), 10, 64)
 	dl.Deliveries, _ = strconv.ParseUint(events.HeaderValue(m.Header, events.HeaderDLQDeliveries), 10, 64)

@@ -214,3 +214,213 @@ func TestNotifyDeadLetterByReference(t *testing.T) {
 		t.Errorf("handler called %d times, want 2", n)
 	}
 }
+
+// takeIDs publishes, on subject of stream (where the attacker may
+// publish), one message for each id: JetStream deduplicates across the
+// stream, so those ids are taken for everybody.
+func takeIDs(t *testing.T, js jetstream.JetStream, subject string, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		m := &nats.Msg{Subject: subject, Header: nats.Header{events.HeaderMsgID: {id}}, Data: []byte(`{"junk":true}`)}
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A worker's dead letter whose id another plugin's worker took first (on
+// its own hookbus.dlq.<name>) is still stored, before the event is
+// acknowledged.
+func TestNotifyDeadLetterIDTaken(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	spec := notifySpec("n", 2, 50)
+	cons := notifyConsumer(t, b.js, spec)
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(context.Context, *client.Delivery) error {
+		return client.Permanent(errors.New("mailer refused"))
+	}})
+	next := b.storedLastSeq(t) + 1
+	var ids []string
+	for s := next; s < next+5; s++ {
+		ids = append(ids, events.DLQMsgID("n", s))
+	}
+	takeIDs(t, b.js, "hookbus.dlq.attacker", ids...)
+
+	seq := b.publish(t, "a")
+	b.settled(t, cons)
+	dls := deadLetters(t, b.client, "n", 1)
+	if dl := dls[0]; dl.StreamSeq != seq || dl.Reason != "mailer refused" || dl.Forged != "" {
+		t.Errorf("dead letter = %+v, want the one of event %d", dl, seq)
+	}
+}
+
+// A replay whose id replay-<seq> someone took first (an event published
+// with that Nats-Msg-Id) is still stored and delivered; a replay whose
+// first publish was stored (Replay interrupted before the dead letter was
+// deleted) is stored once.
+func TestReplayIDTaken(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	ctx := ctxT(t)
+	spec := notifySpec("n", 2, 50)
+	cons := notifyConsumer(t, b.js, spec)
+	var d deliveries
+	var healthy bool // guarded by d.mu
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		d.record(x)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if !healthy {
+			return client.Permanent(errors.New("mailer refused"))
+		}
+		return nil
+	}}, client.WithConcurrency(1))
+	b.publish(t, "a")
+	b.publish(t, "b")
+	dls := deadLetters(t, b.client, "n", 2)
+	d.mu.Lock()
+	healthy = true
+	d.mu.Unlock()
+
+	var ids []string
+	for s := uint64(1); s <= 20; s++ {
+		ids = append(ids, "replay-"+strconv.FormatUint(s, 10))
+	}
+	takeIDs(t, b.js, "hookbus.event.com.example.junk", ids...)
+	if err := b.client.Replay(ctx, dls[0].Seq); err != nil {
+		t.Fatalf("Replay %d: %v", dls[0].Seq, err)
+	}
+	got := d.waitCount(t, 3)
+	if r := got[2]; r.id != "a" || r.subject != "hookbus.replay.n" || r.attempt != 1 {
+		t.Errorf("replayed delivery = %+v, want a on hookbus.replay.n", r)
+	}
+
+	b.settled(t, cons)
+	deadLetters(t, b.client, "n", 1)
+	if n := replayed(t, b.js, "hookbus.replay.n"); n != 1 {
+		t.Errorf("%d messages on hookbus.replay.n, want 1", n)
+	}
+}
+
+// replayed counts the messages of HOOKBUS_EVENTS on subject.
+func replayed(t *testing.T, js jetstream.JetStream, subject string) uint64 {
+	t.Helper()
+	s, err := js.Stream(t.Context(), events.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+// Replay interrupted after its publish was stored, before the dead letter
+// was deleted: replaying again stores nothing new (the duplicate is its
+// own) and deletes the dead letter.
+func TestReplayStoredOnce(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	ctx := ctxT(t)
+	spec := notifySpec("n", 2, 50)
+	notifyConsumer(t, b.js, spec)
+	var d deliveries
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		d.record(x)
+		if x.Subject != "hookbus.replay.n" {
+			return client.Permanent(errors.New("mailer refused"))
+		}
+		return nil
+	}})
+	b.publish(t, "a")
+	dl := deadLetters(t, b.client, "n", 1)[0]
+	first := &nats.Msg{Subject: "hookbus.replay.n", Header: nats.Header{}, Data: dl.Data}
+	for k, v := range dl.Header {
+		first.Header[k] = v
+	}
+	first.Header.Set(events.HeaderMsgID, "replay-"+strconv.FormatUint(dl.Seq, 10))
+	if _, err := b.js.PublishMsg(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.client.Replay(ctx, dl.Seq); err != nil {
+		t.Fatalf("Replay %d: %v", dl.Seq, err)
+	}
+	deadLetters(t, b.client, "n", 0)
+	d.waitCount(t, 2)
+	if n := replayed(t, b.js, "hookbus.replay.n"); n != 1 {
+		t.Errorf("%d messages on hookbus.replay.n, want 1: an interrupted replay replayed again was stored twice", n)
+	}
+}
+
+// forgedDeadLetter is a dead letter by reference to message seq of
+// HOOKBUS_EVENTS, published on hookbus.dlq.<on> by a worker of on, that
+// claims to be subscriber's, of an original on subject.
+func forgedDeadLetter(on, subscriber, subject string, seq uint64) *nats.Msg {
+	h := nats.Header{}
+	h.Set(events.HeaderDLQSubscriber, subscriber)
+	h.Set(events.HeaderDLQReason, "forged")
+	h.Set(events.HeaderDLQSubject, subject)
+	h.Set(events.HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
+	h.Set(events.HeaderDLQDeliveries, "1")
+	h.Set(events.HeaderDLQBody, events.DLQBodyOmitted+": 10 bytes")
+	return &nats.Msg{Subject: "hookbus.dlq." + on, Header: h}
+}
+
+// A dead letter a worker of n publishes on its own hookbus.dlq.n cannot
+// have another plugin's queue, nor its own, sent an event it does not
+// take: one that claims another subscriber is listed as forged and not
+// replayed; one by reference to an event of another type, or to a message
+// on another subject than the one it records, is not replayed.
+func TestReplayForgedDeadLetter(t *testing.T) {
+	t.Parallel()
+	b := workerBus(t)
+	ctx := ctxT(t)
+	if _, err := b.client.Register(ctx, notifySpec("other", 2, 50)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.Register(ctx, notifySpec("n", 2, 50)); err != nil {
+		t.Fatal(err)
+	}
+	secret := testEvent("secret", map[string]string{"card": "4242"})
+	secret.SetType("com.example.secret")
+	ack, err := b.client.Publish(ctx, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := b.publish(t, "own")
+	for _, m := range []*nats.Msg{
+		forgedDeadLetter("n", "other", "hookbus.event."+testType, own),
+		forgedDeadLetter("n", "n", "hookbus.event.com.example.secret", ack.Sequence),
+		forgedDeadLetter("n", "n", "hookbus.event."+testType, ack.Sequence),
+		forgedDeadLetter("n", "n", "hookbus.replay.n", ack.Sequence),
+	} {
+		if _, err := b.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dls := deadLetters(t, b.client, "n", 4)
+	if dl := dls[0]; dl.Subscriber != "n" || dl.Forged == "" {
+		t.Errorf("dead letter on hookbus.dlq.n claiming other = subscriber %q, forged %q; want n, forged", dl.Subscriber, dl.Forged)
+	}
+	if others := deadLetters(t, b.client, "other", 0); len(others) != 0 {
+		t.Errorf("other has dead letters: %+v", others)
+	}
+	for i, dl := range dls {
+		if i > 0 && dl.Forged != "" {
+			t.Errorf("dead letter %d: forged %q, want not", dl.Seq, dl.Forged)
+		}
+		err := b.client.Replay(ctx, dl.Seq)
+		if !errors.Is(err, client.ErrNotReplayable) {
+			t.Errorf("Replay of dead letter %d (%s by reference to %d) = %v, want ErrNotReplayable", dl.Seq, dl.Subject, dl.StreamSeq, err)
+		} else {
+			t.Logf("Replay %d: %v", dl.Seq, err)
+		}
+	}
+	for _, subject := range []string{"hookbus.replay.other", "hookbus.replay.n"} {
+		if n := replayed(t, b.js, subject); n != 0 {
+			t.Errorf("%d messages replayed on %s, want none", n, subject)
+		}
+	}
+	deadLetters(t, b.client, "n", 4)
+}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -67,7 +66,7 @@ func (s *Service) deadLetterExhausted(ctx context.Context, plugin string, a maxD
 	if err != nil {
 		return err
 	}
-	if _, err := s.js.PublishMsg(ctx, dl, jetstream.WithExpectStream(events.StreamDLQ)); err != nil {
+	if err := s.publishDeadLetter(ctx, dl); err != nil {
 		return fmt.Errorf("publish dead letter: %w", err)
 	}
 	s.log.Warn("event dead-lettered after its last delivery", "plugin", plugin, "stream_seq", a.StreamSeq)

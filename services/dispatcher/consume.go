@@ -188,7 +188,36 @@ func (s *Service) storeDeadLetter(ctx context.Context, msg jetstream.Msg, meta *
 	if err != nil {
 		return err
 	}
-	_, err = s.js.PublishMsg(ctx, dl, jetstream.WithExpectStream(events.StreamDLQ))
+	return s.publishDeadLetter(ctx, dl)
+}
+
+// dlqCheckTimeout bounds the read of HOOKBUS_DLQ that checks a duplicate
+// acknowledgement of a dead letter.
+const dlqCheckTimeout = 2 * time.Second
+
+// publishDeadLetter stores dead letter dl in HOOKBUS_DLQ. Anyone who may
+// publish on a subject of HOOKBUS_DLQ can take its id first (JetStream
+// deduplicates across the stream): a duplicate acknowledgement counts only
+// when the message kept under the id is on dl's subject with dl's id, and
+// otherwise (or when it cannot be read) dl is stored under a unique id
+// (events.StoreOnce).
+func (s *Service) publishDeadLetter(ctx context.Context, dl *nats.Msg) error {
+	publish := func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
+		return s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(events.StreamDLQ))
+	}
+	get := func(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+		ctx, cancel := context.WithTimeout(ctx, dlqCheckTimeout)
+		defer cancel()
+		stream, err := s.js.Stream(ctx, events.StreamDLQ)
+		if err != nil {
+			return nil, err
+		}
+		return stream.GetMsg(ctx, seq)
+	}
+	_, conflict, err := events.StoreOnce(ctx, events.StreamDLQ, dl, publish, get)
+	if conflict != nil && err == nil {
+		s.log.Warn("dead letter id already taken: stored under a unique id", "subject", dl.Subject, "err", conflict)
+	}
 	return err
 }
 

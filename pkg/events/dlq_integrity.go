@@ -1,0 +1,163 @@
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Integrity of dead letters and replays.
+//
+// JetStream deduplicates by Nats-Msg-Id across a whole stream, while NATS
+// permissions bind only subjects: anyone who may publish one subject of
+// HOOKBUS_DLQ (a plugin worker, on its own hookbus.dlq.<name>) or of
+// HOOKBUS_EVENTS (anyone who publishes events) can take a deterministic id
+// (dlq-<subscriber>-<seq>, replay-<seq>) before Hookbus uses it, so that
+// Hookbus' own message is acknowledged as a duplicate and never stored.
+// StoreOnce accepts a duplicate only when the message stored under the id
+// is the one being published (same subject, same id), and otherwise
+// stores it under an id nobody can have taken. Likewise a dead letter's
+// subscriber is its subject's last token (the permissions bind it), never
+// only what its headers claim.
+
+// ErrDuplicateConflict is matched by a *DuplicateConflictError.
+var ErrDuplicateConflict = errors.New("message id taken by another message")
+
+// DuplicateConflictError says that the message JetStream keeps under a
+// Nats-Msg-Id is not the one that was published with it: someone else
+// took the id.
+type DuplicateConflictError struct {
+	Stream        string
+	ID            string // the Nats-Msg-Id
+	Subject       string // where it was published
+	Seq           uint64 // the stored message JetStream named
+	StoredSubject string // its subject ("" when it could not be read)
+	StoredID      string // its Nats-Msg-Id
+}
+
+func (e *DuplicateConflictError) Error() string {
+	return fmt.Sprintf("Nats-Msg-Id %q of a message on %s was refused as a duplicate of message %d of %s, which is on %s with id %q: the id was taken by another publisher",
+		e.ID, e.Subject, e.Seq, e.Stream, e.StoredSubject, e.StoredID)
+}
+
+func (e *DuplicateConflictError) Is(target error) bool { return target == ErrDuplicateConflict }
+
+// CheckDuplicate checks that stored, the message JetStream names in a
+// duplicate acknowledgement of sent, is sent's: the same subject and the
+// same Nats-Msg-Id. Otherwise it returns a *DuplicateConflictError.
+func CheckDuplicate(stream string, sent *nats.Msg, seq uint64, stored *jetstream.RawStreamMsg) error {
+	id := HeaderValue(sent.Header, HeaderMsgID)
+	if stored != nil && seq != 0 && stored.Sequence == seq && stored.Subject == sent.Subject && HeaderValue(stored.Header, HeaderMsgID) == id {
+		return nil
+	}
+	err := &DuplicateConflictError{Stream: stream, ID: id, Subject: sent.Subject, Seq: seq}
+	if stored != nil {
+		err.StoredSubject, err.StoredID = stored.Subject, HeaderValue(stored.Header, HeaderMsgID)
+	}
+	return err
+}
+
+// UniqueMsgID is id made unique (id-<random>, 128 random bits): nobody can
+// have taken it before.
+func UniqueMsgID(id string) string { return id + "-" + rand.Text() }
+
+// StoreOnce publishes msg, which carries a deterministic Nats-Msg-Id,
+// with publish (a JetStream publish to stream), and makes sure that it is
+// stored:
+//
+//   - acknowledged as new: stored;
+//   - acknowledged as a duplicate: stored only if get (a read of stream
+//     by sequence) shows that the message kept at the acknowledged
+//     sequence is on msg's subject with msg's id (msg written twice, around
+//     a crash or a lost acknowledgement). If it is another message (the id
+//     was taken: conflict is a *DuplicateConflictError saying by what), or
+//     it cannot be read (get nil: the caller may not read the stream, or
+//     get failed), msg is published again under UniqueMsgID of its id.
+//
+// The second publish may store msg a second time when the first copy was
+// msg's own and could not be checked: at least once, never lost. conflict
+// is informational (the caller logs it); err is set when msg was not
+// stored.
+func StoreOnce(ctx context.Context, stream string, msg *nats.Msg, publish func(context.Context, *nats.Msg) (*jetstream.PubAck, error), get func(context.Context, uint64) (*jetstream.RawStreamMsg, error)) (ack *jetstream.PubAck, conflict error, err error) {
+	ack, err = publish(ctx, msg)
+	if err != nil || !ack.Duplicate {
+		return ack, nil, err
+	}
+	var stored *jetstream.RawStreamMsg
+	conflict = fmt.Errorf("%s: acknowledged as a duplicate of message %d of %s, which could not be checked", msg.Subject, ack.Sequence, stream)
+	if get != nil && ack.Sequence != 0 {
+		var gerr error
+		if stored, gerr = get(ctx, ack.Sequence); gerr != nil {
+			stored = nil
+			conflict = fmt.Errorf("message %d of %s, the one a duplicate acknowledgement of %s named, could not be read: %w", ack.Sequence, stream, msg.Subject, gerr)
+		}
+	}
+	if stored != nil {
+		if conflict = CheckDuplicate(stream, msg, ack.Sequence, stored); conflict == nil {
+			return ack, nil, nil
+		}
+	}
+	again := &nats.Msg{Subject: msg.Subject, Header: nats.Header{}, Data: msg.Data}
+	for k, vs := range msg.Header {
+		again.Header[k] = vs
+	}
+	again.Header.Set(HeaderMsgID, UniqueMsgID(HeaderValue(msg.Header, HeaderMsgID)))
+	if ack, err = publish(ctx, again); err != nil {
+		return nil, conflict, err
+	}
+	if ack.Duplicate {
+		return nil, conflict, fmt.Errorf("%s: a unique Nats-Msg-Id was acknowledged as a duplicate", msg.Subject)
+	}
+	return ack, conflict, nil
+}
+
+// DLQSubscriberOf returns the subscriber of a dead letter on subject
+// hookbus.dlq.<subscriber>: NATS permissions bind the subject, not the
+// Hookbus-Dlq-Subscriber header.
+func DLQSubscriberOf(subject string) (string, bool) {
+	name, ok := strings.CutPrefix(subject, SubjectRoot+".dlq.")
+	if !ok || ValidateName("subscriber", name) != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// CheckDeadLetter returns why the dead letter on subject with headers h is
+// not one Hookbus wrote (its Hookbus-Dlq-Subscriber header is not its
+// subject's subscriber), or "".
+func CheckDeadLetter(subject string, h nats.Header) string {
+	sub, ok := DLQSubscriberOf(subject)
+	if !ok {
+		return fmt.Sprintf("its subject %s is not hookbus.dlq.<subscriber>", subject)
+	}
+	if claimed := HeaderValue(h, HeaderDLQSubscriber); claimed != sub {
+		return fmt.Sprintf("forged: it is on %s but its %s header says %q", subject, HeaderDLQSubscriber, claimed)
+	}
+	return ""
+}
+
+// CheckReplayOrigin checks the original of a dead letter by reference of
+// subscriber before a replay resends it: recorded is the dead letter's
+// Hookbus-Dlq-Subject, actual the subject of the message it references in
+// HOOKBUS_EVENTS, event the type subscriber takes now. The two subjects
+// must be equal and be hookbus.event.<event> or
+// hookbus.replay.<subscriber>: otherwise a dead letter published by a
+// worker on its own subject could have any stored event replayed into its
+// queue.
+func CheckReplayOrigin(subscriber, event, recorded, actual string) error {
+	if recorded != actual {
+		return fmt.Errorf("it records its original as being on %q, but the message it references is on %s", recorded, actual)
+	}
+	if replay, err := ReplaySubject(subscriber); err == nil && actual == replay {
+		return nil
+	}
+	if own, err := EventSubject(event); err == nil && actual == own {
+		return nil
+	}
+	return fmt.Errorf("the message it references is on %s, but %s takes events of type %q (hookbus.event.%s or hookbus.replay.%s)", actual, subscriber, event, event, subscriber)
+}
