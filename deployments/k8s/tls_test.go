@@ -724,9 +724,10 @@ func startIntruder(t *testing.T, c *checker, pki *testPKI, cluster []*prodServer
 
 // neverJoins waits at least 3 s and until every server of the cluster has
 // refused the intruder's routes twice (a log line with refusal; the
-// intruder retries every second), and checks meanwhile that the intruder never has a route,
-// the servers keep their own, and the intruder's /healthz never passes (a
-// pod in its place would never become ready).
+// intruder retries every second), and checks meanwhile that no server of
+// the cluster counts the intruder among its routes (each keeps exactly its
+// own), and the intruder's /healthz never passes (a pod in its place would
+// never become ready).
 func neverJoins(t *testing.T, cluster []*prodServer, intruder *prodServer, refusal string) {
 	t.Helper()
 	refused := func(s *prodServer) int {
@@ -738,9 +739,10 @@ func neverJoins(t *testing.T, cluster []*prodServer, intruder *prodServer, refus
 	start := time.Now()
 	deadline := start.Add(20 * time.Second)
 	for {
-		if n := intruder.NumRemotes(); n != 0 {
-			t.Fatalf("the intruder routed to %d servers", n)
-		}
+		// The intruder's own count is not checked: it may list a server
+		// for the moment between that server's INFO and its refusal of the
+		// intruder's CONNECT. A route exists only once a server of the
+		// cluster has accepted it, which its own count shows.
 		for _, s := range cluster {
 			if n := s.NumRemotes(); n != len(cluster)-1 {
 				t.Fatalf("%s has %d remotes, want %d", s.Name(), n, len(cluster)-1)
