@@ -55,20 +55,3 @@ func TestWorkerUserNames(t *testing.T) {
 		}
 	}
 }
-
-// register -f takes the whole declaration, but any connection flag with it
-// (--nats-ca, --data-dir, ... added since) is fine.
-func TestRegisterFileWithConnectionFlags(t *testing.T) {
-	spec := t.TempDir() + "/spec.json"
-	if err := os.WriteFile(spec, []byte(`{"name":"a","event":"e"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err := runCLI(t, "plugin", "register", "-f", spec, "--priority", "3")
-	if err == nil || !strings.Contains(err.Error(), "-f takes the whole declaration") {
-		t.Errorf("-f with --priority: %v, want refused", err)
-	}
-	_, err = runCLI(t, "plugin", "register", "-f", spec, "--nats-ca", t.TempDir()+"/missing.pem", "--timeout", "1s")
-	if err == nil || strings.Contains(err.Error(), "-f takes the whole declaration") || !strings.Contains(err.Error(), "missing.pem") {
-		t.Errorf("-f with --nats-ca: %v, want the CA file's error", err)
-	}
-}

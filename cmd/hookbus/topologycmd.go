@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/hookbus/hookbus/internal/natsconn"
 	"github.com/hookbus/hookbus/internal/topology"
 )
 
@@ -48,7 +47,7 @@ func newTopologyRunCmd(mode, short string) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			nc, err := natsconn.Connect(ctx, cfg.natsConn("hookbus-topology"), nil)
+			nc, err := connectCLI(ctx, cfg, "hookbus-topology")
 			if err != nil {
 				return err
 			}

@@ -214,6 +214,7 @@ type Server struct {
 	user, password string   // "" when the server requires no authentication
 	auth           string   // how clients authenticate, for the start line
 	origins        []string // origins the WebSocket listener accepts
+	lock           *os.File // held on StoreDir/LockFileName until Shutdown
 }
 
 // New builds the server without starting it. A nil logger discards logs.
@@ -227,7 +228,19 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, auth: "none (every listener on loopback)"}
+	// Before anything touches the directory (the password file, the
+	// store): a second server on it is refused at once.
+	lock, err := lockStoreDir(cfg.StoreDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, auth: "none (every listener on loopback)", lock: lock}
+	ok := false
+	defer func() {
+		if !ok {
+			s.unlock()
+		}
+	}()
 	switch {
 	case cfg.User != "":
 		s.user, s.password, s.auth = cfg.User, cfg.Password, "user "+cfg.User+" (configured)"
@@ -249,6 +262,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	ns.SetLoggerV2(slogAdapter{log.With("component", "nats")}, false, false, false)
 	s.ns, s.origins = ns, opts.Websocket.AllowedOrigins
+	ok = true
 	return s, nil
 }
 
@@ -471,6 +485,15 @@ func (s *Server) WebsocketURL() string {
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+	s.unlock()
+}
+
+// unlock lets another server take the store directory.
+func (s *Server) unlock() {
+	if s.lock != nil {
+		_ = s.lock.Close()
+		s.lock = nil
+	}
 }
 
 // slogAdapter routes the server's logger through slog. Notices (the

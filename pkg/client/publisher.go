@@ -1,0 +1,357 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// DefaultWindow is the number of events a Publisher has sent without their
+// acknowledgement, at most, unless WithWindow says otherwise.
+const DefaultWindow = 256
+
+// publishAttempts is how many times a Publisher sends an event whose
+// acknowledgement does not come: the first send and three more.
+const publishAttempts = 4
+
+// ErrPublisherClosed is returned by Publisher.Publish after Close.
+var ErrPublisherClosed = errors.New("client: publisher closed")
+
+// Publisher publishes events without waiting for each acknowledgement: up
+// to a window of events are in flight at once, and every Publish returns a
+// PendingAck that settles when JetStream has stored the event or when the
+// Publisher gave up on it. It is safe for concurrent use. Make one with
+// Client.NewPublisher and Close it when done.
+//
+// Every event ends acknowledged or failed. An event whose acknowledgement
+// does not come (a timeout, a disconnect, no stream answering for now) is
+// sent again with the same Nats-Msg-Id, so JetStream stores it once, up to
+// three more times with the backoff of Client.Publish (50 ms doubling up to
+// WithRetryWait); then its PendingAck fails with the last error, matching
+// ErrNotStored. A refusal from the stream (full, another stream, too
+// large) fails it at once.
+type Publisher struct {
+	c          *Client
+	js         jetstream.JetStream
+	slots      chan struct{} // one token per event in flight
+	onAck      func(event.Event, PublishAck, error)
+	ackTimeout time.Duration
+
+	mu        sync.Mutex
+	closed    bool // Publish takes no more events
+	stopped   bool // nothing is sent any more: events still unsettled fail
+	inflight  map[*nats.Msg]*PendingAck // sent, waiting for JetStream's answer
+	unsettled map[*PendingAck]struct{}  // published, not settled (sent or backing off)
+
+	published, duplicates, failed atomic.Int64
+}
+
+// PublisherOption configures a Publisher.
+type PublisherOption func(*Publisher)
+
+// WithWindow sets how many events may be in flight (sent, not yet
+// acknowledged or failed) at once; Publish blocks while that many are.
+// The default is DefaultWindow; n < 1 means 1.
+func WithWindow(n int) PublisherOption {
+	return func(p *Publisher) { p.slots = make(chan struct{}, max(n, 1)) }
+}
+
+// OnAck sets a function called once for every event Publish accepted, when
+// it settles: with the acknowledgement, or with the error it failed with.
+// It runs on the Publisher's own goroutines, before the event's PendingAck
+// is done; keep it short, as acknowledgements wait for it, and do not call
+// Publish from it (the acknowledgements that would make room wait for it).
+func OnAck(f func(e event.Event, ack PublishAck, err error)) PublisherOption {
+	return func(p *Publisher) { p.onAck = f }
+}
+
+// WithAckTimeout sets how long one send waits for its acknowledgement
+// before it counts as lost and is sent again. The default is 5 s, as for
+// one attempt of Client.Publish.
+func WithAckTimeout(d time.Duration) PublisherOption {
+	return func(p *Publisher) { p.ackTimeout = d }
+}
+
+// NewPublisher returns a Publisher that sends on c's connection with c's
+// size limit and retry wait.
+func (c *Client) NewPublisher(opts ...PublisherOption) (*Publisher, error) {
+	p := &Publisher{
+		c:          c,
+		slots:      make(chan struct{}, DefaultWindow),
+		ackTimeout: 5 * time.Second,
+		inflight:   make(map[*nats.Msg]*PendingAck),
+		unsettled:  make(map[*PendingAck]struct{}),
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.ackTimeout <= 0 {
+		return nil, fmt.Errorf("client: publisher ack timeout %s: want more than zero", p.ackTimeout)
+	}
+	js, err := jetstream.New(c.nc,
+		// The window is p.slots; the library's own bound is a safety net
+		// it never reaches (its stall would be an error, not a wait).
+		jetstream.WithPublishAsyncMaxPending(cap(p.slots)+1),
+		jetstream.WithPublishAsyncTimeout(p.ackTimeout),
+		jetstream.WithPublishAsyncAckHandler(p.acked),
+		jetstream.WithPublishAsyncErrHandler(p.lost),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("client: jetstream: %w", err)
+	}
+	p.js = js
+	return p, nil
+}
+
+// PendingAck is the outcome of one Publisher.Publish, known once Done is
+// closed.
+type PendingAck struct {
+	e        event.Event
+	msg      *nats.Msg
+	attempts int           // sends so far; changed only by the one send in flight
+	wait     time.Duration // the backoff before the next send
+	done     chan struct{}
+	ack      PublishAck
+	err      error
+}
+
+// Done is closed when the event is stored or the Publisher gave up on it.
+func (a *PendingAck) Done() <-chan struct{} { return a.done }
+
+// Wait waits until the event settles or ctx ends, and returns its
+// acknowledgement or the error it failed with (an error matching
+// ErrNotStored). When ctx ends first it returns ctx's error; the event
+// still settles on its own.
+func (a *PendingAck) Wait(ctx context.Context) (PublishAck, error) {
+	select {
+	case <-a.done:
+		return a.ack, a.err
+	case <-ctx.Done():
+		return PublishAck{}, ctx.Err()
+	}
+}
+
+// Publish validates and encodes e as Client.Publish does (an invalid event
+// returns an error matching events.ErrInvalid, nothing is sent and no
+// PendingAck is made), waits while the window is full or until ctx ends,
+// sends e and returns its PendingAck without waiting for JetStream. ctx
+// bounds only the wait for room in the window. Publish after Close returns
+// ErrPublisherClosed.
+func (p *Publisher) Publish(ctx context.Context, e event.Event, opts ...PublishOption) (*PendingAck, error) {
+	var o publishOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if p.isClosed() {
+		return nil, ErrPublisherClosed
+	}
+	subject, err := events.EventSubject(e.Type())
+	if err != nil {
+		return nil, err
+	}
+	var msg *nats.Msg
+	if o.structured {
+		msg, err = p.c.codec.EncodeStructured(subject, &e)
+	} else {
+		msg, err = p.c.codec.Encode(subject, &e)
+	}
+	if err != nil {
+		return nil, err
+	}
+	msg.Header.Set(jetstream.ExpectedStreamHeader, events.StreamEvents)
+
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("publish %s %s: waiting for room in the window: %w", e.Type(), e.ID(), ctx.Err())
+	}
+	a := &PendingAck{e: e, msg: msg, done: make(chan struct{}), wait: 50 * time.Millisecond}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return nil, ErrPublisherClosed
+	}
+	p.unsettled[a] = struct{}{}
+	p.mu.Unlock()
+	p.send(a)
+	return a, nil
+}
+
+// send sends a once more. Its answer comes to acked or lost.
+func (p *Publisher) send(a *PendingAck) {
+	a.attempts++
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		p.failed1(a, ErrPublisherClosed)
+		return
+	}
+	p.inflight[a.msg] = a
+	p.mu.Unlock()
+	if _, err := p.js.PublishMsgAsync(a.msg); err != nil {
+		// Not sent (the connection is closed, ...), unless the library
+		// answered through lost first: whoever takes a out of inflight
+		// handles it.
+		if p.take(a.msg) != nil {
+			p.failed1(a, err)
+		}
+	}
+}
+
+// take removes and returns the event in flight as msg, or nil if its
+// answer was handled already.
+func (p *Publisher) take(msg *nats.Msg) *PendingAck {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.inflight[msg]
+	delete(p.inflight, msg)
+	return a
+}
+
+// acked is the library's acknowledgement handler.
+func (p *Publisher) acked(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
+	a := p.take(msg)
+	if a == nil {
+		return
+	}
+	p.settle(a, PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+}
+
+// lost is the library's error handler. The library may call it with its
+// own lock held (ack timeouts), so the handling is never done here.
+func (p *Publisher) lost(_ jetstream.JetStream, msg *nats.Msg, err error) {
+	a := p.take(msg)
+	if a == nil {
+		return
+	}
+	if p.isStopped() {
+		go p.failed1(a, fmt.Errorf("%w: %w", ErrPublisherClosed, err))
+		return
+	}
+	if !retryableAsync(err) || a.attempts >= publishAttempts {
+		go p.failed1(a, err)
+		return
+	}
+	wait := a.wait
+	a.wait = min(2*a.wait, p.c.retry)
+	time.AfterFunc(wait, func() { p.send(a) })
+}
+
+// failed1 settles a with the error of its last send.
+func (p *Publisher) failed1(a *PendingAck, err error) {
+	if retryableAsync(err) {
+		err = fmt.Errorf("%w after %d attempt(s): %w", ErrNotStored, a.attempts, err)
+	} else {
+		err = fmt.Errorf("%w: %w", ErrNotStored, err)
+	}
+	p.settle(a, PublishAck{}, fmt.Errorf("publish %s %s: %w", a.e.Type(), a.e.ID(), err))
+}
+
+func (p *Publisher) settle(a *PendingAck, ack PublishAck, err error) {
+	a.ack, a.err = ack, err
+	switch {
+	case err != nil:
+		p.failed.Add(1)
+	case ack.Duplicate:
+		p.duplicates.Add(1)
+		p.published.Add(1)
+	default:
+		p.published.Add(1)
+	}
+	p.mu.Lock()
+	delete(p.unsettled, a)
+	p.mu.Unlock()
+	<-p.slots
+	if p.onAck != nil {
+		p.onAck(a.e, ack, err)
+	}
+	close(a.done)
+}
+
+// retryableAsync reports whether an async publish error may pass on its
+// own: those of Client.Publish and an acknowledgement that did not come.
+func retryableAsync(err error) bool {
+	return retryable(err) ||
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs)
+}
+
+// Flush waits until every event published before it was called has
+// settled, or until ctx ends (then it returns ctx's error).
+func (p *Publisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	waiting := make([]*PendingAck, 0, len(p.unsettled))
+	for a := range p.unsettled {
+		waiting = append(waiting, a)
+	}
+	p.mu.Unlock()
+	for _, a := range waiting {
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			return fmt.Errorf("flush: %d event(s) not settled: %w", p.Pending(), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Close stops taking events (Publish returns ErrPublisherClosed from now
+// on), waits as Flush until the events published before settle, and
+// releases the Publisher's subscription. If ctx ends first, the events
+// still unsettled fail with an error matching ErrPublisherClosed (one
+// stored meanwhile stays stored) and Close returns ctx's error.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	err := p.Flush(ctx)
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	// Fails what is still in flight through lost (not retried: stopped).
+	p.js.CleanupPublisher()
+	return err
+}
+
+func (p *Publisher) isStopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopped
+}
+
+func (p *Publisher) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// Pending is the number of events published and not yet settled: sent and
+// waiting for their acknowledgement, or waiting to be sent again. It is
+// never more than the window.
+func (p *Publisher) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.unsettled)
+}
+
+// PublisherStats counts the events of a Publisher that settled.
+type PublisherStats struct {
+	Published  int64 // acknowledged, duplicates included
+	Duplicates int64 // acknowledged as duplicates: stored before, not again
+	Failed     int64 // given up on
+}
+
+// Stats returns the counts so far.
+func (p *Publisher) Stats() PublisherStats {
+	return PublisherStats{Published: p.published.Load(), Duplicates: p.duplicates.Load(), Failed: p.failed.Load()}
+}
