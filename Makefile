@@ -22,6 +22,10 @@ run: build ## Start Hookbus on an embedded NATS (data in ./data, NATS on 127.0.0
 build: ## Build the hookbus binary into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hookbus
 
+.PHONY: install
+install: ## Install the hookbus binary into $(go env GOPATH)/bin, for the README's shell examples
+	CGO_ENABLED=0 $(GO) install -trimpath -ldflags '$(LDFLAGS)' ./cmd/hookbus
+
 .PHONY: image
 image: ## Build the container image IMAGE:VERSION (default hookbus:<git describe>) from the Dockerfile; needs a Docker engine
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
