@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -197,18 +198,26 @@ func printDeadLetters(w io.Writer, output string, dls []client.DeadLetter) error
 		return writeJSON(w, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tSUBSCRIBER\tEVENT\tDELIVERIES\tTIME\tREASON")
+	// One word a column (but the last), so that awk reads it too: "-" for
+	// the type and id of what is not a valid event.
+	fmt.Fprintln(tw, "SEQ\tSUBSCRIBER\tTYPE\tID\tDELIVERIES\tTIME\tREASON")
 	for _, dl := range dls {
-		ev := "(not a valid event)"
+		typ, id := "-", "-"
 		if dl.Event != nil {
-			ev = dl.Event.Type() + " " + dl.Event.ID()
+			typ, id = dl.Event.Type(), oneWord(dl.Event.ID())
 		}
 		reason := dl.Reason
 		if dl.Forged != "" {
 			reason = "FORGED (" + dl.Forged + "): " + reason
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", dl.Seq, dl.Subscriber, oneLine(ev), dl.Deliveries,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", dl.Seq, dl.Subscriber, typ, id, dl.Deliveries,
 			dl.Time.UTC().Format(time.RFC3339), oneLine(reason))
 	}
 	return tw.Flush()
+}
+
+// oneWord replaces whitespace in s (an event id may hold any character)
+// so that it stays one column.
+func oneWord(s string) string {
+	return strings.Join(strings.Fields(oneLine(s)), "_")
 }

@@ -47,8 +47,8 @@ type Publisher struct {
 	ackTimeout time.Duration
 
 	mu        sync.Mutex
-	closed    bool // Publish takes no more events
-	stopped   bool // nothing is sent any more: events still unsettled fail
+	closed    bool                      // Publish takes no more events
+	stopped   bool                      // nothing is sent any more: events still unsettled fail
 	inflight  map[*nats.Msg]*PendingAck // sent, waiting for JetStream's answer
 	unsettled map[*PendingAck]struct{}  // published, not settled (sent or backing off)
 
