@@ -28,10 +28,19 @@ func notifyConsumer(t *testing.T, js jetstream.JetStream, spec events.PluginSpec
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(t.Context(), events.StreamEvents, cfg)
-	if err != nil {
-		t.Fatalf("notify consumer: %v", err)
-	}
+	// Created again right after a delete (as the dispatcher does), the
+	// server may still be removing the old consumer's files and answer a
+	// passing error 500 ("rename .../o.dat.tmp: no such file"): try again,
+	// as the dispatcher does on its next comparison.
+	var cons jetstream.Consumer
+	natstest.Eventually(t, 5*time.Second, func() error {
+		var err error
+		cons, err = js.CreateOrUpdateConsumer(t.Context(), events.StreamEvents, cfg)
+		if err != nil {
+			return fmt.Errorf("notify consumer: %w", err)
+		}
+		return nil
+	})
 	return cons
 }
 
