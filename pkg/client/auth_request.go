@@ -13,9 +13,26 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// DefaultAuthTimeout bounds an AuthStore request whose ctx has no
-// deadline.
-const DefaultAuthTimeout = 10 * time.Second
+// Default deadlines of requests whose ctx has none, so that no call waits
+// for ever on a service that took the request and then went away.
+const (
+	// DefaultAuthTimeout bounds an AuthStore request.
+	DefaultAuthTimeout = 10 * time.Second
+	// DefaultAdminTimeout bounds a plugin command (Register, Start, ...,
+	// waiting for the registry's answer) and a query (Get, List).
+	DefaultAdminTimeout = 10 * time.Second
+	// DefaultCallTimeout bounds a Call: a chain runs up to the sum of its
+	// steps' timeouts; give ctx a deadline for longer chains.
+	DefaultCallTimeout = 5 * time.Minute
+)
+
+// withDefaultTimeout bounds ctx by d unless it has a deadline already.
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
 
 // authRequest sends one persistence request and decodes the reply into
 // reply, or returns the service's error as an *Error.
@@ -24,11 +41,8 @@ func (c *Client) authRequest(ctx context.Context, op, subject string, req, reply
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultAuthTimeout)
-		defer cancel()
-	}
+	ctx, cancel := withDefaultTimeout(ctx, DefaultAuthTimeout)
+	defer cancel()
 	m, err := c.nc.RequestWithContext(ctx, subject, body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):

@@ -35,7 +35,8 @@ func Private(fields ...string) CallOption {
 // Call runs the chain of e's type now, with e's data as the initial state,
 // and returns the result: the final state, who halted, and the trace of
 // every step. The request goes to hookbus.call.<type> (binary mode) and
-// waits until a dispatcher answers or ctx ends; give ctx a deadline.
+// waits until a dispatcher answers or ctx ends (DefaultCallTimeout when ctx
+// has no deadline).
 //
 // An invalid event returns an error matching events.ErrInvalid and nothing
 // is sent. With no dispatcher running the error matches ErrNoDispatcher.
@@ -58,6 +59,8 @@ func (c *Client) Call(ctx context.Context, e event.Event, opts ...CallOption) (e
 	if err != nil {
 		return events.ChainResult{}, err
 	}
+	ctx, cancel := withDefaultTimeout(ctx, DefaultCallTimeout)
+	defer cancel()
 	answer, err := c.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return events.ChainResult{}, fmt.Errorf("call %s: %w (hookbus serve runs one): %w", e.Type(), ErrNoDispatcher, err)
