@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -11,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/hookbus/hookbus/internal/natsembed"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -128,7 +127,7 @@ user, pass, inboxPrefix).`,
 			if err != nil {
 				return usageError{err}
 			}
-			password := randomPassword()
+			password := natsembed.NewPassword()
 			value := ""
 			if passwordEnv != "" {
 				if err := checkEnvName(passwordEnv); err != nil {
@@ -188,12 +187,6 @@ func checkEnvName(s string) error {
 		return fmt.Errorf("--password-env: empty")
 	}
 	return nil
-}
-
-func randomPassword() string {
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func printCredentials(out io.Writer, w workerUser, value, password, passwordEnv string) error {

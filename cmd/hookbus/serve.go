@@ -203,20 +203,7 @@ func serve(ctx context.Context, cfg Config, names []string) (err error) {
 }
 
 func prepareTopology(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) error {
-	if cfg.Topology == "check" {
-		if err := topology.Check(ctx, js, cfg.topology()); err != nil {
-			return fmt.Errorf("topology check: %w", err)
-		}
-		return nil
-	}
-	if err := cfg.topology().Validate(); err != nil {
-		return fmt.Errorf("topology: %w", err)
-	}
-	apply := topology.Ensure
-	if cfg.Topology == "create" {
-		apply = topology.Create
-	}
-	results, err := apply(ctx, js, cfg.topology())
+	results, err := applyTopology(ctx, js, cfg)
 	for _, r := range results {
 		switch r.Action {
 		case topology.Created:
@@ -225,13 +212,31 @@ func prepareTopology(ctx context.Context, js jetstream.JetStream, cfg Config, lo
 			log.Info("topology updated", "resource", r.Resource, "changes", fmt.Sprint(r.Changed))
 		}
 	}
+	return err
+}
+
+// applyTopology does what cfg.Topology says: check, create (the missing
+// streams and buckets) or ensure (create and update). Ensure and Create
+// validate the settings themselves.
+func applyTopology(ctx context.Context, js jetstream.JetStream, cfg Config) ([]topology.Result, error) {
+	if cfg.Topology == "check" {
+		if err := topology.Check(ctx, js, cfg.topology()); err != nil {
+			return nil, fmt.Errorf("topology check: %w", err)
+		}
+		return nil, nil
+	}
+	apply := topology.Ensure
+	if cfg.Topology == "create" {
+		apply = topology.Create
+	}
+	results, err := apply(ctx, js, cfg.topology())
 	if errors.Is(err, topology.ErrDrift) && cfg.Topology == "create" {
-		return fmt.Errorf("topology: %w (this service may create streams and buckets, not change them: an operator runs `hookbus topology ensure` with the admin user)", err)
+		return results, fmt.Errorf("topology: %w (this service may create streams and buckets, not change them: an operator runs `hookbus topology ensure` with the admin user)", err)
 	}
 	if err != nil {
-		return fmt.Errorf("topology: %w", err)
+		return results, fmt.Errorf("topology: %w", err)
 	}
-	return nil
+	return results, nil
 }
 
 // drain lets in-flight messages finish, then closes nc.

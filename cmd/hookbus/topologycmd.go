@@ -7,8 +7,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
-
-	"github.com/hookbus/hookbus/internal/topology"
 )
 
 func newTopologyCmd() *cobra.Command {
@@ -56,20 +54,16 @@ func newTopologyRunCmd(mode, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if mode == "check" {
-				if err := topology.Check(ctx, js, cfg.topology()); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), "every stream and bucket is as declared")
-				return nil
-			}
-			results, err := topology.Ensure(ctx, js, cfg.topology())
+			results, err := applyTopology(ctx, js, cfg)
 			for _, r := range results {
 				line := fmt.Sprintf("%s: %s", r.Resource, r.Action)
 				if len(r.Changed) > 0 {
 					line += fmt.Sprint(" ", r.Changed)
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), line)
+			}
+			if err == nil && mode == "check" {
+				fmt.Fprintln(cmd.OutOrStdout(), "every stream and bucket is as declared")
 			}
 			return err
 		},

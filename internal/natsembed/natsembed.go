@@ -308,6 +308,14 @@ func ReadPasswordFile(path string) (string, error) {
 	return pw, nil
 }
 
+// NewPassword returns a new random NATS password: 32 bytes in hex (a
+// NATS configuration reads it as a string, never as a number).
+func NewPassword() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b)
+}
+
 // loadOrCreatePassword reads path, or creates it (mode 0600, its
 // directory 0700 if missing) with 32 random bytes in hex. created is true
 // when this call wrote the file.
@@ -319,11 +327,7 @@ func loadOrCreatePassword(path string) (pw string, created bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", false, fmt.Errorf("nats password: %w", err)
 	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", false, fmt.Errorf("nats password: %w", err)
-	}
-	pw = hex.EncodeToString(b)
+	pw = NewPassword()
 	// O_EXCL: never overwrite a password that appeared meanwhile.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {

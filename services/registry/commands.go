@@ -40,7 +40,7 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 	}
 	replyTo := events.HeaderValue(msg.Headers(), events.HeaderReplyTo)
 	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
-	op, cmd, cerr := parseCommand(msg)
+	op, named, cmd, cerr := parseCommand(msg)
 	if cerr == nil && replyTo != "" {
 		if err := events.CheckAnswerSubject("plugin", cmd.Target(), replyTo); err != nil {
 			// Answering there would publish with the registry's rights
@@ -52,7 +52,7 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 	}
 	if cerr != nil {
 		log.Warn("invalid command refused", "err", cerr)
-		if events.CheckAnswerSubject("plugin", subjectTarget(msg.Subject()), replyTo) == nil {
+		if events.CheckAnswerSubject("plugin", named, replyTo) == nil {
 			s.answer(replyTo, events.CommandReply{Error: cerr})
 		}
 		_ = msg.TermWithReason(cerr.Message)
@@ -86,48 +86,42 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 // must be hookbus.cmd.plugin.<op>, and the command must be about the plugin
 // its subject names: NATS permissions limit who may publish on the
 // subject, so the subject, not the body, says which plugin may change.
-func parseCommand(msg jetstream.Msg) (events.PluginOp, events.PluginCommand, *events.CommandError) {
-	var cmd events.PluginCommand
+// named is the plugin the subject names (its token after the op; "" for a
+// bulk command), whose answer subject an invalid command is answered on.
+func parseCommand(msg jetstream.Msg) (op events.PluginOp, named string, cmd events.PluginCommand, cerr *events.CommandError) {
 	rest := strings.TrimPrefix(msg.Subject(), events.CommandTypePrefix)
 	opName, target, _ := strings.Cut(rest, ".")
-	op := events.PluginOp(opName)
-	event := ""
+	op = events.PluginOp(opName)
+	named, event, _ := strings.Cut(target, ".")
 	if op == events.OpRegister {
-		target, event, _ = strings.Cut(target, ".")
+		target = named
 	}
 	e, err := events.Decode(msg.Headers(), msg.Data())
 	if err != nil {
-		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
+		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
 	}
 	if want := events.CommandTypePrefix + opName; e.Type() != want {
-		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("command type %q does not match its subject %q: want %q", e.Type(), msg.Subject(), want)}
+		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("command type %q does not match its subject %q: want %q", e.Type(), msg.Subject(), want)}
 	}
 	dec := json.NewDecoder(strings.NewReader(string(e.Data())))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cmd); err != nil {
-		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: "command data: " + err.Error()}
+		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: "command data: " + err.Error()}
 	}
 	if err := cmd.Validate(op); err != nil {
-		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
+		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
 	}
 	if got := cmd.Target(); got != target {
 		msg := fmt.Sprintf("the subject names plugin %q, the command is about %q: a command about one plugin goes on %s%s.<name>, a bulk command (by event) on %s%s", target, got, events.CommandTypePrefix, op, events.CommandTypePrefix, op)
-		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
+		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
 	}
 	if op == events.OpRegister && cmd.Plugin.Event != event {
 		msg := fmt.Sprintf("the subject names event %q, the declaration %q: a register command goes on %sregister.<name>.<event>", event, cmd.Plugin.Event, events.CommandTypePrefix)
-		return op, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
+		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
 	}
-	return op, cmd, nil
+	return op, named, cmd, nil
 }
 
-// subjectTarget is the plugin name a command subject names (after the
-// op), "" for a bulk command's subject.
-func subjectTarget(subject string) string {
-	_, rest, _ := strings.Cut(strings.TrimPrefix(subject, events.CommandTypePrefix), ".")
-	target, _, _ := strings.Cut(rest, ".")
-	return target
-}
 
 // execute plans the command on a caught-up view and writes the changes
 // with compare-and-swap, planning again when another writer got there
