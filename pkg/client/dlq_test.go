@@ -27,25 +27,13 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	spec := notifySpec("n", 2, 50)
 	cons := notifyConsumer(t, b.js, spec)
 	other := notifyConsumer(t, b.js, notifySpec("other", 2, 50))
-	var d deliveries
-	var healthy bool // guarded by d.mu
-	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
-		d.record(x)
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if !healthy {
-			return client.Permanent(errors.New("mailer refused"))
-		}
-		return nil
-	}}, client.WithConcurrency(1)) // one at a time: replays arrive in order
+	d, heal := refusingWorker(t, b, spec) // one at a time: replays arrive in order
 
 	// A dead letter of the worker, a headerless raw JSON event that is
 	// valid (structured mode), and one of the dispatcher.
 	seq := b.publish(t, "a")
 	deadLetters(t, b.client, "n", 1)
-	d.mu.Lock()
-	healthy = true
-	d.mu.Unlock()
+	heal()
 	raw := `{"specversion":"1.0","id":"raw-1","source":"/raw","type":"` + testType + `","data":{"x":1}}`
 	rawDL, err := events.DeadLetter("n", "hookbus.event."+testType, nil, []byte(raw), 99, 3, "no answer after 2 deliveries", 0)
 	if err != nil {
@@ -264,23 +252,11 @@ func TestReplayIDTaken(t *testing.T) {
 	ctx := ctxT(t)
 	spec := notifySpec("n", 2, 50)
 	cons := notifyConsumer(t, b.js, spec)
-	var d deliveries
-	var healthy bool // guarded by d.mu
-	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
-		d.record(x)
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if !healthy {
-			return client.Permanent(errors.New("mailer refused"))
-		}
-		return nil
-	}}, client.WithConcurrency(1))
+	d, heal := refusingWorker(t, b, spec)
 	b.publish(t, "a")
 	b.publish(t, "b")
 	dls := deadLetters(t, b.client, "n", 2)
-	d.mu.Lock()
-	healthy = true
-	d.mu.Unlock()
+	heal()
 
 	var ids []string
 	for s := uint64(1); s <= 20; s++ {
@@ -423,4 +399,26 @@ func TestReplayForgedDeadLetter(t *testing.T) {
 		}
 	}
 	deadLetters(t, b.client, "n", 4)
+}
+
+// refusingWorker serves spec one delivery at a time, refusing every one
+// for good (a dead letter at once) until heal is called, then taking them.
+func refusingWorker(t *testing.T, b *bus, spec events.PluginSpec) (d *deliveries, heal func()) {
+	t.Helper()
+	d = &deliveries{}
+	var healthy bool // guarded by d.mu
+	startServe(t, b.client, client.Plugin{Spec: spec, Notify: func(_ context.Context, x *client.Delivery) error {
+		d.record(x)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if !healthy {
+			return client.Permanent(errors.New("mailer refused"))
+		}
+		return nil
+	}}, client.WithConcurrency(1))
+	return d, func() {
+		d.mu.Lock()
+		healthy = true
+		d.mu.Unlock()
+	}
 }
