@@ -122,7 +122,6 @@ func parseCommand(msg jetstream.Msg) (op events.PluginOp, named string, cmd even
 	return op, named, cmd, nil
 }
 
-
 // execute plans the command on a caught-up view and writes the changes
 // with compare-and-swap, planning again when another writer got there
 // first. It returns an error only for passing failures (storage).
