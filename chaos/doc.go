@@ -59,7 +59,7 @@
 //     tried with a 5 s deadline, again after a timeout or no responders,
 //     for up to 30 s; only a call never answered in that time counts as
 //     unanswered;
-//   - the consumers hookbus-dispatcher and notify-<plugin> end with nothing
+//   - the consumers chain-<chain type> and notify-<plugin> end with nothing
 //     pending and nothing waiting for an acknowledgement;
 //   - every stored poison message is dead-lettered in HOOKBUS_DLQ (or it was
 //     refused at publish), every poison call is answered, and the valid

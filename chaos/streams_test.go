@@ -83,7 +83,7 @@ func readState(ctx context.Context, js jetstream.JetStream, deliveryFiles []stri
 			return nil, err
 		}
 	}
-	for _, name := range []string{events.DispatcherConsumer, events.NotifyConsumer(notify)} {
+	for _, name := range []string{events.ChainConsumer(chainType), events.NotifyConsumer(notify)} {
 		info, err := consumerInfo(ctx, js, name)
 		if err != nil {
 			return nil, err

@@ -102,8 +102,8 @@ func TestChainGoAndNode(t *testing.T) {
 	srv.stop(t)
 }
 
-// TestDLQCLI: an invalid event published raw is dead-lettered by the
-// dispatcher, `hookbus dlq list` shows it with the reason, and replaying
+// TestDLQCLI: an invalid event published raw on a type with a chain
+// plugin is dead-lettered by the dispatcher, `hookbus dlq list` shows it with the reason, and replaying
 // it is refused (it would be refused again).
 func TestDLQCLI(t *testing.T) {
 	srv := startServer(t, t.TempDir())
@@ -117,6 +117,13 @@ func TestDLQCLI(t *testing.T) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The dispatcher reads the events of types with running chain plugins.
+	if _, stderr, code := run(t, "plugin", "register", "--nats-url", srv.NATSURL, "--name", "greeter", "--event", greeting); code != 0 {
+		t.Fatalf("register: exit %d: %s", code, stderr)
+	}
+	if _, stderr, code := run(t, "plugin", "start", "--nats-url", srv.NATSURL, "greeter"); code != 0 {
+		t.Fatalf("start: exit %d: %s", code, stderr)
 	}
 	if _, err := js.Publish(ctx, "hookbus.event."+greeting, []byte(`{"specversion":"1.0","source":"/raw","type":"`+greeting+`"}`)); err != nil {
 		t.Fatal(err)

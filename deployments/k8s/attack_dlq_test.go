@@ -67,6 +67,8 @@ func TestAttackEscalation8DLQDedupePoisoning(t *testing.T) {
 	st := startStack(t)
 	ctx := attackContext(t)
 	js := st.attackerJS(t)
+	// The dispatcher reads the events of types with chain plugins.
+	st.registerAndStart(t, ctx, events.PluginSpec{Name: otherPlugin, Event: "com.example.order.created", Priority: 10})
 
 	probe, err := js.PublishMsg(ctx, &nats.Msg{Subject: "hookbus.event.com.example.probe", Data: []byte(`{}`)})
 	if err != nil {

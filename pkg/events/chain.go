@@ -126,9 +126,15 @@ func PrivateFields(typ string, extension any) []string {
 
 // Subjects and names of the dispatcher and its subscribers.
 const (
-	// DispatcherConsumer is the durable consumer all dispatcher replicas
-	// share to run chains for published events.
+	// DispatcherConsumer names the dispatcher as a subscriber: its dead
+	// letters are on hookbus.dlq.hookbus-dispatcher. Before chain
+	// consumers (ChainConsumer) it was also the one durable consumer that
+	// read every published event; a dispatcher finding that consumer
+	// starts its chain consumers after what it acknowledged, then deletes
+	// it.
 	DispatcherConsumer = "hookbus-dispatcher"
+	// ChainConsumerPrefix starts the name of every chain consumer.
+	ChainConsumerPrefix = "chain-"
 	// DispatcherQueue is the queue group of hookbus.call.> subscriptions.
 	DispatcherQueue = "hookbus-dispatcher"
 	// CallSubjects captures every synchronous call.
@@ -137,6 +143,15 @@ const (
 	// (stream HOOKBUS_EVENTS; only that subscriber's consumer reads them).
 	ReplaySubjects = "hookbus.replay.>"
 )
+
+// ChainConsumer is the durable consumer on HOOKBUS_EVENTS through which
+// the dispatcher runs the chain of the published events of type typ, while
+// typ has running chain plugins: "chain-" and the type with each '.'
+// written '~' (a consumer name has no dots). Types with no chain plugin
+// have no such consumer: the dispatcher never reads their events.
+func ChainConsumer(typ string) string {
+	return ChainConsumerPrefix + strings.ReplaceAll(typ, ".", "~")
+}
 
 // NotifyConsumer is the durable consumer of notify plugin name on
 // HOOKBUS_EVENTS.

@@ -20,44 +20,108 @@ import (
 // outlive it on the server.
 const pullExpiry = 5 * time.Second
 
-// consumeEvents runs the chain of every published event that has chain
-// plugins, through the durable consumer all replicas share, until ctx ends.
-// The consumer is kept in place (durable.Keeper): should it disappear, it
-// is created again and the events after the last acknowledged one run.
-func (s *Service) consumeEvents(ctx context.Context) error {
-	k := &durable.Keeper{
-		Stream: events.StreamEvents,
-		Config: jetstream.ConsumerConfig{
-			Durable:       events.DispatcherConsumer,
-			Description:   "Runs the chain of every published event; results on hookbus.result.<type>.",
-			FilterSubject: events.EventSubjects,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       s.cfg.AckWait,
-			MaxAckPending: s.cfg.Concurrency * 4,
-			// The dispatcher bounds the attempts itself (MaxAttempts) and
-			// dead-letters an event past them: a bound kept by JetStream
-			// would end in an advisory nobody may be there to read.
-			MaxDeliver:    -1,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-		},
-		Read:  s.readEvents,
-		Ready: s.consuming.Store,
-		Check: s.cfg.ConsumerCheck,
-		Log:   s.log,
+// chainConfig is the chain consumer of event type typ
+// (events.ChainConsumer), delivering from the start of the stream unless
+// told otherwise (consumers.applyChains).
+func (s *Service) chainConfig(typ string) jetstream.ConsumerConfig {
+	subject, _ := events.EventSubject(typ) // typ is a stored plugin's: valid
+	return jetstream.ConsumerConfig{
+		Durable:       events.ChainConsumer(typ),
+		Description:   fmt.Sprintf("Runs the chain of every %s event; results on hookbus.result.%s.", typ, typ),
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxAckPending: s.cfg.Concurrency * 4,
+		// The dispatcher bounds the attempts itself (MaxAttempts) and
+		// dead-letters an event past them: a bound kept by JetStream
+		// would end in an advisory nobody may be there to read.
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	return k.Run(ctx, s.js)
 }
 
-// readEvents handles the consumer's events, up to Concurrency at once,
-// until ctx ends or the consumer fails.
-func (s *Service) readEvents(ctx context.Context, cons jetstream.Consumer) error {
+// chainReaders reads the chain consumers, one reader each, running at
+// most Concurrency chains at once between them.
+type chainReaders struct {
+	s       *Service
+	slots   chan struct{}
+	changed func() // asks for the consumers to be checked again
+	wg      sync.WaitGroup
+
+	mu   sync.Mutex
+	live map[string]context.CancelFunc // consumer -> stops its reader
+}
+
+func newChainReaders(s *Service, changed func()) *chainReaders {
+	return &chainReaders{s: s, slots: make(chan struct{}, s.cfg.Concurrency), changed: changed, live: map[string]context.CancelFunc{}}
+}
+
+// keep has exactly the consumers of read read: it starts a reader for each
+// that has none (a nil Consumer keeps a running reader but starts none)
+// and stops the others. The dispatcher is ready when complete (every
+// chain consumer the table wants is in read) and each of them is read.
+func (r *chainReaders) keep(ctx context.Context, read map[string]jetstream.Consumer, complete bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, stop := range r.live {
+		if _, ok := read[name]; !ok {
+			stop()
+			delete(r.live, name)
+		}
+	}
+	for name, c := range read {
+		if _, ok := r.live[name]; ok || c == nil {
+			continue
+		}
+		rctx, stop := context.WithCancel(ctx)
+		r.live[name] = stop
+		r.wg.Go(func() { r.read(rctx, stop, name, c) })
+	}
+	r.s.consuming.Store(complete && len(r.live) == len(read))
+}
+
+// read reads consumer c until ctx ends or c fails (deleted...); the
+// dispatcher is then not ready until c is in place and read again.
+func (r *chainReaders) read(ctx context.Context, stop context.CancelFunc, name string, c jetstream.Consumer) {
+	err := r.s.readEvents(ctx, c, r.slots)
+	if ctx.Err() != nil {
+		return
+	}
+	r.mu.Lock()
+	stop()
+	delete(r.live, name)
+	r.s.consuming.Store(false)
+	r.mu.Unlock()
+	r.s.log.Warn("chain consumer not readable: checking the consumers again", "consumer", name, "err", err)
+	r.changed()
+}
+
+// stop stops the reader of consumer name, if one runs.
+func (r *chainReaders) stop(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if stop, ok := r.live[name]; ok {
+		stop()
+		delete(r.live, name)
+	}
+}
+
+// notReady marks the dispatcher not ready (the consumers could not be
+// checked), leaving the readers running.
+func (r *chainReaders) notReady() { r.s.consuming.Store(false) }
+
+// wait waits for the readers to end (after the context given to keep).
+func (r *chainReaders) wait() { r.wg.Wait() }
+
+// readEvents handles the consumer's events, holding one of slots for each
+// chain it runs, until ctx ends or the consumer fails.
+func (s *Service) readEvents(ctx context.Context, cons jetstream.Consumer, slots chan struct{}) error {
 	iter, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Concurrency), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", events.DispatcherConsumer, err)
+		return fmt.Errorf("consume %s: %w", cons.CachedInfo().Name, err)
 	}
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
-	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -72,9 +136,9 @@ func (s *Service) readEvents(ctx context.Context, cons jetstream.Consumer) error
 			s.log.Warn("next published event", "err", err)
 			continue
 		}
-		sem <- struct{}{}
+		slots <- struct{}{}
 		wg.Go(func() {
-			defer func() { <-sem }()
+			defer func() { <-slots }()
 			s.handleEvent(ctx, msg)
 		})
 	}

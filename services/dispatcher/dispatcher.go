@@ -144,7 +144,7 @@ func (s *Service) Ready(context.Context) error {
 	case !s.calls.Load():
 		return fmt.Errorf("%w: not taking calls", errNotReady)
 	case !s.consuming.Load():
-		return fmt.Errorf("%w: not reading %s", errNotReady, events.DispatcherConsumer)
+		return fmt.Errorf("%w: chain consumers not all in place and read", errNotReady)
 	case !s.advisories.Load():
 		return fmt.Errorf("%w: not reading advisories", errNotReady)
 	}
@@ -160,15 +160,18 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	var watch *pluginwatch.Watcher
-	notify := newNotifier(s.js, s.log, s.cfg.ConsumerCheck, func(ctx context.Context) (map[string]events.Plugin, error) { return watch.CatchUp(ctx) })
+	cons := &consumers{js: s.js, log: s.log, check: s.cfg.ConsumerCheck, chainConfig: s.chainConfig,
+		view:    func(ctx context.Context) (map[string]events.Plugin, error) { return watch.CatchUp(ctx) },
+		changed: make(chan struct{}, 1), floors: map[string]uint64{}}
+	cons.readers = newChainReaders(s, cons.reconcile)
 	s.plugins = pluginwatch.New(s.js, kv, s.log, func(plugins map[string]events.Plugin) {
 		s.routes.rebuild(plugins)
-		notify.reconcile()
+		cons.reconcile()
 	})
 	watch = s.plugins
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch.Run(gctx) })
-	g.Go(func() error { return notify.run(gctx) })
+	g.Go(func() error { return cons.run(gctx) })
 	g.Go(func() error {
 		if _, err := watch.CatchUp(gctx); err != nil {
 			return err
@@ -176,7 +179,6 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Info("route table loaded")
 		r, rctx := errgroup.WithContext(gctx)
 		r.Go(func() error { return s.serveCalls(rctx) })
-		r.Go(func() error { return s.consumeEvents(rctx) })
 		r.Go(func() error { return s.watchAdvisories(rctx) })
 		return r.Wait()
 	})

@@ -47,6 +47,7 @@ func (e *env) takeDLQIDs(subject, subscriber string, n uint64) {
 func TestInvalidEventDeadLetterIDTaken(t *testing.T) {
 	e := newEnv(t)
 	e.runDispatcher()
+	e.put(plugin("a", 1))
 	e.takeDLQIDs("hookbus.dlq.example", events.DispatcherConsumer, 5)
 	h := nats.Header{}
 	h.Set("Content-Type", events.ContentTypeStructured)
@@ -100,6 +101,7 @@ func TestDeadLetterWrittenTwiceStoredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.runDispatcher()
+	e.put(plugin("a", 1))
 	h := nats.Header{}
 	h.Set("Content-Type", events.ContentTypeStructured)
 	ack, err := e.js.PublishMsg(t.Context(), &nats.Msg{Subject: "hookbus.event.ev", Header: h, Data: []byte(`{"specversion":"1.0","source":"/x","type":"ev"}`)})
@@ -108,11 +110,7 @@ func TestDeadLetterWrittenTwiceStoredOnce(t *testing.T) {
 	}
 	// The dispatcher acknowledges the event once its dead letter is stored.
 	natstest.Eventually(t, 10*time.Second, func() error {
-		c, err := e.js.Consumer(t.Context(), events.StreamEvents, events.DispatcherConsumer)
-		if err != nil {
-			return err
-		}
-		info, err := c.Info(t.Context())
+		info, err := e.consumer(events.ChainConsumer("ev"))
 		if err != nil {
 			return err
 		}

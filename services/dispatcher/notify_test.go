@@ -21,8 +21,9 @@ func notifyPlugin(name string, status events.Status, started time.Time) events.P
 	return p
 }
 
+// consumer returns the info of consumer name of HOOKBUS_EVENTS.
 func (e *env) consumer(name string) (*jetstream.ConsumerInfo, error) {
-	c, err := e.js.Consumer(e.t.Context(), events.StreamEvents, events.NotifyConsumer(name))
+	c, err := e.js.Consumer(e.t.Context(), events.StreamEvents, name)
 	if err != nil {
 		return nil, err
 	}
@@ -39,14 +40,14 @@ func TestNotifyConsumerLifecycle(t *testing.T) {
 	e.put(plugin("marker", 0)) // a later change proves the first was seen
 	e.worker("marker", appender("marker"))
 	e.waitChain("ev", 1)
-	if _, err := e.consumer("mailer"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := e.consumer(events.NotifyConsumer("mailer")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("consumer of a never-started plugin: %v, want none", err)
 	}
 
 	// Started: the queue exists, from the start time, with the settings.
 	e.put(notifyPlugin("mailer", events.StatusStarted, start))
 	var info *jetstream.ConsumerInfo
-	natstest.Eventually(t, 5*time.Second, func() (err error) { info, err = e.consumer("mailer"); return err })
+	natstest.Eventually(t, 5*time.Second, func() (err error) { info, err = e.consumer(events.NotifyConsumer("mailer")); return err })
 	c := info.Config
 	if !slices.Equal(c.FilterSubjects, []string{"hookbus.event.ev", "hookbus.replay.mailer"}) ||
 		c.MaxDeliver != 4 || !slices.Equal(c.BackOff, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}) ||
@@ -60,7 +61,7 @@ func TestNotifyConsumerLifecycle(t *testing.T) {
 	for _, st := range []events.Status{events.StatusStopped, events.StatusHeld, events.StatusRestarted} {
 		e.put(notifyPlugin("mailer", st, time.Now()))
 		natstest.Eventually(t, 5*time.Second, func() error {
-			info, err := e.consumer("mailer")
+			info, err := e.consumer(events.NotifyConsumer("mailer"))
 			if err != nil {
 				return fmt.Errorf("consumer while %s: %v, want it kept", st, err)
 			}
@@ -76,7 +77,7 @@ func TestNotifyConsumerLifecycle(t *testing.T) {
 	p.Settings.MaxDeliver = 5
 	e.put(p)
 	natstest.Eventually(t, 5*time.Second, func() error {
-		info, err := e.consumer("mailer")
+		info, err := e.consumer(events.NotifyConsumer("mailer"))
 		if err != nil {
 			return err
 		}
@@ -91,7 +92,7 @@ func TestNotifyConsumerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, 5*time.Second, func() error {
-		if _, err := e.consumer("mailer"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if _, err := e.consumer(events.NotifyConsumer("mailer")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("consumer after unregister: %v", err)
 		}
 		return nil

@@ -109,7 +109,7 @@ func TestPoisonDoesNotStopChains(t *testing.T) {
 	e.waitSettled()
 }
 
-// waitSettled waits until the dispatcher's consumer holds nothing: every
+// waitSettled waits until the chain consumer of "ev" holds nothing: every
 // event delivered and acknowledged.
 func (e *env) waitSettled() {
 	e.t.Helper()
@@ -126,11 +126,7 @@ func (e *env) waitSettled() {
 }
 
 func (e *env) consumerInfo() (*jetstream.ConsumerInfo, error) {
-	c, err := e.js.Consumer(e.t.Context(), events.StreamEvents, events.DispatcherConsumer)
-	if err != nil {
-		return nil, err
-	}
-	return c.Info(e.t.Context())
+	return e.consumer(events.ChainConsumer("ev"))
 }
 
 // TestCallsWithNonJSONDataAreAnswered: with or without chain plugins.
@@ -165,6 +161,7 @@ func TestCallsWithNonJSONDataAreAnswered(t *testing.T) {
 func TestDeadLetterStoredBeforeAck(t *testing.T) {
 	e := newEnv(t)
 	e.runDispatcher()
+	e.put(plugin("a", 1))
 	dlq := e.refuseWrites(events.StreamDLQ)
 	e.publishRaw("hookbus.event.ev", binaryHeader("bad", "other-type", "application/json"), "{}")
 	natstest.Eventually(t, 10*time.Second, func() error {
@@ -267,7 +264,7 @@ func TestDeletedConsumerIsCreatedAgain(t *testing.T) {
 	})
 	e.waitSettled()
 	time.Sleep(500 * time.Millisecond) // let the dispatcher see the ack floor (ConsumerCheck 200 ms)
-	if err := e.js.DeleteConsumer(t.Context(), events.StreamEvents, events.DispatcherConsumer); err != nil {
+	if err := e.js.DeleteConsumer(t.Context(), events.StreamEvents, events.ChainConsumer("ev")); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(newEvent("ev", "after", map[string]any{}))
