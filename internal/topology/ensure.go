@@ -185,6 +185,7 @@ func diffStream(resource string, want, got jetstream.StreamConfig) []Drift {
 	d.cmp("deny delete", strconv.FormatBool(want.DenyDelete), strconv.FormatBool(got.DenyDelete))
 	d.cmp("deny purge", strconv.FormatBool(want.DenyPurge), strconv.FormatBool(got.DenyPurge))
 	d.cmp("discard new per subject", strconv.FormatBool(want.DiscardNewPerSubject), strconv.FormatBool(got.DiscardNewPerSubject))
+	d.cmp("allow atomic publish", strconv.FormatBool(want.AllowAtomicPublish), strconv.FormatBool(got.AllowAtomicPublish))
 	d.cmp("republish", republish(want.RePublish), republish(got.RePublish))
 	return d.drifts
 }

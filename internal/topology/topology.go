@@ -105,8 +105,10 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			// Events are an audit trail: single events are never removed by
 			// hand; an operator may still purge the stream.
 			DenyDelete: true,
-			Storage:    jetstream.FileStorage,
-			Replicas:   c.Replicas,
+			// client.PublishBatch: all or nothing.
+			AllowAtomicPublish: true,
+			Storage:            jetstream.FileStorage,
+			Replicas:           c.Replicas,
 		},
 		{
 			Name:        events.StreamResults,
