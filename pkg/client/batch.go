@@ -27,9 +27,6 @@ const (
 	headerBatchCommit = "Nats-Batch-Commit"
 )
 
-// batchAttemptTimeout bounds the wait for a batch's acknowledgement.
-const batchAttemptTimeout = 5 * time.Second
-
 // JetStream error codes an atomic batch can end with.
 const (
 	errCodeBatchDuplicate = 10201 // an event of the batch is already stored
@@ -67,28 +64,13 @@ func (c *Client) PublishBatch(ctx context.Context, evs []event.Event, opts ...Pu
 	if len(evs) == 0 || len(evs) > MaxBatch {
 		return BatchAck{}, &events.ValidationError{Field: "batch", Reason: fmt.Sprintf("%d events: a batch holds 1 to %d", len(evs), MaxBatch)}
 	}
-	var o publishOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
 	msgs := make([]*nats.Msg, len(evs))
 	for i := range evs {
-		subject, err := events.EventSubject(evs[i].Type())
-		var msg *nats.Msg
-		switch {
-		case err != nil:
-		case o.structured:
-			msg, err = c.codec.EncodeStructured(subject, &evs[i])
-		default:
-			msg, err = c.codec.Encode(subject, &evs[i])
-		}
+		msg, err := c.encode(&evs[i], opts)
 		if err != nil {
 			return BatchAck{}, fmt.Errorf("batch event %d (%s): %w", i, evs[i].ID(), err)
 		}
-		if msg.Header == nil {
-			msg.Header = nats.Header{}
-		}
-		msg.Header[jetstream.ExpectedStreamHeader] = []string{events.StreamEvents}
+		expectStream(msg, events.StreamEvents)
 		msgs[i] = msg
 	}
 	wait := 50 * time.Millisecond
@@ -135,7 +117,7 @@ func (c *Client) publishBatchOnce(ctx context.Context, msgs []*nats.Msg) (BatchA
 			return BatchAck{}, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, batchAttemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
 	reply, err := c.nc.RequestMsgWithContext(ctx, last)
 	if err != nil {

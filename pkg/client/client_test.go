@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -392,5 +393,90 @@ func TestPublishRetriesUntilStored(t *testing.T) {
 func TestNewNilConnection(t *testing.T) {
 	if c, err := client.New(nil); err == nil || c != nil {
 		t.Errorf("New(nil) = %v, %v; want an error", c, err)
+	}
+}
+
+// TestPublishReadsAcksAsJetStream: whatever a stream answers, Publish
+// reads it as jetstream's PublishMsg does (the client reads the forms the
+// server writes without encoding/json). A subscriber stands in for the
+// stream and gives both the same answer.
+func TestPublishReadsAcksAsJetStream(t *testing.T) {
+	b := newBus(t, false)
+	answers := []string{
+		`{"stream":"HOOKBUS_EVENTS","seq":7}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":0}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":18446744073709551615}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":9999999999999999999}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7,"duplicate": true}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7,"duplicate":false}`,
+		`{"stream":"HOOKBUS_EVENTS","domain":"hub","seq":7}`,
+		` { "stream" : "HOOKBUS_EVENTS" ,	"seq" : 7 }` + "\n",
+		`{"seq":7,"stream":"HOOKBUS_EVENTS"}`,
+		`{"stream":"OTHER","seq":7}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7,"val":"1"}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7,"batch":"b","count":2}`,
+		`{"type":"io.nats.jetstream.api.v1.pub_ack_response","stream":"HOOKBUS_EVENTS","seq":7}`,
+		`{"STREAM":"HOOKBUS_EVENTS","Seq":7}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7,"stream":"OTHER"}`,
+		`{"stream":"HOOK\u0042US_EVENTS","seq":7}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":07}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7.0}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":1e3}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":-7}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":18446744073709551616}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":"7"}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7,"duplicate":1}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7}x`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7`,
+		`{"stream":"","seq":7}`,
+		`{"seq":7}`,
+		`{}`,
+		`[]`,
+		`null`,
+		`not json`,
+		`{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`,
+		`{"stream":"HOOKBUS_EVENTS","seq":7,"error":{"code":400,"err_code":10060,"description":"expected stream does not match"}}`,
+		`{"error":null,"stream":"HOOKBUS_EVENTS","seq":7}`,
+	}
+	var answer atomic.Value
+	sub, err := b.nc.Subscribe(events.EventSubjects, func(m *nats.Msg) { _ = m.Respond([]byte(answer.Load().(string))) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range answers {
+		answer.Store(a)
+		e := orderCreated("/shop", fmt.Sprint("ack-", i))
+		msg, err := events.Encode("hookbus.event.com.example.order.created", &e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantErr := js.PublishMsg(t.Context(), msg, jetstream.WithExpectStream(events.StreamEvents))
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		got, err := b.client.Publish(ctx, e)
+		cancel()
+		switch {
+		case wantErr == nil && err != nil:
+			t.Errorf("answer %s: Publish: %v; jetstream read %+v", a, err, want)
+		case wantErr == nil && got != (client.PublishAck{Stream: want.Stream, Sequence: want.Sequence, Duplicate: want.Duplicate}):
+			t.Errorf("answer %s: Publish read %+v, jetstream %+v", a, got, want)
+		case wantErr != nil && err == nil:
+			t.Errorf("answer %s: Publish read %+v; jetstream: %v", a, got, wantErr)
+		case wantErr != nil:
+			var wantAPI, gotAPI *jetstream.APIError
+			if errors.As(wantErr, &wantAPI) != errors.As(err, &gotAPI) || wantAPI != nil && *wantAPI != *gotAPI {
+				t.Errorf("answer %s: Publish: %v; jetstream: %v", a, err, wantErr)
+			}
+			if errors.Is(wantErr, jetstream.ErrInvalidJSAck) != errors.Is(err, jetstream.ErrInvalidJSAck) {
+				t.Errorf("answer %s: Publish: %v; jetstream: %v", a, err, wantErr)
+			}
+			if !errors.Is(err, client.ErrNotStored) {
+				t.Errorf("answer %s: Publish: %v, want ErrNotStored", a, err)
+			}
+		}
 	}
 }

@@ -119,13 +119,33 @@ type PendingAck struct {
 	msg      *nats.Msg
 	attempts int           // sends so far; changed only by the one send in flight
 	wait     time.Duration // the backoff before the next send
-	done     chan struct{}
-	ack      PublishAck
+	ack      PublishAck    // set before settled
 	err      error
+
+	mu      sync.Mutex
+	settled bool
+	done    chan struct{} // made by the first Done before the event settles: most are never asked for
 }
 
+// closedDone is Done of an event that settled before anyone asked.
+var closedDone = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // Done is closed when the event is stored or the Publisher gave up on it.
-func (a *PendingAck) Done() <-chan struct{} { return a.done }
+func (a *PendingAck) Done() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done == nil {
+		if a.settled {
+			return closedDone
+		}
+		a.done = make(chan struct{})
+	}
+	return a.done
+}
 
 // Wait waits until the event settles or ctx ends, and returns its
 // acknowledgement or the error it failed with (an error matching
@@ -133,7 +153,7 @@ func (a *PendingAck) Done() <-chan struct{} { return a.done }
 // still settles on its own.
 func (a *PendingAck) Wait(ctx context.Context) (PublishAck, error) {
 	select {
-	case <-a.done:
+	case <-a.Done():
 		return a.ack, a.err
 	case <-ctx.Done():
 		return PublishAck{}, ctx.Err()
@@ -147,34 +167,21 @@ func (a *PendingAck) Wait(ctx context.Context) (PublishAck, error) {
 // bounds only the wait for room in the window. Publish after Close returns
 // ErrPublisherClosed.
 func (p *Publisher) Publish(ctx context.Context, e event.Event, opts ...PublishOption) (*PendingAck, error) {
-	var o publishOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
 	if p.isClosed() {
 		return nil, ErrPublisherClosed
 	}
-	subject, err := events.EventSubject(e.Type())
+	msg, err := p.c.encode(&e, opts)
 	if err != nil {
 		return nil, err
 	}
-	var msg *nats.Msg
-	if o.structured {
-		msg, err = p.c.codec.EncodeStructured(subject, &e)
-	} else {
-		msg, err = p.c.codec.Encode(subject, &e)
-	}
-	if err != nil {
-		return nil, err
-	}
-	msg.Header.Set(jetstream.ExpectedStreamHeader, events.StreamEvents)
+	expectStream(msg, events.StreamEvents)
 
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("publish %s %s: waiting for room in the window: %w", e.Type(), e.ID(), ctx.Err())
 	}
-	a := &PendingAck{e: e, msg: msg, done: make(chan struct{}), wait: 50 * time.Millisecond}
+	a := &PendingAck{e: e, msg: msg, wait: 50 * time.Millisecond}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -275,7 +282,12 @@ func (p *Publisher) settle(a *PendingAck, ack PublishAck, err error) {
 	if p.onAck != nil {
 		p.onAck(a.e, ack, err)
 	}
-	close(a.done)
+	a.mu.Lock()
+	a.settled = true
+	if a.done != nil {
+		close(a.done)
+	}
+	a.mu.Unlock()
 }
 
 // retryableAsync reports whether an async publish error may pass on its
@@ -297,7 +309,7 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	p.mu.Unlock()
 	for _, a := range waiting {
 		select {
-		case <-a.done:
+		case <-a.Done():
 		case <-ctx.Done():
 			return fmt.Errorf("flush: %d event(s) not settled: %w", p.Pending(), ctx.Err())
 		}

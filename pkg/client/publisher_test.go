@@ -362,3 +362,60 @@ func TestPublisherClosed(t *testing.T) {
 		t.Errorf("%d messages stored, want 1", got)
 	}
 }
+
+// TestPublisherDoneBeforeAndAfterSettling: Done asked for before the
+// event settles is closed when it does; asked for after, it is closed
+// already; Wait returns the acknowledgement either way. (A PendingAck
+// makes its channel only when asked for.)
+func TestPublisherDoneBeforeAndAfterSettling(t *testing.T) {
+	b := newBus(t, false)
+	release := make(chan struct{})
+	stream := natstest.Connect(t, b.srv) // stands in for HOOKBUS_EVENTS
+	seq := 0
+	sub, err := stream.Subscribe(events.EventSubjects, func(m *nats.Msg) {
+		<-release
+		seq++
+		_ = m.Respond(fmt.Appendf(nil, `{"stream":%q,"seq":%d}`, events.StreamEvents, seq))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	p := newPublisher(t, b.client)
+	early, err := p.Publish(t.Context(), orderCreated("/shop", "early"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := early.Done()
+	if done != early.Done() {
+		t.Error("two calls of Done returned two channels")
+	}
+	select {
+	case <-done:
+		t.Fatal("Done closed before the acknowledgement")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed after the acknowledgement")
+	}
+	late, err := p.Publish(t.Context(), orderCreated("/shop", "late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-late.Done():
+	default:
+		t.Fatal("Done of a settled event is not closed")
+	}
+	for i, a := range []*client.PendingAck{early, late} {
+		if ack, err := a.Wait(t.Context()); err != nil || ack != (client.PublishAck{Stream: events.StreamEvents, Sequence: uint64(i + 1)}) {
+			t.Errorf("event %d: Wait = %+v, %v", i, ack, err)
+		}
+	}
+}

@@ -3,8 +3,6 @@ package events
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,18 +72,26 @@ func Validate(e *event.Event) error { return Codec{}.Validate(e) }
 
 // Encode is the package-level Encode with c's size limit.
 func (c Codec) Encode(subject string, e *event.Event) (*nats.Msg, error) {
-	if err := ValidatePublishSubject(subject); err != nil {
+	if err := validatePublishSubject(subject); err != nil {
 		return nil, err
 	}
 	if err := c.validateAttributes(e); err != nil {
 		return nil, err
 	}
-	h, err := BinaryHeader(e)
-	if err != nil {
-		return nil, err
+	var msg *nats.Msg
+	if ec, ok := v1Context(e); ok {
+		var err error
+		if msg, err = encodeBinary(subject, ec, e.Data()); err != nil {
+			return nil, fmt.Errorf("encode event %s: %w", e.ID(), err)
+		}
+	} else {
+		h, err := binaryHeaderSDK(e)
+		if err != nil {
+			return nil, err
+		}
+		h.Set(HeaderMsgID, MsgID(e.Source(), e.ID()))
+		msg = &nats.Msg{Subject: subject, Header: h, Data: e.Data()}
 	}
-	h.Set(HeaderMsgID, MsgID(e.Source(), e.ID()))
-	msg := &nats.Msg{Subject: subject, Header: h, Data: e.Data()}
 	if err := c.checkSize(headerSize(msg.Header) + len(msg.Data)); err != nil {
 		return nil, err
 	}
@@ -112,10 +118,27 @@ func HeaderValue(h nats.Header, name string) string {
 // BinaryHeader returns e's binary-mode headers (one lowercase ce- header
 // per attribute, datacontenttype in content-type), without validating e
 // and without Nats-Msg-Id. It is for events that are valid already, such
-// as those Decode returned; Encode validates, then uses it.
+// as those Decode returned; Encode validates, then writes the same
+// headers. Each header's value is a slice of its own: the header may be
+// changed.
 func BinaryHeader(e *event.Event) (nats.Header, error) {
+	if ec, ok := v1Context(e); ok {
+		h, err := binaryHeaderV1(ec)
+		if err != nil {
+			return nil, fmt.Errorf("encode event %s: %w", e.ID(), err)
+		}
+		return h, nil
+	}
+	return binaryHeaderSDK(e)
+}
+
+// binaryHeaderSDK is BinaryHeader through sdk-go's binding writer, for an
+// event context of another kind than CloudEvents 1.0 (Encode refuses
+// those; BinaryHeader writes what the library reads from them).
+func binaryHeaderSDK(e *event.Event) (nats.Header, error) {
+	ev := *e // the binding takes a pointer it keeps: a copy, so that e stays where it is
 	w := headerWriter{h: make(nats.Header, 8)}
-	if _, err := binding.Write(context.Background(), binding.ToMessage(e), nil, &w); err != nil {
+	if _, err := binding.Write(context.Background(), binding.ToMessage(&ev), nil, &w); err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", e.ID(), err)
 	}
 	return w.h, nil
@@ -242,7 +265,7 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	// e.Source() is printed by net/url, so it is canonical by
 	// construction; what a producer sent is checked where it is read
 	// (ReadBinary, checkStructuredSource).
-	if e.Source() == "" {
+	if eventSource(e) == "" {
 		return invalid("source", "required")
 	}
 	if err := ValidateType(e.Type()); err != nil {
@@ -267,7 +290,7 @@ func (c Codec) validateAttributes(e *event.Event) error {
 	if t := e.Time(); !t.IsZero() && (t.UTC().Year() < 0 || t.UTC().Year() > 9999) {
 		return invalid("time", "%s is outside the years 0 to 9999 that RFC 3339 can write", t.UTC().Format(time.RFC3339))
 	}
-	exts := e.Extensions()
+	exts := eventExtensions(e)
 	if len(exts) == 0 {
 		return nil
 	}
@@ -435,25 +458,26 @@ func WireSize(h nats.Header, data []byte) int { return headerSize(h) + len(data)
 
 // encodedSize is the size of e in binary mode, without encoding it.
 func encodedSize(e *event.Event) int {
-	size := len(e.Data()) + headerFrame + headerBytes(HeaderMsgID, []string{MsgID("", "")})
+	size := len(e.Data()) + headerFrame + len(HeaderMsgID) + msgIDLen + len(": \r\n")
 	add := func(name, v string) {
 		if v != "" {
-			size += headerBytes(HeaderPrefix+name, []string{v})
+			size += len(HeaderPrefix) + len(name) + len(v) + len(": \r\n")
 		}
 	}
 	add("specversion", e.SpecVersion())
 	add("id", e.ID())
-	add("source", e.Source())
+	add("source", eventSource(e))
 	add("type", e.Type())
 	add("subject", e.Subject())
 	add("dataschema", e.DataSchema())
 	if ct := e.DataContentType(); ct != "" {
 		size += headerBytes(HeaderContentType, []string{ct})
 	}
-	if !e.Time().IsZero() {
-		add("time", types.FormatTime(e.Time()))
+	if t := e.Time(); !t.IsZero() {
+		var b [64]byte
+		size += len(HeaderPrefix+"time") + len(t.UTC().AppendFormat(b[:0], time.RFC3339Nano)) + len(": \r\n")
 	}
-	for name, v := range e.Extensions() {
+	for name, v := range eventExtensions(e) {
 		s, _ := types.Format(v)
 		add(name, s)
 	}
@@ -466,12 +490,8 @@ func encodedSize(e *event.Event) int {
 // CloudEvents makes (source, id) unique; the length prefix keeps the pair
 // unambiguous, so two producers that reuse an id are never merged.
 func MsgID(source, id string) string {
-	h := sha256.New()
-	h.Write([]byte(strconv.Itoa(len(source))))
-	h.Write([]byte{':'})
-	h.Write([]byte(source))
-	h.Write([]byte(id))
-	return hex.EncodeToString(h.Sum(nil))
+	var b [128]byte
+	return string(appendMsgID(b[:0], source, id))
 }
 
 // headerWriter is the binding.BinaryWriter that fills a NATS message's
@@ -594,21 +614,29 @@ func lower(s string) string {
 // travel verbatim), the source in canonical form (ValidateSource), the time
 // in RFC 3339.
 func decodeBinary(fields []field, data []byte) (*event.Event, error) {
-	// The event and its context in one allocation.
+	// The event, its context and the values the context points to in one
+	// allocation. For those values the setters' code is repeated here, as
+	// they would allocate each one on its own.
 	a := &struct {
-		e  event.Event
-		ec event.EventContextV1
+		e           event.Event
+		ec          event.EventContextV1
+		ct, subject string
+		time        types.Timestamp
 	}{}
 	e, ec := &a.e, &a.ec
 	e.Context = ec
-	for _, f := range fields {
+	for i, f := range fields {
 		name := strings.TrimPrefix(f.name, HeaderPrefix)
 		var err error
 		switch name {
 		case "specversion":
 		case HeaderContentType, "datacontenttype":
-			name = "datacontenttype"
-			err = ec.SetDataContentType(f.value)
+			// ec.SetDataContentType(f.value)
+			if a.ct = strings.TrimSpace(f.value); a.ct == "" {
+				ec.DataContentType = nil
+			} else {
+				ec.DataContentType = &a.ct
+			}
 		case "source":
 			if err := ValidateSource(f.value); err != nil {
 				return nil, err
@@ -628,17 +656,31 @@ func decodeBinary(fields []field, data []byte) (*event.Event, error) {
 		case "type":
 			err = ec.SetType(percentDecode(f.value))
 		case "subject":
-			err = ec.SetSubject(percentDecode(f.value))
+			// ec.SetSubject(percentDecode(f.value))
+			if a.subject = strings.TrimSpace(percentDecode(f.value)); a.subject == "" {
+				ec.Subject = nil
+			} else {
+				ec.Subject = &a.subject
+			}
 		case "time":
 			v := percentDecode(f.value)
-			t, terr := types.ToTime(v)
+			// types.ToTime(v), then ec.SetTime
+			t, terr := time.Parse(time.RFC3339Nano, v)
 			if terr != nil {
 				return nil, invalid("time", "%q is not an RFC 3339 time", v)
 			}
-			err = ec.SetTime(t)
+			if t.IsZero() {
+				ec.Time = nil
+			} else {
+				a.time = types.Timestamp{Time: t}
+				ec.Time = &a.time
+			}
 		default:
 			if err := checkExtensionName(name); err != nil {
 				return nil, err
+			}
+			if ec.Extensions == nil {
+				ec.Extensions = make(map[string]any, countExtensions(fields[i:]))
 			}
 			err = ec.SetExtension(name, percentDecode(f.value))
 		}
@@ -650,6 +692,19 @@ func decodeBinary(fields []field, data []byte) (*event.Event, error) {
 		e.DataEncoded = data
 	}
 	return e, nil
+}
+
+// countExtensions counts the fields decodeBinary makes extensions of.
+func countExtensions(fields []field) int {
+	n := 0
+	for _, f := range fields {
+		switch strings.TrimPrefix(f.name, HeaderPrefix) {
+		case "specversion", HeaderContentType, "datacontenttype", "source", "dataschema", "id", "type", "subject", "time":
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // decodeStructured reads a structured-mode body with the CloudEvents JSON
@@ -734,16 +789,7 @@ func percentEncode(s string) string {
 	if clean {
 		return s
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if needsEscape(c) {
-			fmt.Fprintf(&b, "%%%02X", c)
-		} else {
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
+	return string(appendPercentEncoded(make([]byte, 0, len(s)+16), s))
 }
 
 func needsEscape(c byte) bool { return c <= 0x20 || c >= 0x7f || c == '"' || c == '%' }

@@ -2,18 +2,24 @@ package events_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
@@ -1282,5 +1288,214 @@ func TestBinarySourceIsVerbatim(t *testing.T) {
 	}
 	if got := msg.Header.Get("ce-source"); got != "/a%20b" {
 		t.Errorf("encoded ce-source %q, want /a%%20b", got)
+	}
+}
+
+// sdkHeaderWriter is the binding.BinaryWriter Encode and BinaryHeader used
+// before they wrote the headers themselves: sdk-go's binding walks the
+// event and this writes one header per attribute and extension,
+// percent-encoding all but URI references and media types. The headers
+// Hookbus writes must stay the same as this one's.
+type sdkHeaderWriter struct{ h nats.Header }
+
+func (w *sdkHeaderWriter) Start(context.Context) error { return nil }
+func (w *sdkHeaderWriter) End(context.Context) error   { return nil }
+func (w *sdkHeaderWriter) SetData(io.Reader) error     { return nil }
+
+func (w *sdkHeaderWriter) SetAttribute(a spec.Attribute, v any) error {
+	switch a.Kind() {
+	case spec.DataContentType:
+		return w.set(events.HeaderContentType, v, false)
+	case spec.Source, spec.DataSchema, spec.SpecVersion:
+		return w.set(events.HeaderPrefix+a.Name(), v, false)
+	}
+	return w.set(events.HeaderPrefix+a.Name(), v, true)
+}
+
+func (w *sdkHeaderWriter) SetExtension(name string, v any) error {
+	return w.set(events.HeaderPrefix+name, v, true)
+}
+
+func (w *sdkHeaderWriter) set(key string, v any, encode bool) error {
+	if v == nil {
+		return nil
+	}
+	s, err := types.Format(v)
+	if err != nil {
+		return err
+	}
+	if encode {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c <= 0x20 || c >= 0x7f || c == '"' || c == '%' {
+				fmt.Fprintf(&b, "%%%02X", c)
+			} else {
+				b.WriteByte(c)
+			}
+		}
+		s = b.String()
+	}
+	w.h[key] = []string{s}
+	return nil
+}
+
+func sdkBinaryHeader(e *event.Event) (nats.Header, error) {
+	w := sdkHeaderWriter{h: nats.Header{}}
+	ev := *e
+	_, err := binding.Write(context.Background(), binding.ToMessage(&ev), nil, &w)
+	return w.h, err
+}
+
+// checkHeaderAsSDK compares BinaryHeader and, for a valid event, Encode
+// with the headers sdk-go's binding writes.
+func checkHeaderAsSDK(t *testing.T, e *event.Event) {
+	t.Helper()
+	want, wantErr := sdkBinaryHeader(e)
+	got, err := events.BinaryHeader(e)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("BinaryHeader: %v; the binding writer: %v", err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("BinaryHeader:\n%v\nthe binding writer:\n%v", got, want)
+	}
+	msg, err := events.Encode("hookbus.event.t", e)
+	if err != nil {
+		return // invalid: Encode refuses it, BinaryHeader does not check
+	}
+	if id := msg.Header.Get(events.HeaderMsgID); id != events.MsgID(e.Source(), e.ID()) {
+		t.Errorf("Nats-Msg-Id %s, want MsgID(%q, %q)", id, e.Source(), e.ID())
+	}
+	delete(msg.Header, events.HeaderMsgID)
+	if !reflect.DeepEqual(msg.Header, want) {
+		t.Errorf("Encode:\n%v\nthe binding writer:\n%v", msg.Header, want)
+	}
+}
+
+// TestBinaryHeaderAsSDK: the headers Encode and BinaryHeader write
+// themselves are those sdk-go's binding writer gives, for every kind of
+// attribute and extension value.
+func TestBinaryHeaderAsSDK(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(e *event.Event)
+	}{
+		{"minimal", func(*event.Event) {}},
+		{"every attribute", func(e *event.Event) { *e = *orderEvent() }},
+		{"no data", func(e *event.Event) { e.DataEncoded = nil; e.SetDataContentType("") }},
+		{"values to percent-encode", func(e *event.Event) {
+			e.SetID(`a b%c"dé`)
+			e.SetSubject("ünï cødé\u2028%")
+		}},
+		{"time with nanoseconds in another zone", func(e *event.Event) {
+			e.SetTime(time.Date(2026, 11, 21, 10, 0, 0, 123456789, time.FixedZone("x", -5*3600)))
+		}},
+		{"time beyond RFC 3339", func(e *event.Event) { e.SetTime(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)) }},
+		{"time before year 0", func(e *event.Event) { e.SetTime(time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)) }},
+		{"source with scheme, host, query and fragment", func(e *event.Event) { e.SetSource("https://example.com/a%20b?c=d#e") }},
+		{"source urn", func(e *event.Event) { e.SetSource("urn:example:shop") }},
+		{"source network-path", func(e *event.Event) { e.SetSource("//example.com/shop") }},
+		{"source relative with colon", func(e *event.Event) { v1(e).Source = types.URIRef{URL: url.URL{Path: "a:b"}} }},
+		{"source path to escape", func(e *event.Event) { v1(e).Source = types.URIRef{URL: url.URL{Path: "/a b"}} }},
+		{"source path with raw form", func(e *event.Event) {
+			v1(e).Source = types.URIRef{URL: url.URL{Path: "/a/b", RawPath: "/a%2Fb"}}
+		}},
+		{"source empty", func(e *event.Event) { v1(e).Source = types.URIRef{} }},
+		{"source star", func(e *event.Event) { v1(e).Source = types.URIRef{URL: url.URL{Path: "*"}} }},
+		{"dataschema", func(e *event.Event) { e.SetDataSchema("https://example.com/s.json") }},
+		{"dataschema plain path", func(e *event.Event) { e.SetDataSchema("/schemas/order") }},
+		{"extension kinds", func(e *event.Event) {
+			e.SetExtension("str", "a value")
+			e.SetExtension("empty", "")
+			e.SetExtension("num", 42)
+			e.SetExtension("neg", -7)
+			e.SetExtension("flag", true)
+			e.SetExtension("bin", []byte{0, 1, 0xff})
+			e.SetExtension("uri", &url.URL{Scheme: "https", Host: "example.com", Path: "/x y"})
+			e.SetExtension("at", time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC))
+		}},
+		{"many extensions", func(e *event.Event) {
+			for i := range 20 {
+				e.SetExtension(fmt.Sprintf("ext%d", i), fmt.Sprintf("value %d", i))
+			}
+		}},
+		{"extension named as an attribute", func(e *event.Event) { v1(e).Extensions = map[string]any{"id": "other", "type": "x y"} }},
+		{"extension name not lowercase", func(e *event.Event) { v1(e).Extensions = map[string]any{"MyExt": "x"} }},
+		{"extension nil", func(e *event.Event) { v1(e).Extensions = map[string]any{"gone": nil} }},
+		{"extension of no CloudEvents type", func(e *event.Event) { v1(e).Extensions = map[string]any{"bad": struct{}{}} }},
+		{"extension value that needs conversion", func(e *event.Event) { v1(e).Extensions = map[string]any{"n": uint8(7), "f": 2.5} }},
+		{"spec version 0.3", func(e *event.Event) { e.SetSpecVersion(event.CloudEventsVersionV03) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := minimalEvent()
+			tt.change(e)
+			checkHeaderAsSDK(t, e)
+		})
+	}
+}
+
+// TestBinaryHeaderValuesApart: each header of an encoded message has a
+// value slice of its own, so that adding to one leaves the others as they
+// are (the values share one allocation).
+func TestBinaryHeaderValuesApart(t *testing.T) {
+	msg, err := events.Encode(orderSubject, orderEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{}
+	for k, vs := range msg.Header {
+		want[k] = slices.Clone(vs)
+	}
+	for k := range msg.Header {
+		msg.Header[k] = append(msg.Header[k], "added to "+k)
+	}
+	for k, vs := range msg.Header {
+		if len(vs) != 2 || vs[0] != want[k][0] || vs[1] != "added to "+k {
+			t.Errorf("header %s = %q after appending to each, want %q and the one added", k, vs, want[k])
+		}
+	}
+}
+
+// FuzzBinaryHeader: for any attribute values, the headers Hookbus writes
+// are those of sdk-go's binding writer.
+func FuzzBinaryHeader(f *testing.F) {
+	f.Add("order-42", "/shop", "com.example.order.created", "orders/42", "tenant", "acme corp", int64(1795255200), int64(0))
+	f.Add(`a b%"`, "https://example.com/a?b#c", "t", "", "x", "\x00é", int64(-62135596801), int64(999999999))
+	f.Add("i", "a:b", "t", " s ", "id", "override", int64(253402300800), int64(1))
+	f.Fuzz(func(t *testing.T, id, source, typ, subject, ext, extValue string, sec, nsec int64) {
+		e := event.New()
+		e.SetID(id)
+		e.SetSource(source)
+		e.SetType(typ)
+		e.SetSubject(subject)
+		if sec != 0 || nsec != 0 {
+			e.SetTime(time.Unix(sec, nsec))
+		}
+		if ext != "" {
+			v1(&e).Extensions = map[string]any{ext: extValue}
+		}
+		checkHeaderAsSDK(t, &e)
+	})
+}
+
+// TestCodecAllocations pins what the codec allocates for a valid binary
+// event with a time and no extensions: Encode the message (with its header
+// values), its header map and one string for Nats-Msg-Id and the time;
+// Decode the event, its context and their values in one.
+func TestCodecAllocations(t *testing.T) {
+	e := minimalEvent()
+	e.SetTime(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	msg, err := events.Encode(orderSubject, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = events.Encode(orderSubject, e) }); n > 4 {
+		t.Errorf("Encode: %v allocations, want 4 at most", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = events.Decode(msg.Header, msg.Data) }); n > 1 {
+		t.Errorf("Decode: %v allocations, want 1", n)
 	}
 }
