@@ -56,14 +56,20 @@ BENCH_COUNT ?= 1
 bench: ## Benchmarks beside raw NATS figures: codec, publish, notify delivery, Call p50/p99, auth keys (BENCH_COUNT=5 for medians; docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) ./...
 
+.PHONY: bench-peers
+PEERS_FLAGS ?=
+bench-peers: ## Hookbus beside raw nats.go and Watermill on one embedded server, medians of interleaved rounds (about 8 minutes; PEERS_FLAGS='-rounds 3 -events 50000'; benchmarks/peers, a module of its own; docs/performance.md)
+	cd benchmarks/peers && $(GO) run . $(PEERS_FLAGS)
+
 .PHONY: lint
-lint: ## gofmt and staticcheck (also of deployments/k8s, a module of its own)
+lint: ## gofmt and staticcheck (also of deployments/k8s and benchmarks/peers, modules of their own)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) tool staticcheck ./...
 	$(GO) tool staticcheck -tags e2e ./e2e/...
 	$(GO) tool staticcheck -tags chaos ./chaos/
 	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	cd deployments/k8s && ../../bin/staticcheck ./...
+	cd benchmarks/peers && ../../bin/staticcheck ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
