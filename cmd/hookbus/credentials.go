@@ -33,19 +33,20 @@ func (w workerUser) publish() []string {
 		events.RegistryGetSubject, events.RegistryListSubject,
 	}
 	for _, p := range w.Plugins {
-		consumer := events.NotifyConsumer(p)
 		out = append(out,
-			"# Plugin "+p+": its commands, dead letters and notify queue (read, acknowledged; never created).",
+			"# Plugin "+p+": its commands, dead letters, notify queue and replay consumer (read, acknowledged; never created).",
 			events.CommandTypePrefix+"*."+p)
 		for _, e := range w.Events {
 			out = append(out, events.CommandTypePrefix+"register."+p+"."+e)
 		}
-		out = append(out,
-			events.SubjectRoot+".dlq."+p,
-			"$JS.API.CONSUMER.INFO."+events.StreamEvents+"."+consumer,
-			"$JS.API.CONSUMER.MSG.NEXT."+events.StreamEvents+"."+consumer,
-			"$JS.ACK."+events.StreamEvents+"."+consumer+".>",
-		)
+		out = append(out, events.SubjectRoot+".dlq."+p)
+		for _, consumer := range []string{events.NotifyConsumer(p), events.ReplayConsumer(p)} {
+			out = append(out,
+				"$JS.API.CONSUMER.INFO."+events.StreamEvents+"."+consumer,
+				"$JS.API.CONSUMER.MSG.NEXT."+events.StreamEvents+"."+consumer,
+				"$JS.ACK."+events.StreamEvents+"."+consumer+".>",
+			)
+		}
 	}
 	return out
 }

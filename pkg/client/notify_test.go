@@ -19,28 +19,30 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// notifyConsumer creates the consumer of a notify plugin exactly as the
-// dispatcher does (events.NotifyConsumerConfig), delivering from the start
-// of the stream.
+// notifyConsumer creates the consumers of a notify plugin exactly as the
+// dispatcher does (events.ReplayConsumerConfig, events.NotifyConsumerConfig),
+// delivering from the start of the stream, and returns the notify queue.
 func notifyConsumer(t *testing.T, js jetstream.JetStream, spec events.PluginSpec) jetstream.Consumer {
 	t.Helper()
-	cfg, err := events.NotifyConsumerConfig(events.Plugin{PluginSpec: spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Created again right after a delete (as the dispatcher does), the
-	// server may still be removing the old consumer's files and answer a
-	// passing error 500 ("rename .../o.dat.tmp: no such file"): try again,
-	// as the dispatcher does on its next comparison.
 	var cons jetstream.Consumer
-	natstest.Eventually(t, 5*time.Second, func() error {
-		var err error
-		cons, err = js.CreateOrUpdateConsumer(t.Context(), events.StreamEvents, cfg)
+	for _, config := range []func(events.Plugin) (jetstream.ConsumerConfig, error){events.ReplayConsumerConfig, events.NotifyConsumerConfig} {
+		cfg, err := config(events.Plugin{PluginSpec: spec})
 		if err != nil {
-			return fmt.Errorf("notify consumer: %w", err)
+			t.Fatal(err)
 		}
-		return nil
-	})
+		// Created again right after a delete (as the dispatcher does), the
+		// server may still be removing the old consumer's files and answer
+		// a passing error 500 ("rename .../o.dat.tmp: no such file"): try
+		// again, as the dispatcher does on its next comparison.
+		natstest.Eventually(t, 5*time.Second, func() error {
+			var err error
+			cons, err = js.CreateOrUpdateConsumer(t.Context(), events.StreamEvents, cfg)
+			if err != nil {
+				return fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+			}
+			return nil
+		})
+	}
 	return cons
 }
 
@@ -90,21 +92,42 @@ func (b *bus) publish(t *testing.T, id string) uint64 {
 	return ack.Sequence
 }
 
-// settled polls until the consumer has been delivered every message of
-// HOOKBUS_EVENTS and has acknowledgements for all of them. (A consumer
-// counts a new message a moment after its publish is acknowledged, so
-// "nothing pending" alone could be true too early.)
+// settled polls until the plugin's consumers (cons, its notify queue, and
+// its replay consumer) have been delivered every message of HOOKBUS_EVENTS
+// on their subjects and have acknowledgements for all of them, and
+// returns cons's info. (A consumer counts a new message a moment after its
+// publish is acknowledged, so "nothing pending" alone could be true too
+// early.)
 func (b *bus) settled(t *testing.T, cons jetstream.Consumer) *jetstream.ConsumerInfo {
 	t.Helper()
+	plugin, _ := events.SubscriberOf(cons.CachedInfo().Name)
 	var info *jetstream.ConsumerInfo
 	natstest.Eventually(t, 10*time.Second, func() error {
-		last := b.storedLastSeq(t)
-		var err error
-		if info, err = cons.Info(t.Context()); err != nil {
+		stream, err := b.js.Stream(t.Context(), events.StreamEvents)
+		if err != nil {
 			return err
 		}
-		if info.Delivered.Stream < last || info.NumPending != 0 || info.NumAckPending != 0 {
-			return fmt.Errorf("consumer: delivered up to %d of %d, %d pending, %d unacknowledged", info.Delivered.Stream, last, info.NumPending, info.NumAckPending)
+		for _, name := range []string{events.NotifyConsumer(plugin), events.ReplayConsumer(plugin)} {
+			c, err := stream.Consumer(t.Context(), name)
+			if err != nil {
+				return err
+			}
+			ci, err := c.Info(t.Context())
+			if err != nil {
+				return err
+			}
+			var last uint64
+			if m, err := stream.GetLastMsgForSubject(t.Context(), ci.Config.FilterSubject); err == nil {
+				last = m.Sequence
+			} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return err
+			}
+			if ci.Delivered.Stream < last || ci.NumPending != 0 || ci.NumAckPending != 0 {
+				return fmt.Errorf("consumer %s: delivered up to %d of %d, %d pending, %d unacknowledged", name, ci.Delivered.Stream, last, ci.NumPending, ci.NumAckPending)
+			}
+			if name == cons.CachedInfo().Name {
+				info = ci
+			}
 		}
 		return nil
 	})
@@ -734,14 +757,19 @@ func TestNotifyTypeMustMatchSubject(t *testing.T) {
 	raw(replay, "replayed", testType)
 	b.publish(t, "after")
 
+	// The notify queue and the replay consumer deliver side by side: in
+	// order by id.
 	got := d.waitCount(t, 3)
-	want := []delivered{{id: "before", subject: eventSubject}, {id: "replayed", subject: replay}, {id: "after", subject: eventSubject}}
+	slices.SortFunc(got, func(a, b delivered) int { return strings.Compare(a.id, b.id) })
+	want := []delivered{{id: "after", subject: eventSubject}, {id: "before", subject: eventSubject}, {id: "replayed", subject: replay}}
 	for i := range want {
 		if got[i].id != want[i].id || got[i].subject != want[i].subject || got[i].attempt != 1 {
 			t.Errorf("delivery %d = %+v, want %s on %s at attempt 1", i, got[i], want[i].id, want[i].subject)
 		}
 	}
 	dls := deadLetters(t, b.client, "n", 2)
+	slices.SortFunc(dls, func(a, b client.DeadLetter) int { return strings.Compare(a.Subject+a.Reason, b.Subject+b.Reason) })
+
 	b.settled(t, cons)
 	if n := len(d.all()); n != 3 {
 		t.Errorf("handler called %d times, want 3", n)

@@ -139,10 +139,12 @@ const (
 //
 // A chain worker answers steps on hookbus.plugin.<name>.call in queue
 // group <name>, so replicas share the work. A notify worker waits until its
-// durable consumer notify-<name> exists (the dispatcher creates it when
-// the plugin first starts), then pulls events from it while the plugin is
-// running; see NotifyHandler for what becomes of each. Both run at most
-// WithConcurrency handlers at once.
+// durable consumers notify-<name> (its events) and replay-<name> (its
+// replayed dead letters) exist (the dispatcher creates them when the plugin
+// first starts), then pulls from both while the plugin is running; see
+// NotifyHandler for what becomes of each event. Both run at most
+// WithConcurrency handlers at once, and a notify worker one more for a
+// replayed dead letter.
 //
 // When ctx ends, Serve stops taking work, lets the handlers in progress
 // finish (cancelling their contexts after WithDrainTimeout), applies the
@@ -173,8 +175,12 @@ type worker struct {
 	// Serve's ctx by the drain.
 	handlerCtx context.Context
 	slots      chan struct{} // one per handler that may run
-	handlers   sync.WaitGroup
-	busy       atomic.Int64 // handlers running now
+	// replaySlots are the handler slots of replayed dead letters: one, of
+	// their own, so that the replay consumer's pump, idle nearly always,
+	// holds none of slots while it waits (see pull).
+	replaySlots chan struct{}
+	handlers    sync.WaitGroup
+	busy        atomic.Int64 // handlers running now
 	// abandoned is closed when Serve returns without the handlers still
 	// running: their events are no longer kept in progress.
 	abandoned chan struct{}
@@ -224,15 +230,16 @@ func newWorker(c *Client, p Plugin, opts []ServeOption) (*worker, error) {
 	}
 	spec = spec.Normalize()
 	return &worker{
-		c:         c,
-		p:         p,
-		o:         o,
-		spec:      spec,
-		name:      spec.Name,
-		log:       o.log.With("plugin", spec.Name),
-		slots:     make(chan struct{}, o.concurrency),
-		abandoned: make(chan struct{}),
-		changed:   make(chan struct{}),
+		c:           c,
+		p:           p,
+		o:           o,
+		spec:        spec,
+		name:        spec.Name,
+		log:         o.log.With("plugin", spec.Name),
+		slots:       make(chan struct{}, o.concurrency),
+		replaySlots: make(chan struct{}, 1),
+		abandoned:   make(chan struct{}),
+		changed:     make(chan struct{}),
 	}, nil
 }
 
@@ -280,7 +287,12 @@ func (w *worker) serve(ctx context.Context) error {
 		w.drainSteps(sub, deadline)
 		return errors.Join(w.waitHandlers(deadline, cancelHandlers), exitErr)
 	}
-	w.pull(ctx)
+	// Events on the notify queue, replayed dead letters on the replay
+	// consumer.
+	var pulls sync.WaitGroup
+	pulls.Go(func() { w.pull(ctx, events.NotifyConsumer(w.name), w.slots) })
+	pulls.Go(func() { w.pull(ctx, events.ReplayConsumer(w.name), w.replaySlots) })
+	pulls.Wait()
 	waitErr := w.waitHandlers(time.Now().Add(w.o.drainTimeout), cancelHandlers)
 	return errors.Join(waitErr, w.exit(ctx))
 }
@@ -773,10 +785,12 @@ func (w *worker) readLifecycle(m *nats.Msg) (kind string, p events.Plugin, seq u
 	return kind, p, seq, true
 }
 
-// pull runs the plugin's notify deliveries while the plugin runs, until
-// ctx ends: a pump per running spell, on the plugin's durable consumer.
-func (w *worker) pull(ctx context.Context) {
-	consumer := events.NotifyConsumer(w.name)
+// pull runs the deliveries of consumer (the plugin's notify queue or
+// replay consumer) while the plugin runs, until ctx ends: a pump per
+// running spell, holding one of slots per goroutine. A pump's leader
+// holds a slot while it waits for an event, so the replay consumer's pump
+// has slots of its own (replaySlots).
+func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{}) {
 	retry := newRetry()
 	waiting := false
 	for w.waitRunning(ctx) {
@@ -795,9 +809,9 @@ func (w *worker) pull(ctx context.Context) {
 		}
 		waiting = false
 		cfg := cons.CachedInfo().Config
-		p := newPump(w.slots, ackWaitOf(cfg),
+		p := newPump(slots, ackWaitOf(cfg),
 			func() (jetstream.MessagesContext, error) {
-				return cons.Messages(jetstream.PullMaxMessages(w.o.concurrency), jetstream.PullHeartbeat(pullHeartbeat))
+				return cons.Messages(jetstream.PullMaxMessages(cap(slots)), jetstream.PullHeartbeat(pullHeartbeat))
 			},
 			func(m jetstream.Msg) { w.deliver(m, cfg) },
 			func(m jetstream.Msg) { _ = m.Nak() },

@@ -157,40 +157,67 @@ func ChainConsumer(typ string) string {
 // HOOKBUS_EVENTS.
 func NotifyConsumer(name string) string { return "notify-" + name }
 
+// ReplayConsumer is the durable consumer of notify plugin name on
+// HOOKBUS_EVENTS that delivers its replayed dead letters
+// (hookbus.replay.<name>), beside its notify queue.
+func ReplayConsumer(name string) string { return "replay-" + name }
+
+// SubscriberOf returns the notify plugin whose consumer (notify queue or
+// replay consumer) is named consumer.
+func SubscriberOf(consumer string) (string, bool) {
+	if name, ok := strings.CutPrefix(consumer, NotifyConsumer("")); ok {
+		return name, true
+	}
+	return strings.CutPrefix(consumer, ReplayConsumer(""))
+}
+
 // NotifyConsumerConfig is the durable consumer of notify plugin p on
 // HOOKBUS_EVENTS, as the dispatcher creates it (docs/protocol.md, "Notify
-// queues"): filtered to the plugin's event and replay subjects, explicit
-// acks, max_deliver + 1 deliveries (the spare lets a worker dead-letter an
-// event whose last try died with its worker), the plugin's backoff with its
-// first value as the ack wait, delivering from p.UpdatedAt (the start) or,
-// when that is zero, from the beginning of the stream.
+// queues"): filtered to the plugin's event subject alone, explicit acks,
+// max_deliver + 1 deliveries (the spare lets a worker dead-letter an event
+// whose last try died with its worker), the plugin's backoff with its first
+// value as the ack wait, delivering from p.UpdatedAt (the start) or, when
+// that is zero, from the beginning of the stream.
 func NotifyConsumerConfig(p Plugin) (jetstream.ConsumerConfig, error) {
-	st := p.Settings.WithDefaults()
 	subject, err := EventSubject(p.Event)
 	if err != nil {
 		return jetstream.ConsumerConfig{}, err
 	}
-	replay, err := ReplaySubject(p.Name)
+	return subscriberConfig(p, NotifyConsumer(p.Name), subject, fmt.Sprintf("Notify queue of plugin %s (event %s).", p.Name, p.Event), 1000), nil
+}
+
+// ReplayConsumerConfig is the replay consumer of notify plugin p
+// (ReplayConsumer): as its notify queue, filtered to hookbus.replay.<name>.
+// Replays have a consumer of their own so that the notify queue, which
+// takes every event, has one filter subject: a consumer with two takes the
+// server's slower path for every delivery.
+func ReplayConsumerConfig(p Plugin) (jetstream.ConsumerConfig, error) {
+	subject, err := ReplaySubject(p.Name)
 	if err != nil {
 		return jetstream.ConsumerConfig{}, err
 	}
+	return subscriberConfig(p, ReplayConsumer(p.Name), subject, fmt.Sprintf("Replayed dead letters of plugin %s.", p.Name), 100), nil
+}
+
+func subscriberConfig(p Plugin, name, subject, description string, maxAckPending int) jetstream.ConsumerConfig {
+	st := p.Settings.WithDefaults()
 	backoff := st.Backoff()
 	cfg := jetstream.ConsumerConfig{
-		Durable:        NotifyConsumer(p.Name),
-		Description:    fmt.Sprintf("Notify queue of plugin %s (event %s).", p.Name, p.Event),
-		FilterSubjects: []string{subject, replay},
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        backoff[0],
-		MaxDeliver:     st.MaxDeliver + 1,
-		BackOff:        backoff,
-		MaxAckPending:  1000,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		Durable:       name,
+		Description:   description,
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       backoff[0],
+		MaxDeliver:    st.MaxDeliver + 1,
+		BackOff:       backoff,
+		MaxAckPending: maxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 	if !p.UpdatedAt.IsZero() {
 		start := p.UpdatedAt
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}
-	return cfg, nil
+	return cfg
 }
 
 // ReplaySubject is where an event is resent from the DLQ to subscriber:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -36,7 +35,7 @@ func (s *Service) watchAdvisories(ctx context.Context) error {
 			s.log.Warn("unreadable max deliveries advisory", "err", err)
 			return
 		}
-		plugin, ok := strings.CutPrefix(a.Consumer, events.NotifyConsumer(""))
+		plugin, ok := events.SubscriberOf(a.Consumer)
 		if !ok {
 			return
 		}

@@ -103,7 +103,7 @@ func (n *consumers) apply(ctx context.Context, plugins map[string]events.Plugin)
 	lister := stream.ListConsumers(ctx)
 	for info := range lister.Info() {
 		switch {
-		case strings.HasPrefix(info.Name, events.NotifyConsumer("")):
+		case strings.HasPrefix(info.Name, events.NotifyConsumer("")), strings.HasPrefix(info.Name, events.ReplayConsumer("")):
 			notify[info.Name] = info
 		case strings.HasPrefix(info.Name, events.ChainConsumerPrefix):
 			chains[info.Name] = info
@@ -213,42 +213,70 @@ func chainTypes(plugins map[string]events.Plugin) map[string]time.Time {
 	return out
 }
 
-// applyNotify makes the notify queues match the table.
+// subscriberConsumers are the consumers of a notify plugin: its replay
+// consumer first, so that a queue of older versions, which also took the
+// plugin's replays, hands them over before its filter changes.
+var subscriberConsumers = []struct {
+	name   func(string) string
+	config func(events.Plugin) (jetstream.ConsumerConfig, error)
+}{
+	{events.ReplayConsumer, events.ReplayConsumerConfig},
+	{events.NotifyConsumer, events.NotifyConsumerConfig},
+}
+
+// applyNotify makes the notify queues and replay consumers match the
+// table.
 func (n *consumers) applyNotify(ctx context.Context, stream jetstream.Stream, plugins map[string]events.Plugin, existing map[string]*jetstream.ConsumerInfo) error {
 	var errs []error
 	for _, p := range plugins {
 		if p.Mode != events.ModeNotify {
 			continue
 		}
-		name := events.NotifyConsumer(p.Name)
-		cur, exists := existing[name]
-		delete(existing, name)
-		if !exists && !p.Status.Running() {
-			continue // created when it first runs
+		queue := existing[events.NotifyConsumer(p.Name)]
+		current := map[string]*jetstream.ConsumerInfo{}
+		for _, kind := range subscriberConsumers {
+			name := kind.name(p.Name)
+			current[name] = existing[name]
+			delete(existing, name) // kept: not deleted below
 		}
-		want, err := consumerConfig(p, cur)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if floor := n.floors[name]; !exists && floor > 0 {
-			// Deleted by hand: start after what its workers acknowledged.
-			want.DeliverPolicy, want.OptStartSeq, want.OptStartTime = jetstream.DeliverByStartSequencePolicy, floor+1, nil
-			n.log.Warn("notify consumer missing: creating it again", "plugin", p.Name, "from_stream_seq", floor+1)
-		}
-		paused := exists && cur.Paused
-		if !exists || !sameConsumer(cur.Config, want) {
-			c, err := stream.CreateOrUpdateConsumer(ctx, want)
+		for _, kind := range subscriberConsumers {
+			name := kind.name(p.Name)
+			cur := current[name]
+			exists := cur != nil
+			if !exists && !p.Status.Running() {
+				continue // created when it first runs
+			}
+			want, err := kind.config(p)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("consumer %s: %w", name, err))
+				errs = append(errs, err)
 				continue
 			}
-			ci := c.CachedInfo()
-			paused = ci != nil && ci.Paused
-			n.log.Info("notify consumer ready", "plugin", p.Name, "consumer", name, "created", !exists)
-		}
-		if err := n.setPaused(ctx, name, paused, !p.Status.Running()); err != nil {
-			errs = append(errs, err)
+			switch floor := n.floors[name]; {
+			case exists:
+				// Where a consumer starts cannot change once it exists.
+				want.DeliverPolicy, want.OptStartSeq, want.OptStartTime = cur.Config.DeliverPolicy, cur.Config.OptStartSeq, cur.Config.OptStartTime
+			case floor > 0:
+				// Deleted by hand: start after what its workers acknowledged.
+				want.DeliverPolicy, want.OptStartSeq, want.OptStartTime = jetstream.DeliverByStartSequencePolicy, floor+1, nil
+				n.log.Warn("notify consumer missing: creating it again", "plugin", p.Name, "consumer", name, "from_stream_seq", floor+1)
+			case queue != nil && len(queue.Config.FilterSubjects) > 1:
+				// The queue also took replays: they continue here.
+				want.DeliverPolicy, want.OptStartSeq, want.OptStartTime = jetstream.DeliverByStartSequencePolicy, queue.AckFloor.Stream+1, nil
+			}
+			paused := exists && cur.Paused
+			if !exists || !sameConsumer(cur.Config, want) {
+				c, err := stream.CreateOrUpdateConsumer(ctx, want)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("consumer %s: %w", name, err))
+					break // the queue keeps its replays until this exists
+				}
+				ci := c.CachedInfo()
+				paused = ci != nil && ci.Paused
+				n.log.Info("notify consumer ready", "plugin", p.Name, "consumer", name, "created", !exists)
+			}
+			if err := n.setPaused(ctx, name, paused, !p.Status.Running()); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for name := range existing { // plugins gone, or no longer notify
@@ -284,20 +312,6 @@ func (n *consumers) setPaused(ctx context.Context, name string, paused, want boo
 // pausedForever is a pause deadline no plugin outlives; a plugin's queue
 // is resumed explicitly when it runs again.
 func pausedForever() time.Time { return time.Now().AddDate(100, 0, 0) }
-
-// consumerConfig is the consumer a notify plugin gets
-// (events.NotifyConsumerConfig), keeping where an existing queue starts:
-// that cannot change once it exists.
-func consumerConfig(p events.Plugin, cur *jetstream.ConsumerInfo) (jetstream.ConsumerConfig, error) {
-	cfg, err := events.NotifyConsumerConfig(p)
-	if err != nil {
-		return cfg, err
-	}
-	if cur != nil {
-		cfg.DeliverPolicy, cfg.OptStartTime = cur.Config.DeliverPolicy, cur.Config.OptStartTime
-	}
-	return cfg, nil
-}
 
 func sameConsumer(a, b jetstream.ConsumerConfig) bool {
 	return a.FilterSubject == b.FilterSubject && slices.Equal(a.FilterSubjects, b.FilterSubjects) && a.MaxDeliver == b.MaxDeliver &&

@@ -44,59 +44,139 @@ func TestNotifyConsumerLifecycle(t *testing.T) {
 		t.Fatalf("consumer of a never-started plugin: %v, want none", err)
 	}
 
-	// Started: the queue exists, from the start time, with the settings.
+	// Started: the queue and the replay consumer exist, from the start
+	// time, with the settings, one filter subject each.
 	e.put(notifyPlugin("mailer", events.StatusStarted, start))
-	var info *jetstream.ConsumerInfo
-	natstest.Eventually(t, 5*time.Second, func() (err error) { info, err = e.consumer(events.NotifyConsumer("mailer")); return err })
-	c := info.Config
-	if !slices.Equal(c.FilterSubjects, []string{"hookbus.event.ev", "hookbus.replay.mailer"}) ||
-		c.MaxDeliver != 4 || !slices.Equal(c.BackOff, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}) ||
-		c.DeliverPolicy != jetstream.DeliverByStartTimePolicy || !c.OptStartTime.Equal(start) || c.AckPolicy != jetstream.AckExplicitPolicy {
-		t.Errorf("consumer config: filters %v max deliver %d backoff %v deliver %v from %v ack %v",
-			c.FilterSubjects, c.MaxDeliver, c.BackOff, c.DeliverPolicy, c.OptStartTime, c.AckPolicy)
+	consumers := map[string]string{events.NotifyConsumer("mailer"): "hookbus.event.ev", events.ReplayConsumer("mailer"): "hookbus.replay.mailer"}
+	for name, filter := range consumers {
+		var info *jetstream.ConsumerInfo
+		natstest.Eventually(t, 5*time.Second, func() (err error) { info, err = e.consumer(name); return err })
+		c := info.Config
+		if c.FilterSubject != filter || len(c.FilterSubjects) != 0 ||
+			c.MaxDeliver != 4 || !slices.Equal(c.BackOff, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}) ||
+			c.DeliverPolicy != jetstream.DeliverByStartTimePolicy || !c.OptStartTime.Equal(start) || c.AckPolicy != jetstream.AckExplicitPolicy {
+			t.Errorf("%s config: filter %q %v max deliver %d backoff %v deliver %v from %v ack %v",
+				name, c.FilterSubject, c.FilterSubjects, c.MaxDeliver, c.BackOff, c.DeliverPolicy, c.OptStartTime, c.AckPolicy)
+		}
 	}
 
 	// Stopped and held: kept and paused, its events wait; running again:
 	// resumed.
 	for _, st := range []events.Status{events.StatusStopped, events.StatusHeld, events.StatusRestarted} {
 		e.put(notifyPlugin("mailer", st, time.Now()))
-		natstest.Eventually(t, 5*time.Second, func() error {
-			info, err := e.consumer(events.NotifyConsumer("mailer"))
-			if err != nil {
-				return fmt.Errorf("consumer while %s: %v, want it kept", st, err)
-			}
-			if info.Paused == st.Running() {
-				return fmt.Errorf("consumer while %s: paused %v", st, info.Paused)
-			}
-			return nil
-		})
+		for name := range consumers {
+			natstest.Eventually(t, 5*time.Second, func() error {
+				info, err := e.consumer(name)
+				if err != nil {
+					return fmt.Errorf("%s while %s: %v, want it kept", name, st, err)
+				}
+				if info.Paused == st.Running() {
+					return fmt.Errorf("%s while %s: paused %v", name, st, info.Paused)
+				}
+				return nil
+			})
+		}
 	}
 
 	// Settings change: updated in place, start kept.
 	p := notifyPlugin("mailer", events.StatusRestarted, time.Now())
 	p.Settings.MaxDeliver = 5
 	e.put(p)
-	natstest.Eventually(t, 5*time.Second, func() error {
-		info, err := e.consumer(events.NotifyConsumer("mailer"))
-		if err != nil {
-			return err
-		}
-		if info.Config.MaxDeliver != 6 || !info.Config.OptStartTime.Equal(start) {
-			return fmt.Errorf("max deliver %d from %v, want 6 from %v", info.Config.MaxDeliver, info.Config.OptStartTime, start)
-		}
-		return nil
-	})
+	for name := range consumers {
+		natstest.Eventually(t, 5*time.Second, func() error {
+			info, err := e.consumer(name)
+			if err != nil {
+				return err
+			}
+			if info.Config.MaxDeliver != 6 || !info.Config.OptStartTime.Equal(start) {
+				return fmt.Errorf("%s: max deliver %d from %v, want 6 from %v", name, info.Config.MaxDeliver, info.Config.OptStartTime, start)
+			}
+			return nil
+		})
+	}
 
 	// Unregistered: deleted.
 	if err := e.kv.Delete(t.Context(), "mailer"); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 5*time.Second, func() error {
-		if _, err := e.consumer(events.NotifyConsumer("mailer")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("consumer after unregister: %v", err)
+	for name := range consumers {
+		natstest.Eventually(t, 5*time.Second, func() error {
+			if _, err := e.consumer(name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("%s after unregister: %v", name, err)
+			}
+			return nil
+		})
+	}
+}
+
+// TestOldNotifyQueueHandsOverReplays: a notify queue of older versions
+// (two filter subjects, replays included) loses its replay filter, and
+// the replays it had not acknowledged are delivered by the new replay
+// consumer; those it acknowledged are not delivered again.
+func TestOldNotifyQueueHandsOverReplays(t *testing.T) {
+	e := newEnv(t)
+	started := time.Now().Add(-time.Minute)
+	p := notifyPlugin("mailer", events.StatusStarted, started)
+	old, err := events.NotifyConsumerConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.FilterSubject, old.FilterSubjects = "", []string{"hookbus.event.ev", "hookbus.replay.mailer"}
+	queue, err := e.js.CreateOrUpdateConsumer(t.Context(), events.StreamEvents, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(p)
+	for _, id := range []string{"done", "left"} {
+		ev := newEvent("ev", id, map[string]any{})
+		msg, err := events.Encode("hookbus.replay.mailer", &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := queue.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range msgs.Messages() {
+		if err := m.DoubleAck(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.runDispatcher()
+	natstest.Eventually(t, 10*time.Second, func() error {
+		info, err := e.consumer(events.NotifyConsumer("mailer"))
+		if err != nil {
+			return err
+		}
+		if info.Config.FilterSubject != "hookbus.event.ev" || len(info.Config.FilterSubjects) != 0 {
+			return fmt.Errorf("queue filters %q %v", info.Config.FilterSubject, info.Config.FilterSubjects)
 		}
 		return nil
 	})
+	replays, err := e.js.Consumer(t.Context(), events.StreamEvents, events.ReplayConsumer("mailer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := replays.Fetch(2, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for m := range got.Messages() {
+		_ = m.Ack() // before the 100 ms ack wait delivers it again
+		ev, err := events.Decode(m.Headers(), m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ev.ID())
+	}
+	if !slices.Equal(ids, []string{"left"}) {
+		t.Errorf("replay consumer delivered %v, want only the replay the old queue had not acknowledged", ids)
+	}
 }
 
 func TestNotifyQueueStartsAtThePluginsStart(t *testing.T) {
