@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -53,7 +52,7 @@ func BenchmarkNotifyDelivery(b *testing.B) {
 			_, err := js.Consumer(ctx, events.StreamEvents, events.NotifyConsumer(spec.Name))
 			return err
 		})
-		publish(b, js, spec.Event, b.N)
+		natstest.StoreEvents(b, js, spec.Event, b.N)
 		var handled atomic.Int64
 		done := make(chan struct{})
 		wctx, cancel := context.WithCancel(context.Background())
@@ -83,7 +82,7 @@ func BenchmarkNotifyDelivery(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		publish(b, js, typ, b.N)
+		natstest.StoreEvents(b, js, typ, b.N)
 		b.ResetTimer()
 		var got atomic.Int64
 		done := make(chan struct{})
@@ -103,36 +102,6 @@ func BenchmarkNotifyDelivery(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
-}
-
-// publish stores n events of typ, asynchronously, and waits for every ack.
-func publish(b *testing.B, js jetstream.JetStream, typ string, n int) {
-	b.Helper()
-	subject, _ := events.EventSubject(typ)
-	futures := make([]jetstream.PubAckFuture, 0, n)
-	for i := range n {
-		e := event.New()
-		e.SetID(fmt.Sprintf("%s-%d", typ, i)) // unique across rounds: no deduplication
-		e.SetSource("/bench")
-		e.SetType(typ)
-		_ = e.SetData(event.ApplicationJSON, map[string]any{"user": "ada", "amount": i})
-		msg, err := events.Encode(subject, &e)
-		if err != nil {
-			b.Fatal(err)
-		}
-		f, err := js.PublishMsgAsync(msg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		}
-	}
 }
 
 func newRegistry(b *testing.B, srv *server.Server) natstest.Service {

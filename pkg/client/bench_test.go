@@ -94,14 +94,7 @@ func BenchmarkPublish(b *testing.B) {
 				b.Fatal(err)
 			}
 			run(b, parallel, func(ctx context.Context) error {
-				id := "raw-" + strconv.FormatInt(ids.Add(1), 10)
-				msg := nats.NewMsg(enc.Subject)
-				for k, v := range enc.Header {
-					msg.Header[k] = v
-				}
-				msg.Header.Set("ce-id", id)
-				msg.Header.Set(events.HeaderMsgID, events.MsgID("/bench", id))
-				msg.Data = enc.Data
+				msg := rawMsg(enc, "raw-"+strconv.FormatInt(ids.Add(1), 10))
 				_, err := js.PublishMsg(ctx, msg)
 				return err
 			})
@@ -159,14 +152,7 @@ func BenchmarkPublishAsync(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for range b.N {
-			id := "raw-async-" + strconv.FormatInt(ids.Add(1), 10)
-			msg := nats.NewMsg(enc.Subject)
-			for k, v := range enc.Header {
-				msg.Header[k] = v
-			}
-			msg.Header.Set("ce-id", id)
-			msg.Header.Set(events.HeaderMsgID, events.MsgID("/bench", id))
-			msg.Data = enc.Data
+			msg := rawMsg(enc, "raw-async-"+strconv.FormatInt(ids.Add(1), 10))
 			if _, err := rjs.PublishMsgAsync(msg); err != nil {
 				b.Fatal(err)
 			}
@@ -178,6 +164,19 @@ func BenchmarkPublishAsync(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
+}
+
+// rawMsg is the raw side's message: encoded event enc with the ce-id and
+// deduplication id of id, built per publish as a producer would.
+func rawMsg(enc *nats.Msg, id string) *nats.Msg {
+	msg := nats.NewMsg(enc.Subject)
+	for k, v := range enc.Header {
+		msg.Header[k] = v
+	}
+	msg.Header.Set("ce-id", id)
+	msg.Header.Set(events.HeaderMsgID, events.MsgID("/bench", id))
+	msg.Data = enc.Data
+	return msg
 }
 
 func run(b *testing.B, parallel bool, publish func(context.Context) error) {
@@ -235,7 +234,7 @@ func BenchmarkNotifyServe(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		publishStored(b, js, spec.Event, n)
+		natstest.StoreEvents(b, js, spec.Event, n)
 		return spec, cons
 	}
 	serve := func(b *testing.B, concurrency int, work time.Duration) {
@@ -291,38 +290,4 @@ func BenchmarkNotifyServe(b *testing.B) {
 	// Handlers that wait (on a database, say) run side by side: up to
 	// concurrency/work events a second.
 	b.Run("concurrency=64/handler=1ms/hookbus", func(b *testing.B) { serve(b, 64, time.Millisecond) })
-}
-
-// publishStored stores n events of typ, asynchronously, and waits for
-// every acknowledgement.
-func publishStored(b *testing.B, js jetstream.JetStream, typ string, n int) {
-	b.Helper()
-	subject, err := events.EventSubject(typ)
-	if err != nil {
-		b.Fatal(err)
-	}
-	futures := make([]jetstream.PubAckFuture, 0, n)
-	for i := range n {
-		e := event.New()
-		e.SetID(fmt.Sprintf("%s-%d", typ, i))
-		e.SetSource("/bench")
-		e.SetType(typ)
-		_ = e.SetData(event.ApplicationJSON, map[string]any{"user": "ada", "amount": i})
-		msg, err := events.Encode(subject, &e)
-		if err != nil {
-			b.Fatal(err)
-		}
-		f, err := js.PublishMsgAsync(msg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		}
-	}
 }
