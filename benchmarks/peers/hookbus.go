@@ -25,13 +25,8 @@ type hookbusSide struct {
 }
 
 func newHookbusSide(e *env) (*hookbusSide, error) {
-	nc, err := e.connect("peers-hookbus")
+	nc, c, err := connectWith(e, "peers-hookbus", newClient)
 	if err != nil {
-		return nil, err
-	}
-	c, err := client.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	return &hookbusSide{env: e, nc: nc, c: c}, nil
@@ -106,13 +101,8 @@ func (h *hookbusSide) Prepare(ctx context.Context, typ, name string) error {
 // with WithConcurrency(prefetch): the worker pulls that many events at
 // most (its prefetch) and runs that many handlers at most.
 func (h *hookbusSide) Subscribe(ctx context.Context, typ, name string, prefetch int, handle func(id string)) (func(), error) {
-	nc, err := h.env.connect("peers-hookbus-" + name)
+	nc, c, err := connectWith(h.env, "peers-hookbus-"+name, newClient)
 	if err != nil {
-		return nil, err
-	}
-	c, err := client.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
@@ -187,3 +177,5 @@ func (h *hookbusSide) diagnose(ctx context.Context, name string) string {
 }
 
 func (h *hookbusSide) Close() { h.nc.Close() }
+
+func newClient(nc *nats.Conn) (*client.Client, error) { return client.New(nc) }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,13 +28,8 @@ type rawSide struct {
 }
 
 func newRawSide(ctx context.Context, e *env, messages bool) (*rawSide, error) {
-	nc, err := e.connect("peers-raw")
+	nc, js, err := connectWith(e, "peers-raw", newJetStream)
 	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, e.eventsStreamConfig(rawStream, rawSubjects)); err != nil {
@@ -75,26 +69,9 @@ func (r *rawSide) PublishOne(ctx context.Context, typ, id string) error {
 }
 
 func (r *rawSide) PublishAsync(ctx context.Context, typ, prefix string, n, window int) error {
-	var failed atomic.Int64
-	js, err := jetstream.New(r.nc, jetstream.WithPublishAsyncMaxPending(window),
-		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { failed.Add(1) }))
-	if err != nil {
-		return err
-	}
-	for i := range n {
-		if _, err := js.PublishMsgAsync(rawMsg(typ, idOf(prefix, i)), waitForRoom...); err != nil {
-			return err
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("%d raw async publishes failed", n)
-	}
-	return nil
+	return publishAllAsync(ctx, r.nc, window, n, "raw async publishes", func(i int) (*nats.Msg, error) {
+		return rawMsg(typ, idOf(prefix, i)), nil
+	})
 }
 
 // waitForRoom makes PublishMsgAsync wait while the window is full, as a
@@ -118,13 +95,8 @@ func (r *rawSide) Prepare(ctx context.Context, typ, name string) error {
 // Subscribe consumes the durable consumer on a connection of its own with
 // PullMaxMessages(prefetch), acking each message after handle.
 func (r *rawSide) Subscribe(ctx context.Context, typ, name string, prefetch int, handle func(id string)) (func(), error) {
-	nc, err := r.env.connect("peers-raw-" + name)
+	nc, js, err := connectWith(r.env, "peers-raw-"+name, newJetStream)
 	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	cons, err := js.Consumer(ctx, rawStream, name)

@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // side is one of the three systems under test. Every side sends the same
@@ -72,3 +76,53 @@ func indexOf(id string) int {
 	}
 	return i
 }
+
+// connectWith connects as name and makes what the side uses on the
+// connection (a JetStream context, a Hookbus client); the connection is
+// closed when that fails.
+func connectWith[T any](e *env, name string, make func(*nats.Conn) (T, error)) (*nats.Conn, T, error) {
+	nc, err := e.connect(name)
+	if err != nil {
+		var zero T
+		return nil, zero, err
+	}
+	v, err := make(nc)
+	if err != nil {
+		nc.Close()
+		return nil, v, err
+	}
+	return nc, v, nil
+}
+
+// publishAllAsync sends msg(0) to msg(n-1) with nats.go's asynchronous
+// publish on nc, at most window outstanding (waiting while it is full),
+// and waits for every acknowledgement; what names the messages in the
+// error when some failed.
+func publishAllAsync(ctx context.Context, nc *nats.Conn, window, n int, what string, msg func(i int) (*nats.Msg, error)) error {
+	var failed atomic.Int64
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window),
+		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { failed.Add(1) }))
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		m, err := msg(i)
+		if err != nil {
+			return err
+		}
+		if _, err := js.PublishMsgAsync(m, waitForRoom...); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d %s failed", n, what)
+	}
+	return nil
+}
+
+func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) { return jetstream.New(nc) }

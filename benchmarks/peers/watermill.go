@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync/atomic"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
@@ -28,13 +27,8 @@ type watermillSide struct {
 }
 
 func newWatermillSide(e *env, doubleAck bool) (*watermillSide, error) {
-	nc, err := e.connect("peers-watermill")
+	nc, js, err := connectWith(e, "peers-watermill", newJetStream)
 	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	w := &watermillSide{env: e, nc: nc, js: js, doubleAck: doubleAck}
@@ -113,32 +107,11 @@ func (w *watermillSide) Store(ctx context.Context, typ, prefix string, n int) er
 	if err := w.ensureTopic(ctx, typ); err != nil {
 		return err
 	}
-	var failed atomic.Int64
-	js, err := jetstream.New(w.nc, jetstream.WithPublishAsyncMaxPending(256),
-		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { failed.Add(1) }))
-	if err != nil {
-		return err
-	}
 	var m wmnats.NATSMarshaler
 	t := topic(typ)
-	for i := range n {
-		msg, err := m.Marshal(t, newMessage(typ, idOf(prefix, i)))
-		if err != nil {
-			return err
-		}
-		if _, err := js.PublishMsgAsync(msg, waitForRoom...); err != nil {
-			return err
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("%d watermill stores failed", n)
-	}
-	return nil
+	return publishAllAsync(ctx, w.nc, 256, n, "watermill stores", func(i int) (*nats.Msg, error) {
+		return m.Marshal(t, newMessage(typ, idOf(prefix, i)))
+	})
 }
 
 func (w *watermillSide) Prepare(ctx context.Context, typ, name string) error {
