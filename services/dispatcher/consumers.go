@@ -131,20 +131,21 @@ func (n *consumers) applyChains(ctx context.Context, stream jetstream.Stream, pl
 	var errs []error
 	read := map[string]jetstream.Consumer{}
 	types := chainTypes(plugins)
+	wanted := map[string]bool{}
+	for typ := range types {
+		wanted[events.ChainConsumer(typ)] = true
+	}
 	for name := range n.floors {
 		// A chain consumer gone while its type has no chain (deleted
 		// here or by another replica) starts afresh should the type get
 		// one again.
-		if typ, ok := strings.CutPrefix(name, events.ChainConsumerPrefix); ok && existing[name] == nil {
-			if _, wanted := types[strings.ReplaceAll(typ, "~", ".")]; !wanted {
-				delete(n.floors, name)
-			}
+		if strings.HasPrefix(name, events.ChainConsumerPrefix) && existing[name] == nil && !wanted[name] {
+			delete(n.floors, name)
 		}
 	}
 	for typ, since := range types {
 		name := events.ChainConsumer(typ)
 		cur, exists := existing[name]
-		delete(existing, name)
 		want := n.chainConfig(typ)
 		switch floor := n.floors[name]; {
 		case exists:
@@ -177,7 +178,11 @@ func (n *consumers) applyChains(ctx context.Context, stream jetstream.Stream, pl
 		read[name] = c
 		n.log.Info("chain consumer ready", "event_type", typ, "consumer", name, "created", !exists)
 	}
-	for name := range existing { // types with no running chain plugin left
+	for name := range existing {
+		if wanted[name] {
+			continue
+		}
+		// Its type has no running chain plugin left.
 		n.readers.stop(name)
 		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			errs = append(errs, fmt.Errorf("delete consumer %s: %w", name, err))
@@ -228,20 +233,16 @@ var subscriberConsumers = []struct {
 // table.
 func (n *consumers) applyNotify(ctx context.Context, stream jetstream.Stream, plugins map[string]events.Plugin, existing map[string]*jetstream.ConsumerInfo) error {
 	var errs []error
+	kept := map[string]bool{} // the consumers of notify plugins
 	for _, p := range plugins {
 		if p.Mode != events.ModeNotify {
 			continue
 		}
 		queue := existing[events.NotifyConsumer(p.Name)]
-		current := map[string]*jetstream.ConsumerInfo{}
 		for _, kind := range subscriberConsumers {
 			name := kind.name(p.Name)
-			current[name] = existing[name]
-			delete(existing, name) // kept: not deleted below
-		}
-		for _, kind := range subscriberConsumers {
-			name := kind.name(p.Name)
-			cur := current[name]
+			kept[name] = true
+			cur := existing[name]
 			exists := cur != nil
 			if !exists && !p.Status.Running() {
 				continue // created when it first runs
@@ -279,7 +280,11 @@ func (n *consumers) applyNotify(ctx context.Context, stream jetstream.Stream, pl
 			}
 		}
 	}
-	for name := range existing { // plugins gone, or no longer notify
+	for name := range existing {
+		if kept[name] {
+			continue
+		}
+		// Its plugin is gone, or no longer a notify plugin.
 		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			errs = append(errs, fmt.Errorf("delete consumer %s: %w", name, err))
 			continue
