@@ -2,61 +2,42 @@ package client
 
 import (
 	"errors"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Timings of the pump.
-const (
-	// tick is the monitor's period while the pump has events in hand.
-	tick = time.Millisecond
-	// stallAfter is how long the leader's handler may run before another
-	// goroutine takes over pulling. Handlers are timed with the monitor's
-	// clock, a tick coarse: the takeover comes between stallAfter-tick and
-	// stallAfter after the handler began.
-	stallAfter = 2 * tick
-	// eagerAfter: when handlers take this long on average, the leader
-	// hands pulling over before it runs each handler, rather than after
-	// stallAfter. Below it, running the handler in place is cheaper than a
-	// hand-off to another goroutine.
-	eagerAfter = 20 * time.Microsecond
-	// sampleEvery: one handler in so many is timed for the moving average
-	// (reading the clock costs about as much as a fast handler's overhead).
-	sampleEvery = 16
-	// maxDrainErrors bounds the errors a drained iterator may return
-	// before it says it is closed (a late heartbeat error, ...).
-	maxDrainErrors = 10
-)
+// maxDrainErrors bounds the errors a drained iterator may return before it
+// says it is closed (a late heartbeat error, ...).
+const maxDrainErrors = 10
 
-// pump runs a handler for each event of a notify consumer, keeping every
-// event it has taken in progress until its handler returns. Each of its
-// goroutines holds a slot of the worker's (a buffered channel as large as
-// WithConcurrency), so that the pumps of a worker, the current one and
-// those still finishing handlers, never run more handlers together.
+// pump runs a handler for each event of a notify consumer on as many
+// goroutines as the worker's concurrency: each one holds a slot of the
+// worker's (a buffered channel as large as WithConcurrency, so that the
+// pumps of a worker, the current one and those still finishing handlers,
+// never run more handlers together) and loops over the consumer's
+// iterator, taking the next event and running its handler in place. The
+// iterator's Next is guarded by its own lock: one goroutine waits in it,
+// the others wait for it.
 //
-// Handing each event to a goroutine costs more than a fast handler does, so
-// the pump works as leader and followers: one goroutine at a time, the
-// leader, takes the next event and runs the handler itself. Another
-// goroutine (while slots are free) leads instead
-//   - at once, before the handler runs, when recent handlers took eagerAfter
-//     or more on average;
-//   - when the leader's handler has run for stallAfter (the monitor starts
-//     one);
-//   - when a goroutine finishes its handler while the leader is busy (it
-//     takes over).
+// One ticker, every eighth of the ack wait, keeps the events the pump has
+// taken in progress: each is reported when JetStream may not have heard of
+// it for a quarter of the ack wait, so a report is always due more than
+// half the ack wait before JetStream would deliver the event again.
 //
-// A goroutine that finishes while another one leads and waits for events
-// has nothing to do and ends.
-//
-// The consumer's iterator prefetches up to a worker's concurrency of
-// events, which cannot be kept in progress until the pump takes them. When
-// every slot has been busy for a quarter of the ack wait, the monitor
-// therefore stops the iterator and takes what it prefetched into held,
-// keeping those events in progress until a goroutine is free; the pump
-// pulls again once they have been handled.
+// The iterator prefetches up to the concurrency of events, which nothing
+// reports in progress until a goroutine takes them. While an event waits
+// there, no goroutine waits in Next (it would take the event at once), so
+// the iterator was empty at the previous tick when a goroutine has waited
+// in Next since before it. When the iterator has not been seen empty for a
+// quarter of the ack wait (every goroutine busy with slow handlers, or a
+// backlog flowing through), the ticker stops it and takes out what it
+// holds, keeping that in progress until a goroutine is free; the next free
+// goroutine with nothing held opens a new iterator. An event thus waits
+// untracked in an iterator for less than three eighths of the ack wait,
+// and the pump counts an event taken from Next as that old.
 type pump struct {
 	slots   chan struct{}
 	ackWait time.Duration // the shortest wait before JetStream redelivers
@@ -65,198 +46,140 @@ type pump struct {
 	nak     func(jetstream.Msg)
 	run     func(func()) // starts a goroutine (Serve's WaitGroup.Go)
 	// abandon is closed when Serve returns without waiting for the
-	// handlers: the monitor ends, leaving their events to be delivered
+	// handlers: the ticker ends, leaving their events to be delivered
 	// again.
 	abandon <-chan struct{}
 
-	avg      atomic.Int64  // moving average of handler durations, in ns
-	wake     chan struct{} // wakes a sleeping monitor
 	stopping chan struct{} // closed when the pump stops taking events
-	done     chan struct{} // closed when the last handler has returned
+	done     chan struct{} // closed when the last goroutine has ended
 
-	mu             sync.Mutex
-	it             jetstream.MessagesContext // nil while not pulling
-	held           []taken                   // taken from a stopped iterator, waiting for a goroutine
-	drained        chan struct{}             // closed when the monitor has taken what a stopped iterator held
-	runners        []*runner
-	leader         *runner
-	busySince      time.Time // when the leader began its handler; zero while it pulls
-	saturatedSince time.Time // since when every slot has been busy; zero if not
-	now            time.Time // the monitor's clock, read at each tick
-	sleeping       bool      // the monitor waits for wake
-	stopped        bool
-	err            error // why the pump stopped by itself
+	mu       sync.Mutex
+	it       jetstream.MessagesContext // nil until opened, and while a stopped one is emptied
+	emptying chan struct{}             // closed when the ticker has taken what a stopped iterator held
+	held     []taken                   // taken out of a stopped iterator, waiting for a goroutine
+	runners  []*runner
+	live     int       // goroutines not ended
+	ticks    uint64    // the ticker's ticks so far
+	lastTick time.Time // when the last one was
+	emptyAt  time.Time // when the iterator was last known to hold nothing
+	stopped  bool
+	err      error // why the pump stopped by itself
 }
 
-// taken is an event the pump holds, with when JetStream last heard of it.
+// taken is an event the pump holds, with when JetStream may last have
+// heard of it.
 type taken struct {
 	m       jetstream.Msg
 	touched time.Time
 }
 
-// runner is one goroutine of the pump and the event its handler runs.
+// runner is a goroutine of the pump: the event it handles (m nil while it
+// has none), and whether it waits in the iterator's Next, since which tick.
 type runner struct {
 	taken
-	n int // events handled
+	pulling bool
+	since   uint64
 }
 
 func newPump(slots chan struct{}, ackWait time.Duration, open func() (jetstream.MessagesContext, error), handle, nak func(jetstream.Msg), run func(func()), abandon <-chan struct{}) *pump {
 	return &pump{
 		slots: slots, ackWait: ackWait, open: open, handle: handle, nak: nak, run: run, abandon: abandon,
-		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
-		now: time.Now(),
+		stopping: make(chan struct{}), done: make(chan struct{}),
+		live: cap(slots),
 	}
 }
 
-// start runs the pump's monitor, which starts the first goroutine as soon
-// as a slot is free.
-func (p *pump) start() { p.run(p.monitor) }
+// start runs the pump's goroutines, each once it has a slot, and its
+// ticker.
+func (p *pump) start() {
+	for range cap(p.slots) {
+		p.run(p.loop)
+	}
+	p.run(p.tick)
+}
 
-// spawn starts a goroutine that leads, if a slot is free. Called with p.mu
-// held.
-func (p *pump) spawn() bool {
+func (p *pump) loop() {
+	defer p.ended()
 	select {
 	case p.slots <- struct{}{}:
-	default:
-		return false
+	case <-p.stopping:
+		return
 	}
+	defer func() { <-p.slots }()
 	r := &runner{}
+	p.mu.Lock()
 	p.runners = append(p.runners, r)
-	p.leader, p.busySince = r, time.Time{}
-	p.run(func() { p.loop(r) })
-	return true
-}
-
-func (p *pump) loop(r *runner) {
+	p.mu.Unlock()
 	for {
 		m, ok := p.next(r)
 		if !ok {
 			return
 		}
-		if r.n++; r.n%sampleEvery != 1 {
-			p.handle(m)
-			continue
-		}
-		start := time.Now()
 		p.handle(m)
-		d := int64(time.Since(start))
-		avg := p.avg.Load()
-		p.avg.Store(avg + (d-avg)/4)
 	}
 }
 
-// next settles r's last event and returns its next one, or false when r is
-// to end.
+// next returns the next event for r, or false when the pump stopped.
 func (p *pump) next(r *runner) (jetstream.Msg, bool) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	r.m = nil
-	if p.leader == r {
-		p.busySince = time.Time{}
-	}
-	drainErrs := 0
 	for {
-		if p.stopped && (p.leader != r || p.it == nil) {
-			return nil, p.exit(r)
-		}
-		if !p.stopped && len(p.held) > 0 {
-			t := p.held[0]
+		switch {
+		case p.stopped:
+			p.runners = slices.DeleteFunc(p.runners, func(x *runner) bool { return x == r })
+			return nil, false
+		case len(p.held) > 0:
+			r.taken = p.held[0]
 			p.held = p.held[1:]
-			p.took(r, t.m, t.touched)
-			p.mu.Unlock()
-			return t.m, true
-		}
-		if p.leader != r {
-			if p.leader != nil && p.busySince.IsZero() {
-				return nil, p.exit(r) // the leader pulls already
-			}
-			p.leader, p.busySince = r, time.Time{}
-		}
-		if p.it == nil && p.drained != nil {
-			// The monitor is taking the events of the last iterator.
-			ch := p.drained
+			return r.m, true
+		case p.emptying != nil:
+			ch := p.emptying
 			p.mu.Unlock()
 			<-ch
 			p.mu.Lock()
 			continue
-		}
-		if p.it == nil {
+		case p.it == nil:
 			it, err := p.open()
 			if err != nil {
 				p.fail(err)
 				continue
 			}
-			p.it = it
+			p.it, p.emptyAt = it, time.Now()
 		}
 		it := p.it
+		r.pulling, r.since = true, p.ticks
 		p.mu.Unlock()
 		m, err := it.Next()
 		p.mu.Lock()
+		r.pulling = false
 		switch {
-		case err != nil && p.it == it && p.stopped && !errors.Is(err, jetstream.ErrMsgIteratorClosed) && drainErrs < maxDrainErrors:
-			drainErrs++ // a drained iterator ends with ErrMsgIteratorClosed
 		case err != nil:
-			if p.it == it {
+			if p.it == it && !p.stopped {
+				// No heartbeat, the consumer deleted, the connection
+				// closed: Serve looks the consumer up again.
 				p.it = nil
-				if !p.stopped {
-					// No heartbeat, the consumer deleted, the connection
-					// closed: Serve looks the consumer up again.
-					it.Stop()
-					p.fail(err)
-				}
+				it.Stop()
+				p.fail(err)
 			}
 		case p.stopped:
 			p.mu.Unlock()
 			p.nak(m)
 			p.mu.Lock()
 		default:
-			p.took(r, m, time.Time{})
-			p.mu.Unlock()
+			r.taken = taken{m, time.Now().Add(-3 * p.ackWait / 8)}
 			return m, true
 		}
 	}
 }
 
-// took gives r the event m to handle, which JetStream last heard of at
-// touched (zero for an event just taken from the iterator). Called with
-// p.mu held.
-func (p *pump) took(r *runner, m jetstream.Msg, touched time.Time) {
-	// The monitor's clock is at most a tick old while it runs; a sleeping
-	// monitor's is older, so read the real one to wake it.
-	if p.sleeping {
-		p.now = time.Now()
-		p.signal()
+// ended counts a goroutine out.
+func (p *pump) ended() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.live--; p.live == 0 {
+		close(p.done)
 	}
-	if touched.IsZero() {
-		// It may have waited in the iterator for up to a quarter of the
-		// ack wait (then the monitor takes it out): count that, so that
-		// the first report is due that much earlier.
-		touched = p.now.Add(-p.ackWait / 4)
-	}
-	r.taken = taken{m, touched}
-	if p.leader != r {
-		return
-	}
-	p.busySince = p.now
-	if time.Duration(p.avg.Load()) >= eagerAfter {
-		p.spawn()
-	}
-}
-
-// exit ends r. Called with p.mu held; unlocks it.
-func (p *pump) exit(r *runner) bool {
-	for i, x := range p.runners {
-		if x == r {
-			p.runners = append(p.runners[:i], p.runners[i+1:]...)
-			break
-		}
-	}
-	if p.leader == r {
-		p.leader = nil
-	}
-	<-p.slots
-	p.signal()
-	p.mu.Unlock()
-	return false
 }
 
 // fail stops the pump because its iterator failed. Called with p.mu held.
@@ -271,16 +194,6 @@ func (p *pump) fail(err error) {
 func (p *pump) halt() {
 	p.stopped = true
 	close(p.stopping)
-	p.signal()
-}
-
-// signal wakes the monitor. Called with p.mu held.
-func (p *pump) signal() {
-	p.sleeping = false
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
 }
 
 // stop makes the pump take no more events: what it prefetched or holds is
@@ -292,24 +205,16 @@ func (p *pump) stop() {
 	if !p.stopped {
 		p.halt()
 	}
-	held := p.held
-	p.held = nil
-	it := p.it
-	// A leader pulling takes the rest from the iterator itself;
-	// otherwise stop does.
-	leaderPulls := p.leader != nil && p.busySince.IsZero()
-	if !leaderPulls {
-		p.it = nil
-	}
+	held, it := p.held, p.it
+	p.held, p.it = nil, nil
 	p.mu.Unlock()
 	for _, t := range held {
 		p.nak(t.m)
 	}
-	if it == nil {
-		return
-	}
-	it.Drain()
-	if !leaderPulls {
+	if it != nil {
+		// A goroutine waiting in Next takes some of the rest and gives it
+		// back too.
+		it.Drain()
 		takeAll(it, p.nak)
 	}
 }
@@ -338,131 +243,82 @@ func (p *pump) Err() error {
 	return p.err
 }
 
-// monitor starts the first goroutine and a new leader when the leader's
-// handler stalls, stops the iterator when every slot is busy, and keeps
-// every event the pump holds in progress. It sleeps while the pump has
-// nothing in hand and closes done after the last handler, or once
-// abandon is closed.
-func (p *pump) monitor() {
-	defer close(p.done)
-	ticker := time.NewTicker(tick)
+// tick keeps the events the pump holds in progress, and takes the events
+// out of an iterator not known to be empty for a quarter of the ack wait,
+// until the last goroutine has ended or abandon is closed.
+func (p *pump) tick() {
+	ticker := time.NewTicker(max(p.ackWait/8, time.Millisecond))
 	defer ticker.Stop()
+	var touch []jetstream.Msg
 	for {
-		p.mu.Lock()
-		if p.stopped && len(p.runners) == 0 && p.drained == nil {
-			p.mu.Unlock()
+		select {
+		case <-p.done:
 			return
+		case <-p.abandon:
+			return
+		case <-ticker.C:
 		}
 		now := time.Now()
-		p.now = now
-		busy := !p.busySince.IsZero()
-		switch {
-		case p.stopped:
-		case p.leader == nil:
-			p.spawn() // the first goroutine, or another pump freed a slot
-		case busy && now.Sub(p.busySince) >= stallAfter && p.spawn():
-			busy = false
-		}
-		// Saturated: every slot runs a handler, no goroutine pulls.
-		if busy && len(p.slots) == cap(p.slots) && !p.stopped {
-			if p.saturatedSince.IsZero() {
-				p.saturatedSince = now
+		p.mu.Lock()
+		touch = touch[:0]
+		for _, r := range p.runners {
+			touch = p.due(touch, &r.taken, now)
+			if r.pulling && r.since < p.ticks {
+				// It has waited in Next since before the last tick: the
+				// iterator held nothing at some moment since then.
+				p.emptyAt = p.lastTick
 			}
-		} else {
-			p.saturatedSince = time.Time{}
 		}
-		var drain jetstream.MessagesContext
-		if !p.saturatedSince.IsZero() && now.Sub(p.saturatedSince) >= p.ackWait/4 && p.it != nil {
-			drain, p.it = p.it, nil
-			p.drained = make(chan struct{})
-			p.saturatedSince = now // the next iterator gets its own quarter
+		for i := range p.held {
+			touch = p.due(touch, &p.held[i], now)
 		}
-		touch := p.stale(now)
+		p.ticks++
+		p.lastTick = now
+		var stale jetstream.MessagesContext
+		if p.it != nil && !p.stopped && now.Sub(p.emptyAt) >= p.ackWait/4 {
+			stale, p.it = p.it, nil
+			p.emptying = make(chan struct{})
+		}
 		p.mu.Unlock()
-
 		for _, m := range touch {
 			_ = m.InProgress()
 		}
-		if drain != nil {
-			p.run(func() { p.hold(drain) })
-		}
-		p.mu.Lock()
-		p.sleeping = p.idle()
-		sleeping := p.sleeping
-		p.mu.Unlock()
-		if sleeping {
-			select {
-			case <-p.wake:
-			case <-p.abandon:
-				return
-			}
-			continue
-		}
-		select {
-		case <-ticker.C:
-		case <-p.abandon:
-			return
+		if stale != nil {
+			p.run(func() { p.empty(stale) })
 		}
 	}
 }
 
-// idle reports whether the monitor has nothing to watch: no event in hand
-// or held, none being taken from a stopped iterator, a leader pulling (or
-// the pump stopped). Called with p.mu held.
-func (p *pump) idle() bool {
-	if !p.busySince.IsZero() || len(p.held) > 0 || p.drained != nil {
-		return false
+// due appends t's event to touch when JetStream may not have heard of it
+// for a quarter of the ack wait, counting it as heard of now. Called with
+// p.mu held.
+func (p *pump) due(touch []jetstream.Msg, t *taken, now time.Time) []jetstream.Msg {
+	if t.m == nil || now.Sub(t.touched) < p.ackWait/4 {
+		return touch
 	}
-	if p.leader == nil && !p.stopped {
-		return false // waiting for a slot to start a goroutine
-	}
-	for _, r := range p.runners {
-		if r.m != nil {
-			return false
-		}
-	}
-	return !p.stopped || len(p.runners) > 0
+	t.touched = now
+	return append(touch, t.m)
 }
 
-// hold takes what the stopped iterator it prefetched and keeps it in
-// progress until a goroutine is free (or stop naks it).
-func (p *pump) hold(it jetstream.MessagesContext) {
+// empty takes what the stopped iterator it prefetched into held, reporting
+// each event in progress (or giving it back if the pump stopped
+// meanwhile).
+func (p *pump) empty(it jetstream.MessagesContext) {
 	it.Drain()
 	takeAll(it, func(m jetstream.Msg) {
 		_ = m.InProgress()
 		p.mu.Lock()
-		if p.stopped {
-			p.mu.Unlock()
-			p.nak(m)
-			return
+		stopped := p.stopped
+		if !stopped {
+			p.held = append(p.held, taken{m, time.Now()})
 		}
-		p.held = append(p.held, taken{m, time.Now()})
-		p.signal()
 		p.mu.Unlock()
+		if stopped {
+			p.nak(m)
+		}
 	})
 	p.mu.Lock()
-	close(p.drained)
-	p.drained = nil
-	p.signal()
+	close(p.emptying)
+	p.emptying = nil
 	p.mu.Unlock()
-}
-
-// stale returns the events held for half the ack wait or more since
-// JetStream last heard of them, and marks them touched now. Called with
-// p.mu held.
-func (p *pump) stale(now time.Time) []jetstream.Msg {
-	var out []jetstream.Msg
-	touch := func(t *taken) {
-		if t.m != nil && now.Sub(t.touched) >= p.ackWait/2 {
-			t.touched = now
-			out = append(out, t.m)
-		}
-	}
-	for _, r := range p.runners {
-		touch(&r.taken)
-	}
-	for i := range p.held {
-		touch(&p.held[i])
-	}
-	return out
 }

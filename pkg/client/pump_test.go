@@ -45,10 +45,10 @@ func (it *fakeIter) Next(...jetstream.NextOpt) (jetstream.Msg, error) {
 func (it *fakeIter) Stop()  { it.Drain() }
 func (it *fakeIter) Drain() { it.mu.Lock(); close(it.drained); it.mu.Unlock() }
 
-// The leader that takes a held event (one the monitor took out of the
-// iterator while every slot was busy) counts as busy: when that handler
-// hangs, another goroutine takes over pulling.
-func TestPumpLeaderOnHeldEventHandsOverPulling(t *testing.T) {
+// A goroutine that takes a held event (one the ticker took out of the
+// iterator while every goroutine was busy) and hangs in its handler holds
+// up nothing but itself: the other goroutine opens a new iterator.
+func TestPumpHeldEventHangingDoesNotStopPulling(t *testing.T) {
 	src := make(chan jetstream.Msg, 16)
 	release := make(chan struct{})
 	var mu sync.Mutex
@@ -81,9 +81,9 @@ func TestPumpLeaderOnHeldEventHandsOverPulling(t *testing.T) {
 		wg.Wait()
 	}()
 	src <- &fakeMsg{name: "s1"}
-	time.Sleep(20 * time.Millisecond) // s1's handler stalls, another goroutine takes s2
+	time.Sleep(20 * time.Millisecond) // s1's handler runs, the other goroutine takes s2
 	src <- &fakeMsg{name: "s2"}
-	src <- &fakeMsg{name: "hang"} // both taken out into held after 50 ms of saturation
+	src <- &fakeMsg{name: "hang"} // both taken out into held after 50-75 ms with no goroutine free
 	src <- &fakeMsg{name: "e1"}
 	time.Sleep(300 * time.Millisecond)
 	src <- &fakeMsg{name: "e2"}
@@ -99,5 +99,75 @@ func TestPumpLeaderOnHeldEventHandsOverPulling(t *testing.T) {
 			t.Fatalf("handled %v while one handler hangs, want e1 and e2", handled)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// trackedMsg records when the pump first reported it in progress.
+type trackedMsg struct {
+	jetstream.Msg
+	name     string
+	mu       sync.Mutex
+	reported time.Time
+}
+
+func (m *trackedMsg) InProgress() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.reported.IsZero() {
+		m.reported = time.Now()
+	}
+	return nil
+}
+
+// With a backlog flowing through busy goroutines (one of them takes an
+// event every few milliseconds, so some goroutine is always about to
+// pull), the events further back in the iterator still do not wait there
+// unreported until JetStream would deliver them again: the ticker takes
+// them out once the iterator has not been seen empty for a quarter of the
+// ack wait.
+func TestPumpBacklogIsKeptInProgress(t *testing.T) {
+	const ackWait = 400 * time.Millisecond
+	const n = 24
+	src := make(chan jetstream.Msg, n)
+	msgs := make([]*trackedMsg, n)
+	for i := range msgs {
+		msgs[i] = &trackedMsg{name: string(rune('a' + i))}
+	}
+	var mu sync.Mutex
+	began := map[*trackedMsg]time.Time{}
+	var handled sync.WaitGroup
+	handled.Add(n)
+	var wg sync.WaitGroup
+	p := newPump(make(chan struct{}, 2), ackWait,
+		func() (jetstream.MessagesContext, error) {
+			return &fakeIter{src: src, drained: make(chan struct{})}, nil
+		},
+		func(m jetstream.Msg) {
+			mu.Lock()
+			began[m.(*trackedMsg)] = time.Now()
+			mu.Unlock()
+			time.Sleep(40 * time.Millisecond) // 2 goroutines: one takes an event every 20 ms
+			handled.Done()
+		},
+		func(jetstream.Msg) {}, func(f func()) { wg.Go(f) }, nil)
+	start := time.Now()
+	for _, m := range msgs {
+		src <- m
+	}
+	p.start()
+	handled.Wait()
+	p.stop()
+	<-p.done
+	wg.Wait()
+	// The last of them waits about 480 ms for a goroutine, beyond the
+	// ack wait.
+	for _, m := range msgs {
+		first := began[m]
+		if !m.reported.IsZero() && m.reported.Before(first) {
+			first = m.reported
+		}
+		if waited := first.Sub(start); waited >= ackWait*3/4 {
+			t.Errorf("event %s waited %s unreported in the iterator, want less than %s", m.name, waited.Round(time.Millisecond), ackWait*3/4)
+		}
 	}
 }

@@ -177,7 +177,7 @@ type worker struct {
 	slots      chan struct{} // one per handler that may run
 	// replaySlots are the handler slots of replayed dead letters: one, of
 	// their own, so that the replay consumer's pump, idle nearly always,
-	// holds none of slots while it waits (see pull).
+	// holds none of slots while its goroutine waits for an event.
 	replaySlots chan struct{}
 	handlers    sync.WaitGroup
 	busy        atomic.Int64 // handlers running now
@@ -787,9 +787,7 @@ func (w *worker) readLifecycle(m *nats.Msg) (kind string, p events.Plugin, seq u
 
 // pull runs the deliveries of consumer (the plugin's notify queue or
 // replay consumer) while the plugin runs, until ctx ends: a pump per
-// running spell, holding one of slots per goroutine. A pump's leader
-// holds a slot while it waits for an event, so the replay consumer's pump
-// has slots of its own (replaySlots).
+// running spell, with a goroutine per slot of slots.
 func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{}) {
 	retry := newRetry()
 	waiting := false
