@@ -29,9 +29,9 @@ const maxDrainErrors = 10
 //
 // The iterator prefetches up to the concurrency of events, which nothing
 // reports in progress until a goroutine takes them. While an event waits
-// there, no goroutine waits in Next (it would take the event at once), so
-// the iterator was empty at the previous tick when a goroutine has waited
-// in Next since before it. When the iterator has not been seen empty for a
+// there, no goroutine waits long for its turn or in Next (the event would
+// be taken at once), so the iterator was empty at some moment since the
+// previous tick when a goroutine has been waiting since before it. When the iterator has not been seen empty for a
 // quarter of the ack wait (every goroutine busy with slow handlers, or a
 // backlog flowing through), the ticker stops it and takes out what it
 // holds, keeping that in progress until a goroutine is free; the next free
@@ -51,11 +51,8 @@ type pump struct {
 	abandon <-chan struct{}
 
 	// turn is the right to wait in the iterator's Next, held by one
-	// goroutine at a time. Next has a lock of its own, but a sync.Mutex
-	// that many goroutines wait on hands itself over and yields the
-	// processor on every event (its starvation mode), which cost a
-	// fifth on the publish-to-handler latency; a channel's waiter is
-	// readied without the yield.
+	// goroutine at a time: a channel, not a mutex, which many waiters
+	// make hand over and yield on every event (docs/decisions.md).
 	turn     chan struct{}
 	stopping chan struct{} // closed when the pump stops taking events
 	done     chan struct{} // closed when the last goroutine has ended
