@@ -399,7 +399,9 @@ func TestNotifyInProgress(t *testing.T) {
 func TestNotifyConcurrencyLimit(t *testing.T) {
 	t.Parallel()
 	b := workerBus(t)
-	spec := notifySpec("n", 3, 200) // ack wait 200ms
+	// Reports are due every quarter ack wait: the rest must outlast the
+	// pauses of a loaded machine.
+	spec := notifySpec("n", 3, 1000)
 	cons := notifyConsumer(t, b.js, spec)
 	const limit, total = 3, 10
 	var active, peak, done atomic.Int64
@@ -424,11 +426,22 @@ func TestNotifyConcurrencyLimit(t *testing.T) {
 		}
 		return nil
 	})
-	// Five ack waits with every handler busy, and a pull request of the
+	// The worker's prefetch arrives.
+	natstest.Eventually(t, 10*time.Second, func() error {
+		info, err := cons.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending <= limit {
+			return fmt.Errorf("%d events delivered to the worker, want more than %d", info.NumAckPending, limit)
+		}
+		return nil
+	})
+	// Three ack waits with every handler busy, and a pull request of the
 	// test's waiting all along: it takes (and acknowledges) the events the
 	// worker did not prefetch, and would take those it did, delivered
 	// again, if the worker let their ack wait pass.
-	batch, err := cons.Fetch(total, jetstream.FetchMaxWait(time.Second))
+	batch, err := cons.Fetch(total, jetstream.FetchMaxWait(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

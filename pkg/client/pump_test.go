@@ -120,13 +120,13 @@ func (m *trackedMsg) InProgress() error {
 }
 
 // With a backlog flowing through busy goroutines (one of them takes an
-// event every few milliseconds, so some goroutine is always about to
-// pull), the events further back in the iterator still do not wait there
+// event every 50 ms, so some goroutine is always about to pull), the
+// events further back in the iterator still do not wait there
 // unreported until JetStream would deliver them again: the ticker takes
 // them out once the iterator has not been seen empty for a quarter of the
 // ack wait.
 func TestPumpBacklogIsKeptInProgress(t *testing.T) {
-	const ackWait = 400 * time.Millisecond
+	const ackWait = time.Second
 	const n = 24
 	src := make(chan jetstream.Msg, n)
 	msgs := make([]*trackedMsg, n)
@@ -146,7 +146,7 @@ func TestPumpBacklogIsKeptInProgress(t *testing.T) {
 			mu.Lock()
 			began[m.(*trackedMsg)] = time.Now()
 			mu.Unlock()
-			time.Sleep(40 * time.Millisecond) // 2 goroutines: one takes an event every 20 ms
+			time.Sleep(100 * time.Millisecond) // 2 goroutines: one takes an event every 50 ms
 			handled.Done()
 		},
 		func(jetstream.Msg) {}, func(f func()) { wg.Go(f) }, nil)
@@ -159,8 +159,8 @@ func TestPumpBacklogIsKeptInProgress(t *testing.T) {
 	p.stop()
 	<-p.done
 	wg.Wait()
-	// The last of them waits about 480 ms for a goroutine, beyond the
-	// ack wait.
+	// The last of them waits about 1.2 s for a goroutine, beyond the ack
+	// wait.
 	for _, m := range msgs {
 		first := began[m]
 		if !m.reported.IsZero() && m.reported.Before(first) {
