@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -156,12 +155,7 @@ func (w *worker) checkSubject(typ, subject string) error {
 
 // callNotify runs the handler, turning a panic into an error.
 func (w *worker) callNotify(d *Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			w.log.Error("notify handler panicked", "event_id", d.Event.ID(), "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
+	defer w.recoverHandler(&err, d.Event.ID())
 	w.busy.Add(1)
 	defer w.busy.Add(-1)
 	return w.p.Notify(w.handlerCtx, d)
