@@ -103,7 +103,7 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 	if err := cmd.Validate(op); err != nil {
 		return nil, err
 	}
-	ctx, cancel := withDefaultTimeout(ctx, DefaultAdminTimeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	target := cmd.Target()
 	subject, err := events.CommandSubject("plugin", string(op), target)
@@ -148,7 +148,7 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 }
 
 func (c *Client) query(ctx context.Context, subject string, req any) ([]events.Plugin, error) {
-	ctx, cancel := withDefaultTimeout(ctx, DefaultAdminTimeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	b, err := json.Marshal(req)
 	if err != nil {

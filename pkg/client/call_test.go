@@ -54,14 +54,14 @@ func TestCall(t *testing.T) {
 	tests := []struct {
 		name       string
 		dispatcher *events.ChainResult // nil: none runs
-		opts       []client.CallOption
+		opts       []client.Option
 		wantErr    []error // errors.Is targets
 		wantState  string
 		wantExt    any // the privatefields extension the dispatcher saw
 	}{
 		{name: "no dispatcher", wantErr: []error{client.ErrNoDispatcher, nats.ErrNoResponders}},
 		{name: "result", dispatcher: &ok, wantState: `{"n":2}`},
-		{name: "private fields travel as an extension", dispatcher: &ok, opts: []client.CallOption{client.Private("user_id", "token")},
+		{name: "private fields travel as an extension", dispatcher: &ok, opts: []client.Option{client.Private("user_id", "token")},
 			wantState: `{"n":2}`, wantExt: "user_id,token"},
 		{name: "a plugin failed: the error and the result", dispatcher: &failed, wantErr: []error{client.ErrPluginFailed}, wantState: `{"n":2}`},
 		{name: "refused as invalid", dispatcher: &refused, wantErr: []error{events.ErrInvalid}, wantState: "null"},

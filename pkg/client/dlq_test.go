@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,18 @@ import (
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
+
+// collect reads every dead letter of seq, or its error.
+func collect(seq iter.Seq2[client.DeadLetter, error]) ([]client.DeadLetter, error) {
+	var out []client.DeadLetter
+	for dl, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
 
 // Dead letters are listed per subscriber and replayed to their subscriber
 // alone, as a new delivery; the dispatcher's are refused.
@@ -49,7 +62,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 		}
 	}
 
-	all, err := b.client.DeadLetters(ctx, "")
+	all, err := collect(b.client.DeadLetters(ctx, ""))
 	if err != nil || len(all) != 3 {
 		t.Fatalf("all dead letters = %v, %v; want 3", all, err)
 	}
@@ -76,7 +89,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 		}
 	}
 	b.settled(t, cons)
-	if dls, err := b.client.DeadLetters(ctx, "n"); err != nil || len(dls) != 0 {
+	if dls, err := collect(b.client.DeadLetters(ctx, "n")); err != nil || len(dls) != 0 {
 		t.Errorf("dead letters of n after replay = %v, %v; want none", dls, err)
 	}
 	// The replay went to n alone.
@@ -101,7 +114,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	if err := b.client.Replay(ctx, 12345); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("Replay of an unknown dead letter = %v, want ErrNotFound", err)
 	}
-	if _, err := b.client.DeadLetters(ctx, "bad name"); !errors.Is(err, events.ErrInvalid) {
+	if _, err := collect(b.client.DeadLetters(ctx, "bad name")); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("DeadLetters with a bad name = %v, want events.ErrInvalid", err)
 	}
 }
@@ -109,7 +122,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 func TestDeadLettersWithoutTopology(t *testing.T) {
 	t.Parallel()
 	b := newBus(t, false)
-	if _, err := b.client.DeadLetters(t.Context(), ""); !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := collect(b.client.DeadLetters(t.Context(), "")); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("DeadLetters without HOOKBUS_DLQ = %v, want stream not found", err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-func newPublisher(t *testing.T, c *client.Client, opts ...client.PublisherOption) *client.Publisher {
+func newPublisher(t *testing.T, c *client.Client, opts ...client.Option) *client.Publisher {
 	t.Helper()
 	p, err := c.NewPublisher(opts...)
 	if err != nil {

@@ -79,38 +79,6 @@ func (a ExitAction) String() string {
 	}
 }
 
-// ServeOption configures Serve.
-type ServeOption func(*serveOptions)
-
-type serveOptions struct {
-	concurrency  int
-	exit         ExitAction
-	drainTimeout time.Duration
-	log          *slog.Logger
-}
-
-// WithConcurrency limits how many handlers run at once in this worker
-// (default 8). A notify worker pulls only as many events as it has free
-// handlers, so none waits in a buffer while its ack wait runs. With more
-// than one, events are handled side by side, not in stream order.
-func WithConcurrency(n int) ServeOption { return func(o *serveOptions) { o.concurrency = n } }
-
-// WithExitAction sets what Serve does to the plugin's status when ctx ends
-// (default ExitLeave).
-func WithExitAction(a ExitAction) ServeOption { return func(o *serveOptions) { o.exit = a } }
-
-// WithDrainTimeout bounds how long Serve waits, once ctx ends, for
-// handlers in progress before it cancels their contexts (default 30 s).
-// Handlers still running 2 s after that are left behind: Serve returns
-// without them, and JetStream delivers their events again.
-func WithDrainTimeout(d time.Duration) ServeOption {
-	return func(o *serveOptions) { o.drainTimeout = d }
-}
-
-// WithLogger sets the logger of Serve (default: none). Info is used only
-// for lifecycle changes.
-func WithLogger(l *slog.Logger) ServeOption { return func(o *serveOptions) { o.log = l } }
-
 // Timings of Serve.
 const (
 	// exitTimeout bounds the exit action after ctx ended.
@@ -154,7 +122,7 @@ const (
 // cancelled context (ErrHandlersAbandoned: Serve returned 2 s later
 // without them), or when the exit action fails. While NATS or the
 // registry does not answer, Serve waits and tries again.
-func (c *Client) Serve(ctx context.Context, p Plugin, opts ...ServeOption) error {
+func (c *Client) Serve(ctx context.Context, p Plugin, opts ...Option) error {
 	w, err := newWorker(c, p, opts)
 	if err != nil {
 		return err
@@ -166,7 +134,7 @@ func (c *Client) Serve(ctx context.Context, p Plugin, opts ...ServeOption) error
 type worker struct {
 	c    *Client
 	p    Plugin
-	o    serveOptions
+	o    options
 	spec events.PluginSpec // normalized
 	name string
 	log  *slog.Logger
@@ -198,16 +166,10 @@ type worker struct {
 	stepsClosed bool // no step handler may start any more
 }
 
-func newWorker(c *Client, p Plugin, opts []ServeOption) (*worker, error) {
-	o := serveOptions{concurrency: 8, drainTimeout: 30 * time.Second}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.concurrency < 1 {
-		return nil, fmt.Errorf("serve: concurrency %d: must be at least 1", o.concurrency)
-	}
-	if o.exit < ExitLeave || o.exit > ExitUnregister {
-		return nil, fmt.Errorf("serve: unknown exit action %d", o.exit)
+func newWorker(c *Client, p Plugin, opts []Option) (*worker, error) {
+	o := options{concurrency: 8, drainTimeout: 30 * time.Second}
+	if err := o.apply(inServe, opts); err != nil {
+		return nil, err
 	}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -303,19 +265,16 @@ func (w *worker) serve(ctx context.Context) error {
 // logged at each try, 100 ms doubling to 5 s apart: a worker should not
 // exit for what passes on its own.
 func (w *worker) retryStart(ctx context.Context, what string, f func(context.Context) error) error {
-	wait := 100 * time.Millisecond
+	b := newBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		err := f(ctx)
 		if err == nil || ctx.Err() != nil || !durable.Transient(err) && !errors.Is(err, ErrNotApplied) {
 			return err
 		}
-		w.log.Warn(what+": not possible yet, will retry", "err", err, "delay", wait)
-		select {
-		case <-ctx.Done():
+		w.log.Warn(what+": not possible yet, will retry", "err", err)
+		if !b.wait(ctx, time.Time{}) {
 			return nil
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
 
@@ -789,7 +748,7 @@ func (w *worker) readLifecycle(m *nats.Msg) (kind string, p events.Plugin, seq u
 // replay consumer) while the plugin runs, until ctx ends: a pump per
 // running spell, with a goroutine per slot of slots.
 func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{}) {
-	retry := newRetry()
+	retry := newBackoff(50*time.Millisecond, maxRetryWait)
 	waiting := false
 	for w.waitRunning(ctx) {
 		cons, err := w.c.js.Consumer(ctx, events.StreamEvents, consumer)
@@ -802,7 +761,7 @@ func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{})
 			} else if ctx.Err() == nil {
 				w.log.Warn("look up notify consumer", "consumer", consumer, "err", err)
 			}
-			retry.wait(ctx)
+			retry.wait(ctx, time.Time{})
 			continue
 		}
 		waiting = false
@@ -827,7 +786,7 @@ func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{})
 			// The consumer was deleted (unregistered), the connection
 			// closed, ...: find the consumer again.
 			w.log.Debug("pull notify events", "consumer", consumer, "err", err)
-			retry.wait(ctx)
+			retry.wait(ctx, time.Time{})
 			continue
 		}
 		retry.reset()
@@ -849,25 +808,5 @@ func (w *worker) whileRunning(ctx context.Context, stopping <-chan struct{}) {
 			return
 		case <-changed:
 		}
-	}
-}
-
-// retry is a doubling pause between attempts, up to maxRetryWait.
-type retry struct{ d time.Duration }
-
-func newRetry() *retry  { return &retry{d: 50 * time.Millisecond} }
-func (r *retry) reset() { r.d = 50 * time.Millisecond }
-func (r *retry) next() time.Duration {
-	d := r.d
-	r.d = min(2*r.d, maxRetryWait)
-	return d
-}
-
-func (r *retry) wait(ctx context.Context) {
-	t := time.NewTimer(r.next())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
