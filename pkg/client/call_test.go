@@ -122,24 +122,3 @@ func TestCallInvalidEvent(t *testing.T) {
 		t.Errorf("Call without an id = %v, want events.ErrInvalid", err)
 	}
 }
-
-// A request whose ctx has no deadline still ends (DefaultAdminTimeout) when
-// the service took it and never answers: without the default it would
-// wait for ever.
-func TestRequestWithoutDeadlineEnds(t *testing.T) {
-	t.Parallel()
-	b := newBus(t, true)
-	// A "registry" that takes every query and answers none.
-	sub, err := b.nc.SubscribeSync(events.RegistryGetSubject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := b.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	_, err = b.client.Get(context.Background(), "p")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Get with no deadline and no answer: %v, want context.DeadlineExceeded", err)
-	}
-}
