@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -434,4 +435,66 @@ func refusingWorker(t *testing.T, b *bus, spec events.PluginSpec) (d *deliveries
 		healthy = true
 		d.mu.Unlock()
 	}
+}
+
+// DeadLetters reads past a page, filters by subscriber, keeps stream
+// order, and stops reading when the loop stops, leaving no consumer.
+func TestDeadLettersPages(t *testing.T) {
+	t.Parallel()
+	b := newBus(t, true)
+	ctx := ctxT(t)
+	const mine, others = 150, 10 // more than two pages of the subscriber's
+	for i := range mine + others {
+		subject := "hookbus.dlq.n"
+		if i%16 == 0 && i/16 < others {
+			subject = "hookbus.dlq.other"
+		}
+		if _, err := b.js.Publish(ctx, subject, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		subscriber string
+		want       int
+	}{{"n", mine}, {"", mine + others}, {"other", others}}
+	for _, tt := range tests {
+		dls, err := collect(b.client.DeadLetters(ctx, tt.subscriber))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(dls); got != tt.want {
+			t.Errorf("DeadLetters(%q): %d, want %d", tt.subscriber, got, tt.want)
+		}
+		for i, dl := range dls {
+			if tt.subscriber != "" && dl.Subscriber != tt.subscriber {
+				t.Errorf("DeadLetters(%q) lists dead letter %d of %s", tt.subscriber, dl.Seq, dl.Subscriber)
+			}
+			if i > 0 && dl.Seq <= dls[i-1].Seq {
+				t.Errorf("DeadLetters(%q): seq %d after %d, want stream order", tt.subscriber, dl.Seq, dls[i-1].Seq)
+			}
+		}
+	}
+	n := 0
+	for _, err := range b.client.DeadLetters(ctx, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n++; n == 3 {
+			break
+		}
+	}
+	stream, err := b.js.Stream(ctx, events.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Consumers != 0 {
+			return fmt.Errorf("%d consumers on %s after the loops ended, want 0", info.State.Consumers, events.StreamDLQ)
+		}
+		return nil
+	})
 }
