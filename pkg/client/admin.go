@@ -54,9 +54,8 @@ func (c *Client) Enable(ctx context.Context, name string) (events.Plugin, error)
 	return one(c.command(ctx, events.OpEnable, events.PluginCommand{Name: name}))
 }
 
-// Delete is MishkaInstaller's delete: the plugin stops running and goes
-// back to registered (not sticky: Start brings it back); its hard
-// dependents are held.
+// Delete takes the plugin out of running, back to registered (Start
+// brings it back), and holds its hard dependents; it stays registered.
 func (c *Client) Delete(ctx context.Context, name string) (events.Plugin, error) {
 	return one(c.command(ctx, events.OpDelete, events.PluginCommand{Name: name}))
 }

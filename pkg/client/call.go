@@ -17,18 +17,11 @@ import (
 // hookbus.call.<type> (hookbus serve runs one).
 var ErrNoDispatcher = errors.New("no dispatcher is running")
 
-// Call runs the chain of e's type now, with e's data as the initial state,
-// and returns the result: the final state, who halted, and the trace of
-// every step. The request goes to hookbus.call.<type> (binary mode) and
-// waits until a dispatcher answers or ctx ends (the client's timeout when
-// ctx has no deadline: give a longer chain a deadline).
-//
-// An invalid event returns an error matching events.ErrInvalid and nothing
-// is sent. With no dispatcher running the error matches ErrNoDispatcher.
-// A call the dispatcher ran but that failed (a plugin with error policy
-// fail: code plugin_failed, matching ErrPluginFailed; a refused request:
-// code invalid) returns the result, with the state and trace so far, and a
-// *Error with the code.
+// Call runs the chain of e's type now, with e's data as the initial
+// state, and returns the result (final state, who halted, the trace); it
+// waits until ctx ends or, without a deadline, the client's timeout. An
+// invalid event matches events.ErrInvalid, no dispatcher ErrNoDispatcher;
+// a chain that failed returns its result so far and a *Error with the code.
 func (c *Client) Call(ctx context.Context, e event.Event, opts ...Option) (events.ChainResult, error) {
 	var o options
 	if err := o.apply(inCall, opts); err != nil {

@@ -1,9 +1,8 @@
-// Package client is the Go SDK of Hookbus: publish CloudEvents and wait for
-// JetStream to store them (Publish), run a chain now (Call), run plugin
-// workers (Serve), administer plugins (Register, Start, ...) and dead
-// letters (DeadLetters, Replay), and use the auth store (AuthStore). It
-// talks to Hookbus only through the wire contract of package events, over
-// a NATS connection you own.
+// Package client is the Go SDK of Hookbus: publish events (Publish,
+// NewPublisher, PublishBatch), run a chain (Call), run plugin workers
+// (Serve), administer plugins (Register, Start, ...), dead letters
+// (DeadLetters, Replay) and the auth store (AuthStore), over a NATS
+// connection you own.
 package client
 
 import (
@@ -40,7 +39,7 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if nc == nil {
 		return nil, errors.New("client: nil nats connection")
 	}
-	o := options{maxEventSize: events.DefaultMaxSize, retryWait: 2 * time.Second, timeout: DefaultTimeout}
+	o := options{maxEventSize: events.DefaultMaxSize, retryWait: 2 * time.Second, timeout: defaultTimeout}
 	if err := o.apply(inNew, opts); err != nil {
 		return nil, err
 	}
@@ -144,8 +143,7 @@ func (s *subjectCache) eventSubject(typ string) (string, error) {
 }
 
 // attemptTimeout bounds one attempt of a publish, the wait for one
-// acknowledgement: jetstream's default timeout, which bounded it when
-// attempts were jetstream.PublishMsg calls.
+// acknowledgement: jetstream's default timeout.
 const attemptTimeout = 5 * time.Second
 
 // expectStream sets the header of jetstream.WithExpectStream(stream) on

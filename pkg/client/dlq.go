@@ -139,28 +139,11 @@ func (c *Client) deadLetters(ctx context.Context, subscriber string, yield func(
 	return nil
 }
 
-// Replay resends the event of dead letter seq to its subscriber alone: the
-// original headers and data are stored again in HOOKBUS_EVENTS on
-// hookbus.replay.<subscriber>, with Nats-Msg-Id replay-<seq> (so replaying
-// twice within the duplicate window stores it once), and the dead letter
-// is deleted once that is acknowledged. The subscriber's consumer delivers
-// it as a new event, attempts counted from 1.
-//
-// JetStream deduplicates by id across the whole stream, and whoever may
-// publish events can take the id replay-<seq> first: a duplicate
-// acknowledgement counts only when the message stored under the id is this
-// replay (on hookbus.replay.<subscriber>); otherwise the replay is stored
-// under a unique id (events.StoreOnce).
-//
-// A dead letter by reference is replayed only if the message it
-// references in HOOKBUS_EVENTS is on the subject the dead letter records
-// (Hookbus-Dlq-Subject), and that is hookbus.replay.<subscriber> or
-// hookbus.event.<the type the subscriber takes now>.
-//
-// Errors: ErrNotFound (no such dead letter), ErrNotReplayable (an invalid
-// event the dispatcher refused: fix it and publish it again; a forged dead
-// letter; an original that is gone or is not the subscriber's),
-// ErrNotStored.
+// Replay stores the event of dead letter seq again for its subscriber
+// alone (on hookbus.replay.<subscriber>, stored once per dead letter) and
+// then deletes the dead letter. Errors: ErrNotFound, ErrNotReplayable (an
+// invalid event the dispatcher refused, a forged dead letter, an original
+// that is gone or not the subscriber's), ErrNotStored.
 func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()

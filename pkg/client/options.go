@@ -11,10 +11,10 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 )
 
-// DefaultTimeout bounds a request-reply call (Call, plugin commands, Get,
+// defaultTimeout bounds a request-reply call (Call, plugin commands, Get,
 // List, DeadLetters, Replay, AuthStore, RotateAuthKeys) and a Publish whose
-// ctx has no deadline; WithTimeout changes it.
-const DefaultTimeout = 30 * time.Second
+// ctx has no deadline, unless WithTimeout says otherwise.
+const defaultTimeout = 30 * time.Second
 
 // Option configures New or one call; one given where it does not apply, or
 // with a value it refuses, makes that constructor or call return an error.
@@ -118,8 +118,8 @@ func WithRetryWait(d time.Duration) Option {
 	return option("WithRetryWait", inNew, func(o *options) error { return positive(d, func() { o.retryWait = d }) })
 }
 
-// WithTimeout sets the bound of a call whose ctx has no deadline (New;
-// default DefaultTimeout).
+// WithTimeout sets the bound of a request or publish whose ctx has no
+// deadline (New; default 30 s).
 func WithTimeout(d time.Duration) Option {
 	return option("WithTimeout", inNew, func(o *options) error { return positive(d, func() { o.timeout = d }) })
 }
@@ -145,7 +145,7 @@ func Private(fields ...string) Option {
 }
 
 // WithWindow sets how many events a Publisher has in flight at most
-// (NewPublisher; default DefaultWindow).
+// (NewPublisher; default 256).
 func WithWindow(n int) Option {
 	return option("WithWindow", inPublisher, func(o *options) error { return positive(n, func() { o.window = n }) })
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// DefaultWindow is the number of events a Publisher has sent without their
-// acknowledgement, at most, unless WithWindow says otherwise.
-const DefaultWindow = 256
+// defaultWindow is how many events a Publisher has in flight at most,
+// unless WithWindow says otherwise.
+const defaultWindow = 256
 
 // publishAttempts is how many times a Publisher sends an event whose
 // acknowledgement does not come: the first send and three more.
@@ -26,19 +26,10 @@ const publishAttempts = 4
 // ErrPublisherClosed is returned by Publisher.Publish after Close.
 var ErrPublisherClosed = errors.New("client: publisher closed")
 
-// Publisher publishes events without waiting for each acknowledgement: up
-// to a window of events are in flight at once, and every Publish returns a
-// PendingAck that settles when JetStream has stored the event or when the
-// Publisher gave up on it. It is safe for concurrent use. Make one with
-// Client.NewPublisher and Close it when done.
-//
-// Every event ends acknowledged or failed. An event whose acknowledgement
-// does not come (a timeout, a disconnect, no stream answering for now) is
-// sent again with the same Nats-Msg-Id, so JetStream stores it once, up to
-// three more times with the backoff of Client.Publish (50 ms doubling up to
-// WithRetryWait); then its PendingAck fails with the last error, matching
-// ErrNotStored. A refusal from the stream (full, another stream, too
-// large) fails it at once.
+// Publisher publishes events without waiting for each acknowledgement:
+// up to a window of them are in flight, and each Publish returns a
+// PendingAck that settles stored or failed (sent up to 4 times, then
+// ErrNotStored). It is safe for concurrent use; Close it when done.
 type Publisher struct {
 	c          *Client
 	js         jetstream.JetStream
@@ -58,7 +49,7 @@ type Publisher struct {
 // NewPublisher returns a Publisher on c's connection, size limit and retry
 // wait; its options are WithWindow, OnAck and WithAckTimeout.
 func (c *Client) NewPublisher(opts ...Option) (*Publisher, error) {
-	o := options{window: DefaultWindow, ackTimeout: 5 * time.Second}
+	o := options{window: defaultWindow, ackTimeout: 5 * time.Second}
 	if err := o.apply(inPublisher, opts); err != nil {
 		return nil, err
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// Plugin is what Serve runs: a plugin's declaration, the handler for its
-// mode, and optional lifecycle callbacks.
+// Plugin is what Serve runs: a declaration (events.Plugin is its stored
+// state), one handler, and optional lifecycle callbacks.
 type Plugin struct {
 	// Spec is registered (an upsert by name) when Serve starts. Mode may
 	// be left empty: it follows from the handler that is set.
@@ -49,18 +49,14 @@ type ExitAction int
 
 // Exit actions.
 const (
-	// ExitLeave leaves the status as it is (default): right when other
-	// replicas of the worker keep running, or a restart is expected soon.
-	// Chain steps find no worker meanwhile (the plugin's error policy
-	// applies); notify events wait in the plugin's queue.
+	// ExitLeave leaves the status as it is (default).
 	ExitLeave ExitAction = iota
-	// ExitDelete puts the plugin back to registered: not running, so the
-	// dispatcher skips it, and not sticky, so the next Serve starts it.
-	ExitDelete
-	// ExitStop stops the plugin. Stopped is an operator's switch: the
-	// next Serve will not start it until someone enables it.
+	// ExitDeactivate puts the plugin back to registered (Client.Delete):
+	// the dispatcher skips it, and the next Serve starts it.
+	ExitDeactivate
+	// ExitStop stops the plugin: the next Serve waits for Enable.
 	ExitStop
-	// ExitUnregister removes the plugin; its notify queue is deleted.
+	// ExitUnregister removes the plugin and its notify queue.
 	ExitUnregister
 )
 
@@ -68,8 +64,8 @@ func (a ExitAction) String() string {
 	switch a {
 	case ExitLeave:
 		return "leave"
-	case ExitDelete:
-		return "delete"
+	case ExitDeactivate:
+		return "deactivate"
 	case ExitStop:
 		return "stop"
 	case ExitUnregister:
@@ -89,39 +85,20 @@ const (
 	// maxRetryWait is the longest pause between two attempts to find the
 	// notify consumer or to pull again after an error.
 	maxRetryWait = 2 * time.Second
-	// pullHeartbeat is the idle heartbeat of the notify pull requests.
-	// nats.go's iterator (1.55) skips the next pull request when the
-	// last one's messages are taken before it has marked that request
-	// sent; it then pulls again only once a heartbeat is missing (after
-	// twice this), so keep it short.
+	// pullHeartbeat is the idle heartbeat of the notify pull requests:
+	// short, as a missed pull request is made again only when a heartbeat
+	// is missing (docs/decisions.md).
 	pullHeartbeat = time.Second
 )
 
-// Serve runs a plugin worker until ctx ends.
-//
-// It registers p.Spec (an upsert) and starts the plugin, unless the
-// plugin already runs, is stopped (an operator's switch: Serve waits for
-// enable) or is held (Serve waits for the registry to release it). A start
-// refused because a hard dependency is not running is retried whenever
-// one of the plugin's hard dependencies starts.
-//
-// A chain worker answers steps on hookbus.plugin.<name>.call in queue
-// group <name>, so replicas share the work. A notify worker waits until its
-// durable consumers notify-<name> (its events) and replay-<name> (its
-// replayed dead letters) exist (the dispatcher creates them when the plugin
-// first starts), then pulls from both while the plugin is running; see
-// NotifyHandler for what becomes of each event. Both run at most
-// WithConcurrency handlers at once, and a notify worker one more for a
-// replayed dead letter.
-//
-// When ctx ends, Serve stops taking work, lets the handlers in progress
-// finish (cancelling their contexts after WithDrainTimeout), applies the
-// WithExitAction, and returns nil. It returns an error when p is invalid
-// (events.ErrInvalid for the declaration), when the plugin cannot be
-// registered or started (ErrCycle, ...), when handlers ignored their
-// cancelled context (ErrHandlersAbandoned: Serve returned 2 s later
-// without them), or when the exit action fails. While NATS or the
-// registry does not answer, Serve waits and tries again.
+// Serve runs a plugin worker until ctx ends: it registers p.Spec, starts
+// the plugin unless it is stopped or held, answers its chain steps or
+// notify deliveries with at most WithConcurrency handlers, and at the end
+// drains them (WithDrainTimeout) and applies WithExitAction. It returns
+// nil after ctx ended, or the error that stopped it: an invalid p
+// (events.ErrInvalid), a refused registration or start, handlers that
+// ignored their cancelled context (ErrHandlersAbandoned), or a failed exit
+// action. It waits out NATS or the registry not answering.
 func (c *Client) Serve(ctx context.Context, p Plugin, opts ...Option) error {
 	w, err := newWorker(c, p, opts)
 	if err != nil {
@@ -351,11 +328,9 @@ func (w *worker) drainSteps(sub *nats.Subscription, deadline time.Time) {
 	}
 }
 
-// ErrHandlersAbandoned is matched by the error Serve returns when handlers
-// were still running cancelGrace (2 s) after their contexts were
-// cancelled at the end of the drain timeout: Serve returned without them,
-// and their events are delivered again (notify) or their steps time out
-// (chain).
+// ErrHandlersAbandoned is matched by Serve's error when handlers still ran
+// 2 s after the drain timeout cancelled them: Serve returned without them,
+// and their events come again (notify) or their steps time out (chain).
 var ErrHandlersAbandoned = errors.New("handlers ignored their cancelled context")
 
 // waitHandlers waits for every handler, cancelling their contexts once
@@ -457,7 +432,7 @@ func (w *worker) exit(ctx context.Context) error {
 	defer cancel()
 	var err error
 	switch w.o.exit {
-	case ExitDelete:
+	case ExitDeactivate:
 		_, err = w.c.Delete(ectx, w.name)
 	case ExitStop:
 		_, err = w.c.Stop(ectx, w.name)

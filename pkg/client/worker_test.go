@@ -319,7 +319,7 @@ func TestServeExitAction(t *testing.T) {
 		want   events.Status // "" means unregistered
 	}{
 		{client.ExitLeave, events.StatusStarted},
-		{client.ExitDelete, events.StatusRegistered},
+		{client.ExitDeactivate, events.StatusRegistered},
 		{client.ExitStop, events.StatusStopped},
 		{client.ExitUnregister, ""},
 	}
