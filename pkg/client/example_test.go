@@ -123,19 +123,10 @@ func ExampleNotifyHandler() {
 // A Publisher keeps up to a window of events in flight; each Publish
 // returns a PendingAck to wait for, and Close waits for the rest.
 func ExampleClient_NewPublisher() {
-	url, stop := exampleServer()
-	defer stop()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer nc.Close()
 	// Requests and publishes whose ctx has no deadline end after 5 s; a
 	// publish that failed for a passing reason waits up to 1 s to retry.
-	c, err := client.New(nc, client.WithTimeout(5*time.Second), client.WithRetryWait(time.Second))
-	if err != nil {
-		log.Fatal(err)
-	}
+	c, stop := exampleClient(client.WithTimeout(5*time.Second), client.WithRetryWait(time.Second))
+	defer stop()
 	failed := 0
 	p, err := c.NewPublisher(client.WithWindow(64), client.WithAckTimeout(2*time.Second),
 		client.OnAck(func(_ event.Event, _ client.PublishAck, err error) {
@@ -174,17 +165,8 @@ func ExampleClient_NewPublisher() {
 
 // A batch is stored whole or not at all.
 func ExampleClient_PublishBatch() {
-	url, stop := exampleServer()
+	c, stop := exampleClient()
 	defer stop()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer nc.Close()
-	c, err := client.New(nc)
-	if err != nil {
-		log.Fatal(err)
-	}
 	batch := make([]event.Event, 3) // at most client.MaxBatch
 	for i := range batch {
 		batch[i] = event.New()
@@ -208,17 +190,8 @@ func ExampleClient_PublishBatch() {
 
 // Call runs a chain and returns its result; here no dispatcher runs.
 func ExampleClient_Call() {
-	url, stop := exampleServer()
+	c, stop := exampleClient()
 	defer stop()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer nc.Close()
-	c, err := client.New(nc)
-	if err != nil {
-		log.Fatal(err)
-	}
 	e := event.New()
 	e.SetID("auth-1")
 	e.SetSource("/login")
@@ -239,6 +212,20 @@ func ExampleClient_Call() {
 	}
 	// Output:
 	// no dispatcher: start hookbus serve
+}
+
+// exampleClient is a Client, with opts, on an exampleServer; stop closes
+// both.
+func exampleClient(opts ...client.Option) (c *client.Client, stop func()) {
+	url, stopServer := exampleServer()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if c, err = client.New(nc, opts...); err != nil {
+		log.Fatal(err)
+	}
+	return c, func() { nc.Close(); stopServer() }
 }
 
 // exampleServer starts an in-process JetStream server with Hookbus's
