@@ -720,8 +720,8 @@ func (w *worker) readLifecycle(m *nats.Msg) (kind string, p events.Plugin, seq u
 }
 
 // pull runs the deliveries of consumer (the plugin's notify queue or
-// replay consumer) while the plugin runs, until ctx ends: a pump per
-// running spell, with a goroutine per slot of slots.
+// replay consumer) until ctx ends: a new pump each time the plugin starts
+// running, with a goroutine per slot of slots.
 func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{}) {
 	retry := newBackoff(50*time.Millisecond, maxRetryWait)
 	waiting := false
