@@ -58,9 +58,13 @@ func newDLQListCmd() *cobra.Command {
 			defer cancel()
 			var dls []client.DeadLetter
 			err := withClient(ctx, cfg, func(c *client.Client) error {
-				var err error
-				dls, err = c.DeadLetters(ctx, subscriber)
-				return err
+				for dl, err := range c.DeadLetters(ctx, subscriber) {
+					if err != nil {
+						return err
+					}
+					dls = append(dls, dl)
+				}
+				return nil
 			})
 			if err != nil {
 				return err
@@ -120,16 +124,15 @@ shows.`,
 			w := cmd.OutOrStdout()
 			return withClient(ctx, cfg, func(c *client.Client) error {
 				if all {
-					dls, err := c.DeadLetters(ctx, subscriber)
-					if err != nil {
-						return err
+					for dl, err := range c.DeadLetters(ctx, subscriber) {
+						if err != nil {
+							return err
+						}
+						seqs = append(seqs, dl.Seq)
 					}
-					if len(dls) == 0 {
+					if len(seqs) == 0 {
 						fmt.Fprintf(w, "no dead letters for %s\n", subscriber)
 						return nil
-					}
-					for _, dl := range dls {
-						seqs = append(seqs, dl.Seq)
 					}
 				}
 				var errs []error

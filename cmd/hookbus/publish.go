@@ -200,7 +200,7 @@ func isJSON(contentType string) bool {
 }
 
 func publish(ctx context.Context, cfg Config, e event.Event, structured bool) (ack client.PublishAck, err error) {
-	var opts []client.PublishOption
+	var opts []client.Option
 	if structured {
 		opts = append(opts, client.Structured())
 	}
@@ -244,7 +244,7 @@ func publishFile(cmd *cobra.Command, cfg Config, f publishFlags) error {
 	if f.output != "text" && f.output != "json" {
 		return usageError{fmt.Errorf("--output %q: want text or json", f.output)}
 	}
-	var opts []client.PublishOption
+	var opts []client.Option
 	if f.structured {
 		opts = append(opts, client.Structured())
 	}

@@ -89,7 +89,7 @@ func TestAttackEscalation8DLQDedupePoisoning(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, ctx, "the dispatcher stores the dead letter of invalid event "+strconv.FormatUint(ack.Sequence, 10), nil, func() error {
-		dls, err := st.ac.DeadLetters(ctx, events.DispatcherConsumer)
+		dls, err := deadLetters(ctx, st.ac, events.DispatcherConsumer)
 		if err != nil {
 			return err
 		}
@@ -189,7 +189,7 @@ func TestAttackEscalation10ForgedDeadLetterRedirect(t *testing.T) {
 		}
 	}
 
-	dls, err := st.ac.DeadLetters(ctx, "")
+	dls, err := deadLetters(ctx, st.ac, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -269,12 +269,24 @@ func checkResult(res events.ChainResult, id string) error {
 	return nil
 }
 
+// deadLetters reads every dead letter of subscriber.
+func deadLetters(ctx context.Context, c *client.Client, subscriber string) ([]client.DeadLetter, error) {
+	var dls []client.DeadLetter
+	for dl, err := range c.DeadLetters(ctx, subscriber) {
+		if err != nil {
+			return nil, err
+		}
+		dls = append(dls, dl)
+	}
+	return dls, nil
+}
+
 // waitDeadLetter waits for the dead letter of subscriber for stream
 // sequence seq, whose reason contains reason.
 func waitDeadLetter(t *testing.T, ctx context.Context, c *client.Client, subscriber string, seq uint64, reason string, w *served) {
 	t.Helper()
 	eventually(t, ctx, fmt.Sprintf("a dead letter of %s for event %d", subscriber, seq), w, func() error {
-		dls, err := c.DeadLetters(ctx, subscriber)
+		dls, err := deadLetters(ctx, c, subscriber)
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,7 @@
 //
 // It registers and starts itself, answers chain steps until SIGINT or
 // SIGTERM, then finishes the steps in progress and leaves the plugin as it
-// is (-exit delete takes it out of the chain).
+// is (-exit deactivate takes it out of the chain).
 package main
 
 import (
@@ -39,13 +39,13 @@ func main() {
 		event    = flag.String("event", "com.example.greeting", "event type the plugin handles")
 		priority = flag.Int("priority", 10, "chain priority, 0..100, lower runs first")
 		halt     = flag.Bool("halt", false, "halt the chain after this plugin")
-		exit     = flag.String("exit", "leave", "on shutdown: leave, delete, stop or unregister the plugin")
+		exit     = flag.String("exit", "leave", "on shutdown: leave, deactivate, stop or unregister the plugin")
 	)
 	flag.Parse()
-	actions := map[string]client.ExitAction{"leave": client.ExitLeave, "delete": client.ExitDelete, "stop": client.ExitStop, "unregister": client.ExitUnregister}
+	actions := map[string]client.ExitAction{"leave": client.ExitLeave, "deactivate": client.ExitDeactivate, "stop": client.ExitStop, "unregister": client.ExitUnregister}
 	action, ok := actions[*exit]
 	if !ok {
-		log.Fatalf("-exit %q: want leave, delete, stop or unregister", *exit)
+		log.Fatalf("-exit %q: want leave, deactivate, stop or unregister", *exit)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

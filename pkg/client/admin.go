@@ -54,9 +54,8 @@ func (c *Client) Enable(ctx context.Context, name string) (events.Plugin, error)
 	return one(c.command(ctx, events.OpEnable, events.PluginCommand{Name: name}))
 }
 
-// Delete is MishkaInstaller's delete: the plugin stops running and goes
-// back to registered (not sticky: Start brings it back); its hard
-// dependents are held.
+// Delete takes the plugin out of running, back to registered (Start
+// brings it back), and holds its hard dependents; it stays registered.
 func (c *Client) Delete(ctx context.Context, name string) (events.Plugin, error) {
 	return one(c.command(ctx, events.OpDelete, events.PluginCommand{Name: name}))
 }
@@ -103,7 +102,7 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 	if err := cmd.Validate(op); err != nil {
 		return nil, err
 	}
-	ctx, cancel := withDefaultTimeout(ctx, DefaultAdminTimeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	target := cmd.Target()
 	subject, err := events.CommandSubject("plugin", string(op), target)
@@ -148,7 +147,7 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 }
 
 func (c *Client) query(ctx context.Context, subject string, req any) ([]events.Plugin, error) {
-	ctx, cancel := withDefaultTimeout(ctx, DefaultAdminTimeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	b, err := json.Marshal(req)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 // rest. An AuthStore is safe for concurrent use.
 //
 // Every method needs a running persistence service (hookbus serve runs
-// one). When ctx has no deadline, each request gets DefaultAuthTimeout.
+// one). When ctx has no deadline, each request gets the client's timeout.
 // Errors the service answers are *Error values matching (errors.Is)
 // ErrNotFound, ErrConflict, ErrDecrypt, ErrInternal or events.ErrInvalid;
 // arguments that cannot be valid are refused before sending, matching
@@ -178,7 +178,8 @@ type AuthRotation struct {
 
 // RotateAuthKeys asks the persistence service to re-encrypt every stored
 // value, of every context, with its newest key. Give ctx a deadline to
-// match the store's size (minutes for millions of keys). A value that
+// match the store's size (minutes for millions of keys; the client's
+// timeout otherwise). A value that
 // cannot be decrypted makes it fail with ErrDecrypt; the others are
 // rotated and no key is retired.
 func (c *Client) RotateAuthKeys(ctx context.Context) (AuthRotation, error) {

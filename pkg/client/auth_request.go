@@ -5,34 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hookbus/hookbus/pkg/events"
 )
-
-// Default deadlines of requests whose ctx has none, so that no call waits
-// for ever on a service that took the request and then went away.
-const (
-	// DefaultAuthTimeout bounds an AuthStore request.
-	DefaultAuthTimeout = 10 * time.Second
-	// DefaultAdminTimeout bounds a plugin command (Register, Start, ...,
-	// waiting for the registry's answer) and a query (Get, List).
-	DefaultAdminTimeout = 10 * time.Second
-	// DefaultCallTimeout bounds a Call: a chain runs up to the sum of its
-	// steps' timeouts; give ctx a deadline for longer chains.
-	DefaultCallTimeout = 5 * time.Minute
-)
-
-// withDefaultTimeout bounds ctx by d unless it has a deadline already.
-func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, d)
-}
 
 // authRequest sends one persistence request and decodes the reply into
 // reply, or returns the service's error as an *Error.
@@ -41,7 +19,7 @@ func (c *Client) authRequest(ctx context.Context, op, subject string, req, reply
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	ctx, cancel := withDefaultTimeout(ctx, DefaultAuthTimeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	m, err := c.nc.RequestWithContext(ctx, subject, body)
 	switch {

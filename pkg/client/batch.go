@@ -45,22 +45,12 @@ type BatchAck struct {
 	Count  int
 }
 
-// PublishBatch stores evs all or nothing, in order, with JetStream's atomic
-// batch publish: either every event is stored and one acknowledgement
-// comes back, or none is (an invalid event, one already stored, a stream
-// that refuses one of them: nothing of the batch is stored). It takes 1 to
-// MaxBatch events. Every event is validated first; an invalid one returns
-// an error matching events.ErrInvalid naming its index, and nothing is
-// sent. A batch that no stream answers (a restart, a leader election) is
-// sent again under a new batch id until ctx ends; since an unanswered
-// batch may have been stored, a later attempt refused as a duplicate
-// returns an error matching ErrBatchDuplicate that says so. Other refusals
-// match ErrNotStored.
-//
-// Events in a batch are not deduplicated one by one as Publish's are: one
-// already stored makes the whole batch refused. Use Publish or a Publisher
-// to resend events some of which may be stored.
-func (c *Client) PublishBatch(ctx context.Context, evs []event.Event, opts ...PublishOption) (BatchAck, error) {
+// PublishBatch stores 1 to MaxBatch events all or nothing, in order
+// (JetStream's atomic batch). An invalid event matches events.ErrInvalid
+// and nothing is sent; an event already stored refuses the whole batch
+// (ErrBatchDuplicate); unanswered batches are sent again until ctx ends (or
+// the client's timeout); other failures match ErrNotStored.
+func (c *Client) PublishBatch(ctx context.Context, evs []event.Event, opts ...Option) (BatchAck, error) {
 	if len(evs) == 0 || len(evs) > MaxBatch {
 		return BatchAck{}, &events.ValidationError{Field: "batch", Reason: fmt.Sprintf("%d events: a batch holds 1 to %d", len(evs), MaxBatch)}
 	}
@@ -73,7 +63,9 @@ func (c *Client) PublishBatch(ctx context.Context, evs []event.Event, opts ...Pu
 		expectStream(msg, events.StreamEvents)
 		msgs[i] = msg
 	}
-	wait := 50 * time.Millisecond
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	b := newBackoff(50*time.Millisecond, c.retry)
 	unanswered := false
 	for attempt := 1; ; attempt++ {
 		ack, err := c.publishBatchOnce(ctx, msgs)
@@ -90,12 +82,9 @@ func (c *Client) PublishBatch(ctx context.Context, evs []event.Event, opts ...Pu
 			return BatchAck{}, fmt.Errorf("%w: batch of %d: %w", ErrNotStored, len(msgs), err)
 		}
 		unanswered = unanswered || !errors.Is(err, nats.ErrNoResponders)
-		select {
-		case <-ctx.Done():
+		if !b.wait(ctx, time.Time{}) {
 			return BatchAck{}, fmt.Errorf("%w: batch of %d, after %d attempt(s): %w (is Hookbus running and the topology in place?)", ErrNotStored, len(msgs), attempt, err)
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, c.retry)
 	}
 }
 

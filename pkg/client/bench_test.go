@@ -103,7 +103,7 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 // BenchmarkPublishAsync compares a client.Publisher (validate, encode,
-// publish with up to client.DefaultWindow acknowledgements outstanding)
+// publish with up to 256 acknowledgements outstanding)
 // with raw JetStream PublishMsgAsync of the same, already encoded message
 // with the same bound (WithPublishAsyncMaxPending). Both wait for every
 // acknowledgement before the timer stops. Read hookbus/raw side by side.
@@ -112,7 +112,7 @@ func BenchmarkPublish(b *testing.B) {
 func BenchmarkPublishAsync(b *testing.B) {
 	js, c, newEvent := publishBench(b, "async-")
 	var ids atomic.Int64 // the raw side's ids
-	window := client.DefaultWindow
+	window := 256        // the default
 	b.Run(fmt.Sprintf("window=%d/hookbus", window), func(b *testing.B) {
 		ctx := context.Background()
 		p, err := c.NewPublisher(client.WithWindow(window))

@@ -17,37 +17,19 @@ import (
 // hookbus.call.<type> (hookbus serve runs one).
 var ErrNoDispatcher = errors.New("no dispatcher is running")
 
-// CallOption changes one Call.
-type CallOption func(*event.Event) error
-
-// Private names top-level fields of the data that plugins may not change:
-// the result has them as the caller sent them. It sets the event's
-// privatefields extension (events.ExtensionPrivate), replacing any value.
-func Private(fields ...string) CallOption {
-	return func(e *event.Event) error {
-		if len(fields) == 0 {
-			return nil
-		}
-		return e.Context.SetExtension(events.ExtensionPrivate, strings.Join(fields, ","))
+// Call runs the chain of e's type now, with e's data as the initial
+// state, and returns the result (final state, who halted, the trace); it
+// waits until ctx ends or, without a deadline, the client's timeout. An
+// invalid event matches events.ErrInvalid, no dispatcher ErrNoDispatcher;
+// a chain that failed returns its result so far and a *Error with the code.
+func (c *Client) Call(ctx context.Context, e event.Event, opts ...Option) (events.ChainResult, error) {
+	var o options
+	if err := o.apply(inCall, opts); err != nil {
+		return events.ChainResult{}, err
 	}
-}
-
-// Call runs the chain of e's type now, with e's data as the initial state,
-// and returns the result: the final state, who halted, and the trace of
-// every step. The request goes to hookbus.call.<type> (binary mode) and
-// waits until a dispatcher answers or ctx ends (DefaultCallTimeout when ctx
-// has no deadline).
-//
-// An invalid event returns an error matching events.ErrInvalid and nothing
-// is sent. With no dispatcher running the error matches ErrNoDispatcher.
-// A call the dispatcher ran but that failed (a plugin with error policy
-// fail: code plugin_failed, matching ErrPluginFailed; a refused request:
-// code invalid) returns the result, with the state and trace so far, and a
-// *Error with the code.
-func (c *Client) Call(ctx context.Context, e event.Event, opts ...CallOption) (events.ChainResult, error) {
-	e = e.Clone() // options must not change the caller's event
-	for _, opt := range opts {
-		if err := opt(&e); err != nil {
+	if len(o.private) > 0 {
+		e = e.Clone() // options must not change the caller's event
+		if err := e.Context.SetExtension(events.ExtensionPrivate, strings.Join(o.private, ",")); err != nil {
 			return events.ChainResult{}, err
 		}
 	}
@@ -59,7 +41,7 @@ func (c *Client) Call(ctx context.Context, e event.Event, opts ...CallOption) (e
 	if err != nil {
 		return events.ChainResult{}, err
 	}
-	ctx, cancel := withDefaultTimeout(ctx, DefaultCallTimeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	answer, err := c.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {

@@ -54,14 +54,14 @@ func TestCall(t *testing.T) {
 	tests := []struct {
 		name       string
 		dispatcher *events.ChainResult // nil: none runs
-		opts       []client.CallOption
+		opts       []client.Option
 		wantErr    []error // errors.Is targets
 		wantState  string
 		wantExt    any // the privatefields extension the dispatcher saw
 	}{
 		{name: "no dispatcher", wantErr: []error{client.ErrNoDispatcher, nats.ErrNoResponders}},
 		{name: "result", dispatcher: &ok, wantState: `{"n":2}`},
-		{name: "private fields travel as an extension", dispatcher: &ok, opts: []client.CallOption{client.Private("user_id", "token")},
+		{name: "private fields travel as an extension", dispatcher: &ok, opts: []client.Option{client.Private("user_id", "token")},
 			wantState: `{"n":2}`, wantExt: "user_id,token"},
 		{name: "a plugin failed: the error and the result", dispatcher: &failed, wantErr: []error{client.ErrPluginFailed}, wantState: `{"n":2}`},
 		{name: "refused as invalid", dispatcher: &refused, wantErr: []error{events.ErrInvalid}, wantState: "null"},
@@ -120,26 +120,5 @@ func TestCallInvalidEvent(t *testing.T) {
 	e := testEvent("", nil)
 	if _, err := b.client.Call(t.Context(), e); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("Call without an id = %v, want events.ErrInvalid", err)
-	}
-}
-
-// A request whose ctx has no deadline still ends (DefaultAdminTimeout) when
-// the service took it and never answers: without the default it would
-// wait for ever.
-func TestRequestWithoutDeadlineEnds(t *testing.T) {
-	t.Parallel()
-	b := newBus(t, true)
-	// A "registry" that takes every query and answers none.
-	sub, err := b.nc.SubscribeSync(events.RegistryGetSubject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := b.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	_, err = b.client.Get(context.Background(), "p")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Get with no deadline and no answer: %v, want context.DeadlineExceeded", err)
 	}
 }

@@ -1,9 +1,8 @@
-// Package client is the Go SDK of Hookbus: publish CloudEvents and wait for
-// JetStream to store them (Publish), run a chain now (Call), run plugin
-// workers (Serve), administer plugins (Register, Start, ...) and dead
-// letters (DeadLetters, Replay), and use the auth store (AuthStore). It
-// talks to Hookbus only through the wire contract of package events, over
-// a NATS connection you own.
+// Package client is the Go SDK of Hookbus: publish events (Publish,
+// NewPublisher, PublishBatch), run a chain (Call), run plugin workers
+// (Serve), administer plugins (Register, Start, ...), dead letters
+// (DeadLetters, Replay) and the auth store (AuthStore), over a NATS
+// connection you own.
 package client
 
 import (
@@ -23,43 +22,32 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// Client publishes to Hookbus over a NATS connection. It is safe for
-// concurrent use; closing the connection is the caller's business.
+// Client is a connection to Hookbus over a NATS connection the caller
+// owns and closes; it is safe for concurrent use.
 type Client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	codec    events.Codec
 	retry    time.Duration
+	timeout  time.Duration
 	subjects subjectCache
 }
 
-// Option configures a Client.
-type Option func(*Client)
-
-// WithMaxEventSize sets the largest encoded event (data plus headers)
-// Publish accepts and Serve hands to a handler; a larger one is invalid. The
-// default is events.DefaultMaxSize (1 MiB), HOOKBUS_EVENTS's own limit
-// unless the operator changed it.
-func WithMaxEventSize(n int) Option { return func(c *Client) { c.codec.MaxSize = n } }
-
-// WithRetryWait sets the longest wait between two attempts of a publish
-// that failed for a passing reason. The default is 2 s.
-func WithRetryWait(d time.Duration) Option { return func(c *Client) { c.retry = d } }
-
-// New returns a Client on nc.
+// New returns a Client on nc; its options are WithMaxEventSize,
+// WithRetryWait and WithTimeout.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if nc == nil {
 		return nil, errors.New("client: nil nats connection")
+	}
+	o := options{maxEventSize: events.DefaultMaxSize, retryWait: 2 * time.Second, timeout: defaultTimeout}
+	if err := o.apply(inNew, opts); err != nil {
+		return nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("client: jetstream: %w", err)
 	}
-	c := &Client{nc: nc, js: js, retry: 2 * time.Second}
-	for _, o := range opts {
-		o(c)
-	}
-	return c, nil
+	return &Client{nc: nc, js: js, codec: events.Codec{MaxSize: o.maxEventSize}, retry: o.retryWait, timeout: o.timeout}, nil
 }
 
 // PublishAck is JetStream's receipt for a stored event.
@@ -69,29 +57,17 @@ type PublishAck struct {
 	Duplicate bool   // an event with the same source and id was already stored; this one was not stored again
 }
 
-// PublishOption changes one Publish.
-type PublishOption func(*publishOptions)
-
-type publishOptions struct{ structured bool }
-
-// Structured sends the event in structured mode (one JSON document) instead
-// of binary mode. Consumers read both; binary is the default.
-func Structured() PublishOption { return func(o *publishOptions) { o.structured = true } }
-
 // ErrNotStored is matched by Publish errors where no stream took the event
 // before ctx ended: Hookbus is not running, the topology is missing, or the
 // stream refused it (full).
 var ErrNotStored = errors.New("event not stored")
 
-// Publish validates e, sends it on hookbus.event.<type> and waits for the
-// JetStream acknowledgement. An invalid event returns an error matching
-// events.ErrInvalid (a *events.ValidationError naming the attribute) and
-// nothing is sent. Failures that may pass (no stream answering during a
-// leader election or restart, a timeout) are retried with the same message
-// until ctx ends; the event's Nats-Msg-Id (events.MsgID of source and id)
-// makes the retries store it once. Those that do not pass return an error
-// matching ErrNotStored.
-func (c *Client) Publish(ctx context.Context, e event.Event, opts ...PublishOption) (PublishAck, error) {
+// Publish stores e in HOOKBUS_EVENTS (binary mode unless Structured) and
+// returns JetStream's acknowledgement. An invalid event matches
+// events.ErrInvalid and is not sent; passing failures are retried, stored
+// once, until ctx ends (or the client's timeout when ctx has no deadline);
+// the others, and running out of time, match ErrNotStored.
+func (c *Client) Publish(ctx context.Context, e event.Event, opts ...Option) (PublishAck, error) {
 	msg, err := c.encode(&e, opts)
 	if err != nil {
 		return PublishAck{}, err
@@ -105,14 +81,14 @@ func (c *Client) Publish(ctx context.Context, e event.Event, opts ...PublishOpti
 
 // encode validates e and returns its message on hookbus.event.<type>, in
 // the mode opts ask for.
-func (c *Client) encode(e *event.Event, opts []PublishOption) (*nats.Msg, error) {
+func (c *Client) encode(e *event.Event, opts []Option) (*nats.Msg, error) {
 	var structured bool
 	if len(opts) > 0 {
 		// Only here, as the options take its address: a Publish without
 		// options does not allocate them.
-		var o publishOptions
-		for _, opt := range opts {
-			opt(&o)
+		var o options
+		if err := o.apply(inPublish, opts); err != nil {
+			return nil, err
 		}
 		structured = o.structured
 	}
@@ -167,8 +143,7 @@ func (s *subjectCache) eventSubject(typ string) (string, error) {
 }
 
 // attemptTimeout bounds one attempt of a publish, the wait for one
-// acknowledgement: jetstream's default timeout, which bounded it when
-// attempts were jetstream.PublishMsg calls.
+// acknowledgement: jetstream's default timeout.
 const attemptTimeout = 5 * time.Second
 
 // expectStream sets the header of jetstream.WithExpectStream(stream) on
@@ -200,42 +175,49 @@ func (c *Client) publish(ctx context.Context, msg *nats.Msg, stream string) (*je
 	return &ack, nil
 }
 
-// send sends msg until a stream acknowledges it or ctx ends, backing off
-// between attempts. It is the one place that decides what is retried.
+// send sends msg until a stream acknowledges it, ctx ends, or, when ctx
+// has no deadline, the client's timeout passes, backing off between
+// attempts. It is the one place that decides what is retried.
 func (c *Client) send(ctx context.Context, msg *nats.Msg, stream string) (jetstream.PubAck, error) {
 	expectStream(msg, stream)
-	wait := 50 * time.Millisecond
+	var end time.Time // without a deadline in ctx: the end of the last attempt
+	if _, ok := ctx.Deadline(); !ok {
+		end = time.Now().Add(c.timeout)
+	}
+	b := newBackoff(50*time.Millisecond, c.retry)
 	for attempt := 1; ; attempt++ {
-		ack, err := c.sendOnce(ctx, msg)
+		ack, err := c.sendOnce(ctx, msg, end)
 		if err == nil {
 			return ack, nil
 		}
 		if !retryable(err) {
 			return jetstream.PubAck{}, fmt.Errorf("%w: %w", ErrNotStored, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !b.wait(ctx, end) {
 			return jetstream.PubAck{}, fmt.Errorf("%w after %d attempt(s): %w (is Hookbus running and the topology in place?)", ErrNotStored, attempt, err)
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, c.retry)
 	}
 }
 
 // sendOnce is one attempt of send: what jetstream's PublishMsg does (a
 // request to the stream, made again up to jetstream.DefaultPubRetryAttempts
 // times while nothing answers, then ErrNoStreamResponse; the
-// acknowledgement read as it reads it), bounded by attemptTimeout or by ctx
-// if that ends sooner. It spares what PublishMsg allocates around the
-// request: its options, and a context and a timer for the bound when ctx
-// never ends (a request with a timeout, whose timer nats.go reuses, bounds
-// it instead) or ends within attemptTimeout (ctx bounds it).
-func (c *Client) sendOnce(ctx context.Context, msg *nats.Msg) (jetstream.PubAck, error) {
+// acknowledgement read as it reads it), bounded by attemptTimeout, by end
+// when set, or by ctx if that ends sooner. It spares what PublishMsg
+// allocates around the request: its options, and a context and a timer for
+// the bound when ctx never ends (a request with a timeout, whose timer
+// nats.go reuses, bounds it instead) or ends within attemptTimeout (ctx
+// bounds it).
+func (c *Client) sendOnce(ctx context.Context, msg *nats.Msg, end time.Time) (jetstream.PubAck, error) {
+	limit := attemptTimeout
+	if !end.IsZero() {
+		limit = min(limit, time.Until(end))
+	}
 	var deadline time.Time // when ctx never ends: the attempt's end
 	if ctx.Done() == nil {
-		deadline = time.Now().Add(attemptTimeout)
-	} else if d, ok := ctx.Deadline(); !ok || time.Until(d) > attemptTimeout {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		deadline = time.Now().Add(limit)
+	} else if d, ok := ctx.Deadline(); !ok || time.Until(d) > limit {
+		actx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		ctx = actx
 	}

@@ -99,7 +99,7 @@ func orderCreated(source, id string) event.Event {
 func TestPublishStoresEvent(t *testing.T) {
 	tests := []struct {
 		name        string
-		opts        []client.PublishOption
+		opts        []client.Option
 		wantHeaders map[string]string // exact header set of the stored message
 		binaryBody  bool
 	}{
@@ -120,7 +120,7 @@ func TestPublishStoresEvent(t *testing.T) {
 		},
 		{
 			name: "structured mode",
-			opts: []client.PublishOption{client.Structured()},
+			opts: []client.Option{client.Structured()},
 			wantHeaders: map[string]string{
 				"content-type":     "application/cloudevents+json",
 				events.HeaderMsgID: events.MsgID("/shop", "order-42"),
@@ -235,7 +235,7 @@ func TestPublishInvalid(t *testing.T) {
 		name  string
 		opts  []client.Option
 		event func() event.Event
-		popts []client.PublishOption
+		popts []client.Option
 		field string
 	}{
 		{
@@ -254,7 +254,7 @@ func TestPublishInvalid(t *testing.T) {
 				e.Context.(*event.EventContextV1).ID = ""
 				return e
 			},
-			popts: []client.PublishOption{client.Structured()},
+			popts: []client.Option{client.Structured()},
 			field: "id",
 		},
 		{

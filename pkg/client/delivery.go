@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -15,12 +14,10 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// NotifyHandler takes one notify delivery. Returning nil acknowledges it;
-// an error has it delivered again after the plugin's backoff, until its
-// max_deliver-th delivery fails, which sends it to the dead-letter stream
-// with the error as the reason. An error wrapped with Permanent sends it
-// there at once. ctx is not cancelled when Serve begins to shut down, only
-// when its drain timeout passes.
+// NotifyHandler takes one notify delivery: nil acknowledges it; an error
+// has it delivered again after the plugin's backoff, and dead-lettered on
+// the max_deliver-th failure or at once if Permanent. ctx ends at Serve's
+// drain timeout.
 type NotifyHandler func(ctx context.Context, d *Delivery) error
 
 // Delivery is one delivery of an event to a notify plugin.
@@ -41,15 +38,12 @@ type Delivery struct {
 	msg jetstream.Msg
 }
 
-// InProgress tells JetStream the handler is still working, so the event is
-// not delivered elsewhere meanwhile. Serve already does this, from the
-// moment it takes the event until the handler returns (every quarter to
-// three eighths of the ack wait); call it only to be explicit.
+// InProgress tells JetStream the handler is still working; Serve already
+// does so while the handler runs.
 func (d *Delivery) InProgress() error { return d.msg.InProgress() }
 
-// Permanent marks err as a failure retrying cannot fix (a malformed
-// payload, a refused request): the event goes to the dead-letter stream at
-// once, with err as the reason. A nil err stays nil.
+// Permanent marks err as a failure retrying cannot fix: the event is
+// dead-lettered at once with err as the reason. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -156,12 +150,7 @@ func (w *worker) checkSubject(typ, subject string) error {
 
 // callNotify runs the handler, turning a panic into an error.
 func (w *worker) callNotify(d *Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			w.log.Error("notify handler panicked", "event_id", d.Event.ID(), "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
+	defer w.recoverHandler(&err, d.Event.ID())
 	w.busy.Add(1)
 	defer w.busy.Add(-1)
 	return w.p.Notify(w.handlerCtx, d)
@@ -199,12 +188,11 @@ func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg je
 	}
 }
 
-// nakDelay is the delay to send with a nak so that JetStream delivers the
-// event again want after it. With BackOff set, nats-server (2.15) offsets
-// a nak's delay by the consumer's backoff for this delivery minus its
-// AckWait (the redelivery timer uses the backoff, the nak assumes the ack
-// wait): compensate, so that the wait is the plugin's backoff whatever the
-// shape of the list. TestNotifyRetriesAfterBackoff checks it.
+// nakDelay is the delay to send with the nak of the attempt-th delivery so
+// that JetStream delivers it again want later: with BackOff set,
+// nats-server redelivers a nak with delay d after d - AckWait +
+// BackOff[attempt-1] (the last value past the list's end), so that is
+// taken off (docs/decisions.md).
 func nakDelay(cfg jetstream.ConsumerConfig, attempt int, want time.Duration) time.Duration {
 	if len(cfg.BackOff) == 0 || cfg.AckWait <= 0 {
 		return want

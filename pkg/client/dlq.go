@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 	"time"
@@ -61,57 +62,91 @@ type DeadLetter struct {
 // replaying cannot help: invalid events the dispatcher refused.
 var ErrNotReplayable = errors.New("dead letter cannot be replayed")
 
-// DeadLetters returns the dead letters of subscriber (every subscriber's
-// when it is empty), oldest first.
-func (c *Client) DeadLetters(ctx context.Context, subscriber string) ([]DeadLetter, error) {
+// dlqPage is the most dead letters DeadLetters holds at once.
+const dlqPage = 64
+
+// DeadLetters yields the dead letters of subscriber (every subscriber's
+// when it is ""), oldest first, read dlqPage at a time through an
+// ephemeral consumer; an error is yielded last.
+func (c *Client) DeadLetters(ctx context.Context, subscriber string) iter.Seq2[DeadLetter, error] {
+	return func(yield func(DeadLetter, error) bool) {
+		if err := c.deadLetters(ctx, subscriber, yield); err != nil {
+			yield(DeadLetter{}, fmt.Errorf("dead letters: %w", err))
+		}
+	}
+}
+
+// deadLetters yields the dead letters of DeadLetters until yield returns
+// false or the consumer has none pending.
+func (c *Client) deadLetters(ctx context.Context, subscriber string, yield func(DeadLetter, error) bool) error {
 	filter := events.DLQSubjects
 	if subscriber != "" {
 		var err error
 		if filter, err = events.DLQSubject(subscriber); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	stream, err := c.dlqStream(ctx)
+	cctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	stream, err := c.dlqStream(cctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []DeadLetter
-	for seq := uint64(1); ; {
-		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return out, nil
+	cons, err := stream.CreateConsumer(cctx, jetstream.ConsumerConfig{
+		FilterSubject: filter,
+		AckPolicy:     jetstream.AckNonePolicy,
+		MemoryStorage: true,
+		Replicas:      1,
+		// Deleted below; this removes one left by a client that died.
+		InactiveThreshold: 5 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", events.StreamDLQ, err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = stream.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	for pending := cons.CachedInfo().NumPending; pending > 0; {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
+		batch, err := cons.FetchNoWait(int(min(pending, dlqPage)))
 		if err != nil {
-			return nil, fmt.Errorf("dead letters: read %s: %w", events.StreamDLQ, err)
+			return fmt.Errorf("read %s: %w", events.StreamDLQ, err)
 		}
-		out = append(out, c.readDeadLetter(m))
-		seq = m.Sequence + 1
+		n := 0
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", events.StreamDLQ, err)
+			}
+			n++
+			pending = meta.NumPending
+			raw := &jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: meta.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp}
+			if !yield(c.readDeadLetter(raw), nil) {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("read %s: %w", events.StreamDLQ, err)
+		}
+		if n == 0 {
+			return nil // deleted since the consumer counted them
+		}
 	}
+	return nil
 }
 
-// Replay resends the event of dead letter seq to its subscriber alone: the
-// original headers and data are stored again in HOOKBUS_EVENTS on
-// hookbus.replay.<subscriber>, with Nats-Msg-Id replay-<seq> (so replaying
-// twice within the duplicate window stores it once), and the dead letter
-// is deleted once that is acknowledged. The subscriber's consumer delivers
-// it as a new event, attempts counted from 1.
-//
-// JetStream deduplicates by id across the whole stream, and whoever may
-// publish events can take the id replay-<seq> first: a duplicate
-// acknowledgement counts only when the message stored under the id is this
-// replay (on hookbus.replay.<subscriber>); otherwise the replay is stored
-// under a unique id (events.StoreOnce).
-//
-// A dead letter by reference is replayed only if the message it
-// references in HOOKBUS_EVENTS is on the subject the dead letter records
-// (Hookbus-Dlq-Subject), and that is hookbus.replay.<subscriber> or
-// hookbus.event.<the type the subscriber takes now>.
-//
-// Errors: ErrNotFound (no such dead letter), ErrNotReplayable (an invalid
-// event the dispatcher refused: fix it and publish it again; a forged dead
-// letter; an original that is gone or is not the subscriber's),
-// ErrNotStored.
+// Replay stores the event of dead letter seq again for its subscriber
+// alone (on hookbus.replay.<subscriber>, stored once per dead letter) and
+// then deletes the dead letter. Errors: ErrNotFound, ErrNotReplayable (an
+// invalid event the dispatcher refused, a forged dead letter, an original
+// that is gone or not the subscriber's), ErrNotStored.
 func (c *Client) Replay(ctx context.Context, seq uint64) error {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
 	stream, err := c.dlqStream(ctx)
 	if err != nil {
 		return err

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,6 +19,18 @@ import (
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
+
+// collect reads every dead letter of seq, or its error.
+func collect(seq iter.Seq2[client.DeadLetter, error]) ([]client.DeadLetter, error) {
+	var out []client.DeadLetter
+	for dl, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
 
 // Dead letters are listed per subscriber and replayed to their subscriber
 // alone, as a new delivery; the dispatcher's are refused.
@@ -49,7 +63,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 		}
 	}
 
-	all, err := b.client.DeadLetters(ctx, "")
+	all, err := collect(b.client.DeadLetters(ctx, ""))
 	if err != nil || len(all) != 3 {
 		t.Fatalf("all dead letters = %v, %v; want 3", all, err)
 	}
@@ -76,7 +90,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 		}
 	}
 	b.settled(t, cons)
-	if dls, err := b.client.DeadLetters(ctx, "n"); err != nil || len(dls) != 0 {
+	if dls, err := collect(b.client.DeadLetters(ctx, "n")); err != nil || len(dls) != 0 {
 		t.Errorf("dead letters of n after replay = %v, %v; want none", dls, err)
 	}
 	// The replay went to n alone.
@@ -101,7 +115,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	if err := b.client.Replay(ctx, 12345); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("Replay of an unknown dead letter = %v, want ErrNotFound", err)
 	}
-	if _, err := b.client.DeadLetters(ctx, "bad name"); !errors.Is(err, events.ErrInvalid) {
+	if _, err := collect(b.client.DeadLetters(ctx, "bad name")); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("DeadLetters with a bad name = %v, want events.ErrInvalid", err)
 	}
 }
@@ -109,7 +123,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 func TestDeadLettersWithoutTopology(t *testing.T) {
 	t.Parallel()
 	b := newBus(t, false)
-	if _, err := b.client.DeadLetters(t.Context(), ""); !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := collect(b.client.DeadLetters(t.Context(), "")); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("DeadLetters without HOOKBUS_DLQ = %v, want stream not found", err)
 	}
 }
@@ -421,4 +435,66 @@ func refusingWorker(t *testing.T, b *bus, spec events.PluginSpec) (d *deliveries
 		healthy = true
 		d.mu.Unlock()
 	}
+}
+
+// DeadLetters reads past a page, filters by subscriber, keeps stream
+// order, and stops reading when the loop stops, leaving no consumer.
+func TestDeadLettersPages(t *testing.T) {
+	t.Parallel()
+	b := newBus(t, true)
+	ctx := ctxT(t)
+	const mine, others = 150, 10 // more than two pages of the subscriber's
+	for i := range mine + others {
+		subject := "hookbus.dlq.n"
+		if i%16 == 0 && i/16 < others {
+			subject = "hookbus.dlq.other"
+		}
+		if _, err := b.js.Publish(ctx, subject, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		subscriber string
+		want       int
+	}{{"n", mine}, {"", mine + others}, {"other", others}}
+	for _, tt := range tests {
+		dls, err := collect(b.client.DeadLetters(ctx, tt.subscriber))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(dls); got != tt.want {
+			t.Errorf("DeadLetters(%q): %d, want %d", tt.subscriber, got, tt.want)
+		}
+		for i, dl := range dls {
+			if tt.subscriber != "" && dl.Subscriber != tt.subscriber {
+				t.Errorf("DeadLetters(%q) lists dead letter %d of %s", tt.subscriber, dl.Seq, dl.Subscriber)
+			}
+			if i > 0 && dl.Seq <= dls[i-1].Seq {
+				t.Errorf("DeadLetters(%q): seq %d after %d, want stream order", tt.subscriber, dl.Seq, dls[i-1].Seq)
+			}
+		}
+	}
+	n := 0
+	for _, err := range b.client.DeadLetters(ctx, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n++; n == 3 {
+			break
+		}
+	}
+	stream, err := b.js.Stream(ctx, events.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Consumers != 0 {
+			return fmt.Errorf("%d consumers on %s after the loops ended, want 0", info.State.Consumers, events.StreamDLQ)
+		}
+		return nil
+	})
 }

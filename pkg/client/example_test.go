@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -87,7 +88,10 @@ func ExampleClient_Serve() {
 			return client.Continue(order), nil
 		},
 		OnHeld: func(p events.Plugin) { log.Printf("%s is waiting for %v", p.Name, p.HardDepends()) },
-	}, client.WithExitAction(client.ExitDelete))
+	}, client.WithExitAction(client.ExitDeactivate), client.WithDrainTimeout(10*time.Second))
+	if errors.Is(err, client.ErrHandlersAbandoned) {
+		log.Fatal("a handler ignored its cancelled context: ", err)
+	}
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -114,6 +118,114 @@ func ExampleNotifyHandler() {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// A Publisher keeps up to a window of events in flight; each Publish
+// returns a PendingAck to wait for, and Close waits for the rest.
+func ExampleClient_NewPublisher() {
+	// Requests and publishes whose ctx has no deadline end after 5 s; a
+	// publish that failed for a passing reason waits up to 1 s to retry.
+	c, stop := exampleClient(client.WithTimeout(5*time.Second), client.WithRetryWait(time.Second))
+	defer stop()
+	failed := 0
+	p, err := c.NewPublisher(client.WithWindow(64), client.WithAckTimeout(2*time.Second),
+		client.OnAck(func(_ event.Event, _ client.PublishAck, err error) {
+			if err != nil {
+				failed++ // OnAck calls are not concurrent with Close's return
+			}
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	var acks []*client.PendingAck
+	for i := range 3 {
+		e := event.New()
+		e.SetID(fmt.Sprintf("order-%d", i))
+		e.SetSource("/shop")
+		e.SetType("com.example.order.created")
+		a, err := p.Publish(ctx, e)
+		if err != nil {
+			log.Fatal(err)
+		}
+		acks = append(acks, a)
+	}
+	first, err := acks[0].Wait(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := p.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	_, err = p.Publish(ctx, event.New())
+	fmt.Println("first stored at", first.Sequence, "stats:", p.Stats(), "failed:", failed, "then closed:", errors.Is(err, client.ErrPublisherClosed))
+	// Output:
+	// first stored at 1 stats: {3 0 0} failed: 0 then closed: true
+}
+
+// A batch is stored whole or not at all.
+func ExampleClient_PublishBatch() {
+	c, stop := exampleClient()
+	defer stop()
+	batch := make([]event.Event, 3) // at most client.MaxBatch
+	for i := range batch {
+		batch[i] = event.New()
+		batch[i].SetID(fmt.Sprintf("line-%d", i))
+		batch[i].SetSource("/shop")
+		batch[i].SetType("com.example.order.created")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ack, err := c.PublishBatch(ctx, batch, client.Structured())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ack.Stream, "sequences", ack.Last-uint64(ack.Count)+1, "to", ack.Last)
+	_, err = c.PublishBatch(ctx, batch)
+	fmt.Println("again:", errors.Is(err, client.ErrBatchDuplicate))
+	// Output:
+	// HOOKBUS_EVENTS sequences 1 to 3
+	// again: true
+}
+
+// Call runs a chain and returns its result; here no dispatcher runs.
+func ExampleClient_Call() {
+	c, stop := exampleClient()
+	defer stop()
+	e := event.New()
+	e.SetID("auth-1")
+	e.SetSource("/login")
+	e.SetType("com.example.user.authorise")
+	_ = e.SetData(event.ApplicationJSON, map[string]any{"user_id": 7, "allowed": false})
+	// Plugins may not change user_id; with no deadline the call ends after
+	// the client's timeout.
+	res, err := c.Call(context.Background(), e, client.Private("user_id"))
+	switch {
+	case errors.Is(err, client.ErrNoDispatcher):
+		fmt.Println("no dispatcher: start hookbus serve")
+	case errors.Is(err, client.ErrPluginFailed):
+		fmt.Println("a plugin failed after", len(res.Trace), "steps")
+	case err != nil:
+		log.Fatal(err)
+	default:
+		fmt.Println(string(res.State))
+	}
+	// Output:
+	// no dispatcher: start hookbus serve
+}
+
+// exampleClient is a Client, with opts, on an exampleServer; stop closes
+// both.
+func exampleClient(opts ...client.Option) (c *client.Client, stop func()) {
+	url, stopServer := exampleServer()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if c, err = client.New(nc, opts...); err != nil {
+		log.Fatal(err)
+	}
+	return c, func() { nc.Close(); stopServer() }
 }
 
 // exampleServer starts an in-process JetStream server with Hookbus's

@@ -150,7 +150,7 @@ func deadLetters(t *testing.T, c *client.Client, subscriber string, n int) []cli
 	var dls []client.DeadLetter
 	natstest.Eventually(t, 10*time.Second, func() error {
 		var err error
-		if dls, err = c.DeadLetters(t.Context(), subscriber); err != nil {
+		if dls, err = collect(c.DeadLetters(t.Context(), subscriber)); err != nil {
 			return err
 		}
 		if len(dls) != n {
@@ -190,7 +190,7 @@ func TestNotifyAcknowledges(t *testing.T) {
 			t.Errorf("delivery %d = %+v, want %s attempt 1", i, got[i], id)
 		}
 	}
-	if dls, err := b.client.DeadLetters(t.Context(), "n"); err != nil || len(dls) != 0 {
+	if dls, err := collect(b.client.DeadLetters(t.Context(), "n")); err != nil || len(dls) != 0 {
 		t.Errorf("dead letters = %v, %v; want none", dls, err)
 	}
 }
@@ -236,7 +236,7 @@ func TestNotifyRetriesAfterBackoff(t *testing.T) {
 					t.Errorf("delivery %d came %s after delivery %d, want %s (+ up to %s)", i+2, gap, i+1, want, slack)
 				}
 			}
-			if dls, _ := b.client.DeadLetters(t.Context(), "n"); len(dls) != 0 {
+			if dls, _ := collect(b.client.DeadLetters(t.Context(), "n")); len(dls) != 0 {
 				t.Errorf("dead letters = %v, want none", dls)
 			}
 		})

@@ -15,9 +15,9 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// DefaultWindow is the number of events a Publisher has sent without their
-// acknowledgement, at most, unless WithWindow says otherwise.
-const DefaultWindow = 256
+// defaultWindow is how many events a Publisher has in flight at most,
+// unless WithWindow says otherwise.
+const defaultWindow = 256
 
 // publishAttempts is how many times a Publisher sends an event whose
 // acknowledgement does not come: the first send and three more.
@@ -26,19 +26,10 @@ const publishAttempts = 4
 // ErrPublisherClosed is returned by Publisher.Publish after Close.
 var ErrPublisherClosed = errors.New("client: publisher closed")
 
-// Publisher publishes events without waiting for each acknowledgement: up
-// to a window of events are in flight at once, and every Publish returns a
-// PendingAck that settles when JetStream has stored the event or when the
-// Publisher gave up on it. It is safe for concurrent use. Make one with
-// Client.NewPublisher and Close it when done.
-//
-// Every event ends acknowledged or failed. An event whose acknowledgement
-// does not come (a timeout, a disconnect, no stream answering for now) is
-// sent again with the same Nats-Msg-Id, so JetStream stores it once, up to
-// three more times with the backoff of Client.Publish (50 ms doubling up to
-// WithRetryWait); then its PendingAck fails with the last error, matching
-// ErrNotStored. A refusal from the stream (full, another stream, too
-// large) fails it at once.
+// Publisher publishes events without waiting for each acknowledgement:
+// up to a window of them are in flight, and each Publish returns a
+// PendingAck that settles stored or failed (sent up to 4 times, then
+// ErrNotStored). It is safe for concurrent use; Close it when done.
 type Publisher struct {
 	c          *Client
 	js         jetstream.JetStream
@@ -55,47 +46,20 @@ type Publisher struct {
 	published, duplicates, failed atomic.Int64
 }
 
-// PublisherOption configures a Publisher.
-type PublisherOption func(*Publisher)
-
-// WithWindow sets how many events may be in flight (sent, not yet
-// acknowledged or failed) at once; Publish blocks while that many are.
-// The default is DefaultWindow; n < 1 means 1.
-func WithWindow(n int) PublisherOption {
-	return func(p *Publisher) { p.slots = make(chan struct{}, max(n, 1)) }
-}
-
-// OnAck sets a function called once for every event Publish accepted, when
-// it settles: with the acknowledgement, or with the error it failed with.
-// It runs on the Publisher's own goroutines, before the event's PendingAck
-// is done; keep it short, as acknowledgements wait for it, and do not call
-// Publish from it (the acknowledgements that would make room wait for it).
-func OnAck(f func(e event.Event, ack PublishAck, err error)) PublisherOption {
-	return func(p *Publisher) { p.onAck = f }
-}
-
-// WithAckTimeout sets how long one send waits for its acknowledgement
-// before it counts as lost and is sent again. The default is 5 s, as for
-// one attempt of Client.Publish.
-func WithAckTimeout(d time.Duration) PublisherOption {
-	return func(p *Publisher) { p.ackTimeout = d }
-}
-
-// NewPublisher returns a Publisher that sends on c's connection with c's
-// size limit and retry wait.
-func (c *Client) NewPublisher(opts ...PublisherOption) (*Publisher, error) {
+// NewPublisher returns a Publisher on c's connection, size limit and retry
+// wait; its options are WithWindow, OnAck and WithAckTimeout.
+func (c *Client) NewPublisher(opts ...Option) (*Publisher, error) {
+	o := options{window: defaultWindow, ackTimeout: 5 * time.Second}
+	if err := o.apply(inPublisher, opts); err != nil {
+		return nil, err
+	}
 	p := &Publisher{
 		c:          c,
-		slots:      make(chan struct{}, DefaultWindow),
-		ackTimeout: 5 * time.Second,
+		slots:      make(chan struct{}, o.window),
+		onAck:      o.onAck,
+		ackTimeout: o.ackTimeout,
 		inflight:   make(map[*nats.Msg]*PendingAck),
 		unsettled:  make(map[*PendingAck]struct{}),
-	}
-	for _, o := range opts {
-		o(p)
-	}
-	if p.ackTimeout <= 0 {
-		return nil, fmt.Errorf("client: publisher ack timeout %s: want more than zero", p.ackTimeout)
 	}
 	js, err := jetstream.New(c.nc,
 		// The window is p.slots; the library's own bound is a safety net
@@ -117,9 +81,9 @@ func (c *Client) NewPublisher(opts ...PublisherOption) (*Publisher, error) {
 type PendingAck struct {
 	e        event.Event
 	msg      *nats.Msg
-	attempts int           // sends so far; changed only by the one send in flight
-	wait     time.Duration // the backoff before the next send
-	ack      PublishAck    // set before settled
+	attempts int        // sends so far; changed only by the one send in flight
+	backoff  backoff    // the pause before the next send
+	ack      PublishAck // set before settled
 	err      error
 
 	mu      sync.Mutex
@@ -166,7 +130,7 @@ func (a *PendingAck) Wait(ctx context.Context) (PublishAck, error) {
 // sends e and returns its PendingAck without waiting for JetStream. ctx
 // bounds only the wait for room in the window. Publish after Close returns
 // ErrPublisherClosed.
-func (p *Publisher) Publish(ctx context.Context, e event.Event, opts ...PublishOption) (*PendingAck, error) {
+func (p *Publisher) Publish(ctx context.Context, e event.Event, opts ...Option) (*PendingAck, error) {
 	if p.isClosed() {
 		return nil, ErrPublisherClosed
 	}
@@ -181,7 +145,7 @@ func (p *Publisher) Publish(ctx context.Context, e event.Event, opts ...PublishO
 	case <-ctx.Done():
 		return nil, fmt.Errorf("publish %s %s: waiting for room in the window: %w", e.Type(), e.ID(), ctx.Err())
 	}
-	a := &PendingAck{e: e, msg: msg, wait: 50 * time.Millisecond}
+	a := &PendingAck{e: e, msg: msg, backoff: newBackoff(50*time.Millisecond, p.c.retry)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -249,9 +213,7 @@ func (p *Publisher) lost(_ jetstream.JetStream, msg *nats.Msg, err error) {
 		go p.failed1(a, err)
 		return
 	}
-	wait := a.wait
-	a.wait = min(2*a.wait, p.c.retry)
-	time.AfterFunc(wait, func() { p.send(a) })
+	time.AfterFunc(a.backoff.next(), func() { p.send(a) })
 }
 
 // failed1 settles a with the error of its last send.

@@ -18,7 +18,10 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-func newPublisher(t *testing.T, c *client.Client, opts ...client.PublisherOption) *client.Publisher {
+// defaultWindow is the window of a Publisher made without WithWindow.
+const defaultWindow = 256
+
+func newPublisher(t *testing.T, c *client.Client, opts ...client.Option) *client.Publisher {
 	t.Helper()
 	p, err := c.NewPublisher(opts...)
 	if err != nil {
@@ -60,7 +63,7 @@ func TestPublisherBurst(t *testing.T) {
 		}
 		callbacks.Add(1)
 	}))
-	const workers, each = 4, client.DefaultWindow / 4
+	const workers, each = 4, defaultWindow / 4
 	acks := make([]*client.PendingAck, workers*each)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -73,8 +76,8 @@ func TestPublisherBurst(t *testing.T) {
 					return
 				}
 				acks[n] = a
-				if got := p.Pending(); got > client.DefaultWindow {
-					t.Errorf("%d pending, the window is %d", got, client.DefaultWindow)
+				if got := p.Pending(); got > defaultWindow {
+					t.Errorf("%d pending, the window is %d", got, defaultWindow)
 				}
 			}
 		})
@@ -311,7 +314,7 @@ func TestPublisherGivesUp(t *testing.T) {
 func TestPublisherReconnect(t *testing.T) {
 	b := newBus(t, true)
 	p := newPublisher(t, b.client)
-	const n = client.DefaultWindow
+	const n = defaultWindow
 	acks := make([]*client.PendingAck, n)
 	for i := range n {
 		a, err := p.Publish(t.Context(), orderCreated("/shop", fmt.Sprintf("order-%d", i)))

@@ -112,15 +112,19 @@ func (w *worker) step(m *nats.Msg) events.StepReply {
 
 // callChain runs the handler, turning a panic into an error.
 func (w *worker) callChain(ctx context.Context, s *Step) (res StepResult, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			w.log.Error("chain handler panicked", "event_id", s.Event.ID(), "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
+	defer w.recoverHandler(&err, s.Event.ID())
 	w.busy.Add(1)
 	defer w.busy.Add(-1)
 	return w.p.Chain(ctx, s)
+}
+
+// recoverHandler, deferred by a handler's caller, turns the handler's panic
+// into *err and logs it with its stack.
+func (w *worker) recoverHandler(err *error, eventID string) {
+	if r := recover(); r != nil {
+		w.log.Error("handler panicked", "event_id", eventID, "panic", r, "stack", string(debug.Stack()))
+		*err = fmt.Errorf("panic: %v", r)
+	}
 }
 
 // headerInt reads a numeric header (names compared without regard to

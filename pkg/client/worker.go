@@ -19,8 +19,8 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// Plugin is what Serve runs: a plugin's declaration, the handler for its
-// mode, and optional lifecycle callbacks.
+// Plugin is what Serve runs: a declaration (events.Plugin is its stored
+// state), one handler, and optional lifecycle callbacks.
 type Plugin struct {
 	// Spec is registered (an upsert by name) when Serve starts. Mode may
 	// be left empty: it follows from the handler that is set.
@@ -49,18 +49,14 @@ type ExitAction int
 
 // Exit actions.
 const (
-	// ExitLeave leaves the status as it is (default): right when other
-	// replicas of the worker keep running, or a restart is expected soon.
-	// Chain steps find no worker meanwhile (the plugin's error policy
-	// applies); notify events wait in the plugin's queue.
+	// ExitLeave leaves the status as it is (default).
 	ExitLeave ExitAction = iota
-	// ExitDelete puts the plugin back to registered: not running, so the
-	// dispatcher skips it, and not sticky, so the next Serve starts it.
-	ExitDelete
-	// ExitStop stops the plugin. Stopped is an operator's switch: the
-	// next Serve will not start it until someone enables it.
+	// ExitDeactivate puts the plugin back to registered (Client.Delete):
+	// the dispatcher skips it, and the next Serve starts it.
+	ExitDeactivate
+	// ExitStop stops the plugin: the next Serve waits for Enable.
 	ExitStop
-	// ExitUnregister removes the plugin; its notify queue is deleted.
+	// ExitUnregister removes the plugin and its notify queue.
 	ExitUnregister
 )
 
@@ -68,8 +64,8 @@ func (a ExitAction) String() string {
 	switch a {
 	case ExitLeave:
 		return "leave"
-	case ExitDelete:
-		return "delete"
+	case ExitDeactivate:
+		return "deactivate"
 	case ExitStop:
 		return "stop"
 	case ExitUnregister:
@@ -78,38 +74,6 @@ func (a ExitAction) String() string {
 		return "ExitAction(" + strconv.Itoa(int(a)) + ")"
 	}
 }
-
-// ServeOption configures Serve.
-type ServeOption func(*serveOptions)
-
-type serveOptions struct {
-	concurrency  int
-	exit         ExitAction
-	drainTimeout time.Duration
-	log          *slog.Logger
-}
-
-// WithConcurrency limits how many handlers run at once in this worker
-// (default 8). A notify worker pulls only as many events as it has free
-// handlers, so none waits in a buffer while its ack wait runs. With more
-// than one, events are handled side by side, not in stream order.
-func WithConcurrency(n int) ServeOption { return func(o *serveOptions) { o.concurrency = n } }
-
-// WithExitAction sets what Serve does to the plugin's status when ctx ends
-// (default ExitLeave).
-func WithExitAction(a ExitAction) ServeOption { return func(o *serveOptions) { o.exit = a } }
-
-// WithDrainTimeout bounds how long Serve waits, once ctx ends, for
-// handlers in progress before it cancels their contexts (default 30 s).
-// Handlers still running 2 s after that are left behind: Serve returns
-// without them, and JetStream delivers their events again.
-func WithDrainTimeout(d time.Duration) ServeOption {
-	return func(o *serveOptions) { o.drainTimeout = d }
-}
-
-// WithLogger sets the logger of Serve (default: none). Info is used only
-// for lifecycle changes.
-func WithLogger(l *slog.Logger) ServeOption { return func(o *serveOptions) { o.log = l } }
 
 // Timings of Serve.
 const (
@@ -121,40 +85,21 @@ const (
 	// maxRetryWait is the longest pause between two attempts to find the
 	// notify consumer or to pull again after an error.
 	maxRetryWait = 2 * time.Second
-	// pullHeartbeat is the idle heartbeat of the notify pull requests.
-	// nats.go's iterator (1.55) skips the next pull request when the
-	// last one's messages are taken before it has marked that request
-	// sent; it then pulls again only once a heartbeat is missing (after
-	// twice this), so keep it short.
+	// pullHeartbeat is the idle heartbeat of the notify pull requests:
+	// short, as a missed pull request is made again only when a heartbeat
+	// is missing (docs/decisions.md).
 	pullHeartbeat = time.Second
 )
 
-// Serve runs a plugin worker until ctx ends.
-//
-// It registers p.Spec (an upsert) and starts the plugin, unless the
-// plugin already runs, is stopped (an operator's switch: Serve waits for
-// enable) or is held (Serve waits for the registry to release it). A start
-// refused because a hard dependency is not running is retried whenever
-// one of the plugin's hard dependencies starts.
-//
-// A chain worker answers steps on hookbus.plugin.<name>.call in queue
-// group <name>, so replicas share the work. A notify worker waits until its
-// durable consumers notify-<name> (its events) and replay-<name> (its
-// replayed dead letters) exist (the dispatcher creates them when the plugin
-// first starts), then pulls from both while the plugin is running; see
-// NotifyHandler for what becomes of each event. Both run at most
-// WithConcurrency handlers at once, and a notify worker one more for a
-// replayed dead letter.
-//
-// When ctx ends, Serve stops taking work, lets the handlers in progress
-// finish (cancelling their contexts after WithDrainTimeout), applies the
-// WithExitAction, and returns nil. It returns an error when p is invalid
-// (events.ErrInvalid for the declaration), when the plugin cannot be
-// registered or started (ErrCycle, ...), when handlers ignored their
-// cancelled context (ErrHandlersAbandoned: Serve returned 2 s later
-// without them), or when the exit action fails. While NATS or the
-// registry does not answer, Serve waits and tries again.
-func (c *Client) Serve(ctx context.Context, p Plugin, opts ...ServeOption) error {
+// Serve runs a plugin worker until ctx ends: it registers p.Spec, starts
+// the plugin unless it is stopped or held, answers its chain steps or
+// notify deliveries with at most WithConcurrency handlers, and at the end
+// drains them (WithDrainTimeout) and applies WithExitAction. It returns
+// nil after ctx ended, or the error that stopped it: an invalid p
+// (events.ErrInvalid), a refused registration or start, handlers that
+// ignored their cancelled context (ErrHandlersAbandoned), or a failed exit
+// action. It waits out NATS or the registry not answering.
+func (c *Client) Serve(ctx context.Context, p Plugin, opts ...Option) error {
 	w, err := newWorker(c, p, opts)
 	if err != nil {
 		return err
@@ -166,7 +111,7 @@ func (c *Client) Serve(ctx context.Context, p Plugin, opts ...ServeOption) error
 type worker struct {
 	c    *Client
 	p    Plugin
-	o    serveOptions
+	o    options
 	spec events.PluginSpec // normalized
 	name string
 	log  *slog.Logger
@@ -198,16 +143,10 @@ type worker struct {
 	stepsClosed bool // no step handler may start any more
 }
 
-func newWorker(c *Client, p Plugin, opts []ServeOption) (*worker, error) {
-	o := serveOptions{concurrency: 8, drainTimeout: 30 * time.Second}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.concurrency < 1 {
-		return nil, fmt.Errorf("serve: concurrency %d: must be at least 1", o.concurrency)
-	}
-	if o.exit < ExitLeave || o.exit > ExitUnregister {
-		return nil, fmt.Errorf("serve: unknown exit action %d", o.exit)
+func newWorker(c *Client, p Plugin, opts []Option) (*worker, error) {
+	o := options{concurrency: 8, drainTimeout: 30 * time.Second}
+	if err := o.apply(inServe, opts); err != nil {
+		return nil, err
 	}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -303,19 +242,16 @@ func (w *worker) serve(ctx context.Context) error {
 // logged at each try, 100 ms doubling to 5 s apart: a worker should not
 // exit for what passes on its own.
 func (w *worker) retryStart(ctx context.Context, what string, f func(context.Context) error) error {
-	wait := 100 * time.Millisecond
+	b := newBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		err := f(ctx)
 		if err == nil || ctx.Err() != nil || !durable.Transient(err) && !errors.Is(err, ErrNotApplied) {
 			return err
 		}
-		w.log.Warn(what+": not possible yet, will retry", "err", err, "delay", wait)
-		select {
-		case <-ctx.Done():
+		w.log.Warn(what+": not possible yet, will retry", "err", err)
+		if !b.wait(ctx, time.Time{}) {
 			return nil
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
 
@@ -392,11 +328,9 @@ func (w *worker) drainSteps(sub *nats.Subscription, deadline time.Time) {
 	}
 }
 
-// ErrHandlersAbandoned is matched by the error Serve returns when handlers
-// were still running cancelGrace (2 s) after their contexts were
-// cancelled at the end of the drain timeout: Serve returned without them,
-// and their events are delivered again (notify) or their steps time out
-// (chain).
+// ErrHandlersAbandoned is matched by Serve's error when handlers still ran
+// 2 s after the drain timeout cancelled them: Serve returned without them,
+// and their events come again (notify) or their steps time out (chain).
 var ErrHandlersAbandoned = errors.New("handlers ignored their cancelled context")
 
 // waitHandlers waits for every handler, cancelling their contexts once
@@ -498,7 +432,7 @@ func (w *worker) exit(ctx context.Context) error {
 	defer cancel()
 	var err error
 	switch w.o.exit {
-	case ExitDelete:
+	case ExitDeactivate:
 		_, err = w.c.Delete(ectx, w.name)
 	case ExitStop:
 		_, err = w.c.Stop(ectx, w.name)
@@ -786,10 +720,10 @@ func (w *worker) readLifecycle(m *nats.Msg) (kind string, p events.Plugin, seq u
 }
 
 // pull runs the deliveries of consumer (the plugin's notify queue or
-// replay consumer) while the plugin runs, until ctx ends: a pump per
-// running spell, with a goroutine per slot of slots.
+// replay consumer) until ctx ends: a new pump each time the plugin starts
+// running, with a goroutine per slot of slots.
 func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{}) {
-	retry := newRetry()
+	retry := newBackoff(50*time.Millisecond, maxRetryWait)
 	waiting := false
 	for w.waitRunning(ctx) {
 		cons, err := w.c.js.Consumer(ctx, events.StreamEvents, consumer)
@@ -802,7 +736,7 @@ func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{})
 			} else if ctx.Err() == nil {
 				w.log.Warn("look up notify consumer", "consumer", consumer, "err", err)
 			}
-			retry.wait(ctx)
+			retry.wait(ctx, time.Time{})
 			continue
 		}
 		waiting = false
@@ -827,7 +761,7 @@ func (w *worker) pull(ctx context.Context, consumer string, slots chan struct{})
 			// The consumer was deleted (unregistered), the connection
 			// closed, ...: find the consumer again.
 			w.log.Debug("pull notify events", "consumer", consumer, "err", err)
-			retry.wait(ctx)
+			retry.wait(ctx, time.Time{})
 			continue
 		}
 		retry.reset()
@@ -849,25 +783,5 @@ func (w *worker) whileRunning(ctx context.Context, stopping <-chan struct{}) {
 			return
 		case <-changed:
 		}
-	}
-}
-
-// retry is a doubling pause between attempts, up to maxRetryWait.
-type retry struct{ d time.Duration }
-
-func newRetry() *retry  { return &retry{d: 50 * time.Millisecond} }
-func (r *retry) reset() { r.d = 50 * time.Millisecond }
-func (r *retry) next() time.Duration {
-	d := r.d
-	r.d = min(2*r.d, maxRetryWait)
-	return d
-}
-
-func (r *retry) wait(ctx context.Context) {
-	t := time.NewTimer(r.next())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

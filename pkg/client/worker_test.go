@@ -50,7 +50,7 @@ type serving struct {
 }
 
 // startServe runs Serve until stop (or the end of the test).
-func startServe(t *testing.T, c *client.Client, p client.Plugin, opts ...client.ServeOption) *serving {
+func startServe(t *testing.T, c *client.Client, p client.Plugin, opts ...client.Option) *serving {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serving{cancel: cancel, done: make(chan error, 1)}
@@ -288,7 +288,7 @@ func TestServeInvalidPlugin(t *testing.T) {
 	tests := []struct {
 		name    string
 		p       client.Plugin
-		opts    []client.ServeOption
+		opts    []client.Option
 		invalid bool // matches events.ErrInvalid
 	}{
 		{"no handler", client.Plugin{Spec: events.PluginSpec{Name: "p", Event: testType}}, nil, false},
@@ -297,7 +297,7 @@ func TestServeInvalidPlugin(t *testing.T) {
 		{"notify mode without a notify handler", client.Plugin{Spec: events.PluginSpec{Name: "p", Event: testType, Mode: events.ModeNotify}, Chain: chain}, nil, false},
 		{"bad name", client.Plugin{Spec: events.PluginSpec{Name: "p q", Event: testType}, Chain: chain}, nil, true},
 		{"bad priority", client.Plugin{Spec: events.PluginSpec{Name: "p", Event: testType, Priority: 101}, Chain: chain}, nil, true},
-		{"zero concurrency", client.Plugin{Spec: events.PluginSpec{Name: "p", Event: testType}, Chain: chain}, []client.ServeOption{client.WithConcurrency(0)}, false},
+		{"zero concurrency", client.Plugin{Spec: events.PluginSpec{Name: "p", Event: testType}, Chain: chain}, []client.Option{client.WithConcurrency(0)}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -319,7 +319,7 @@ func TestServeExitAction(t *testing.T) {
 		want   events.Status // "" means unregistered
 	}{
 		{client.ExitLeave, events.StatusStarted},
-		{client.ExitDelete, events.StatusRegistered},
+		{client.ExitDeactivate, events.StatusRegistered},
 		{client.ExitStop, events.StatusStopped},
 		{client.ExitUnregister, ""},
 	}
