@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,17 +48,16 @@ type authFlags struct {
 	contextName string
 	output      string
 	timeout     time.Duration
-	outputs     []string
 }
 
 func newAuthFlags(cmd *cobra.Command, timeout time.Duration, outputs ...string) *authFlags {
-	f := &authFlags{outputs: outputs}
+	f := &authFlags{}
 	f.cfg, f.envErr = loadConfig()
 	fl := cmd.Flags()
 	fl.StringVar(&f.contextName, "context", "", "context (tenant) name; empty for the default context")
-	fl.DurationVar(&f.timeout, "timeout", timeout, "how long to wait for the persistence service")
+	addTimeout(fl, &f.timeout, timeout, "how long to wait for the persistence service")
 	if len(outputs) > 0 {
-		fl.StringVarP(&f.output, "output", "o", outputs[0], "output format: "+strings.Join(outputs, ", "))
+		addOutput(fl, &f.output, outputs...)
 	}
 	f.cfg.bindFlags(fl, "nats-url", "nats-creds", "nats-user")
 	return f
@@ -69,9 +67,6 @@ func newAuthFlags(cmd *cobra.Command, timeout time.Duration, outputs ...string) 
 func (f *authFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client, store *client.AuthStore) error) error {
 	if f.envErr != nil {
 		return usageError{f.envErr}
-	}
-	if len(f.outputs) > 0 && !slices.Contains(f.outputs, f.output) {
-		return usageError{fmt.Errorf("--output %q: want %s", f.output, strings.Join(f.outputs, " or "))}
 	}
 	if err := events.ValidateAuthContext(f.contextName); err != nil {
 		return err
@@ -128,7 +123,7 @@ func newAuthCredsGetCmd() *cobra.Command {
 		Short: "Print a context's credentials (base64, JSON with the revision, or raw bytes)",
 		Args:  cobra.NoArgs,
 	}
-	f := newAuthFlags(cmd, 10*time.Second, "text", "json", "raw")
+	f := newAuthFlags(cmd, defaultTimeout, "text", "json", "raw")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		return f.run(cmd, func(ctx context.Context, _ *client.Client, store *client.AuthStore) error {
 			cr, err := store.LoadCredentials(ctx)
@@ -159,7 +154,7 @@ func newAuthCredsSetCmd() *cobra.Command {
   hookbus auth creds set --context acme --file creds.json --revision 0      # only if none are stored`,
 		Args: cobra.NoArgs,
 	}
-	f := newAuthFlags(cmd, 10*time.Second)
+	f := newAuthFlags(cmd, defaultTimeout)
 	var v valueFlags
 	v.bind(cmd)
 	var revision string
@@ -206,7 +201,7 @@ and "not found" after printing the others.`,
   hookbus auth keys get pre-key 1 2 3 -o json`,
 		Args: cobra.MinimumNArgs(2),
 	}
-	f := newAuthFlags(cmd, 10*time.Second, "text", "json", "raw")
+	f := newAuthFlags(cmd, defaultTimeout, "text", "json", "raw")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		typ, ids := args[0], args[1:]
 		if f.output == "raw" && len(ids) != 1 {
@@ -260,7 +255,7 @@ func newAuthKeysSetCmd() *cobra.Command {
 		Example: `  hookbus auth keys set session 5511999999999:12@s.whatsapp.net --file session.bin --context acme`,
 		Args:    cobra.ExactArgs(2),
 	}
-	f := newAuthFlags(cmd, 10*time.Second)
+	f := newAuthFlags(cmd, defaultTimeout)
 	var v valueFlags
 	v.bind(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -286,7 +281,7 @@ func newAuthKeysDeleteCmd() *cobra.Command {
 		Short: "Delete keys (ids that are not stored are ignored)",
 		Args:  cobra.MinimumNArgs(2),
 	}
-	f := newAuthFlags(cmd, 10*time.Second)
+	f := newAuthFlags(cmd, defaultTimeout)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		typ, ids := args[0], args[1:]
 		return f.run(cmd, func(ctx context.Context, _ *client.Client, store *client.AuthStore) error {
@@ -306,7 +301,7 @@ func newAuthKeysListCmd() *cobra.Command {
 		Short: "List the ids stored under a type, one per line, sorted",
 		Args:  cobra.ExactArgs(1),
 	}
-	f := newAuthFlags(cmd, 10*time.Second, "text", "json")
+	f := newAuthFlags(cmd, defaultTimeout, "text", "json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return f.run(cmd, func(ctx context.Context, _ *client.Client, store *client.AuthStore) error {
 			ids, err := store.ListKeys(ctx, args[0])
@@ -342,7 +337,7 @@ on every replica and restart them, run this, then remove the old key.
 Running it again is harmless.`,
 		Args: cobra.NoArgs,
 	}
-	f := newAuthFlags(cmd, 10*time.Minute, "text", "json")
+	f := newAuthFlags(cmd, rotateTimeout, "text", "json")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		return f.run(cmd, func(ctx context.Context, c *client.Client, _ *client.AuthStore) error {
 			rot, err := c.RotateAuthKeys(ctx)

@@ -50,9 +50,6 @@ answered), 2 invalid input. A failed call still prints its state and trace.`,
 			if envErr != nil {
 				return usageError{envErr}
 			}
-			if output != "text" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want text or json", output)}
-			}
 			if err := events.ValidateSource(source); err != nil {
 				return err
 			}
@@ -107,8 +104,8 @@ answered), 2 invalid input. A failed call still prints its state and trace.`,
 	fl.StringVar(&id, "id", "", "event id (default: a new UUID); plugins see it")
 	fl.StringVar(&data, "data", "", "the initial state, JSON: inline, @FILE, or @- for standard input")
 	fl.StringSliceVar(&private, "private", nil, "top-level fields plugins may not change (comma-separated)")
-	fl.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the result")
-	fl.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	addTimeout(fl, &timeout, defaultTimeout, "how long to wait for the result")
+	addOutput(fl, &output, "text", "json")
 	_ = cmd.MarkFlagRequired("type")
 	cfg.bindFlags(fl, "nats-url", "nats-creds", "nats-user", "max-event-size")
 	return cmd

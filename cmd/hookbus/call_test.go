@@ -66,7 +66,7 @@ func TestCallAndDLQRefuseBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"call output", []string{"call", "--type", "t", "-o", "yaml"}, `--output "yaml"`},
+		{"call output", []string{"call", "--type", "t", "-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want text or json`},
 		{"call data", []string{"call", "--type", "t", "--data", "{"}, "not valid JSON"},
 		{"call type", []string{"call", "--type", "a b", "--data", "{}"}, "invalid event: type"},
 		{"call private", []string{"call", "--type", "t", "--private", "a,,b"}, "--private"},
@@ -74,7 +74,7 @@ func TestCallAndDLQRefuseBadInput(t *testing.T) {
 		{"replay both", []string{"dlq", "replay", "3", "--subscriber", "s", "--all"}, "give dead-letter sequences"},
 		{"replay not a number", []string{"dlq", "replay", "x"}, "not a dead-letter sequence"},
 		{"replay the dispatcher's", []string{"dlq", "replay", "--subscriber", "hookbus-dispatcher", "--all"}, "replaying cannot help"},
-		{"list output", []string{"dlq", "list", "-o", "text"}, `--output "text"`},
+		{"list output", []string{"dlq", "list", "-o", "table"}, `invalid argument "table" for "-o, --output" flag: want text or json`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

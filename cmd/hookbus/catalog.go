@@ -23,9 +23,6 @@ of one of these types is checked against its JSON Schema when it is
 published; other types pass as they are.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want table or json", output)}
-			}
 			w := cmd.OutOrStdout()
 			if len(args) == 0 {
 				return printCatalog(w, output, events.Catalog())
@@ -37,7 +34,7 @@ published; other types pass as they are.`,
 			return printEntry(w, output, entry)
 		},
 	}
-	catalog.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	addOutput(catalog.Flags(), &output, "text", "json")
 	cmd.AddCommand(catalog)
 	return cmd
 }

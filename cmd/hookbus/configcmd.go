@@ -24,7 +24,7 @@ variable that has none.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch output {
-			case "table":
+			case "text":
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
 				for _, f := range configFields() {
@@ -39,12 +39,11 @@ variable that has none.`,
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(configListing())
-			default:
-				return usageError{fmt.Errorf("output %q: want table or json", output)}
 			}
+			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	addOutput(cmd.Flags(), &output, "text", "json")
 	return cmd
 }
 

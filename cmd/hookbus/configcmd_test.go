@@ -77,7 +77,7 @@ func TestConfigTableIsDefault(t *testing.T) {
 
 func TestConfigUnknownOutput(t *testing.T) {
 	_, err := runConfigCmd(t, "-o", "yaml")
-	if err == nil || !strings.Contains(err.Error(), `output "yaml": want table or json`) {
+	if err == nil || !strings.Contains(err.Error(), `invalid argument "yaml" for "-o, --output" flag: want text or json`) {
 		t.Fatalf("config -o yaml = %v, want an error naming the formats", err)
 	}
 	if code := exitCode(err); code != exitInvalid {

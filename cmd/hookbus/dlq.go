@@ -46,9 +46,6 @@ func newDLQListCmd() *cobra.Command {
 			if envErr != nil {
 				return usageError{envErr}
 			}
-			if output != "table" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want table or json", output)}
-			}
 			if subscriber != "" {
 				if err := events.ValidateName("subscriber", subscriber); err != nil {
 					return err
@@ -73,8 +70,8 @@ func newDLQListCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&subscriber, "subscriber", "", "only this subscriber's dead letters (a notify plugin, or hookbus-dispatcher)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for NATS")
+	addOutput(cmd.Flags(), &output, "text", "json")
+	addTimeout(cmd.Flags(), &timeout, defaultTimeout, "how long to wait for NATS")
 	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user")
 	return cmd
 }
@@ -149,7 +146,7 @@ shows.`,
 	}
 	cmd.Flags().StringVar(&subscriber, "subscriber", "", "with --all: the subscriber whose dead letters to replay")
 	cmd.Flags().BoolVar(&all, "all", false, "replay every dead letter of --subscriber")
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to keep trying")
+	addTimeout(cmd.Flags(), &timeout, defaultTimeout, "how long to keep trying")
 	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user")
 	return cmd
 }

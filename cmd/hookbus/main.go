@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -55,6 +56,13 @@ func newRootCmd() *cobra.Command {
 plugins for them. "hookbus serve" starts it all on an embedded NATS server;
 the other commands talk to a running Hookbus.
 
+Every command exits 0 when it did what was asked, 1 when it failed at run
+time (no Hookbus answering, a refused operation), 2 when the command line
+or its input is invalid (an unknown command or flag, a missing or bad
+value): fix it and retry. -o/--output names the same formats everywhere
+(text, json; raw where bytes are printed as stored), and --timeout bounds
+every command that talks to a running Hookbus (default 30s).
+
 Every flag that has an environment variable shows it in its help; a flag
 given on the command line wins over the environment.`,
 		Version:       version,
@@ -63,5 +71,30 @@ given on the command line wins over the environment.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(), newPublishCmd(), newCallCmd(), newPluginCmd(), newDLQCmd(), newAuthCmd(), newEventsCmd(), newConfigCmd(), newTopologyCmd())
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command that only groups others
+// print its help when run alone and refuse anything else as a usage error
+// (cobra prints the help and exits 0 for "hookbus plugin frobnicate").
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		cmd.SuggestionsMinimumDistance = 2
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usageError{errors.New(msg)}
+	}
 }

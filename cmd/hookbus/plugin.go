@@ -24,8 +24,8 @@ type pluginFlags struct {
 }
 
 func (f *pluginFlags) bind(cmd *cobra.Command, cfg *Config) {
-	cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
-	cmd.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the registry's answer")
+	addOutput(cmd.Flags(), &f.output, "text", "json")
+	addTimeout(cmd.Flags(), &f.timeout, defaultTimeout, "how long to wait for the registry's answer")
 	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user")
 }
 
@@ -34,9 +34,6 @@ func (f *pluginFlags) bind(cmd *cobra.Command, cfg *Config) {
 func (f *pluginFlags) run(cmd *cobra.Command, cfg Config, envErr error, fn func(context.Context, *client.Client) ([]events.Plugin, error)) error {
 	if envErr != nil {
 		return usageError{envErr}
-	}
-	if f.output != "table" && f.output != "json" {
-		return usageError{fmt.Errorf("--output %q: want table or json", f.output)}
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()

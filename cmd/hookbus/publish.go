@@ -96,8 +96,8 @@ status is 1 if any event failed. --timeout does not apply to --file.`,
 	fl.StringVar(&f.dataSchema, "dataschema", "", "dataschema attribute (URI)")
 	fl.StringArrayVar(&f.extensions, "ext", nil, "extension attribute NAME=VALUE (repeatable)")
 	fl.BoolVar(&f.structured, "structured", false, "send in structured mode instead of binary mode")
-	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to keep trying to get the event stored")
-	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	addTimeout(fl, &f.timeout, defaultTimeout, "how long to keep trying to get the event stored")
+	addOutput(fl, &f.output, "text", "json")
 	fl.StringVarP(&f.file, "file", "f", "", "publish the events of FILE (- for standard input), one structured-mode JSON CloudEvent per line, instead of one from the flags")
 	cfg.bindFlags(fl, "nats-url", "nats-creds", "nats-user", "max-event-size")
 	return cmd

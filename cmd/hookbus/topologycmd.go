@@ -68,7 +68,7 @@ func newTopologyRunCmd(mode, short string) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for NATS")
+	addTimeout(cmd.Flags(), &timeout, defaultTimeout, "how long to wait for NATS")
 	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user", "stream-replicas",
 		"events-max-age", "events-max-bytes", "dlq-max-age", "duplicate-window", "max-event-size")
 	return cmd

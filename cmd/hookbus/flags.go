@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// defaultTimeout is --timeout's default on every command that talks to a
+// running Hookbus (auth rotate, which re-encrypts the whole store, has
+// rotateTimeout).
+const (
+	defaultTimeout = 30 * time.Second
+	rotateTimeout  = 10 * time.Minute
+)
+
+// addTimeout binds --timeout: how long the command waits for what it asks.
+func addTimeout(fl *pflag.FlagSet, d *time.Duration, def time.Duration, what string) {
+	fl.DurationVar(d, "timeout", def, what)
+}
+
+// addOutput binds -o/--output to *p, default formats[0]. The formats are
+// named alike on every command: text (a table for lists), json, raw
+// (bytes as stored); any other value is a usage error (exit 2).
+func addOutput(fl *pflag.FlagSet, p *string, formats ...string) {
+	*p = formats[0]
+	fl.VarP(&outputFormat{p: p, formats: formats}, "output", "o", "output format: "+strings.Join(formats, ", "))
+}
+
+// outputFormat is the value of -o: one of formats.
+type outputFormat struct {
+	p       *string
+	formats []string
+}
+
+func (o *outputFormat) String() string { return *o.p }
+func (o *outputFormat) Type() string   { return "format" }
+
+func (o *outputFormat) Set(s string) error {
+	if !slices.Contains(o.formats, s) {
+		want := o.formats[0]
+		if n := len(o.formats); n > 1 {
+			want = strings.Join(o.formats[:n-1], ", ") + " or " + o.formats[n-1]
+		}
+		return fmt.Errorf("want %s", want)
+	}
+	*o.p = s
+	return nil
+}
