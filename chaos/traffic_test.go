@@ -163,7 +163,7 @@ func answerCode(err error) (code string, answered bool) {
 	case err == nil:
 		return "", true
 	case errors.As(err, &answer):
-		return answer.Code, true
+		return string(answer.Code), true
 	case strings.Contains(err.Error(), "unreadable answer"):
 		return "unreadable", true
 	default:

@@ -33,7 +33,7 @@ func TestPrintCallResult(t *testing.T) {
 		},
 		{
 			name: "failed",
-			res: events.ChainResult{State: json.RawMessage(`{}`), Error: &events.CommandError{Code: events.CodePluginFailed, Message: "plugin x: boom"},
+			res: events.ChainResult{State: json.RawMessage(`{}`), Error: &events.Error{Code: events.CodePluginFailed, Message: "plugin x: boom"},
 				Trace: []events.TraceStep{{Plugin: "x", Outcome: events.OutcomeFailed, Error: "boom"}}},
 			want: []string{"state: {}", "halted: no", "failed: plugin_failed: plugin x: boom", "trace:", "STEP PLUGIN OUTCOME DURATION ERROR", "1 x failed 0s boom"},
 		},

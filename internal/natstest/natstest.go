@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hookbus/hookbus/internal/topology"
 )
@@ -277,4 +279,25 @@ func StartTopology() (url string, stop func(), err error) {
 		return "", nil, err
 	}
 	return srv.ClientURL(), stop, nil
+}
+
+// EndpointErrors returns how many errors micro's stats count for endpoint
+// of service (the first instance answering $SRV.STATS.<service>).
+func EndpointErrors(t testing.TB, nc *nats.Conn, service, endpoint string) int {
+	t.Helper()
+	m, err := nc.Request("$SRV.STATS."+service, nil, 5*time.Second)
+	if err != nil {
+		t.Fatalf("stats of %s: %v", service, err)
+	}
+	var stats micro.Stats
+	if err := json.Unmarshal(m.Data, &stats); err != nil {
+		t.Fatalf("stats of %s: %v", service, err)
+	}
+	for _, ep := range stats.Endpoints {
+		if ep.Name == endpoint {
+			return ep.NumErrors
+		}
+	}
+	t.Fatalf("stats of %s: no endpoint %s in %s", service, endpoint, m.Data)
+	return 0
 }

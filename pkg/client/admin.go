@@ -160,6 +160,9 @@ func (c *Client) query(ctx context.Context, subject string, req any) ([]events.P
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", subject, err)
 	}
+	if err := serviceError(answer); err != nil {
+		return nil, fmt.Errorf("query %s: %w", subject, err)
+	}
 	return decodeReply("query", answer)
 }
 
@@ -169,7 +172,7 @@ func decodeReply(what any, m *nats.Msg) ([]events.Plugin, error) {
 		return nil, fmt.Errorf("%s: unreadable answer: %w", what, err)
 	}
 	if reply.Error != nil {
-		return nil, fromCommandError(reply.Error)
+		return nil, reply.Error
 	}
 	return reply.Plugins, nil
 }

@@ -7,9 +7,6 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
-
-	"github.com/hookbus/hookbus/pkg/events"
 )
 
 // authRequest sends one persistence request and decodes the reply into
@@ -28,22 +25,11 @@ func (c *Client) authRequest(ctx context.Context, op, subject string, req, reply
 	case err != nil:
 		return fmt.Errorf("%s: %s: %w", op, subject, err)
 	}
-	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return fmt.Errorf("%s: %w", op, authError(code, m))
+	if err := serviceError(m); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	if err := json.Unmarshal(m.Data, reply); err != nil {
 		return fmt.Errorf("%s: unreadable reply: %w", op, err)
 	}
 	return nil
-}
-
-// authError builds the error of a failed reply, from its body when it
-// has one and from the micro headers otherwise.
-func authError(code string, m *nats.Msg) error {
-	e := &Error{Code: code, Message: m.Header.Get(micro.ErrorHeader)}
-	var body events.AuthErrorReply
-	if json.Unmarshal(m.Data, &body) == nil && body.Error != nil {
-		e.Code, e.Message = string(body.Error.Code), body.Error.Message
-	}
-	return e
 }

@@ -55,7 +55,7 @@ func (c *Client) Call(ctx context.Context, e event.Event, opts ...Option) (event
 		return events.ChainResult{}, fmt.Errorf("call %s %s: unreadable answer: %w", e.Type(), e.ID(), err)
 	}
 	if res.Error != nil {
-		return res, fromCommandError(res.Error)
+		return res, res.Error
 	}
 	return res, nil
 }

@@ -48,8 +48,8 @@ func TestCall(t *testing.T) {
 	}
 	failed := ok
 	failed.Trace = []events.TraceStep{{Plugin: "p", Outcome: events.OutcomeFailed, Error: "database down"}}
-	failed.Error = &events.CommandError{Code: events.CodePluginFailed, Message: "plugin p failed: database down"}
-	refused := events.ChainResult{Error: &events.CommandError{Code: events.CodeInvalid, Message: "state is not JSON"}}
+	failed.Error = &events.Error{Code: events.CodePluginFailed, Message: "plugin p failed: database down"}
+	refused := events.ChainResult{Error: &events.Error{Code: events.CodeInvalid, Message: "state is not JSON"}}
 
 	tests := []struct {
 		name       string
@@ -90,7 +90,7 @@ func TestCall(t *testing.T) {
 				t.Errorf("state = %s, want %s", res.State, tt.wantState)
 			}
 			var ce *client.Error
-			if tt.dispatcher != nil && tt.dispatcher.Error != nil && (!errors.As(err, &ce) || ce.Code != string(tt.dispatcher.Error.Code) || ce.Message != tt.dispatcher.Error.Message) {
+			if tt.dispatcher != nil && tt.dispatcher.Error != nil && (!errors.As(err, &ce) || ce.Code != tt.dispatcher.Error.Code || ce.Message != tt.dispatcher.Error.Message) {
 				t.Errorf("Call error = %#v, want a *client.Error with code %s", err, tt.dispatcher.Error.Code)
 			}
 			if reqs == nil {

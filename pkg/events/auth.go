@@ -1,7 +1,6 @@
 package events
 
 import (
-	"fmt"
 	"unicode/utf8"
 )
 
@@ -96,10 +95,10 @@ const (
 // error matches ErrInvalid.
 func ValidateAuthContext(name string) error {
 	if len(name) > MaxAuthContextLen {
-		return invalidArgument("context is %d bytes, the limit is %d", len(name), MaxAuthContextLen)
+		return invalidArgument("context", "%d bytes, the limit is %d", len(name), MaxAuthContextLen)
 	}
 	if !utf8.ValidString(name) {
-		return invalidArgument("context %q is not valid UTF-8", name)
+		return invalidArgument("context", "%q is not valid UTF-8", name)
 	}
 	return nil
 }
@@ -108,7 +107,7 @@ func ValidateAuthContext(name string) error {
 // well-known type is. The error matches ErrInvalid.
 func ValidateKeyType(typ string) error {
 	if err := ValidateName("key type", typ); err != nil {
-		return invalidArgument("key type %q: only letters, digits, '_' and '-', 1 to %d of them", typ, MaxNameLen)
+		return invalidArgument("key type", "%q: only letters, digits, '_' and '-', 1 to %d of them", typ, MaxNameLen)
 	}
 	return nil
 }
@@ -119,24 +118,19 @@ func ValidateKeyType(typ string) error {
 func ValidateKeyID(id string) error {
 	switch {
 	case id == "":
-		return invalidArgument("key id: required")
+		return invalidArgument("key id", "required")
 	case len(id) > MaxKeyIDLen:
-		return invalidArgument("key id is %d bytes, the limit is %d", len(id), MaxKeyIDLen)
+		return invalidArgument("key id", "%d bytes, the limit is %d", len(id), MaxKeyIDLen)
 	case !utf8.ValidString(id):
-		return invalidArgument("key id %q is not valid UTF-8", id)
+		return invalidArgument("key id", "%q is not valid UTF-8", id)
 	}
 	return nil
 }
 
 // argumentError is an invalid argument of a persistence request; its
 // message names the argument, and it matches ErrInvalid.
-type argumentError struct{ msg string }
-
-func (e *argumentError) Error() string        { return e.msg }
-func (e *argumentError) Is(target error) bool { return target == ErrInvalid }
-
-func invalidArgument(format string, args ...any) error {
-	return &argumentError{msg: fmt.Sprintf(format, args...)}
+func invalidArgument(field, format string, args ...any) error {
+	return invalidIn("auth request", field, format, args...)
 }
 
 // AuthCredsGetRequest asks for a context's credentials.
@@ -241,21 +235,4 @@ type AuthRotateReply struct {
 	Rotated       int      `json:"rotated"`
 	Unchanged     int      `json:"unchanged"`
 	RetiredKeyIDs []string `json:"retired_key_ids"`
-}
-
-// AuthError is a failed persistence request as it travels on the wire: the
-// body {"error": {...}} of a reply that also carries the micro headers
-// Nats-Service-Error-Code (the code) and Nats-Service-Error (the message).
-type AuthError struct {
-	Code    ErrorCode `json:"code"`
-	Message string    `json:"message"`
-}
-
-// Error returns "<code>: <message>".
-func (e *AuthError) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
-
-// AuthErrorReply is the body of a failed persistence request. A successful
-// reply never has a top-level "error" member.
-type AuthErrorReply struct {
-	Error *AuthError `json:"error"`
 }

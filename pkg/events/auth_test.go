@@ -21,9 +21,9 @@ func TestAuthNames(t *testing.T) {
 		want     string // "" when valid
 	}{
 		{"custom type", events.ValidateKeyType, "my_type-2", ""},
-		{"type with a dot", events.ValidateKeyType, "pre.key", `key type "pre.key"`},
-		{"type wildcard", events.ValidateKeyType, ">", `key type ">"`},
-		{"empty type", events.ValidateKeyType, "", `key type ""`},
+		{"type with a dot", events.ValidateKeyType, "pre.key", `key type: "pre.key"`},
+		{"type wildcard", events.ValidateKeyType, ">", `key type: ">"`},
+		{"empty type", events.ValidateKeyType, "", `key type: ""`},
 		{"long type", events.ValidateKeyType, strings.Repeat("a", 65), "1 to 64"},
 		{"jid id", events.ValidateKeyID, "5511999999999:12@s.whatsapp.net", ""},
 		{"id with anything", events.ValidateKeyID, "a/b c.*>ü\t", ""},

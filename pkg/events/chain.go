@@ -88,7 +88,7 @@ type ChainResult struct {
 	// Error is set when the call failed: a plugin with policy fail failed
 	// (Code "plugin_failed", State is the state before that step), or the
 	// request was refused (Code "invalid").
-	Error *CommandError `json:"error,omitempty"`
+	Error *Error `json:"error,omitempty"`
 }
 
 // Error codes of chain calls.

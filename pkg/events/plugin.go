@@ -208,13 +208,13 @@ func (p PluginSpec) Validate() error {
 	switch p.Mode {
 	case ModeChain, ModeNotify, "":
 	default:
-		return invalid("mode", "%q: want chain or notify", p.Mode)
+		return invalidIn("plugin", "mode", "%q: want chain or notify", p.Mode)
 	}
 	if p.Priority < MinPriority || p.Priority > MaxPriority {
-		return invalid("priority", "%d: want %d to %d (lower runs first)", p.Priority, MinPriority, MaxPriority)
+		return invalidIn("plugin", "priority", "%d: want %d to %d (lower runs first)", p.Priority, MinPriority, MaxPriority)
 	}
 	if len(p.Depends) > MaxDepends {
-		return invalid("depends", "%d dependencies, the limit is %d", len(p.Depends), MaxDepends)
+		return invalidIn("plugin", "depends", "%d dependencies, the limit is %d", len(p.Depends), MaxDepends)
 	}
 	seen := map[string]bool{}
 	for _, d := range p.Depends {
@@ -222,24 +222,24 @@ func (p PluginSpec) Validate() error {
 			return err
 		}
 		if d.Name == p.Name {
-			return invalid("depends", "%s depends on itself", p.Name)
+			return invalidIn("plugin", "depends", "%s depends on itself", p.Name)
 		}
 		if seen[d.Name] {
-			return invalid("depends", "%s is listed twice", d.Name)
+			return invalidIn("plugin", "depends", "%s is listed twice", d.Name)
 		}
 		seen[d.Name] = true
 	}
 	if len(p.Extra) > 0 {
 		if len(p.Extra) > MaxExtraBytes {
-			return invalid("extra", "%d bytes, the limit is %d", len(p.Extra), MaxExtraBytes)
+			return invalidIn("plugin", "extra", "%d bytes, the limit is %d", len(p.Extra), MaxExtraBytes)
 		}
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(p.Extra, &obj); err != nil || obj == nil {
-			return invalid("extra", "must be a JSON object")
+			return invalidIn("plugin", "extra", "must be a JSON object")
 		}
 	}
 	if len(p.Owner) > 256 || len(p.Version) > 64 || strings.ContainsFunc(p.Owner+p.Version, isControl) {
-		return invalid("owner", "owner (256 bytes) and version (64 bytes) must be short printable text")
+		return invalidIn("plugin", "owner", "owner (256 bytes) and version (64 bytes) must be short printable text")
 	}
 	return p.Settings.validate()
 }
@@ -248,21 +248,21 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func (s Settings) validate() error {
 	if s.StepTimeoutMS < 0 || time.Duration(s.StepTimeoutMS)*time.Millisecond > MaxStepTimout {
-		return invalid("settings.step_timeout_ms", "%d: want 1 to %d", s.StepTimeoutMS, MaxStepTimout.Milliseconds())
+		return invalidIn("plugin", "settings.step_timeout_ms", "%d: want 1 to %d", s.StepTimeoutMS, MaxStepTimout.Milliseconds())
 	}
 	switch s.OnError {
 	case OnErrorSkip, OnErrorHalt, OnErrorFail, "":
 	default:
-		return invalid("settings.on_error", "%q: want skip, halt or fail", s.OnError)
+		return invalidIn("plugin", "settings.on_error", "%q: want skip, halt or fail", s.OnError)
 	}
 	if s.MaxDeliver < 0 || s.MaxDeliver > MaxDeliverCap {
-		return invalid("settings.max_deliver", "%d: want 1 to %d", s.MaxDeliver, MaxDeliverCap)
+		return invalidIn("plugin", "settings.max_deliver", "%d: want 1 to %d", s.MaxDeliver, MaxDeliverCap)
 	}
 	if len(s.BackoffMS) > s.MaxDeliver && s.MaxDeliver > 0 {
-		return invalid("settings.backoff_ms", "%d waits for %d deliveries: at most one per delivery", len(s.BackoffMS), s.MaxDeliver)
+		return invalidIn("plugin", "settings.backoff_ms", "%d waits for %d deliveries: at most one per delivery", len(s.BackoffMS), s.MaxDeliver)
 	}
 	if slices.ContainsFunc(s.BackoffMS, func(ms int) bool { return ms <= 0 }) {
-		return invalid("settings.backoff_ms", "waits must be positive milliseconds")
+		return invalidIn("plugin", "settings.backoff_ms", "waits must be positive milliseconds")
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"fmt"
 	"slices"
 )
 
@@ -59,29 +58,29 @@ type PluginCommand struct {
 // *ValidationError.
 func (c PluginCommand) Validate(op PluginOp) error {
 	if !op.Valid() {
-		return invalid("op", "%q: want one of %v", op, PluginOps)
+		return invalidIn("command", "op", "%q: want one of %v", op, PluginOps)
 	}
 	if op == OpRegister {
 		if c.Plugin == nil {
-			return invalid("plugin", "register needs the plugin's declaration")
+			return invalidIn("command", "plugin", "register needs the plugin's declaration")
 		}
 		if c.Name != "" || c.Event != "" {
-			return invalid("plugin", "register takes only the declaration, not name or event")
+			return invalidIn("command", "plugin", "register takes only the declaration, not name or event")
 		}
 		return c.Plugin.Validate()
 	}
 	if c.Plugin != nil {
-		return invalid("plugin", "%s takes a name or an event, not a declaration", op)
+		return invalidIn("command", "plugin", "%s takes a name or an event, not a declaration", op)
 	}
 	switch {
 	case c.Name != "" && c.Event != "":
-		return invalid("name", "give a name or an event, not both")
+		return invalidIn("command", "name", "give a name or an event, not both")
 	case c.Name != "":
 		return ValidateName("plugin", c.Name)
 	case c.Event != "":
 		return ValidateType(c.Event)
 	default:
-		return invalid("name", "%s needs a plugin name or an event", op)
+		return invalidIn("command", "name", "%s needs a plugin name or an event", op)
 	}
 }
 
@@ -109,20 +108,12 @@ const (
 	CodeUnavailable ErrorCode = "unavailable"
 )
 
-// CommandError is a failed command or query, as it travels on the wire.
-type CommandError struct {
-	Code    ErrorCode `json:"code"`
-	Message string    `json:"message"`
-}
-
-func (e *CommandError) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
-
 // CommandReply is the registry's answer to a command or a query: the
 // resulting state of every plugin it touched (one for a single-plugin
 // operation, all of them for a bulk one or a list), or an error.
 type CommandReply struct {
-	Plugins []Plugin      `json:"plugins"`
-	Error   *CommandError `json:"error,omitempty"`
+	Plugins []Plugin `json:"plugins"`
+	Error   *Error   `json:"error,omitempty"`
 }
 
 // LifecycleTypePrefix starts the CloudEvents type of lifecycle events:

@@ -63,14 +63,14 @@ func ValidateType(s string) error {
 // [A-Za-z0-9_-]{1,64}. field names the thing in the error ("plugin", "hook").
 func ValidateName(field, s string) error {
 	if s == "" {
-		return invalid(field, "required")
+		return invalidIn("name", field, "required")
 	}
 	if len(s) > MaxNameLen {
-		return invalid(field, "%d bytes long, the limit is %d", len(s), MaxNameLen)
+		return invalidIn("name", field, "%d bytes long, the limit is %d", len(s), MaxNameLen)
 	}
 	if j := strings.IndexFunc(s, func(r rune) bool { return !isTokenRune(r) }); j >= 0 {
 		r, _ := utf8.DecodeRuneInString(s[j:])
-		return invalid(field, "%q contains %q: only letters, digits, '_' and '-' are allowed", s, r)
+		return invalidIn("name", field, "%q contains %q: only letters, digits, '_' and '-' are allowed", s, r)
 	}
 	return nil
 }
@@ -176,7 +176,7 @@ func CheckAnswerSubject(kind, name, replyTo string) error {
 // (docs/security.md).
 func CheckRequestReply(reply string) error {
 	if !strings.HasPrefix(reply, InboxRoot+".") {
-		return invalid("reply", "%q: requests need an inbox reply subject (%s.…)", reply, InboxRoot)
+		return invalidIn("request", "reply", "%q: requests need an inbox reply subject (%s.…)", reply, InboxRoot)
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func (s *Service) serveCalls(ctx context.Context) error {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			s.respond(m, events.ChainResult{Trace: []events.TraceStep{}, Error: &events.CommandError{Code: events.CodeUnavailable, Message: "the dispatcher is stopping: call again"}})
+			s.respond(m, events.ChainResult{Trace: []events.TraceStep{}, Error: &events.Error{Code: events.CodeUnavailable, Message: "the dispatcher is stopping: call again"}})
 			return
 		}
 		wg.Go(func() {
@@ -60,14 +60,14 @@ func (s *Service) answerCall(ctx context.Context, m *nats.Msg) {
 	e, err := s.codec.Decode(m.Header, m.Data)
 	switch {
 	case err != nil:
-		res = events.ChainResult{Trace: []events.TraceStep{}, Error: &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}}
+		res = events.ChainResult{Trace: []events.TraceStep{}, Error: &events.Error{Code: events.CodeInvalid, Message: err.Error()}}
 	case !onSubject(events.CallSubject, e.Type(), m.Subject):
 		res = events.ChainResult{EventID: e.ID(), EventSource: e.Source(), EventType: e.Type(), Trace: []events.TraceStep{},
-			Error: &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("event type %q does not match the call subject %q", e.Type(), m.Subject)}}
+			Error: &events.Error{Code: events.CodeInvalid, Message: fmt.Sprintf("event type %q does not match the call subject %q", e.Type(), m.Subject)}}
 	default:
 		if err := s.plugins.Fresh(ctx); err != nil {
 			res = events.ChainResult{EventID: e.ID(), EventSource: e.Source(), EventType: e.Type(), Trace: []events.TraceStep{},
-				Error: &events.CommandError{Code: events.CodeUnavailable, Message: "the plugin table could not be read: " + err.Error()}}
+				Error: &events.Error{Code: events.CodeUnavailable, Message: "the plugin table could not be read: " + err.Error()}}
 			break
 		}
 		res = s.runChain(ctx, e, s.routes.chain(e.Type()), 1)
@@ -86,7 +86,7 @@ func (s *Service) respond(m *nats.Msg, res events.ChainResult) {
 	if err != nil {
 		s.log.Error("call answer replaced by an error", "subject", m.Subject, "err", err)
 		res.State = json.RawMessage("null")
-		res.Error = &events.CommandError{Code: events.CodeInternal, Message: "the chain ran but its answer could not be sent: " + err.Error()}
+		res.Error = &events.Error{Code: events.CodeInternal, Message: "the chain ran but its answer could not be sent: " + err.Error()}
 		if b, err = json.Marshal(res); err != nil {
 			return // only strings and null left: cannot fail
 		}

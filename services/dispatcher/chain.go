@@ -27,7 +27,7 @@ func (s *Service) runChain(ctx context.Context, e *event.Event, chain []events.P
 	}
 	if !json.Valid(res.State) {
 		res.State = json.RawMessage("null")
-		res.Error = &events.CommandError{Code: events.CodeInvalid, Message: "the event's data must be JSON to run a chain on it"}
+		res.Error = &events.Error{Code: events.CodeInvalid, Message: "the event's data must be JSON to run a chain on it"}
 		return res
 	}
 	if len(chain) == 0 {
@@ -38,7 +38,7 @@ func (s *Service) runChain(ctx context.Context, e *event.Event, chain []events.P
 
 	base, err := stepHeader(e)
 	if err != nil {
-		res.Error = &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
+		res.Error = &events.Error{Code: events.CodeInvalid, Message: err.Error()}
 		return res
 	}
 	for i, p := range chain {
@@ -71,7 +71,7 @@ func (s *Service) runChain(ctx context.Context, e *event.Event, chain []events.P
 		case events.OnErrorFail:
 			step.Outcome = events.OutcomeFailed
 			res.Trace = append(res.Trace, step)
-			res.Error = &events.CommandError{Code: events.CodePluginFailed, Message: fmt.Sprintf("plugin %s: %s", p.Name, step.Error)}
+			res.Error = &events.Error{Code: events.CodePluginFailed, Message: fmt.Sprintf("plugin %s: %s", p.Name, step.Error)}
 			return res
 		default:
 			step.Outcome = events.OutcomeSkipped

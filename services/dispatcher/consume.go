@@ -349,7 +349,7 @@ func (s *Service) encodeResult(subject string, r *event.Event, res events.ChainR
 	if err == nil || !errors.Is(err, events.ErrInvalid) {
 		return msg, err
 	}
-	res.Error = &events.CommandError{Code: events.CodePluginFailed, Message: fmt.Sprintf("the chain's result is too large to store (%v); its state is left out", err)}
+	res.Error = &events.Error{Code: events.CodePluginFailed, Message: fmt.Sprintf("the chain's result is too large to store (%v); its state is left out", err)}
 	res.State = json.RawMessage("null")
 	if err := r.SetData(event.ApplicationJSON, res); err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/microerr"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -251,22 +252,9 @@ func (s *Service) answer(base context.Context, name string, ep endpoint, req mic
 	case events.CodeInternal:
 		s.log.Error("persistence request failed", "subject", ep.subject, "err", err)
 	}
-	msg := err.Error()
-	body, _ := json.Marshal(events.AuthErrorReply{Error: &events.AuthError{Code: code, Message: msg}})
-	if err := req.Error(string(code), headerSafe(msg), body); err != nil {
+	if err := microerr.Respond(req, &events.Error{Code: code, Message: err.Error()}); err != nil {
 		s.log.Warn("persistence error reply", "subject", ep.subject, "err", err)
 	}
-}
-
-// headerSafe turns control characters (an id may hold any) into spaces, so
-// a message is one valid header line; the body keeps it as it is.
-func headerSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 // decode reads a JSON request body into v, refusing unknown fields and

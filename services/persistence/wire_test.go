@@ -130,3 +130,26 @@ func TestDiscoverable(t *testing.T) {
 		t.Errorf("request to an unserved subject: %v, want no responders", err)
 	}
 }
+
+// An error answer is a micro error: counted in $SRV.STATS, with the code
+// and message in the headers and in the body.
+func TestErrorsAreMicroErrors(t *testing.T) {
+	srv := newBus(t, "")
+	startService(t, srv, persistence.NewKey())
+	nc := natstest.Connect(t, srv)
+	m, err := nc.Request(events.AuthKeysGetSubject, []byte(`{"context":"acme","type":"pre key","ids":["1"]}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply events.ErrorReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil || reply.Error == nil {
+		t.Fatalf("body %s (%v), want {\"error\": ...}", m.Data, err)
+	}
+	if code := m.Header.Get(micro.ErrorCodeHeader); code != "invalid" || reply.Error.Code != events.CodeInvalid ||
+		m.Header.Get(micro.ErrorHeader) != reply.Error.Message {
+		t.Errorf("headers %v, body %s; want code invalid and the message in both", m.Header, m.Data)
+	}
+	if n := natstest.EndpointErrors(t, nc, "hookbus-persistence", "keys-get"); n != 1 {
+		t.Errorf("$SRV.STATS counts %d errors of keys-get, want 1", n)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/microerr"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -61,7 +62,7 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 	reply, err := s.execute(ctx, kv, op, cmd, meta.Sequence.Stream, meta.NumDelivered > 1)
 	if err != nil && ctx.Err() == nil && meta.NumDelivered >= uint64(s.cfg.MaxAttempts) {
 		log.Error("command not applied in its last attempt: dropped", "op", op, "err", err)
-		s.answer(replyTo, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal,
+		s.answer(replyTo, events.CommandReply{Error: &events.Error{Code: events.CodeInternal,
 			Message: fmt.Sprintf("not applied in %d attempts (%v); a part of it may have been applied: send it again (commands are idempotent)", meta.NumDelivered, err)}})
 		_ = msg.TermWithReason("not applied in its attempts")
 		return
@@ -88,7 +89,7 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 // subject, so the subject, not the body, says which plugin may change.
 // named is the plugin the subject names (its token after the op; "" for a
 // bulk command), whose answer subject an invalid command is answered on.
-func parseCommand(msg jetstream.Msg) (op events.PluginOp, named string, cmd events.PluginCommand, cerr *events.CommandError) {
+func parseCommand(msg jetstream.Msg) (op events.PluginOp, named string, cmd events.PluginCommand, cerr *events.Error) {
 	rest := strings.TrimPrefix(msg.Subject(), events.CommandTypePrefix)
 	opName, target, _ := strings.Cut(rest, ".")
 	op = events.PluginOp(opName)
@@ -98,26 +99,26 @@ func parseCommand(msg jetstream.Msg) (op events.PluginOp, named string, cmd even
 	}
 	e, err := events.Decode(msg.Headers(), msg.Data())
 	if err != nil {
-		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
+		return op, named, cmd, &events.Error{Code: events.CodeInvalid, Message: err.Error()}
 	}
 	if want := events.CommandTypePrefix + opName; e.Type() != want {
-		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: fmt.Sprintf("command type %q does not match its subject %q: want %q", e.Type(), msg.Subject(), want)}
+		return op, named, cmd, &events.Error{Code: events.CodeInvalid, Message: fmt.Sprintf("command type %q does not match its subject %q: want %q", e.Type(), msg.Subject(), want)}
 	}
 	dec := json.NewDecoder(strings.NewReader(string(e.Data())))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cmd); err != nil {
-		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: "command data: " + err.Error()}
+		return op, named, cmd, &events.Error{Code: events.CodeInvalid, Message: "command data: " + err.Error()}
 	}
 	if err := cmd.Validate(op); err != nil {
-		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
+		return op, named, cmd, &events.Error{Code: events.CodeInvalid, Message: err.Error()}
 	}
 	if got := cmd.Target(); got != target {
 		msg := fmt.Sprintf("the subject names plugin %q, the command is about %q: a command about one plugin goes on %s%s.<name>, a bulk command (by event) on %s%s", target, got, events.CommandTypePrefix, op, events.CommandTypePrefix, op)
-		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
+		return op, named, cmd, &events.Error{Code: events.CodeInvalid, Message: msg}
 	}
 	if op == events.OpRegister && cmd.Plugin.Event != event {
 		msg := fmt.Sprintf("the subject names event %q, the declaration %q: a register command goes on %sregister.<name>.<event>", event, cmd.Plugin.Event, events.CommandTypePrefix)
-		return op, named, cmd, &events.CommandError{Code: events.CodeInvalid, Message: msg}
+		return op, named, cmd, &events.Error{Code: events.CodeInvalid, Message: msg}
 	}
 	return op, named, cmd, nil
 }
@@ -277,25 +278,25 @@ func (s *Service) serveGet(kv jetstream.KeyValue, r micro.Request) {
 		Name string `json:"name"`
 	}
 	if err := json.Unmarshal(r.Data(), &req); err != nil {
-		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInvalid, Message: "get request: " + err.Error()}})
+		respondError(r, &events.Error{Code: events.CodeInvalid, Message: "get request: " + err.Error()})
 		return
 	}
 	if err := events.ValidateName("plugin", req.Name); err != nil {
-		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}})
+		respondError(r, &events.Error{Code: events.CodeInvalid, Message: err.Error()})
 		return
 	}
 	entry, err := kv.Get(context.Background(), req.Name)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeNotFound, Message: fmt.Sprintf("plugin %s is not registered", req.Name)}})
+		respondError(r, &events.Error{Code: events.CodeNotFound, Message: fmt.Sprintf("plugin %s is not registered", req.Name)})
 		return
 	case err != nil:
-		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal, Message: err.Error()}})
+		respondError(r, &events.Error{Code: events.CodeInternal, Message: err.Error()})
 		return
 	}
 	var p events.Plugin
 	if err := json.Unmarshal(entry.Value(), &p); err != nil {
-		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal, Message: fmt.Sprintf("stored state of %s unreadable: %v", req.Name, err)}})
+		respondError(r, &events.Error{Code: events.CodeInternal, Message: fmt.Sprintf("stored state of %s unreadable: %v", req.Name, err)})
 		return
 	}
 	p.Revision = entry.Revision()
@@ -308,7 +309,7 @@ func (s *Service) serveList(r micro.Request) {
 	var f events.PluginFilter
 	if len(r.Data()) > 0 {
 		if err := json.Unmarshal(r.Data(), &f); err != nil {
-			respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInvalid, Message: "list request: " + err.Error()}})
+			respondError(r, &events.Error{Code: events.CodeInvalid, Message: "list request: " + err.Error()})
 			return
 		}
 	}
@@ -316,7 +317,7 @@ func (s *Service) serveList(r micro.Request) {
 	defer cancel()
 	cur, err := s.plugins.CatchUp(ctx)
 	if err != nil {
-		respond(r, events.CommandReply{Error: &events.CommandError{Code: events.CodeInternal, Message: err.Error()}})
+		respondError(r, &events.Error{Code: events.CodeInternal, Message: err.Error()})
 		return
 	}
 	out := []events.Plugin{}
@@ -339,4 +340,8 @@ func (s *Service) serveList(r micro.Request) {
 
 func respond(r micro.Request, reply events.CommandReply) {
 	_ = r.RespondJSON(reply)
+}
+
+func respondError(r micro.Request, e *events.Error) {
+	_ = microerr.Respond(r, e)
 }

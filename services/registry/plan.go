@@ -41,9 +41,9 @@ type outcome struct {
 // touching storage: every rule of DESIGN §1.1 lives here, so it is tested
 // as a pure function. cur is not modified. seq is the command's stream
 // sequence, recorded on every plugin it changes.
-func plan(op events.PluginOp, cmd events.PluginCommand, cur map[string]events.Plugin, seq uint64, now time.Time) (outcome, *events.CommandError) {
+func plan(op events.PluginOp, cmd events.PluginCommand, cur map[string]events.Plugin, seq uint64, now time.Time) (outcome, *events.Error) {
 	if err := cmd.Validate(op); err != nil {
-		return outcome{}, &events.CommandError{Code: events.CodeInvalid, Message: err.Error()}
+		return outcome{}, &events.Error{Code: events.CodeInvalid, Message: err.Error()}
 	}
 	next := maps.Clone(cur)
 	if next == nil {
@@ -56,7 +56,7 @@ func plan(op events.PluginOp, cmd events.PluginCommand, cur map[string]events.Pl
 		}
 		targets = []string{cmd.Plugin.Name}
 	} else {
-		var err *events.CommandError
+		var err *events.Error
 		targets, err = resolveTargets(op, cmd, next)
 		if err != nil {
 			return outcome{}, err
@@ -108,7 +108,7 @@ func plan(op events.PluginOp, cmd events.PluginCommand, cur map[string]events.Pl
 // register upserts spec: declared fields replaced, status and creation
 // time kept. A new plugin whose hard dependencies are not all running is
 // held; otherwise registered.
-func register(next map[string]events.Plugin, spec events.PluginSpec, now time.Time) *events.CommandError {
+func register(next map[string]events.Plugin, spec events.PluginSpec, now time.Time) *events.Error {
 	p, exists := next[spec.Name]
 	p.PluginSpec = spec
 	if !exists {
@@ -120,7 +120,7 @@ func register(next map[string]events.Plugin, spec events.PluginSpec, now time.Ti
 	}
 	next[spec.Name] = p
 	if cycle := findCycle(next, spec.Name); cycle != nil {
-		return &events.CommandError{Code: events.CodeCycle, Message: "dependency cycle: " + strings.Join(cycle, " -> ")}
+		return &events.Error{Code: events.CodeCycle, Message: "dependency cycle: " + strings.Join(cycle, " -> ")}
 	}
 	return nil
 }
@@ -129,10 +129,10 @@ func register(next map[string]events.Plugin, spec events.PluginSpec, now time.Ti
 // named one, or every plugin of the event in dependency order (dependencies
 // first, so a bulk start can start a chain whose members depend on each
 // other).
-func resolveTargets(op events.PluginOp, cmd events.PluginCommand, next map[string]events.Plugin) ([]string, *events.CommandError) {
+func resolveTargets(op events.PluginOp, cmd events.PluginCommand, next map[string]events.Plugin) ([]string, *events.Error) {
 	if cmd.Name != "" {
 		if _, ok := next[cmd.Name]; !ok {
-			return nil, &events.CommandError{Code: events.CodeNotFound, Message: fmt.Sprintf("plugin %s is not registered", cmd.Name)}
+			return nil, &events.Error{Code: events.CodeNotFound, Message: fmt.Sprintf("plugin %s is not registered", cmd.Name)}
 		}
 		return []string{cmd.Name}, nil
 	}
@@ -143,7 +143,7 @@ func resolveTargets(op events.PluginOp, cmd events.PluginCommand, next map[strin
 		}
 	}
 	if len(names) == 0 {
-		return nil, &events.CommandError{Code: events.CodeNotFound, Message: fmt.Sprintf("no plugin is registered for event %s", cmd.Event)}
+		return nil, &events.Error{Code: events.CodeNotFound, Message: fmt.Sprintf("no plugin is registered for event %s", cmd.Event)}
 	}
 	order := topoOrder(next)
 	slices.SortFunc(names, func(a, b string) int { return order[a] - order[b] })
@@ -154,15 +154,15 @@ func resolveTargets(op events.PluginOp, cmd events.PluginCommand, next map[strin
 }
 
 // apply performs op on the plugin name in next.
-func apply(op events.PluginOp, name string, next map[string]events.Plugin) *events.CommandError {
+func apply(op events.PluginOp, name string, next map[string]events.Plugin) *events.Error {
 	p := next[name]
 	switch op {
 	case events.OpStart, events.OpRestart:
 		if p.Status == events.StatusStopped {
-			return &events.CommandError{Code: events.CodeStopped, Message: fmt.Sprintf("plugin %s is stopped: enable it first", name)}
+			return &events.Error{Code: events.CodeStopped, Message: fmt.Sprintf("plugin %s is stopped: enable it first", name)}
 		}
 		if missing := missingHard(p, next); len(missing) > 0 {
-			return &events.CommandError{Code: events.CodeDependencyNotRunning, Message: fmt.Sprintf("plugin %s: hard dependencies not running: %s", name, strings.Join(missing, ", "))}
+			return &events.Error{Code: events.CodeDependencyNotRunning, Message: fmt.Sprintf("plugin %s: hard dependencies not running: %s", name, strings.Join(missing, ", "))}
 		}
 		p.Status = events.StatusStarted
 		if op == events.OpRestart {

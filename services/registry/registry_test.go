@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
@@ -286,7 +287,7 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 		want    string
 	}{
 		{"not a cloudevent", "hookbus.cmd.plugin.start.a", nil, []byte("start a please"), "invalid event: specversion: not a CloudEvent"},
-		{"unknown op", "hookbus.cmd.plugin.explode.a", nil, nil, "invalid event: op"},
+		{"unknown op", "hookbus.cmd.plugin.explode.a", nil, nil, "invalid command: op"},
 		{"type and subject differ", "hookbus.cmd.plugin.start.a", nil, nil, `command type "hookbus.cmd.plugin.stop" does not match`},
 		{"unknown field", "hookbus.cmd.plugin.start.a", nil, nil, `unknown field "nmae"`},
 		{"subject names another plugin", "hookbus.cmd.plugin.stop.a", nil, nil, `the subject names plugin "a", the command is about "b"`},
@@ -401,7 +402,7 @@ func TestConcurrentRegistriesEqualSerialReplay(t *testing.T) {
 		var ce *client.Error
 		switch {
 		case s.reply.Error != nil:
-			if !errors.As(err, &ce) || ce.Code != string(s.reply.Error.Code) {
+			if !errors.As(err, &ce) || ce.Code != s.reply.Error.Code {
 				t.Errorf("seq %d %s %+v: concurrent run answered %v, serial replay %v", s.seq, s.op, s.cmd, s.reply.Error, err)
 			}
 		case err != nil:
@@ -566,5 +567,31 @@ func TestCommandWithForeignReplySubjectIsRefused(t *testing.T) {
 				t.Errorf("the registry published on %s", target)
 			}
 		}
+	}
+}
+
+// A query the registry refuses is a micro error: the Nats-Service-Error
+// headers, the body {"error": {...}}, and counted in $SRV.STATS.
+func TestQueryErrorsAreMicroErrors(t *testing.T) {
+	srv, _, _ := setup(t)
+	runRegistry(t, srv)
+	nc := natstest.Connect(t, srv)
+	for i, body := range []string{`{"name":"nope"}`, `{"name":"a b"}`} {
+		m, err := nc.Request(events.RegistryGetSubject, []byte(body), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"not_found", "invalid"}[i]
+		var reply events.ErrorReply
+		if err := json.Unmarshal(m.Data, &reply); err != nil || reply.Error == nil {
+			t.Fatalf("get %s: body %s (%v), want {\"error\": ...}", body, m.Data, err)
+		}
+		if code := m.Header.Get(micro.ErrorCodeHeader); code != want || reply.Error.Code != events.ErrorCode(want) ||
+			m.Header.Get(micro.ErrorHeader) != reply.Error.Message || reply.Error.Message == "" {
+			t.Errorf("get %s: headers %v, body %s; want code %s in both and the message in both", body, m.Header, m.Data, want)
+		}
+	}
+	if n := natstest.EndpointErrors(t, nc, "hookbus-registry", "get"); n != 2 {
+		t.Errorf("$SRV.STATS counts %d errors of get, want 2", n)
 	}
 }
