@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// Config configures the gateway.
+type Config struct {
+	// Addr is the host:port the HTTP server listens on; port 0 picks a
+	// free one.
+	Addr string
+	// MaxEventSize is the event size limit of the wire contract
+	// (events.Codec.MaxSize): an event larger than this, encoded for
+	// NATS, is refused with 413, as is a body that cannot hold an event
+	// within it.
+	MaxEventSize int
+	// Window is how many events the gateway has in flight to JetStream at
+	// most, all requests together; a request waits for room.
+	Window int
+	// AckTimeout is how long the gateway waits for JetStream's
+	// acknowledgement of one send before sending the event again (with
+	// the same Nats-Msg-Id).
+	AckTimeout time.Duration
+	// ReadHeaderTimeout bounds the reading of a request's headers (slow
+	// clients); ReadTimeout the whole request, body included.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	// IdleTimeout closes keep-alive connections idle that long.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes limits the size of a request's headers.
+	MaxHeaderBytes int
+	// ShutdownTimeout bounds the graceful shutdown: requests in flight
+	// are answered within it, or Run returns an error.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults: 127.0.0.1:8080, the default event
+// size limit, a window of 256 events, 5 s per ack, 5 s for headers, 30 s
+// per request, 64 KiB of headers, 10 s to shut down.
+func DefaultConfig() Config {
+	return Config{
+		Addr:              "127.0.0.1:8080",
+		MaxEventSize:      events.DefaultMaxSize,
+		Window:            256,
+		AckTimeout:        5 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ShutdownTimeout:   10 * time.Second,
+	}
+}
+
+// Validate reports the first unusable setting.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("gateway addr %q: %w", c.Addr, err)
+	}
+	switch {
+	case c.MaxEventSize <= 0:
+		return fmt.Errorf("gateway max event size %d: must be positive", c.MaxEventSize)
+	case c.Window <= 0:
+		return fmt.Errorf("gateway window %d: must be positive", c.Window)
+	case c.MaxHeaderBytes <= 0:
+		return fmt.Errorf("gateway max header bytes %d: must be positive", c.MaxHeaderBytes)
+	case c.AckTimeout <= 0, c.ReadHeaderTimeout <= 0, c.ReadTimeout <= 0, c.IdleTimeout <= 0, c.ShutdownTimeout <= 0:
+		return fmt.Errorf("gateway timeouts (ack %s, read header %s, read %s, idle %s, shutdown %s): must be positive",
+			c.AckTimeout, c.ReadHeaderTimeout, c.ReadTimeout, c.IdleTimeout, c.ShutdownTimeout)
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+// Package gateway is Hookbus's HTTP gateway: CloudEvents over HTTP for
+// clients without a NATS client. POST /events takes one event in the
+// CloudEvents HTTP binding 1.0.2, binary (ce-* headers) or structured
+// (application/cloudevents+json) mode, validates it with the wire contract
+// (events.Codec, catalog schemas included), publishes it to JetStream with
+// the Nats-Msg-Id of the wire contract, so a retried POST is stored once,
+// and answers 202 only once JetStream stored it.
+//
+// There is no authentication yet: anyone who can reach the listen address
+// may publish any event type. Keep it on loopback (the default) until
+// token auth lands.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookbus/hookbus/pkg/client"
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// Service is the gateway. Several may run at once on the same NATS.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	codec events.Codec
+	pub   *client.Publisher
+
+	addr  atomic.Pointer[string] // set by Run once listening
+	ready atomic.Bool
+}
+
+// New builds the gateway on nc; Run serves it. A nil logger discards logs.
+func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if nc == nil {
+		return nil, errors.New("gateway: nil nats connection")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c, err := client.New(nc, client.WithMaxEventSize(cfg.MaxEventSize))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	pub, err := c.NewPublisher(client.WithWindow(cfg.Window), client.WithAckTimeout(cfg.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return &Service{
+		cfg:   cfg,
+		log:   log.With("service", "gateway"),
+		codec: events.Codec{MaxSize: cfg.MaxEventSize},
+		pub:   pub,
+	}, nil
+}
+
+// Handler returns the gateway's HTTP routes: POST /events. It answers
+// until Run returns; after that, every event is refused with 503.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /events", s.postEvents)
+	return mux
+}
+
+// errNotReady is what Ready returns while Run is not serving.
+var errNotReady = errors.New("gateway not serving")
+
+// Ready returns nil while Run serves HTTP requests.
+func (s *Service) Ready(context.Context) error {
+	if !s.ready.Load() {
+		return errNotReady
+	}
+	return nil
+}
+
+// Addr returns the address Run listens on, "" before it listens.
+func (s *Service) Addr() string {
+	if a := s.addr.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
+
+// Run listens on Config.Addr and serves until ctx ends, then shuts down
+// gracefully: it stops accepting connections, answers the requests in
+// flight (each once JetStream acknowledged its event) and returns nil, or
+// an error if that took more than Config.ShutdownTimeout.
+func (s *Service) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway listen %s: %w", s.cfg.Addr, err)
+	}
+	addr := l.Addr().String()
+	s.addr.Store(&addr)
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	s.ready.Store(true)
+	s.log.Info("gateway listening", "addr", addr)
+	s.log.Warn("gateway accepts every request without authentication (token auth is not implemented yet): keep it on loopback", "addr", addr)
+
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+	}
+	s.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if serveErr != nil {
+		errs = append(errs, fmt.Errorf("gateway serve: %w", serveErr))
+	} else {
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+			errs = append(errs, fmt.Errorf("gateway shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err))
+		}
+		<-errc // http.ErrServerClosed
+	}
+	// Every handler has returned (or Close cut them off): what is left in
+	// the window belongs to nobody, Close waits for it within the same
+	// bound.
+	if err := s.pub.Close(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("gateway publisher: %w", err))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	s.log.Info("gateway stopped")
+	return nil
+}
