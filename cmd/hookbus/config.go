@@ -39,6 +39,8 @@ type Config struct {
 
 	NATSWebsocketOrigins string `envconfig:"NATS_WEBSOCKET_ORIGINS" flag:"nats-websocket-origins" desc:"embedded server: more origins allowed to open the WebSocket listener besides its own, comma-separated scheme://host[:port] (e.g. https://app.example.com)"`
 
+	GatewayAddr string `envconfig:"GATEWAY_ADDR" default:"127.0.0.1:8080" flag:"gateway-addr" desc:"serve: host:port of the HTTP gateway (POST /events); no authentication yet, keep it on loopback"`
+
 	OpsAddr   string `envconfig:"OPS_ADDR" default:"127.0.0.1:8090" flag:"ops-addr" desc:"host:port of /livez, /readyz and /metrics"`
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" flag:"log-level" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"text" flag:"log-format" desc:"text or json"`
