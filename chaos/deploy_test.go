@@ -39,6 +39,7 @@ func startAllInOne(t *testing.T, ps *procs) deployment {
 		"HOOKBUS_DATA_DIR="+ps.dir("hookbus"),
 		"HOOKBUS_NATS_LISTEN="+natsAddr,
 		"HOOKBUS_OPS_ADDR="+opsAddr,
+		"HOOKBUS_GATEWAY_ADDR="+freeAddr(t),
 		"HOOKBUS_NATS_SYNC_ALWAYS=true",
 	)
 	p := ps.add("hookbus", "hookbus", hookbusBin, []string{"serve"}, env, httpReady("http://"+opsAddr+"/readyz"))

@@ -64,7 +64,7 @@ func startServer(t *testing.T, dataDir string) *server {
 
 func spawnServer(t *testing.T, dataDir string) *server {
 	t.Helper()
-	natsAddr, opsAddr := freeAddr(t), freeAddr(t)
+	natsAddr, opsAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	s := &server{
 		NATSURL: "nats://" + natsAddr,
 		OpsURL:  "http://" + opsAddr,
@@ -75,6 +75,7 @@ func spawnServer(t *testing.T, dataDir string) *server {
 	s.cmd = exec.Command(binary, "serve",
 		"--nats-listen", natsAddr,
 		"--ops-addr", opsAddr,
+		"--gateway-addr", gatewayAddr,
 		"--data-dir", dataDir,
 		"--log-level", "debug",
 	)
