@@ -258,6 +258,7 @@ type problemBody struct {
 func TestRefusals(t *testing.T) {
 	b := newBus(t)
 	structured := map[string]string{"Content-Type": "application/cloudevents+json"}
+	batch := map[string]string{"Content-Type": "application/cloudevents-batch+json"}
 	binary := func(extra map[string]string) map[string]string {
 		h := map[string]string{"ce-specversion": "1.0", "ce-id": "r-1", "ce-source": "/shop", "ce-type": "com.example.order.created"}
 		for k, v := range extra {
@@ -287,7 +288,10 @@ func TestRefusals(t *testing.T) {
 		{"no content type, no ce headers", nil, `{"specversion":"1.0","id":"r-1","source":"/shop","type":"t"}`, 415, "unsupported_media_type", ""},
 		{"plain JSON", map[string]string{"Content-Type": "application/json"}, `{"n":1}`, 415, "unsupported_media_type", ""},
 		{"other event format", map[string]string{"Content-Type": "application/cloudevents+avro"}, "x", 415, "unsupported_media_type", ""},
-		{"batch", map[string]string{"Content-Type": "application/cloudevents-batch+json"}, `[]`, 415, "unsupported_media_type", ""},
+		{"batch not an array", batch, `{"specversion":"1.0","id":"r-1","source":"/shop","type":"t"}`, 400, "invalid", "body"},
+		{"batch not JSON", batch, `[{"specversion":"1.0",`, 400, "invalid", "body"},
+		{"batch of too many events", batch, "[" + strings.Repeat(`{},`, gateway.MaxBatchEvents) + "{}]", 413, "too_large", ""},
+		{"batch body over the limit", batch, `[{"specversion":"1.0","id":"r-1","source":"/shop","type":"t","data":"` + strings.Repeat(big, 6) + `"}]`, 413, "too_large", ""},
 		{"binary body over the limit", binary(nil), big + "x", 413, "too_large", ""},
 		{"structured body over the limit", structured, `{"specversion":"1.0","id":"r-1","source":"/shop","type":"t","data":"` + strings.Repeat(big, 6) + `"}`, 413, "too_large", ""},
 		{"encoded event over the limit", binary(nil), big[:testMaxEventSize-10], 413, "too_large", "size"},

@@ -29,6 +29,7 @@ type mode int
 const (
 	binaryMode mode = iota
 	structuredMode
+	batchMode
 )
 
 // Stored is the answer to an event JetStream stored: 202 and this JSON.
@@ -39,22 +40,20 @@ type Stored struct {
 }
 
 // postEvents is POST /events: one CloudEvent in binary or structured mode,
-// answered once JetStream stored it.
+// or a batch of them, answered once JetStream stored them.
 func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
-	m, perr := requestMode(r.Header)
-	if perr != nil {
-		writeProblem(w, perr)
+	m, p := requestMode(r.Header)
+	if p != nil {
+		writeProblem(w, p)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(m)))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeProblem(w, &problem{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
-				Detail: fmt.Sprintf("body is over %d bytes, more than an event within the limit of %d bytes can take", tooLarge.Limit, s.cfg.MaxEventSize)})
-			return
-		}
-		writeProblem(w, &problem{Status: http.StatusBadRequest, Code: events.CodeInvalid, Detail: fmt.Sprintf("reading the body: %v", err)})
+	body, p := s.readBody(w, r, m)
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	if m == batchMode {
+		s.postBatch(w, r, body)
 		return
 	}
 	e, err := s.codec.Decode(cloudEventsHeader(r.Header, m), body)
@@ -64,14 +63,9 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	ack, err := s.publish(r, e)
 	if err != nil {
-		if r.Context().Err() != nil {
-			// The client left; the event may still be stored, and a
-			// retry with the same source and id is stored once.
-			s.log.Debug("client gone before the acknowledgement", "event_id", e.ID(), "event_type", e.Type(), "err", err)
-			return
+		if r.Context().Err() == nil {
+			writeProblem(w, refusal(err))
 		}
-		s.log.Warn("event not stored", "event_id", e.ID(), "event_type", e.Type(), "err", err)
-		writeProblem(w, refusal(err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -79,44 +73,75 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(Stored{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate})
 }
 
+// readBody reads the body up to the limit of mode m: a longer one is
+// refused with 413.
+func (s *Service) readBody(w http.ResponseWriter, r *http.Request, m mode) ([]byte, *Problem) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(m)))
+	if err == nil {
+		return body, nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, &Problem{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge,
+			Detail: fmt.Sprintf("body is over %d bytes, more than an event within the limit of %d bytes can take", tooLarge.Limit, s.cfg.MaxEventSize)}
+	}
+	return nil, &Problem{Status: http.StatusBadRequest, Code: events.CodeInvalid, Detail: fmt.Sprintf("reading the body: %v", err)}
+}
+
 // publish hands e to the publisher (waiting for room in the window) and
 // waits for JetStream's acknowledgement, both within the request.
+// An error is logged here: when the client left (r's context ended) there
+// is nobody to answer, and the event may still be stored (a retry with the
+// same source and id is stored once).
 func (s *Service) publish(r *http.Request, e *event.Event) (client.PublishAck, error) {
 	pending, err := s.pub.Publish(r.Context(), *e)
-	if err != nil {
-		return client.PublishAck{}, err
+	if err == nil {
+		var ack client.PublishAck
+		if ack, err = pending.Wait(r.Context()); err == nil {
+			return ack, nil
+		}
 	}
-	return pending.Wait(r.Context())
+	if r.Context().Err() != nil {
+		s.log.Debug("client gone before the acknowledgement", "event_id", e.ID(), "event_type", e.Type(), "err", err)
+	} else {
+		s.log.Warn("event not stored", "event_id", e.ID(), "event_type", e.Type(), "err", err)
+	}
+	return client.PublishAck{}, err
 }
 
 // requestMode tells the content mode from the headers, as the HTTP binding
 // does: structured when Content-Type is application/cloudevents+json,
-// binary when ce-specversion is present. Anything else, the batch and
-// other event formats included, is refused with 415.
-func requestMode(h http.Header) (mode, *problem) {
+// batch when it is application/cloudevents-batch+json, binary when
+// ce-specversion is present. Anything else, other event formats included,
+// is refused with 415.
+func requestMode(h http.Header) (mode, *Problem) {
 	ct := h.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err == nil && strings.HasPrefix(mt, "application/cloudevents") {
-		if mt == contentTypeStructured {
+		switch mt {
+		case contentTypeStructured:
 			return structuredMode, nil
+		case contentTypeBatch:
+			return batchMode, nil
 		}
-		return 0, &problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
-			Detail: fmt.Sprintf("Content-Type %q is not supported: send one event, as %s (structured mode) or with ce-* headers (binary mode)", ct, contentTypeStructured)}
+		return 0, &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
+			Detail: fmt.Sprintf("Content-Type %q is not supported: send %s (structured mode), %s (batch) or ce-* headers (binary mode)", ct, contentTypeStructured, contentTypeBatch)}
 	}
 	if h.Get("Ce-Specversion") != "" {
 		return binaryMode, nil
 	}
-	return 0, &problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
+	return 0, &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
 		Detail: fmt.Sprintf("not a CloudEvent: Content-Type is %q and there is no ce-specversion header: send %s (structured mode) or ce-* headers (binary mode)", ct, contentTypeStructured)}
 }
 
 // bodyLimit is the largest body that can hold an event within the size
 // limit: in binary mode the data, which is at most the limit; in
 // structured mode the JSON event, where data_base64 takes 4/3 of the data,
-// with room for the attributes and JSON escapes. An event that gets past
-// it is still held to the limit once encoded (413 then too).
+// with room for the attributes and JSON escapes; a batch has the same
+// limit as one structured event. An event that gets past it is still held
+// to the limit once encoded (413 then too).
 func (s *Service) bodyLimit(m mode) int64 {
 	n := int64(s.cfg.MaxEventSize)
-	if m == structuredMode {
+	if m != binaryMode {
 		return n + n/3 + 64<<10
 	}
 	return n

@@ -21,10 +21,12 @@ const (
 // which the gateway's section of the protocol documents.
 const problemTypeBase = "https://github.com/hookbus/hookbus/blob/main/docs/protocol.md#http-gateway-"
 
-// problem is an RFC 9457 problem details object. Code is the refusal's
-// code in the wire contract's error shape ({"code", "message"}), Field and
-// Reason those of an events.ValidationError.
-type problem struct {
+// Problem is an RFC 9457 problem details object, the body of every
+// refusal (Content-Type application/problem+json). Code is the refusal's
+// code as in the wire contract's error shape (invalid, too_large,
+// unsupported_media_type, unavailable, internal); Field and Reason are
+// those of the events.ValidationError that refused an event.
+type Problem struct {
 	Type   string           `json:"type"`
 	Title  string           `json:"title"`
 	Status int              `json:"status"`
@@ -38,24 +40,30 @@ type problem struct {
 // publishing an event: 400 for an invalid event, 413 for one over the size
 // limit, 503 when JetStream did not store it (try again, with the same
 // source and id), 500 otherwise.
-func refusal(err error) *problem {
+func refusal(err error) *Problem {
 	var ve *events.ValidationError
 	switch {
 	case errors.As(err, &ve) && ve.Field == "size":
-		return &problem{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge, Detail: ve.Error(), Field: ve.Field, Reason: ve.Reason}
+		return &Problem{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge, Detail: ve.Error(), Field: ve.Field, Reason: ve.Reason}
 	case errors.As(err, &ve):
-		return &problem{Status: http.StatusBadRequest, Code: events.CodeInvalid, Detail: ve.Error(), Field: ve.Field, Reason: ve.Reason}
+		return &Problem{Status: http.StatusBadRequest, Code: events.CodeInvalid, Detail: ve.Error(), Field: ve.Field, Reason: ve.Reason}
 	case errors.Is(err, client.ErrNotStored), errors.Is(err, client.ErrPublisherClosed):
-		return &problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: err.Error()}
+		return &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: err.Error()}
 	default:
-		return &problem{Status: http.StatusInternalServerError, Code: events.CodeInternal, Detail: err.Error()}
+		return &Problem{Status: http.StatusInternalServerError, Code: events.CodeInternal, Detail: err.Error()}
 	}
 }
 
-// writeProblem answers p, filling in its type and title.
-func writeProblem(w http.ResponseWriter, p *problem) {
+// fill sets p's type and title from its code and status.
+func (p *Problem) fill() *Problem {
 	p.Type = problemTypeBase + string(p.Code)
 	p.Title = http.StatusText(p.Status)
+	return p
+}
+
+// writeProblem answers p.
+func writeProblem(w http.ResponseWriter, p *Problem) {
+	p.fill()
 	h := w.Header()
 	h.Set("Content-Type", contentTypeProblem)
 	if p.Status == http.StatusServiceUnavailable {
