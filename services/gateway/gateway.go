@@ -1,10 +1,13 @@
 // Package gateway is Hookbus's HTTP gateway: CloudEvents over HTTP for
-// clients without a NATS client. POST /events takes one event in the
-// CloudEvents HTTP binding 1.0.2, binary (ce-* headers) or structured
-// (application/cloudevents+json) mode, validates it with the wire contract
-// (events.Codec, catalog schemas included), publishes it to JetStream with
-// the Nats-Msg-Id of the wire contract, so a retried POST is stored once,
-// and answers 202 only once JetStream stored it.
+// clients without a NATS client. POST /events takes the CloudEvents HTTP
+// binding 1.0.2 in binary (ce-* headers), structured
+// (application/cloudevents+json) and batch
+// (application/cloudevents-batch+json, each event on its own) mode,
+// validates each event with the wire contract (events.Codec, catalog
+// schemas included), publishes it to JetStream with the wire contract's
+// Nats-Msg-Id, so a retried POST is stored once, and answers 202 only once
+// JetStream stored it; refusals are RFC 9457 problems (docs/protocol.md,
+// "HTTP gateway").
 //
 // There is no authentication yet: anyone who can reach the listen address
 // may publish any event type. Keep it on loopback (the default) until
