@@ -52,7 +52,13 @@ func newBus(t *testing.T) *bus {
 // stored returns how many events HOOKBUS_EVENTS holds.
 func (b *bus) stored(t *testing.T) uint64 {
 	t.Helper()
-	st, err := b.js.Stream(t.Context(), events.StreamEvents)
+	return storedEvents(t, b.js)
+}
+
+// storedEvents returns how many events HOOKBUS_EVENTS holds.
+func storedEvents(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	st, err := js.Stream(t.Context(), events.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,15 +108,7 @@ func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	if err := <-runErr; err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	st, err := js.Stream(t.Context(), events.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 1 {
-		t.Errorf("stream holds %d events, want the one answered 202", info.State.Msgs)
+	if n := storedEvents(t, js); n != 1 {
+		t.Errorf("stream holds %d events, want the one answered 202", n)
 	}
 }
