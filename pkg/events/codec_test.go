@@ -24,6 +24,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 
+	"github.com/hookbus/hookbus/internal/stepheader"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -1351,7 +1352,7 @@ func sdkBinaryHeader(e *event.Event) (nats.Header, error) {
 func checkHeaderAsSDK(t *testing.T, e *event.Event) {
 	t.Helper()
 	want, wantErr := sdkBinaryHeader(e)
-	got, err := events.BinaryHeader(e)
+	got, err := stepheader.Binary(e)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("BinaryHeader: %v; the binding writer: %v", err, wantErr)
 	}

@@ -20,11 +20,11 @@ const (
 	OpUnregister PluginOp = "unregister"
 )
 
-// PluginOps lists every operation, in documentation order.
-var PluginOps = []PluginOp{OpRegister, OpStart, OpStop, OpRestart, OpEnable, OpDelete, OpUnregister}
+// pluginOps lists every operation, in documentation order.
+var pluginOps = []PluginOp{OpRegister, OpStart, OpStop, OpRestart, OpEnable, OpDelete, OpUnregister}
 
-// Valid reports whether op is one of PluginOps.
-func (op PluginOp) Valid() bool { return slices.Contains(PluginOps, op) }
+// Valid reports whether op is one of pluginOps.
+func (op PluginOp) Valid() bool { return slices.Contains(pluginOps, op) }
 
 // CommandTypePrefix starts the CloudEvents type of every plugin command:
 // hookbus.cmd.plugin.<op>, its subject without the plugin name.
@@ -58,7 +58,7 @@ type PluginCommand struct {
 // *ValidationError.
 func (c PluginCommand) Validate(op PluginOp) error {
 	if !op.Valid() {
-		return invalidIn("command", "op", "%q: want one of %v", op, PluginOps)
+		return invalidIn("command", "op", "%q: want one of %v", op, pluginOps)
 	}
 	if op == OpRegister {
 		if c.Plugin == nil {

@@ -199,9 +199,9 @@ func TestTypeFromEventSubject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.subject, func(t *testing.T) {
-			got, ok := events.TypeFromEventSubject(tt.subject)
+			got, ok := typeFromEventSubject(tt.subject)
 			if got != tt.want || ok != tt.ok {
-				t.Errorf("TypeFromEventSubject(%q) = %q, %v; want %q, %v", tt.subject, got, ok, tt.want, tt.ok)
+				t.Errorf("typeFromEventSubject(%q) = %q, %v; want %q, %v", tt.subject, got, ok, tt.want, tt.ok)
 			}
 		})
 	}
@@ -262,4 +262,14 @@ func TestCheckRequestReply(t *testing.T) {
 			t.Errorf("CheckRequestReply(%q) = %v, want ok %v", reply, err, ok)
 		}
 	}
+}
+
+// typeFromEventSubject returns the event type of a hookbus.event.<type>
+// subject, or false if subject is not one.
+func typeFromEventSubject(subject string) (string, bool) {
+	typ, ok := strings.CutPrefix(subject, events.SubjectRoot+".event.")
+	if !ok || events.ValidateType(typ) != nil {
+		return "", false
+	}
+	return typ, true
 }
