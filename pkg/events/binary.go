@@ -156,7 +156,7 @@ func encodeBinary(subject string, ec *event.EventContextV1, data []byte) (*nats.
 	return &m.msg, nil
 }
 
-// binaryHeaderV1 is BinaryHeader for a CloudEvents 1.0 context.
+// binaryHeaderV1 is binaryHeader for a CloudEvents 1.0 context.
 func binaryHeaderV1(ec *event.EventContextV1) (nats.Header, error) {
 	var (
 		bufArray     [128]byte

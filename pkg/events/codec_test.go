@@ -1292,7 +1292,7 @@ func TestBinarySourceIsVerbatim(t *testing.T) {
 	}
 }
 
-// sdkHeaderWriter is the binding.BinaryWriter Encode and BinaryHeader used
+// sdkHeaderWriter is the binding.BinaryWriter Encode and binaryHeader used
 // before they wrote the headers themselves: sdk-go's binding walks the
 // event and this writes one header per attribute and extension,
 // percent-encoding all but URI references and media types. The headers
@@ -1347,7 +1347,7 @@ func sdkBinaryHeader(e *event.Event) (nats.Header, error) {
 	return w.h, err
 }
 
-// checkHeaderAsSDK compares BinaryHeader and, for a valid event, Encode
+// checkHeaderAsSDK compares binaryHeader (stepheader.Binary) and, for a valid event, Encode
 // with the headers sdk-go's binding writes.
 func checkHeaderAsSDK(t *testing.T, e *event.Event) {
 	t.Helper()
@@ -1364,7 +1364,7 @@ func checkHeaderAsSDK(t *testing.T, e *event.Event) {
 	}
 	msg, err := events.Encode("hookbus.event.t", e)
 	if err != nil {
-		return // invalid: Encode refuses it, BinaryHeader does not check
+		return // invalid: Encode refuses it, binaryHeader does not check
 	}
 	if id := msg.Header.Get(events.HeaderMsgID); id != events.MsgID(e.Source(), e.ID()) {
 		t.Errorf("Nats-Msg-Id %s, want MsgID(%q, %q)", id, e.Source(), e.ID())
@@ -1375,7 +1375,7 @@ func checkHeaderAsSDK(t *testing.T, e *event.Event) {
 	}
 }
 
-// TestBinaryHeaderAsSDK: the headers Encode and BinaryHeader write
+// TestBinaryHeaderAsSDK: the headers Encode and binaryHeader write
 // themselves are those sdk-go's binding writer gives, for every kind of
 // attribute and extension value.
 func TestBinaryHeaderAsSDK(t *testing.T) {

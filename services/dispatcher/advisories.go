@@ -28,7 +28,7 @@ type maxDeliveries struct {
 // dead-letters an event itself after its last failed try, and on the spare
 // delivery after a crash; should every delivery go unanswered (workers
 // crashing each time), JetStream stops delivering and says so, and the
-// dispatcher dead-letters the event. DLQMsgID makes a dead letter written
+// dispatcher dead-letters the event. deadletter.MsgID makes a dead letter written
 // by both a worker and the dispatcher stored once.
 func (s *Service) watchAdvisories(ctx context.Context) error {
 	sub, err := s.nc.QueueSubscribe(maxDeliveriesSubject, events.DispatcherQueue, func(m *nats.Msg) {
