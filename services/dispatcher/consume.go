@@ -111,8 +111,12 @@ func (r *chainReaders) stop(name string) {
 // checked), leaving the readers running.
 func (r *chainReaders) notReady() { r.s.consuming.Store(false) }
 
-// wait waits for the readers to end (after the context given to keep).
-func (r *chainReaders) wait() { r.wg.Wait() }
+// wait waits for every reader to return; the dispatcher then reads no
+// consumer and is not ready.
+func (r *chainReaders) wait() {
+	r.wg.Wait()
+	r.s.consuming.Store(false)
+}
 
 // readEvents handles the consumer's events, holding one of slots for each
 // chain it runs, until ctx ends or the consumer fails.
@@ -241,7 +245,7 @@ func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetst
 	}
 	if err := msg.Ack(); err != nil {
 		// Stored; should the event come back, its dead letter is stored
-		// once (DLQMsgID).
+		// once (deadletter.MsgID).
 		s.log.Warn("ack dead-lettered event", "subject", msg.Subject(), "err", err)
 	}
 	return true

@@ -641,3 +641,24 @@ func TestDispatcherRestartMidChainStoresOneResult(t *testing.T) {
 		return nil
 	})
 }
+
+// Readiness says what runs now: once Run has returned, Ready names every
+// part that stopped, not only the first.
+func TestReadinessSaysWhatRuns(t *testing.T) {
+	e := newEnv(t)
+	svc, err := dispatcher.New(dispatcher.DefaultConfig(), natstest.Connect(t, e.srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := natstest.RunService(t, svc)
+	if err := svc.Ready(t.Context()); err != nil {
+		t.Fatalf("running: %v", err)
+	}
+	stop()
+	err = svc.Ready(t.Context())
+	for _, part := range []string{"not taking calls", "chain consumers not all in place", "not reading advisories"} {
+		if err == nil || !strings.Contains(err.Error(), part) {
+			t.Errorf("after Run returned: Ready = %v, want it to say %q", err, part)
+		}
+	}
+}
