@@ -71,9 +71,6 @@ func Encode(subject string, e *event.Event) (*nats.Msg, error) { return Codec{}.
 // or structured mode, and validates it. See Codec.Decode.
 func Decode(h nats.Header, data []byte) (*event.Event, error) { return Codec{}.Decode(h, data) }
 
-// Validate checks e with the default size limit. See Codec.Validate.
-func Validate(e *event.Event) error { return Codec{}.Validate(e) }
-
 // Encode is the package-level Encode with c's size limit.
 func (c Codec) Encode(subject string, e *event.Event) (*nats.Msg, error) {
 	if err := validatePublishSubject(subject); err != nil {

@@ -1166,7 +1166,7 @@ func formatMsgOrNil(m *nats.Msg) []byte {
 func TestDataContentTypeIsAMediaType(t *testing.T) {
 	e := minimalEvent()
 	e.SetDataContentType("json")
-	if err := events.Validate(e); !errors.Is(err, events.ErrInvalid) {
+	if err := (events.Codec{}).Validate(e); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf(`Validate with datacontenttype "json": %v, want ErrInvalid`, err)
 	}
 	h := nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"i"}, "ce-source": {"/s"}, "ce-type": {"t"}, "content-type": {"json"}}

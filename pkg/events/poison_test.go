@@ -34,7 +34,7 @@ func TestDecodeRefusesNonUTF8Attributes(t *testing.T) {
 	e.SetID("id-\xff")
 	e.SetSource("/test")
 	e.SetType("ev")
-	if err := events.Validate(&e); err == nil || !strings.Contains(err.Error(), "id: is not valid UTF-8") {
+	if err := (events.Codec{}).Validate(&e); err == nil || !strings.Contains(err.Error(), "id: is not valid UTF-8") {
 		t.Fatalf("validate: %v", err)
 	}
 }
