@@ -237,7 +237,7 @@ func (s *Service) publishLifecycle(ctx context.Context, typ string, p events.Plu
 		return err
 	}
 	e := event.New()
-	e.SetID(fmt.Sprintf("%d-%s", seq, p.Name))
+	e.SetID(events.LifecycleID(seq, p.Name))
 	e.SetSource(lifecycleSource)
 	e.SetType(typ)
 	e.SetSubject(p.Name)
