@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 )
@@ -25,12 +23,11 @@ variable that has none.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch output {
 			case "text":
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
+				t := newTable(cmd.OutOrStdout(), "VARIABLE", "FLAG", "DEFAULT", "MEANING")
 				for _, f := range configFields() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Env, configFlag(f, "(none)"), f.Default, f.Desc)
+					t.row(f.Env, configFlag(f, "(none)"), f.Default, f.Desc)
 				}
-				return tw.Flush()
+				return t.flush()
 			case "json":
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
