@@ -203,7 +203,7 @@ func (p PluginSpec) Validate() error {
 		return err
 	}
 	if err := ValidateType(p.Event); err != nil {
-		return &ValidationError{Field: "event", Reason: err.(*ValidationError).Reason}
+		return &ValidationError{Of: "plugin", Field: "event", Reason: err.(*ValidationError).Reason}
 	}
 	switch p.Mode {
 	case ModeChain, ModeNotify, "":
