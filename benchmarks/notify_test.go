@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/dispatcher"
@@ -74,7 +75,7 @@ func BenchmarkNotifyDelivery(b *testing.B) {
 		round++
 		ctx := b.Context()
 		typ := fmt.Sprintf("bench.raw.%d", round)
-		cfg, err := events.NotifyConsumerConfig(events.Plugin{PluginSpec: events.PluginSpec{Name: fmt.Sprintf("raw-%d", round), Event: typ, Mode: events.ModeNotify}})
+		cfg, err := topology.NotifyConsumerConfig(events.Plugin{PluginSpec: events.PluginSpec{Name: fmt.Sprintf("raw-%d", round), Event: typ, Mode: events.ModeNotify}})
 		if err != nil {
 			b.Fatal(err)
 		}

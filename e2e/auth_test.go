@@ -96,11 +96,11 @@ func TestAuthCLI(t *testing.T) {
 		wantCode   int
 		wantStderr []string
 	}{
-		{"key not found", []string{"keys", "get", "session", jid, "--context", tenant}, 1, []string{"not found", `session "` + jid + `"`}},
+		{"key not found", []string{"keys", "get", "session", jid, "--context", tenant}, 1, []string{"not_found", `session "` + jid + `"`}},
 		{"no credentials", []string{"creds", "get", "--context", "nobody"}, 1, []string{"not_found", `context "nobody" has no credentials`}},
-		{"contexts are apart", []string{"keys", "get", "pre-key", "1"}, 1, []string{"not found", `context "default"`}},
+		{"contexts are apart", []string{"keys", "get", "pre-key", "1"}, 1, []string{"not_found", `context "default"`}},
 		{"stale revision", []string{"creds", "set", "--value", "e30=", "--revision", "0", "--context", tenant}, 1, []string{"conflict", "already has credentials"}},
-		{"invalid key type", []string{"keys", "get", "pre key", "1"}, 2, []string{`key type "pre key"`}},
+		{"invalid key type", []string{"keys", "get", "pre key", "1"}, 2, []string{`key type: "pre key"`}},
 		{"value not base64", []string{"keys", "set", "session", "x", "--value", "%%%"}, 2, []string{"--value is not base64"}},
 	}
 	for _, tt := range errorCases {

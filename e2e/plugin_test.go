@@ -54,7 +54,7 @@ func TestPluginCLI(t *testing.T) {
 
 	// Invalid input: exit 2 before anything is sent.
 	_, stderr, code = run(t, "plugin", "register", "--name", "bad name", "--event", "e", "--nats-url", srv.NATSURL)
-	if code != 2 || !strings.Contains(stderr, `invalid event: plugin: "bad name" contains ' '`) {
+	if code != 2 || !strings.Contains(stderr, `invalid name: plugin: "bad name" contains ' '`) {
 		t.Errorf("register with a bad name: exit %d, stderr %q; want exit 2 naming the plugin field", code, stderr)
 	}
 	_, stderr, code = run(t, "plugin", "get", "nobody", "--nats-url", srv.NATSURL)

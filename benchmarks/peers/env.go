@@ -233,11 +233,11 @@ func (e *env) eventsStreamConfig(name string, subjects ...string) jetstream.Stre
 }
 
 // consumerConfig is the configuration of a Hookbus notify queue
-// (events.NotifyConsumerConfig: explicit ack, max ack pending, ack wait,
+// (topology.NotifyConsumerConfig: explicit ack, max ack pending, ack wait,
 // backoff, max deliver) for a durable consumer of subject, used by the
 // raw and Watermill sides.
 func consumerConfig(durable, subject string) jetstream.ConsumerConfig {
-	cfg, err := events.NotifyConsumerConfig(events.Plugin{PluginSpec: events.PluginSpec{Name: "peers", Event: "peers.template", Mode: events.ModeNotify}})
+	cfg, err := topology.NotifyConsumerConfig(events.Plugin{PluginSpec: events.PluginSpec{Name: "peers", Event: "peers.template", Mode: events.ModeNotify}})
 	if err != nil {
 		panic(err)
 	}

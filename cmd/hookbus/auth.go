@@ -28,7 +28,7 @@ encrypted at rest by the service. Values are bytes: give them as base64
 (--value) or from a file (--file PATH, - for standard input); read them as
 base64 (default), JSON (-o json) or raw bytes (-o raw).
 
-Well-known key types: ` + strings.Join(events.KeyTypes, ", ") + `;
+Well-known key types: ` + strings.Join(events.KeyTypes(), ", ") + `;
 other [A-Za-z0-9_-] names are accepted too. Ids may hold any character.
 
 Exit status: 0 success, 1 failure (including "not found"), 2 invalid input.`,

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -141,16 +140,10 @@ func printCallResult(w io.Writer, output string, res events.ChainResult) error {
 		return err
 	}
 	fmt.Fprintln(w, "trace:")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  STEP\tPLUGIN\tOUTCOME\tDURATION\tERROR")
+	t := newTable(w, "STEP", "PLUGIN", "OUTCOME", "DURATION", "ERROR")
 	for i, s := range res.Trace {
 		d := time.Duration(s.DurationMS * float64(time.Millisecond)).Round(10 * time.Microsecond)
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", i+1, s.Plugin, s.Outcome, d, oneLine(s.Error))
+		t.row(i+1, s.Plugin, s.Outcome, d, s.Error)
 	}
-	return tw.Flush()
-}
-
-// oneLine keeps a table row on one line.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return t.flush()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -43,10 +42,9 @@ func printCatalog(w io.Writer, output string, entries []events.CatalogEntry) err
 	if output == "json" {
 		return writeJSON(w, entries)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TYPE\tFIELDS\tDESCRIPTION")
+	t := newTable(w, "TYPE", "FIELDS", "DESCRIPTION")
 	for _, e := range entries {
-		fields := "(stub: any object)"
+		fields := "(any)" // a stub: any JSON object
 		if !e.Stub {
 			names := make([]string, len(e.Fields))
 			for i, f := range e.Fields {
@@ -54,9 +52,9 @@ func printCatalog(w io.Writer, output string, entries []events.CatalogEntry) err
 			}
 			fields = strings.Join(names, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Type, fields, e.Description)
+		t.row(e.Type, fields, e.Description)
 	}
-	return tw.Flush()
+	return t.flush()
 }
 
 func printEntry(w io.Writer, output string, e events.CatalogEntry) error {
@@ -67,12 +65,11 @@ func printEntry(w io.Writer, output string, e events.CatalogEntry) error {
 	if e.Stub {
 		fmt.Fprintln(w, "A stub of the original catalog: any JSON object is accepted.")
 	} else {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "FIELD\tTYPE\tREQUIRED\tDESCRIPTION")
+		t := newTable(w, "FIELD", "TYPE", "REQUIRED", "DESCRIPTION")
 		for _, f := range e.Fields {
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\n", f.Name, f.Type, f.Required, f.Description)
+			t.row(f.Name, f.Type, f.Required, f.Description)
 		}
-		if err := tw.Flush(); err != nil {
+		if err := t.flush(); err != nil {
 			return err
 		}
 	}

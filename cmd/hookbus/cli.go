@@ -55,7 +55,9 @@ func connectCLI(ctx context.Context, cfg Config, name string) (*nats.Conn, error
 				err, cfg.natsPasswordFile())
 		}
 	}
-	if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+	// Nothing answered within cliConnectTimeout or the command's shorter
+	// --timeout (not a signal that cancelled it): say what to do.
+	if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && !errors.Is(ctx.Err(), context.Canceled) {
 		return nil, fmt.Errorf("no Hookbus at %s: start one with 'hookbus serve' or set HOOKBUS_NATS_URL (%w)", ncfg.URL, err)
 	}
 	return nc, err

@@ -24,10 +24,11 @@ func TestRegisterFileWithConnectionFlags(t *testing.T) {
 }
 
 // With no server at the address, a command fails after cliConnectTimeout
-// with a hint, not after its own (longer) timeout with a bare error.
+// with a hint, not after its own (longer) timeout with a bare error; with
+// a shorter --timeout, after that, with the same hint.
 func TestNoServerHint(t *testing.T) {
 	t.Setenv("HOOKBUS_NATS_URL", "nats://127.0.0.1:1") // nothing listens on port 1
-	for _, args := range [][]string{{"plugin", "list"}, {"topology", "check"}} {
+	for _, args := range [][]string{{"plugin", "list"}, {"topology", "check"}, {"dlq", "list", "--timeout", "500ms"}} {
 		_, err := runCLI(t, args...)
 		if err == nil || !strings.Contains(err.Error(), "no Hookbus at nats://127.0.0.1:1: start one with 'hookbus serve' or set HOOKBUS_NATS_URL") {
 			t.Errorf("hookbus %s: %v, want the no-server hint", strings.Join(args, " "), err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +47,14 @@ var localArgs = map[string][]string{
 	"hookbus plugin credentials": {"a"},
 }
 
+// timeoutDefaults are the commands whose --timeout is not defaultTimeout.
+var timeoutDefaults = map[string]time.Duration{
+	"hookbus auth rotate": rotateTimeout, // re-encrypts the whole store
+}
+
+// outputFormats are every name -o takes, on any command.
+var outputFormats = []string{"text", "json", "raw"}
+
 // notRun are commands the walk does not run with valid arguments.
 var notRun = []string{
 	"hookbus serve", // starts the bus; its own tests run it
@@ -80,13 +89,23 @@ func TestEveryCommand(t *testing.T) {
 			if _, err := runCLI(t, append(args, "-o", "yaml")...); exitCodeOf(err) != exitInvalid {
 				t.Errorf("%s -o yaml: exit %d (%v), want %d", path, exitCodeOf(err), err, exitInvalid)
 			}
+			if f := o.Value.(*outputFormat).formats; !isSubset(f, outputFormats) || f[0] != "text" {
+				t.Errorf("%s -o takes %v, want text first, then some of %v", path, f, outputFormats)
+			}
+		}
+		if cmd.Flags().Lookup("timeout") != nil {
+			if _, err := runCLI(t, append(args, "--timeout", "0")...); exitCodeOf(err) != exitInvalid {
+				t.Errorf("%s --timeout 0: exit %d (%v), want %d", path, exitCodeOf(err), err, exitInvalid)
+			}
 		}
 		sa, server := serverArgs[path]
 		la, local := localArgs[path]
 		switch {
 		case server:
-			if cmd.Flags().Lookup("timeout") == nil {
+			if to := cmd.Flags().Lookup("timeout"); to == nil {
 				t.Errorf("%s talks to a server but has no --timeout", path)
+			} else if want := timeoutDefaults[path]; to.DefValue != cmp.Or(want, defaultTimeout).String() {
+				t.Errorf("%s --timeout defaults to %s, want %s", path, to.DefValue, cmp.Or(want, defaultTimeout))
 			}
 			// Each waits for the connect timeout: side by side.
 			noServer.Go(func() {
@@ -100,9 +119,20 @@ func TestEveryCommand(t *testing.T) {
 					t.Errorf("%s with no server took %s to fail, want about %s", path, took.Round(time.Millisecond), cliConnectTimeout)
 				}
 			})
+			// With nothing else, a command lacks something (exit 2) or,
+			// lacking nothing, finds no server (exit 1, saying so).
+			noServer.Go(func() {
+				_, err := runCLI(t, append(args, "--nats-url", "nats://127.0.0.1:1")...)
+				if code := exitCodeOf(err); code != exitInvalid && (code != exitFailure || !strings.Contains(err.Error(), "no Hookbus at")) {
+					t.Errorf("%s with no arguments: exit %d (%v), want %d, or %d and the no-server hint", path, code, err, exitInvalid, exitFailure)
+				}
+			})
 		case local:
 			if _, err := runCLI(t, append(args, la...)...); err != nil {
 				t.Errorf("%s: %v, want it to run without a server", path, err)
+			}
+			if _, err := runCLI(t, args...); exitCodeOf(err) == exitFailure {
+				t.Errorf("%s with no arguments: exit %d (%v), want %d or 0", path, exitFailure, err, exitInvalid)
 			}
 		case !slices.Contains(notRun, path):
 			t.Errorf("%s is in no table of TestEveryCommand: add it to serverArgs, localArgs or notRun", path)
@@ -117,6 +147,15 @@ func TestEveryCommand(t *testing.T) {
 			}
 		}
 	}
+}
+
+func isSubset(sub, of []string) bool {
+	for _, s := range sub {
+		if !slices.Contains(of, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // exitCodeOf is the exit status main gives err.

@@ -22,22 +22,21 @@ const envPrefix = "HOOKBUS"
 
 // Config is everything the binary reads from the environment
 // (HOOKBUS_<name>), each also settable by the flag in its `flag` tag. This
-// is the only place that reads the environment; the README table lists
-// every field (a test keeps the two in step).
+// is the only place that reads the environment. The README's table says
+// what `hookbus config` prints, word for word (TestReadmeTableIsConfig).
 type Config struct {
-	NATSURL      string `envconfig:"NATS_URL" flag:"nats-url" desc:"NATS server URL(s), comma-separated. serve: empty runs an embedded server; other commands: where to connect"`
+	NATSURL      string `envconfig:"NATS_URL" flag:"nats-url" desc:"NATS server URL(s), comma-separated. serve: empty runs an embedded server; other commands: where to connect (nats://127.0.0.1:4222 when empty)"`
 	NATSCreds    string `envconfig:"NATS_CREDS" flag:"nats-creds" desc:"NATS credentials file (user JWT and seed)"`
-	NATSUser     string `envconfig:"NATS_USER" flag:"nats-user" desc:"NATS user name (with HOOKBUS_NATS_PASSWORD; for serve without HOOKBUS_NATS_URL, the one user the embedded server requires, loopback included)"`
-	NATSPassword string `envconfig:"NATS_PASSWORD" flag:"-" desc:"NATS password (environment only, never a flag)"`
+	NATSUser     string `envconfig:"NATS_USER" flag:"nats-user" desc:"NATS user name (with HOOKBUS_NATS_PASSWORD; set both or neither). serve without HOOKBUS_NATS_URL: the one user the embedded server requires, loopback included"`
+	NATSPassword string `envconfig:"NATS_PASSWORD" flag:"-" desc:"NATS password; environment only, masked in logs"`
 	NATSCA       string `envconfig:"NATS_CA" flag:"nats-ca" desc:"PEM file of the CA(s) that signed the NATS server's certificate: connect over TLS only and verify the server against them (use tls:// URLs)"`
 
-	DataDir        string `envconfig:"DATA_DIR" default:"./data" flag:"data-dir" desc:"embedded server: JetStream store directory, and its generated nats.password (other commands without HOOKBUS_NATS_URL read it there)"`
-	NATSListen     string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222" flag:"nats-listen" desc:"embedded server: client listener host:port; off loopback, NATS auth is on (HOOKBUS_NATS_USER, or user hookbus with a password generated into <data-dir>/nats.password)"`
-	NATSWebsocket  string `envconfig:"NATS_WEBSOCKET" flag:"nats-websocket" desc:"embedded server: WebSocket listener host:port (off when empty; no TLS); refuses browsers from other origins; off loopback, NATS auth is on"`
-	NATSMonitor    string `envconfig:"NATS_MONITOR" flag:"nats-monitor" desc:"embedded server: NATS monitoring host:port (off when empty)"`
-	NATSSyncAlways bool   `envconfig:"NATS_SYNC_ALWAYS" default:"true" flag:"nats-sync-always" desc:"embedded server: fsync every JetStream write before acknowledging it"`
-
+	DataDir              string `envconfig:"DATA_DIR" default:"./data" flag:"data-dir" desc:"embedded server: JetStream store directory, and its generated nats.password (the other commands, without HOOKBUS_NATS_URL, read it there)"`
+	NATSListen           string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222" flag:"nats-listen" desc:"embedded server: client listener host:port; off loopback, NATS auth is on (HOOKBUS_NATS_USER, or user hookbus with a password generated into <data-dir>/nats.password)"`
+	NATSWebsocket        string `envconfig:"NATS_WEBSOCKET" flag:"nats-websocket" desc:"embedded server: WebSocket listener host:port (off when empty; no TLS); refuses browsers from other origins; off loopback, NATS auth is on"`
 	NATSWebsocketOrigins string `envconfig:"NATS_WEBSOCKET_ORIGINS" flag:"nats-websocket-origins" desc:"embedded server: more origins allowed to open the WebSocket listener besides its own, comma-separated scheme://host[:port] (e.g. https://app.example.com)"`
+	NATSMonitor          string `envconfig:"NATS_MONITOR" flag:"nats-monitor" desc:"embedded server: NATS monitoring host:port (off when empty)"`
+	NATSSyncAlways       bool   `envconfig:"NATS_SYNC_ALWAYS" default:"true" flag:"nats-sync-always" desc:"embedded server: fsync every JetStream write before acknowledging it"`
 
 	GatewayAddr string `envconfig:"GATEWAY_ADDR" default:"127.0.0.1:8080" flag:"gateway-addr" desc:"serve: host:port of the HTTP gateway (POST /events); no authentication yet, keep it on loopback"`
 
@@ -45,7 +44,7 @@ type Config struct {
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" flag:"log-level" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"text" flag:"log-format" desc:"text or json"`
 
-	Topology        string        `envconfig:"TOPOLOGY" default:"ensure" flag:"topology" desc:"serve: ensure (create or update streams and buckets), create (create the missing ones, never update: for a NATS user that may not update, docs/security.md) or check (only verify)"`
+	Topology        string        `envconfig:"TOPOLOGY" default:"ensure" flag:"topology" desc:"serve: ensure (create or update streams and buckets), create (create the missing ones, never update: the registry in Kubernetes, whose NATS user may not update) or check (only verify)"`
 	StreamReplicas  int           `envconfig:"STREAM_REPLICAS" default:"1" flag:"stream-replicas" desc:"replicas of every stream and bucket (3 in production)"`
 	EventsMaxAge    time.Duration `envconfig:"EVENTS_MAX_AGE" default:"168h" flag:"events-max-age" desc:"how long published events are kept"`
 	EventsMaxBytes  int64         `envconfig:"EVENTS_MAX_BYTES" default:"-1" flag:"events-max-bytes" desc:"size cap of HOOKBUS_EVENTS; -1 leaves it to the server; when full, publishes are refused"`
@@ -53,7 +52,7 @@ type Config struct {
 	DuplicateWindow time.Duration `envconfig:"DUPLICATE_WINDOW" default:"10m" flag:"duplicate-window" desc:"how long a re-published event (same source and id) is stored once"`
 	MaxEventSize    int           `envconfig:"MAX_EVENT_SIZE" default:"1048576" flag:"max-event-size" desc:"largest encoded event in bytes (data plus headers)"`
 
-	PersistenceKey     secret `envconfig:"PERSISTENCE_KEY" flag:"-" desc:"persistence: encryption keys, base64 of 32 bytes each, newest first, comma-separated (environment only, masked in logs)"`
+	PersistenceKey     secret `envconfig:"PERSISTENCE_KEY" flag:"-" desc:"persistence: encryption keys, base64 of 32 bytes each, newest first, comma-separated; environment only, masked in logs"`
 	PersistenceKeyFile string `envconfig:"PERSISTENCE_KEY_FILE" flag:"-" desc:"persistence: file with the keys, one per line, newest first (for a mounted secret). Neither set: the all-in-one generates <data-dir>/persistence.key; with HOOKBUS_NATS_URL, serve refuses to start"`
 }
 

@@ -10,33 +10,55 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// TestReadmeListsEveryVariable keeps the README's configuration table true:
-// every variable the binary reads is there with its default, and nothing
-// else is.
-func TestReadmeListsEveryVariable(t *testing.T) {
+// TestReadmeTableIsConfig keeps the README's configuration table what
+// `hookbus config` prints: the same rows in the same order, each with the
+// same variable, flag, default and meaning. The README may only format
+// them: code spans, and links around words the meaning already has.
+func TestReadmeTableIsConfig(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := regexp.MustCompile("(?m)^\\| `(HOOKBUS_[A-Z_]+)` \\| [^|]*\\| ([^|]*)\\|")
-	documented := map[string]string{}
-	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
-		documented[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
-	}
+	var want []string
 	for _, f := range configFields() {
-		def, ok := documented[f.Env]
-		if !ok {
-			t.Errorf("README configuration table lacks %s", f.Env)
-			continue
-		}
-		if def != f.Default {
-			t.Errorf("README says %s defaults to %q, the binary to %q", f.Env, def, f.Default)
-		}
-		delete(documented, f.Env)
+		want = append(want, strings.Join([]string{f.Env, configFlag(f, "(none)"), f.Default, f.Desc}, " | "))
 	}
-	for env := range documented {
-		t.Errorf("README documents %s, which the binary does not read", env)
+	got := readmeConfigRows(t, string(readme))
+	for i := range max(len(got), len(want)) {
+		switch {
+		case i >= len(got):
+			t.Errorf("README configuration table lacks row %d: %s", i+1, want[i])
+		case i >= len(want):
+			t.Errorf("README configuration table has row %d, which hookbus config does not print: %s", i+1, got[i])
+		case got[i] != want[i]:
+			t.Errorf("README configuration table, row %d:\n README: %s\n config: %s", i+1, got[i], want[i])
+		}
 	}
+}
+
+// readmeConfigRows are the rows of the README's configuration table as
+// plain text: cells joined by " | ", without code spans and links.
+func readmeConfigRows(t *testing.T, readme string) []string {
+	t.Helper()
+	const header = "| Variable | Flag | Default | Meaning |\n|---|---|---|---|\n"
+	_, table, ok := strings.Cut(readme, header)
+	if !ok {
+		t.Fatalf("README has no configuration table (%q)", header)
+	}
+	link := regexp.MustCompile(`\[([^]]*)\]\([^)]*\)`)
+	var rows []string
+	for line := range strings.Lines(table) {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		line = link.ReplaceAllString(strings.ReplaceAll(strings.TrimSpace(line), "`", ""), "$1")
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		rows = append(rows, strings.Join(cells, " | "))
+	}
+	return rows
 }
 
 func TestFlagBeatsEnvironmentBeatsDefault(t *testing.T) {

@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 )
@@ -25,16 +23,11 @@ variable that has none.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch output {
 			case "text":
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
+				t := newTable(cmd.OutOrStdout(), "VARIABLE", "FLAG", "DEFAULT", "MEANING")
 				for _, f := range configFields() {
-					flag := "--" + f.Flag
-					if f.Flag == "-" {
-						flag = "(none)"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Env, flag, f.Default, f.Desc)
+					t.row(f.Env, configFlag(f, "(none)"), f.Default, f.Desc)
 				}
-				return tw.Flush()
+				return t.flush()
 			case "json":
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -63,11 +56,15 @@ type configVariableJSON struct {
 func configListing() configJSON {
 	out := configJSON{Services: slices.Sorted(maps.Keys(serviceFactories))}
 	for _, f := range configFields() {
-		flag := ""
-		if f.Flag != "-" {
-			flag = "--" + f.Flag
-		}
-		out.Variables = append(out.Variables, configVariableJSON{Name: f.Env, Flag: flag, Default: f.Default, Description: f.Desc})
+		out.Variables = append(out.Variables, configVariableJSON{Name: f.Env, Flag: configFlag(f, ""), Default: f.Default, Description: f.Desc})
 	}
 	return out
+}
+
+// configFlag is f's flag as typed ("--nats-url"), or none when f has no flag.
+func configFlag(f configField, none string) string {
+	if f.Flag == "-" {
+		return none
+	}
+	return "--" + f.Flag
 }

@@ -40,10 +40,7 @@ func TestConfigJSON(t *testing.T) {
 	}
 	for i, f := range fields {
 		v := got.Variables[i]
-		wantFlag := "--" + f.Flag
-		if f.Flag == "-" {
-			wantFlag = ""
-		}
+		wantFlag := configFlag(f, "")
 		if v.Name != f.Env || v.Flag != wantFlag || v.Default != f.Default || v.Description != f.Desc {
 			t.Errorf("variable %d = %+v, want %s %q %q %q", i, v, f.Env, wantFlag, f.Default, f.Desc)
 		}

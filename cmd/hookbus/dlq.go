@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -197,27 +195,18 @@ func printDeadLetters(w io.Writer, output string, dls []client.DeadLetter) error
 		}
 		return writeJSON(w, out)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	// One word a column (but the last), so that awk reads it too: "-" for
-	// the type and id of what is not a valid event.
-	fmt.Fprintln(tw, "SEQ\tSUBSCRIBER\tTYPE\tID\tDELIVERIES\tTIME\tREASON")
+	// The type and id of what is not a valid event are empty: "-".
+	t := newTable(w, "SEQ", "SUBSCRIBER", "TYPE", "ID", "DELIVERIES", "TIME", "REASON")
 	for _, dl := range dls {
-		typ, id := "-", "-"
+		var typ, id string
 		if dl.Event != nil {
-			typ, id = dl.Event.Type(), oneWord(dl.Event.ID())
+			typ, id = dl.Event.Type(), dl.Event.ID()
 		}
 		reason := dl.Reason
 		if dl.Forged != "" {
 			reason = "FORGED (" + dl.Forged + "): " + reason
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", dl.Seq, dl.Subscriber, typ, id, dl.Deliveries,
-			dl.Time.UTC().Format(time.RFC3339), oneLine(reason))
+		t.row(dl.Seq, dl.Subscriber, typ, id, dl.Deliveries, dl.Time.UTC().Format(time.RFC3339), reason)
 	}
-	return tw.Flush()
-}
-
-// oneWord replaces whitespace in s (an event id may hold any character)
-// so that it stays one column.
-func oneWord(s string) string {
-	return strings.Join(strings.Fields(oneLine(s)), "_")
+	return t.flush()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,8 +19,29 @@ const (
 )
 
 // addTimeout binds --timeout: how long the command waits for what it asks.
+// A duration that is not positive is a usage error (exit 2): it would end
+// the command before it asked anything.
 func addTimeout(fl *pflag.FlagSet, d *time.Duration, def time.Duration, what string) {
-	fl.DurationVar(d, "timeout", def, what)
+	*d = def
+	fl.Var(timeoutValue{d}, "timeout", what)
+}
+
+// timeoutValue is the value of --timeout: a positive duration.
+type timeoutValue struct{ d *time.Duration }
+
+func (v timeoutValue) String() string { return v.d.String() }
+func (v timeoutValue) Type() string   { return "duration" }
+
+func (v timeoutValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 30s or 2m")
+	}
+	if d <= 0 {
+		return errors.New("want a positive duration")
+	}
+	*v.d = d
+	return nil
 }
 
 // addOutput binds -o/--output to *p, default formats[0]. The formats are

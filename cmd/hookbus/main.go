@@ -58,8 +58,9 @@ the other commands talk to a running Hookbus.
 
 Every command exits 0 when it did what was asked, 1 when it failed at run
 time (no Hookbus answering, a refused operation), 2 when the command line
-or its input is invalid (an unknown command or flag, a missing or bad
-value): fix it and retry. -o/--output names the same formats everywhere
+or its input is invalid (an unknown command or flag, a missing required
+flag, a wrong number of arguments, a missing or bad value): fix it and
+retry. -o/--output names the same formats everywhere
 (text, json; raw where bytes are printed as stored), and --timeout bounds
 every command that talks to a running Hookbus (default 30s).
 
@@ -70,17 +71,37 @@ given on the command line wins over the environment.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// Cobra checks required flags after this hook, with a plain error.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := cmd.ValidateRequiredFlags(); err != nil {
+			return usageError{err}
+		}
+		if err := cmd.ValidateFlagGroups(); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
 	root.AddCommand(newServeCmd(), newPublishCmd(), newCallCmd(), newPluginCmd(), newDLQCmd(), newAuthCmd(), newEventsCmd(), newConfigCmd(), newTopologyCmd())
-	refuseUnknownSubcommands(root)
+	refuseBadArgs(root)
 	return root
 }
 
-// refuseUnknownSubcommands makes every command that only groups others
-// print its help when run alone and refuse anything else as a usage error
-// (cobra prints the help and exits 0 for "hookbus plugin frobnicate").
-func refuseUnknownSubcommands(cmd *cobra.Command) {
+// refuseBadArgs makes wrong arguments a usage error everywhere: a
+// command's argument check (cobra's errors are plain ones), and, on every
+// command that only groups others, an unknown subcommand (cobra prints
+// the help and exits 0 for "hookbus plugin frobnicate"); run alone, such
+// a command prints its help.
+func refuseBadArgs(cmd *cobra.Command) {
 	for _, sub := range cmd.Commands() {
-		refuseUnknownSubcommands(sub)
+		refuseBadArgs(sub)
+	}
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
 	}
 	if !cmd.HasSubCommands() || cmd.Runnable() {
 		return

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -268,8 +267,7 @@ func printPlugins(w io.Writer, output string, plugins []events.Plugin) error {
 		}
 		return writeJSON(w, plugins)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tEVENT\tMODE\tPRIORITY\tSTATUS\tDEPENDS\tUPDATED")
+	t := newTable(w, "NAME", "EVENT", "MODE", "PRIORITY", "STATUS", "DEPENDS", "UPDATED")
 	for _, p := range plugins {
 		deps := make([]string, 0, len(p.Depends))
 		for _, d := range p.Depends {
@@ -279,8 +277,7 @@ func printPlugins(w io.Writer, output string, plugins []events.Plugin) error {
 				deps = append(deps, d.Name)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.Event, p.Mode, p.Priority, p.Status,
-			strings.Join(deps, ","), p.UpdatedAt.Format(time.RFC3339))
+		t.row(p.Name, p.Event, p.Mode, p.Priority, p.Status, strings.Join(deps, ","), p.UpdatedAt.Format(time.RFC3339))
 	}
-	return tw.Flush()
+	return t.flush()
 }

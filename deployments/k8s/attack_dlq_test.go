@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/deadletter"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -76,7 +77,7 @@ func TestAttackEscalation8DLQDedupePoisoning(t *testing.T) {
 	}
 	var ids []string
 	for s := probe.Sequence + 1; s <= probe.Sequence+10; s++ {
-		ids = append(ids, events.DLQMsgID(events.DispatcherConsumer, s))
+		ids = append(ids, deadletter.MsgID(events.DispatcherConsumer, s))
 	}
 	takeIDs(t, ctx, js, "hookbus.dlq.example", ids...)
 
@@ -121,7 +122,7 @@ func TestAttackEscalation9ReplayDedupePoisoning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl, err := events.DeadLetter(otherPlugin, orig.Subject, orig.Header, orig.Data, 1, 3, "mailer refused", 0)
+	dl, err := deadletter.New(otherPlugin, orig.Subject, orig.Header, orig.Data, 1, 3, "mailer refused", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,12 +167,12 @@ func (c *Client) query(ctx context.Context, subject string, req any) ([]events.P
 }
 
 func decodeReply(what any, m *nats.Msg) ([]events.Plugin, error) {
+	if err := serviceError(m); err != nil {
+		return nil, err
+	}
 	var reply events.CommandReply
 	if err := json.Unmarshal(m.Data, &reply); err != nil {
 		return nil, fmt.Errorf("%s: unreadable answer: %w", what, err)
-	}
-	if reply.Error != nil {
-		return nil, reply.Error
 	}
 	return reply.Plugins, nil
 }

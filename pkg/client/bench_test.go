@@ -226,7 +226,7 @@ func BenchmarkNotifyServe(b *testing.B) {
 	queue := func(b *testing.B, n int) (events.PluginSpec, jetstream.Consumer) {
 		round++
 		spec := events.PluginSpec{Name: fmt.Sprintf("bench-%d", round), Event: fmt.Sprintf("bench.serve.%d", round), Mode: events.ModeNotify}
-		cfg, err := events.NotifyConsumerConfig(events.Plugin{PluginSpec: spec})
+		cfg, err := topology.NotifyConsumerConfig(events.Plugin{PluginSpec: spec})
 		if err != nil {
 			b.Fatal(err)
 		}

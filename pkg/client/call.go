@@ -54,8 +54,5 @@ func (c *Client) Call(ctx context.Context, e event.Event, opts ...Option) (event
 	if err := json.Unmarshal(answer.Data, &res); err != nil {
 		return events.ChainResult{}, fmt.Errorf("call %s %s: unreadable answer: %w", e.Type(), e.ID(), err)
 	}
-	if res.Error != nil {
-		return res, res.Error
-	}
-	return res, nil
+	return res, serviceError(answer)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hookbus/hookbus/internal/microerr"
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -26,7 +27,11 @@ func fakeDispatcher(t *testing.T, nc *nats.Conn, answer events.ChainResult) <-ch
 	sub, err := nc.QueueSubscribe(subject, events.DispatcherQueue, func(m *nats.Msg) {
 		reqs <- m
 		b, _ := json.Marshal(answer)
-		_ = m.Respond(b)
+		reply := &nats.Msg{Data: b}
+		if answer.Error != nil { // as the dispatcher answers errors
+			reply.Header = microerr.Header(answer.Error)
+		}
+		_ = m.RespondMsg(reply)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/deadletter"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -98,7 +99,7 @@ func (w *worker) deliver(m jetstream.Msg, cfg jetstream.ConsumerConfig) {
 		return
 	}
 	if attempt > s.MaxDeliver {
-		w.deadLetter(m, meta, cfg, s, events.ExhaustedReason(w.name, uint64(attempt-1)))
+		w.deadLetter(m, meta, cfg, s, deadletter.ExhaustedReason(w.name, uint64(attempt-1)))
 		return
 	}
 	d := &Delivery{Event: *e, Attempt: attempt, MaxDeliver: s.MaxDeliver, Subject: m.Subject(), StreamSeq: meta.Sequence.Stream, msg: m}
@@ -161,7 +162,7 @@ func (w *worker) callNotify(d *Delivery) (err error) {
 // comes back (and is dead-lettered again) after the backoff.
 func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg jetstream.ConsumerConfig, s events.Settings, reason string) {
 	log := w.log.With("subject", m.Subject(), "attempt", meta.NumDelivered)
-	dl, err := events.DeadLetter(w.name, m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.NumDelivered, reason, int(w.c.nc.MaxPayload()))
+	dl, err := deadletter.New(w.name, m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.NumDelivered, reason, int(w.c.nc.MaxPayload()))
 	if err != nil {
 		log.Error("build dead letter", "err", err)
 		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), s.BackoffAfter(int(meta.NumDelivered))))
@@ -172,7 +173,7 @@ func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg je
 	// A worker may not read HOOKBUS_DLQ, so it cannot tell its own earlier
 	// copy from another message that took the id: on a duplicate
 	// acknowledgement it stores the dead letter again under a unique id
-	// (events.StoreOnce), at the cost of a second copy after a crash.
+	// (deadletter.StoreOnce), at the cost of a second copy after a crash.
 	_, conflict, err := w.c.storeOnce(ctx, dl, events.StreamDLQ, false)
 	if err != nil {
 		log.Error("dead letter not stored: the event will come back", "err", err)

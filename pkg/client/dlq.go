@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/deadletter"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -191,7 +192,7 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-// storeOnce is events.StoreOnce with the client's publish (retried until
+// storeOnce is deadletter.StoreOnce with the client's publish (retried until
 // ctx ends); verify says whether the client may read stream by sequence to
 // check a duplicate acknowledgement (a worker may not read HOOKBUS_DLQ).
 func (c *Client) storeOnce(ctx context.Context, msg *nats.Msg, stream string, verify bool) (*jetstream.PubAck, error, error) {
@@ -206,12 +207,12 @@ func (c *Client) storeOnce(ctx context.Context, msg *nats.Msg, stream string, ve
 			return s.GetMsg(ctx, seq)
 		}
 	}
-	return events.StoreOnce(ctx, stream, msg, publish, get)
+	return deadletter.StoreOnce(ctx, stream, msg, publish, get)
 }
 
 // original reads the event of a dead letter by reference from
 // HOOKBUS_EVENTS, and checks that it is one the dead letter's subscriber
-// may be sent (events.CheckReplayOrigin).
+// may be sent (deadletter.CheckReplayOrigin).
 func (c *Client) original(ctx context.Context, dl DeadLetter) (nats.Header, []byte, error) {
 	stream, err := c.js.Stream(ctx, events.StreamEvents)
 	if err != nil {
@@ -232,7 +233,7 @@ func (c *Client) original(ctx context.Context, dl DeadLetter) (nats.Header, []by
 		}
 		event = p.Event
 	}
-	if err := events.CheckReplayOrigin(dl.Subscriber, event, dl.Subject, m.Subject); err != nil {
+	if err := deadletter.CheckReplayOrigin(dl.Subscriber, event, dl.Subject, m.Subject); err != nil {
 		return nil, nil, fmt.Errorf("%w: by reference to message %d of %s: %w", ErrNotReplayable, dl.StreamSeq, events.StreamEvents, err)
 	}
 	return m.Header, m.Data, nil
@@ -256,14 +257,14 @@ func (c *Client) readDeadLetter(m *jetstream.RawStreamMsg) DeadLetter {
 		Seq:        m.Sequence,
 		Time:       m.Time,
 		Subscriber: events.HeaderValue(m.Header, events.HeaderDLQSubscriber),
-		Forged:     events.CheckDeadLetter(m.Subject, m.Header),
+		Forged:     deadletter.Check(m.Subject, m.Header),
 		Reason:     events.HeaderValue(m.Header, events.HeaderDLQReason),
 		Subject:    events.HeaderValue(m.Header, events.HeaderDLQSubject),
 		Header:     nats.Header{},
 		Data:       m.Data,
 		Omitted:    events.HeaderValue(m.Header, events.HeaderDLQBody),
 	}
-	if sub, ok := events.DLQSubscriberOf(m.Subject); ok {
+	if sub, ok := deadletter.SubscriberOf(m.Subject); ok {
 		dl.Subscriber = sub
 	}
 	dl.StreamSeq, _ = strconv.ParseUint(events.HeaderValue(m.Header, events.HeaderDLQStreamSeq), 10, 64)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/deadletter"
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -49,11 +50,11 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	deadLetters(t, b.client, "n", 1)
 	heal()
 	raw := `{"specversion":"1.0","id":"raw-1","source":"/raw","type":"` + testType + `","data":{"x":1}}`
-	rawDL, err := events.DeadLetter("n", "hookbus.event."+testType, nil, []byte(raw), 99, 3, "no answer after 2 deliveries", 0)
+	rawDL, err := deadletter.New("n", "hookbus.event."+testType, nil, []byte(raw), 99, 3, "no answer after 2 deliveries", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	invalid, err := events.DeadLetter(events.DispatcherConsumer, "hookbus.event."+testType, nats.Header{"x": {"y"}}, []byte("garbage"), 100, 1, "invalid event: specversion: not a CloudEvent", 0)
+	invalid, err := deadletter.New(events.DispatcherConsumer, "hookbus.event."+testType, nats.Header{"x": {"y"}}, []byte("garbage"), 100, 1, "invalid event: specversion: not a CloudEvent", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestNotifyDeadLetterIDTaken(t *testing.T) {
 	next := b.storedLastSeq(t) + 1
 	var ids []string
 	for s := next; s < next+5; s++ {
-		ids = append(ids, events.DLQMsgID("n", s))
+		ids = append(ids, deadletter.MsgID("n", s))
 	}
 	takeIDs(t, b.js, "hookbus.dlq.attacker", ids...)
 

@@ -28,20 +28,20 @@ var (
 	ErrUnavailable          = events.ErrUnavailable          // the service did not carry it out; send again
 )
 
-// serviceError is the error of a micro service's answer m (the registry's
-// queries, the persistence service), or nil when m is no error: the code
-// and message of its Nats-Service-Error headers, or of its body
-// {"error": {...}} when it has one (the message there is not cut to one
-// header line).
+// serviceError is the error of a service's answer m (every answer: a
+// query's, a command's, a call's, the persistence service's), or nil when
+// m is no error: its body's "error" member when it has one (the whole
+// message), else the code and message of its Nats-Service-Error headers.
+// Every error answer has both (docs/protocol.md, "Errors"); the body alone
+// is enough so that an answer of a service older than the headers is not
+// taken for a success.
 func serviceError(m *nats.Msg) error {
-	code := m.Header.Get(micro.ErrorCodeHeader)
-	if code == "" {
-		return nil
-	}
-	e := &Error{Code: events.ErrorCode(code), Message: m.Header.Get(micro.ErrorHeader)}
 	var body events.ErrorReply
 	if json.Unmarshal(m.Data, &body) == nil && body.Error != nil {
-		e = body.Error
+		return body.Error
 	}
-	return e
+	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
+		return &Error{Code: events.ErrorCode(code), Message: m.Header.Get(micro.ErrorHeader)}
+	}
+	return nil
 }

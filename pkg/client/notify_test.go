@@ -14,18 +14,20 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/deadletter"
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
 // notifyConsumer creates the consumers of a notify plugin exactly as the
-// dispatcher does (events.ReplayConsumerConfig, events.NotifyConsumerConfig),
+// dispatcher does (topology.ReplayConsumerConfig, topology.NotifyConsumerConfig),
 // delivering from the start of the stream, and returns the notify queue.
 func notifyConsumer(t *testing.T, js jetstream.JetStream, spec events.PluginSpec) jetstream.Consumer {
 	t.Helper()
 	var cons jetstream.Consumer
-	for _, config := range []func(events.Plugin) (jetstream.ConsumerConfig, error){events.ReplayConsumerConfig, events.NotifyConsumerConfig} {
+	for _, config := range []func(events.Plugin) (jetstream.ConsumerConfig, error){topology.ReplayConsumerConfig, topology.NotifyConsumerConfig} {
 		cfg, err := config(events.Plugin{PluginSpec: spec})
 		if err != nil {
 			t.Fatal(err)
@@ -100,7 +102,7 @@ func (b *bus) publish(t *testing.T, id string) uint64 {
 // early.)
 func (b *bus) settled(t *testing.T, cons jetstream.Consumer) *jetstream.ConsumerInfo {
 	t.Helper()
-	plugin, _ := events.SubscriberOf(cons.CachedInfo().Name)
+	plugin, _ := topology.SubscriberOf(cons.CachedInfo().Name)
 	var info *jetstream.ConsumerInfo
 	natstest.Eventually(t, 10*time.Second, func() error {
 		stream, err := b.js.Stream(t.Context(), events.StreamEvents)
@@ -321,7 +323,7 @@ func TestNotifySpareDelivery(t *testing.T) {
 	if n := calls.Load(); n != 0 {
 		t.Errorf("handler called %d times, want 0", n)
 	}
-	if dl.Reason != events.ExhaustedReason("n", 2) || dl.Deliveries != 3 || dl.StreamSeq != seq {
+	if dl.Reason != deadletter.ExhaustedReason("n", 2) || dl.Deliveries != 3 || dl.StreamSeq != seq {
 		t.Errorf("dead letter = reason %q, deliveries %d, seq %d", dl.Reason, dl.Deliveries, dl.StreamSeq)
 	}
 }

@@ -711,9 +711,8 @@ func (w *worker) readLifecycle(m *nats.Msg) (kind string, p events.Plugin, seq u
 		w.log.Warn("unreadable lifecycle event", "subject", m.Subject, "event_type", e.Type(), "err", err)
 		return "", p, 0, false
 	}
-	head, _, _ := strings.Cut(e.ID(), "-")
-	seq, err = strconv.ParseUint(head, 10, 64)
-	if err != nil {
+	seq, ok = events.LifecycleSeq(e.ID())
+	if !ok {
 		seq = p.CommandSeq
 	}
 	return kind, p, seq, true

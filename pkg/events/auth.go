@@ -1,6 +1,7 @@
 package events
 
 import (
+	"slices"
 	"unicode/utf8"
 )
 
@@ -71,8 +72,10 @@ const (
 	KeyTypeIdentityKey         = "identity-key"
 )
 
-// KeyTypes lists the well-known key types.
-var KeyTypes = []string{
+// KeyTypes returns the well-known key types, a new slice each call.
+func KeyTypes() []string { return slices.Clone(keyTypes) }
+
+var keyTypes = []string{
 	KeyTypeSession, KeyTypePreKey, KeyTypeSenderKey, KeyTypeSenderKeyMemory,
 	KeyTypeAppStateSyncKey, KeyTypeAppStateSyncVersion, KeyTypeLIDMapping,
 	KeyTypeDeviceList, KeyTypeTCToken, KeyTypeIdentityKey,
@@ -107,7 +110,7 @@ func ValidateAuthContext(name string) error {
 // well-known type is. The error matches ErrInvalid.
 func ValidateKeyType(typ string) error {
 	if err := ValidateName("key type", typ); err != nil {
-		return invalidArgument("key type", "%q: only letters, digits, '_' and '-', 1 to %d of them", typ, MaxNameLen)
+		return invalidArgument("key type", "%q: only letters, digits, '_' and '-', 1 to %d of them", typ, maxNameLen)
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 )
 
 func TestAuthNames(t *testing.T) {
-	for _, typ := range events.KeyTypes {
+	for _, typ := range events.KeyTypes() {
 		if err := events.ValidateKeyType(typ); err != nil {
 			t.Errorf("well-known type %s: %v", typ, err)
 		}

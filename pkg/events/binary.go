@@ -156,7 +156,7 @@ func encodeBinary(subject string, ec *event.EventContextV1, data []byte) (*nats.
 	return &m.msg, nil
 }
 
-// binaryHeaderV1 is BinaryHeader for a CloudEvents 1.0 context.
+// binaryHeaderV1 is binaryHeader for a CloudEvents 1.0 context.
 func binaryHeaderV1(ec *event.EventContextV1) (nats.Header, error) {
 	var (
 		bufArray     [128]byte
@@ -245,7 +245,7 @@ func appendPercentEncoded(dst []byte, s string) []byte {
 	return dst
 }
 
-// literalSubject reports, without allocating, whether ValidatePublishSubject
+// literalSubject reports, without allocating, whether checkPublishSubject
 // accepts s for certain: printable ASCII without wildcard characters, in
 // non-empty tokens. What it does not vouch for goes to the full check.
 func literalSubject(s string) bool {
@@ -269,5 +269,5 @@ func validatePublishSubject(s string) error {
 	if literalSubject(s) {
 		return nil
 	}
-	return ValidatePublishSubject(s)
+	return checkPublishSubject(s)
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
+
+	"github.com/hookbus/hookbus/internal/stepheader"
 )
 
 // Wire names of the CloudEvents NATS binding as Hookbus uses it
@@ -57,6 +59,8 @@ func (c Codec) maxSize() int {
 	return c.MaxSize
 }
 
+func init() { stepheader.Binary = binaryHeader }
+
 // Encode validates e and returns it as a binary-mode message on subject:
 // one lowercase "ce-" header per attribute, datacontenttype in
 // "content-type", the data as the body, and Nats-Msg-Id set to
@@ -66,9 +70,6 @@ func Encode(subject string, e *event.Event) (*nats.Msg, error) { return Codec{}.
 // Decode reads a CloudEvent from a NATS message's header and data, in binary
 // or structured mode, and validates it. See Codec.Decode.
 func Decode(h nats.Header, data []byte) (*event.Event, error) { return Codec{}.Decode(h, data) }
-
-// Validate checks e with the default size limit. See Codec.Validate.
-func Validate(e *event.Event) error { return Codec{}.Validate(e) }
 
 // Encode is the package-level Encode with c's size limit.
 func (c Codec) Encode(subject string, e *event.Event) (*nats.Msg, error) {
@@ -115,13 +116,12 @@ func HeaderValue(h nats.Header, name string) string {
 	return ""
 }
 
-// BinaryHeader returns e's binary-mode headers (one lowercase ce- header
+// binaryHeader returns e's binary-mode headers (one lowercase ce- header
 // per attribute, datacontenttype in content-type), without validating e
-// and without Nats-Msg-Id. It is for events that are valid already, such
-// as those Decode returned; Encode validates, then writes the same
-// headers. Each header's value is a slice of its own: the header may be
-// changed.
-func BinaryHeader(e *event.Event) (nats.Header, error) {
+// and without Nats-Msg-Id, for events that are valid already; Encode
+// validates, then writes the same headers. The dispatcher reaches it
+// through internal/stepheader.
+func binaryHeader(e *event.Event) (nats.Header, error) {
 	if ec, ok := v1Context(e); ok {
 		h, err := binaryHeaderV1(ec)
 		if err != nil {
@@ -132,9 +132,9 @@ func BinaryHeader(e *event.Event) (nats.Header, error) {
 	return binaryHeaderSDK(e)
 }
 
-// binaryHeaderSDK is BinaryHeader through sdk-go's binding writer, for an
+// binaryHeaderSDK is binaryHeader through sdk-go's binding writer, for an
 // event context of another kind than CloudEvents 1.0 (Encode refuses
-// those; BinaryHeader writes what the library reads from them).
+// those; binaryHeader writes what the library reads from them).
 func binaryHeaderSDK(e *event.Event) (nats.Header, error) {
 	ev := *e // the binding takes a pointer it keeps: a copy, so that e stays where it is
 	w := headerWriter{h: make(nats.Header, 8)}
@@ -149,7 +149,7 @@ func binaryHeaderSDK(e *event.Event) (nats.Header, error) {
 // body) with Nats-Msg-Id set. Hookbus itself sends binary mode; this exists
 // for producers and tests that want the other mode.
 func (c Codec) EncodeStructured(subject string, e *event.Event) (*nats.Msg, error) {
-	if err := ValidatePublishSubject(subject); err != nil {
+	if err := checkPublishSubject(subject); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(e); err != nil {

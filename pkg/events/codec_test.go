@@ -24,6 +24,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 
+	"github.com/hookbus/hookbus/internal/stepheader"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -1165,7 +1166,7 @@ func formatMsgOrNil(m *nats.Msg) []byte {
 func TestDataContentTypeIsAMediaType(t *testing.T) {
 	e := minimalEvent()
 	e.SetDataContentType("json")
-	if err := events.Validate(e); !errors.Is(err, events.ErrInvalid) {
+	if err := (events.Codec{}).Validate(e); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf(`Validate with datacontenttype "json": %v, want ErrInvalid`, err)
 	}
 	h := nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"i"}, "ce-source": {"/s"}, "ce-type": {"t"}, "content-type": {"json"}}
@@ -1291,7 +1292,7 @@ func TestBinarySourceIsVerbatim(t *testing.T) {
 	}
 }
 
-// sdkHeaderWriter is the binding.BinaryWriter Encode and BinaryHeader used
+// sdkHeaderWriter is the binding.BinaryWriter Encode and binaryHeader used
 // before they wrote the headers themselves: sdk-go's binding walks the
 // event and this writes one header per attribute and extension,
 // percent-encoding all but URI references and media types. The headers
@@ -1346,12 +1347,12 @@ func sdkBinaryHeader(e *event.Event) (nats.Header, error) {
 	return w.h, err
 }
 
-// checkHeaderAsSDK compares BinaryHeader and, for a valid event, Encode
+// checkHeaderAsSDK compares binaryHeader (stepheader.Binary) and, for a valid event, Encode
 // with the headers sdk-go's binding writes.
 func checkHeaderAsSDK(t *testing.T, e *event.Event) {
 	t.Helper()
 	want, wantErr := sdkBinaryHeader(e)
-	got, err := events.BinaryHeader(e)
+	got, err := stepheader.Binary(e)
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("BinaryHeader: %v; the binding writer: %v", err, wantErr)
 	}
@@ -1363,7 +1364,7 @@ func checkHeaderAsSDK(t *testing.T, e *event.Event) {
 	}
 	msg, err := events.Encode("hookbus.event.t", e)
 	if err != nil {
-		return // invalid: Encode refuses it, BinaryHeader does not check
+		return // invalid: Encode refuses it, binaryHeader does not check
 	}
 	if id := msg.Header.Get(events.HeaderMsgID); id != events.MsgID(e.Source(), e.ID()) {
 		t.Errorf("Nats-Msg-Id %s, want MsgID(%q, %q)", id, e.Source(), e.ID())
@@ -1374,7 +1375,7 @@ func checkHeaderAsSDK(t *testing.T, e *event.Event) {
 	}
 }
 
-// TestBinaryHeaderAsSDK: the headers Encode and BinaryHeader write
+// TestBinaryHeaderAsSDK: the headers Encode and binaryHeader write
 // themselves are those sdk-go's binding writer gives, for every kind of
 // attribute and extension value.
 func TestBinaryHeaderAsSDK(t *testing.T) {

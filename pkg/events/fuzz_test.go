@@ -41,8 +41,8 @@ func FuzzEventSubject(f *testing.F) {
 			if subject != "" {
 				t.Fatalf("EventSubject(%q) returned %q with its error", typ, subject)
 			}
-			if got, ok := events.TypeFromEventSubject("hookbus.event." + typ); ok {
-				t.Fatalf("EventSubject refuses %q but TypeFromEventSubject accepts it as %q", typ, got)
+			if got, ok := typeFromEventSubject("hookbus.event." + typ); ok {
+				t.Fatalf("EventSubject refuses %q but typeFromEventSubject accepts it as %q", typ, got)
 			}
 			return
 		}
@@ -62,8 +62,8 @@ func FuzzEventSubject(f *testing.F) {
 		if err := events.ValidatePublishSubject(subject); err != nil {
 			t.Fatalf("EventSubject(%q) = %q, which ValidatePublishSubject refuses: %v", typ, subject, err)
 		}
-		if got, ok := events.TypeFromEventSubject(subject); !ok || got != typ {
-			t.Fatalf("TypeFromEventSubject(%q) = %q, %v; want %q, true", subject, got, ok, typ)
+		if got, ok := typeFromEventSubject(subject); !ok || got != typ {
+			t.Fatalf("typeFromEventSubject(%q) = %q, %v; want %q, true", subject, got, ok, typ)
 		}
 	})
 }
@@ -137,7 +137,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if err := events.Validate(e); err != nil {
+		if err := (events.Codec{}).Validate(e); err != nil {
 			t.Fatalf("Decode accepted an event Validate refuses: %v", err)
 		}
 		if ref, ok := sdkBinaryDecode(h, body); ok {

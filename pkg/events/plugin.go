@@ -133,12 +133,12 @@ func (s Settings) StepTimeout() time.Duration {
 
 // Limits on plugin definitions.
 const (
-	MinPriority   = 0
-	MaxPriority   = 100
-	MaxDepends    = 32
-	MaxExtraBytes = 16 << 10
-	MaxDeliverCap = 100
-	MaxStepTimout = 5 * time.Minute
+	minPriority    = 0
+	maxPriority    = 100
+	maxDepends     = 32
+	maxExtraBytes  = 16 << 10
+	maxDeliverCap  = 100
+	maxStepTimeout = 5 * time.Minute
 )
 
 // PluginSpec is what a plugin declares when it registers: the fields
@@ -203,18 +203,18 @@ func (p PluginSpec) Validate() error {
 		return err
 	}
 	if err := ValidateType(p.Event); err != nil {
-		return &ValidationError{Field: "event", Reason: err.(*ValidationError).Reason}
+		return &ValidationError{Of: "plugin", Field: "event", Reason: err.(*ValidationError).Reason}
 	}
 	switch p.Mode {
 	case ModeChain, ModeNotify, "":
 	default:
 		return invalidIn("plugin", "mode", "%q: want chain or notify", p.Mode)
 	}
-	if p.Priority < MinPriority || p.Priority > MaxPriority {
-		return invalidIn("plugin", "priority", "%d: want %d to %d (lower runs first)", p.Priority, MinPriority, MaxPriority)
+	if p.Priority < minPriority || p.Priority > maxPriority {
+		return invalidIn("plugin", "priority", "%d: want %d to %d (lower runs first)", p.Priority, minPriority, maxPriority)
 	}
-	if len(p.Depends) > MaxDepends {
-		return invalidIn("plugin", "depends", "%d dependencies, the limit is %d", len(p.Depends), MaxDepends)
+	if len(p.Depends) > maxDepends {
+		return invalidIn("plugin", "depends", "%d dependencies, the limit is %d", len(p.Depends), maxDepends)
 	}
 	seen := map[string]bool{}
 	for _, d := range p.Depends {
@@ -230,8 +230,8 @@ func (p PluginSpec) Validate() error {
 		seen[d.Name] = true
 	}
 	if len(p.Extra) > 0 {
-		if len(p.Extra) > MaxExtraBytes {
-			return invalidIn("plugin", "extra", "%d bytes, the limit is %d", len(p.Extra), MaxExtraBytes)
+		if len(p.Extra) > maxExtraBytes {
+			return invalidIn("plugin", "extra", "%d bytes, the limit is %d", len(p.Extra), maxExtraBytes)
 		}
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(p.Extra, &obj); err != nil || obj == nil {
@@ -247,16 +247,16 @@ func (p PluginSpec) Validate() error {
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func (s Settings) validate() error {
-	if s.StepTimeoutMS < 0 || time.Duration(s.StepTimeoutMS)*time.Millisecond > MaxStepTimout {
-		return invalidIn("plugin", "settings.step_timeout_ms", "%d: want 1 to %d", s.StepTimeoutMS, MaxStepTimout.Milliseconds())
+	if s.StepTimeoutMS < 0 || time.Duration(s.StepTimeoutMS)*time.Millisecond > maxStepTimeout {
+		return invalidIn("plugin", "settings.step_timeout_ms", "%d: want 1 to %d", s.StepTimeoutMS, maxStepTimeout.Milliseconds())
 	}
 	switch s.OnError {
 	case OnErrorSkip, OnErrorHalt, OnErrorFail, "":
 	default:
 		return invalidIn("plugin", "settings.on_error", "%q: want skip, halt or fail", s.OnError)
 	}
-	if s.MaxDeliver < 0 || s.MaxDeliver > MaxDeliverCap {
-		return invalidIn("plugin", "settings.max_deliver", "%d: want 1 to %d", s.MaxDeliver, MaxDeliverCap)
+	if s.MaxDeliver < 0 || s.MaxDeliver > maxDeliverCap {
+		return invalidIn("plugin", "settings.max_deliver", "%d: want 1 to %d", s.MaxDeliver, maxDeliverCap)
 	}
 	if len(s.BackoffMS) > s.MaxDeliver && s.MaxDeliver > 0 {
 		return invalidIn("plugin", "settings.backoff_ms", "%d waits for %d deliveries: at most one per delivery", len(s.BackoffMS), s.MaxDeliver)

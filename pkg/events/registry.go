@@ -2,6 +2,8 @@ package events
 
 import (
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // PluginOp is a lifecycle operation on plugins, sent as a command
@@ -20,11 +22,11 @@ const (
 	OpUnregister PluginOp = "unregister"
 )
 
-// PluginOps lists every operation, in documentation order.
-var PluginOps = []PluginOp{OpRegister, OpStart, OpStop, OpRestart, OpEnable, OpDelete, OpUnregister}
+// pluginOps lists every operation, in documentation order.
+var pluginOps = []PluginOp{OpRegister, OpStart, OpStop, OpRestart, OpEnable, OpDelete, OpUnregister}
 
-// Valid reports whether op is one of PluginOps.
-func (op PluginOp) Valid() bool { return slices.Contains(PluginOps, op) }
+// Valid reports whether op is one of pluginOps.
+func (op PluginOp) Valid() bool { return slices.Contains(pluginOps, op) }
 
 // CommandTypePrefix starts the CloudEvents type of every plugin command:
 // hookbus.cmd.plugin.<op>, its subject without the plugin name.
@@ -58,7 +60,7 @@ type PluginCommand struct {
 // *ValidationError.
 func (c PluginCommand) Validate(op PluginOp) error {
 	if !op.Valid() {
-		return invalidIn("command", "op", "%q: want one of %v", op, PluginOps)
+		return invalidIn("command", "op", "%q: want one of %v", op, pluginOps)
 	}
 	if op == OpRegister {
 		if c.Plugin == nil {
@@ -126,6 +128,17 @@ const LifecycleUnregistered = "unregistered"
 // LifecycleType returns the CloudEvents type of a lifecycle event about a
 // plugin that reached status, e.g. hookbus.plugin.started.
 func LifecycleType(status Status) string { return LifecycleTypePrefix + string(status) }
+
+// LifecycleID is the id of the lifecycle event that command seq of
+// plugin name caused: "<seq>-<name>".
+func LifecycleID(seq uint64, name string) string { return strconv.FormatUint(seq, 10) + "-" + name }
+
+// LifecycleSeq returns the command sequence of a LifecycleID, or false.
+func LifecycleSeq(id string) (uint64, bool) {
+	head, _, found := strings.Cut(id, "-")
+	seq, err := strconv.ParseUint(head, 10, 64)
+	return seq, found && err == nil
+}
 
 // Registry query subjects, served by the hookbus-registry micro service.
 const (

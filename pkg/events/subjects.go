@@ -28,22 +28,22 @@ const (
 	DLQSubjects = "hookbus.dlq.>"
 )
 
-// Limits on names. A type is at most MaxTypeLen bytes so that the longest
+// Limits on names. A type is at most maxTypeLen bytes so that the longest
 // subject built from it stays far below NATS' practical subject sizes.
 const (
-	MaxTypeLen = 200
-	MaxNameLen = 64
+	maxTypeLen = 200
+	maxNameLen = 64
 )
 
 // ValidateType reports whether s is a valid event type: one or more tokens of
-// [A-Za-z0-9_-] joined by single dots, at most MaxTypeLen bytes. The error is
+// [A-Za-z0-9_-] joined by single dots, at most maxTypeLen bytes. The error is
 // a *ValidationError for field "type".
 func ValidateType(s string) error {
 	if s == "" {
 		return invalid("type", "required")
 	}
-	if len(s) > MaxTypeLen {
-		return invalid("type", "%d bytes long, the limit is %d", len(s), MaxTypeLen)
+	if len(s) > maxTypeLen {
+		return invalid("type", "%d bytes long, the limit is %d", len(s), maxTypeLen)
 	}
 	i := 0
 	for tok := range strings.SplitSeq(s, ".") {
@@ -65,8 +65,8 @@ func ValidateName(field, s string) error {
 	if s == "" {
 		return invalidIn("name", field, "required")
 	}
-	if len(s) > MaxNameLen {
-		return invalidIn("name", field, "%d bytes long, the limit is %d", len(s), MaxNameLen)
+	if len(s) > maxNameLen {
+		return invalidIn("name", field, "%d bytes long, the limit is %d", len(s), maxNameLen)
 	}
 	if j := strings.IndexFunc(s, func(r rune) bool { return !isTokenRune(r) }); j >= 0 {
 		r, _ := utf8.DecodeRuneInString(s[j:])
@@ -175,24 +175,24 @@ func CheckAnswerSubject(kind, name, replyTo string) error {
 // reply, so pointing a consumer at a service's subject cannot make it act
 // (docs/security.md).
 func CheckRequestReply(reply string) error {
-	if !strings.HasPrefix(reply, InboxRoot+".") {
-		return invalidIn("request", "reply", "%q: requests need an inbox reply subject (%s.…)", reply, InboxRoot)
+	if !strings.HasPrefix(reply, inboxRoot+".") {
+		return invalidIn("request", "reply", "%q: requests need an inbox reply subject (%s.…)", reply, inboxRoot)
 	}
 	return nil
 }
 
-// InboxRoot is the first token of every inbox. Each NATS user's inbox
+// inboxRoot is the first token of every inbox. Each NATS user's inbox
 // prefix is InboxPrefix(user).
-const InboxRoot = "_INBOX"
+const inboxRoot = "_INBOX"
 
 // InboxPrefix is the inbox prefix of the NATS user: _INBOX.<user>. Its
 // permissions let it subscribe to _INBOX.<user>.> and nothing else of
 // _INBOX (nats.CustomInboxPrefix; Node: inboxPrefix).
 func InboxPrefix(user string) string {
 	if user == "" {
-		return InboxRoot
+		return inboxRoot
 	}
-	return InboxRoot + "." + user
+	return inboxRoot + "." + user
 }
 
 // LifecycleSubject returns the subject of lifecycle events about the plugin
@@ -222,16 +222,6 @@ func DLQSubject(subscriber string) (string, error) {
 	return SubjectRoot + ".dlq." + subscriber, nil
 }
 
-// TypeFromEventSubject returns the event type of a hookbus.event.<type>
-// subject, or false if subject is not one.
-func TypeFromEventSubject(subject string) (string, bool) {
-	typ, ok := strings.CutPrefix(subject, SubjectRoot+".event.")
-	if !ok || ValidateType(typ) != nil {
-		return "", false
-	}
-	return typ, true
-}
-
 func typeSubject(kind, typ string) (string, error) {
 	if err := ValidateType(typ); err != nil {
 		return "", err
@@ -239,10 +229,10 @@ func typeSubject(kind, typ string) (string, error) {
 	return SubjectRoot + "." + kind + "." + typ, nil
 }
 
-// ValidatePublishSubject checks a subject a caller chose to publish on: a
+// checkPublishSubject checks a subject a caller chose to publish on: a
 // literal NATS subject (no wildcards, spaces, control characters or empty
 // tokens).
-func ValidatePublishSubject(s string) error {
+func checkPublishSubject(s string) error {
 	if s == "" {
 		return invalid("subject", "required")
 	}

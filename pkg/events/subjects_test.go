@@ -199,9 +199,9 @@ func TestTypeFromEventSubject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.subject, func(t *testing.T) {
-			got, ok := events.TypeFromEventSubject(tt.subject)
+			got, ok := typeFromEventSubject(tt.subject)
 			if got != tt.want || ok != tt.ok {
-				t.Errorf("TypeFromEventSubject(%q) = %q, %v; want %q, %v", tt.subject, got, ok, tt.want, tt.ok)
+				t.Errorf("typeFromEventSubject(%q) = %q, %v; want %q, %v", tt.subject, got, ok, tt.want, tt.ok)
 			}
 		})
 	}
@@ -260,6 +260,31 @@ func TestCheckRequestReply(t *testing.T) {
 	} {
 		if err := events.CheckRequestReply(reply); (err == nil) != ok {
 			t.Errorf("CheckRequestReply(%q) = %v, want ok %v", reply, err, ok)
+		}
+	}
+}
+
+// typeFromEventSubject returns the event type of a hookbus.event.<type>
+// subject, or false if subject is not one.
+func typeFromEventSubject(subject string) (string, bool) {
+	typ, ok := strings.CutPrefix(subject, events.SubjectRoot+".event.")
+	if !ok || events.ValidateType(typ) != nil {
+		return "", false
+	}
+	return typ, true
+}
+
+func TestLifecycleID(t *testing.T) {
+	id := events.LifecycleID(42, "acl-2")
+	if id != "42-acl-2" {
+		t.Fatalf("LifecycleID = %q, want 42-acl-2", id)
+	}
+	if seq, ok := events.LifecycleSeq(id); !ok || seq != 42 {
+		t.Errorf("LifecycleSeq(%q) = %d, %v; want 42, true", id, seq, ok)
+	}
+	for _, bad := range []string{"", "acl", "x-acl", "-acl", "42"} {
+		if seq, ok := events.LifecycleSeq(bad); ok {
+			t.Errorf("LifecycleSeq(%q) = %d, true; want false", bad, seq)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hookbus/hookbus/internal/deadletter"
+	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -26,7 +28,7 @@ type maxDeliveries struct {
 // dead-letters an event itself after its last failed try, and on the spare
 // delivery after a crash; should every delivery go unanswered (workers
 // crashing each time), JetStream stops delivering and says so, and the
-// dispatcher dead-letters the event. DLQMsgID makes a dead letter written
+// dispatcher dead-letters the event. deadletter.MsgID makes a dead letter written
 // by both a worker and the dispatcher stored once.
 func (s *Service) watchAdvisories(ctx context.Context) error {
 	sub, err := s.nc.QueueSubscribe(maxDeliveriesSubject, events.DispatcherQueue, func(m *nats.Msg) {
@@ -35,7 +37,7 @@ func (s *Service) watchAdvisories(ctx context.Context) error {
 			s.log.Warn("unreadable max deliveries advisory", "err", err)
 			return
 		}
-		plugin, ok := events.SubscriberOf(a.Consumer)
+		plugin, ok := topology.SubscriberOf(a.Consumer)
 		if !ok {
 			return
 		}
@@ -61,7 +63,7 @@ func (s *Service) deadLetterExhausted(ctx context.Context, plugin string, a maxD
 	if err != nil {
 		return fmt.Errorf("read event %d: %w", a.StreamSeq, err)
 	}
-	dl, err := events.DeadLetter(plugin, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, events.ExhaustedReason(plugin, a.Deliveries), int(s.nc.MaxPayload()))
+	dl, err := deadletter.New(plugin, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, deadletter.ExhaustedReason(plugin, a.Deliveries), int(s.nc.MaxPayload()))
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/hookbus/hookbus/internal/microerr"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -75,7 +76,8 @@ func (s *Service) answerCall(ctx context.Context, m *nats.Msg) {
 	s.respond(m, res)
 }
 
-// respond answers call m with res. An answer that cannot be sent as it is
+// respond answers call m with res, with micro's error headers when it
+// failed (docs/protocol.md, "Errors"). An answer that cannot be sent as it is
 // (too large for the connection) is replaced by an error answer, so the
 // caller always hears back.
 func (s *Service) respond(m *nats.Msg, res events.ChainResult) {
@@ -91,7 +93,11 @@ func (s *Service) respond(m *nats.Msg, res events.ChainResult) {
 			return // only strings and null left: cannot fail
 		}
 	}
-	if err := m.Respond(b); err != nil {
+	answer := &nats.Msg{Data: b}
+	if res.Error != nil {
+		answer.Header = microerr.Header(res.Error)
+	}
+	if err := m.RespondMsg(answer); err != nil {
 		s.log.Warn("answer call", "subject", m.Subject, "err", err)
 	}
 }

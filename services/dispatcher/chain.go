@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 
+	"github.com/hookbus/hookbus/internal/stepheader"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -33,7 +35,7 @@ func (s *Service) runChain(ctx context.Context, e *event.Event, chain []events.P
 	if len(chain) == 0 {
 		return res
 	}
-	private := events.PrivateFields(e.Type(), e.Extensions()[events.ExtensionPrivate])
+	private := privateFields(e.Type(), e.Extensions()[events.ExtensionPrivate])
 	original := res.State
 
 	base, err := stepHeader(e)
@@ -86,7 +88,7 @@ func (s *Service) runChain(ctx context.Context, e *event.Event, chain []events.P
 // copies it. The state is not checked against a catalog schema at each
 // step: plugins may add to it.
 func stepHeader(e *event.Event) (nats.Header, error) {
-	h, err := events.BinaryHeader(e)
+	h, err := stepheader.Binary(e)
 	if err != nil {
 		return nil, err
 	}
@@ -172,4 +174,26 @@ func nextState(cur json.RawMessage, reply events.StepReply, original json.RawMes
 		return next, nil
 	}
 	return json.Marshal(got)
+}
+
+// privateFields returns the private top-level fields of an event: those
+// named in its privatefields extension, plus "private" for catalog types
+// that declare it.
+func privateFields(typ string, extension any) []string {
+	var out []string
+	if s, ok := extension.(string); ok {
+		for f := range strings.SplitSeq(s, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	if entry, ok := events.LookupCatalog(typ); ok {
+		for _, f := range entry.Fields {
+			if f.Name == "private" {
+				out = append(out, "private")
+			}
+		}
+	}
+	return out
 }

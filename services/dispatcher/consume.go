@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/deadletter"
 	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -110,8 +111,12 @@ func (r *chainReaders) stop(name string) {
 // checked), leaving the readers running.
 func (r *chainReaders) notReady() { r.s.consuming.Store(false) }
 
-// wait waits for the readers to end (after the context given to keep).
-func (r *chainReaders) wait() { r.wg.Wait() }
+// wait waits for every reader to return; the dispatcher then reads no
+// consumer and is not ready.
+func (r *chainReaders) wait() {
+	r.wg.Wait()
+	r.s.consuming.Store(false)
+}
 
 // readEvents handles the consumer's events, holding one of slots for each
 // chain it runs, until ctx ends or the consumer fails.
@@ -240,7 +245,7 @@ func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetst
 	}
 	if err := msg.Ack(); err != nil {
 		// Stored; should the event come back, its dead letter is stored
-		// once (DLQMsgID).
+		// once (deadletter.MsgID).
 		s.log.Warn("ack dead-lettered event", "subject", msg.Subject(), "err", err)
 	}
 	return true
@@ -248,7 +253,7 @@ func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetst
 
 // storeDeadLetter stores the dead letter of msg with reason in HOOKBUS_DLQ.
 func (s *Service) storeDeadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
-	dl, err := events.DeadLetter(events.DispatcherConsumer, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.NumDelivered, reason, int(s.nc.MaxPayload()))
+	dl, err := deadletter.New(events.DispatcherConsumer, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.NumDelivered, reason, int(s.nc.MaxPayload()))
 	if err != nil {
 		return err
 	}
@@ -264,7 +269,7 @@ const dlqCheckTimeout = 2 * time.Second
 // deduplicates across the stream): a duplicate acknowledgement counts only
 // when the message kept under the id is on dl's subject with dl's id, and
 // otherwise (or when it cannot be read) dl is stored under a unique id
-// (events.StoreOnce).
+// (deadletter.StoreOnce).
 func (s *Service) publishDeadLetter(ctx context.Context, dl *nats.Msg) error {
 	publish := func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
 		return s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(events.StreamDLQ))
@@ -278,7 +283,7 @@ func (s *Service) publishDeadLetter(ctx context.Context, dl *nats.Msg) error {
 		}
 		return stream.GetMsg(ctx, seq)
 	}
-	_, conflict, err := events.StoreOnce(ctx, events.StreamDLQ, dl, publish, get)
+	_, conflict, err := deadletter.StoreOnce(ctx, events.StreamDLQ, dl, publish, get)
 	if conflict != nil && err == nil {
 		s.log.Warn("dead letter id already taken: stored under a unique id", "subject", dl.Subject, "err", conflict)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -225,8 +226,8 @@ var subscriberConsumers = []struct {
 	name   func(string) string
 	config func(events.Plugin) (jetstream.ConsumerConfig, error)
 }{
-	{events.ReplayConsumer, events.ReplayConsumerConfig},
-	{events.NotifyConsumer, events.NotifyConsumerConfig},
+	{events.ReplayConsumer, topology.ReplayConsumerConfig},
+	{events.NotifyConsumer, topology.NotifyConsumerConfig},
 }
 
 // applyNotify makes the notify queues and replay consumers match the

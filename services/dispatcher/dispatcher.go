@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -132,21 +133,28 @@ const (
 // Collector returns the dispatcher's metrics, for a Prometheus registry.
 func (s *Service) Collector() prometheus.Collector { return s.events }
 
-var errNotReady = errors.New("dispatcher not started")
+var errNotReady = errors.New("dispatcher not ready")
 
-// Ready returns nil once the route table is loaded and the dispatcher takes
-// calls, published events and advisories; not while its consumer is being
-// created again.
+// Ready returns nil while the route table is loaded and the dispatcher
+// takes calls, reads its chain consumers and reads advisories, else an
+// error naming every part that does not run now (a part that stops, the
+// consumers while they are created again, all of them once Run returns).
 func (s *Service) Ready(context.Context) error {
-	switch {
-	case !s.routes.isReady():
-		return fmt.Errorf("%w: route table not loaded", errNotReady)
-	case !s.calls.Load():
-		return fmt.Errorf("%w: not taking calls", errNotReady)
-	case !s.consuming.Load():
-		return fmt.Errorf("%w: chain consumers not all in place and read", errNotReady)
-	case !s.advisories.Load():
-		return fmt.Errorf("%w: not reading advisories", errNotReady)
+	var missing []string
+	if !s.routes.isReady() {
+		missing = append(missing, "route table not loaded")
+	}
+	if !s.calls.Load() {
+		missing = append(missing, "not taking calls")
+	}
+	if !s.consuming.Load() {
+		missing = append(missing, "chain consumers not all in place and read")
+	}
+	if !s.advisories.Load() {
+		missing = append(missing, "not reading advisories")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s", errNotReady, strings.Join(missing, "; "))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -417,6 +418,7 @@ func TestCallErrors(t *testing.T) {
 	if res.Error == nil || res.Error.Code != events.CodeInvalid || !strings.Contains(res.Error.Message, "not a CloudEvent") {
 		t.Errorf("invalid call answered %+v", res.Error)
 	}
+	checkErrorHeaders(t, answer, res.Error)
 	other := newEvent("other", "x", map[string]any{})
 	msg, _ := events.Encode("hookbus.call.ev", &other)
 	answer, err = e.nc.RequestMsgWithContext(ctx, msg)
@@ -427,10 +429,31 @@ func TestCallErrors(t *testing.T) {
 	if res.Error == nil || !strings.Contains(res.Error.Message, `event type "other" does not match the call subject "hookbus.call.ev"`) {
 		t.Errorf("mismatched call answered %+v", res.Error)
 	}
-	// No chain plugins: the state comes back unchanged, with an empty trace.
-	res = e.call(newEvent("quiet", "q", map[string]any{"k": 1}))
-	if string(res.State) != `{"k":1}` || len(res.Trace) != 0 || res.Error != nil {
-		t.Errorf("call without plugins = %+v", res)
+	checkErrorHeaders(t, answer, res.Error)
+	// No chain plugins: the state comes back unchanged, with an empty
+	// trace and no error headers.
+	quiet := newEvent("quiet", "q", map[string]any{"k": 1})
+	msg, _ = events.Encode("hookbus.call.quiet", &quiet)
+	if answer, err = e.nc.RequestMsgWithContext(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	res = events.ChainResult{}
+	_ = json.Unmarshal(answer.Data, &res)
+	if string(res.State) != `{"k":1}` || len(res.Trace) != 0 || res.Error != nil || answer.Header.Get(micro.ErrorCodeHeader) != "" {
+		t.Errorf("call without plugins = %+v, headers %v", res, answer.Header)
+	}
+}
+
+// checkErrorHeaders checks that a call's error answer carries micro's error
+// headers with the code and message of the result's error (docs/protocol.md,
+// "Errors").
+func checkErrorHeaders(t *testing.T, answer *nats.Msg, want *events.Error) {
+	t.Helper()
+	if want == nil {
+		return
+	}
+	if answer.Header.Get(micro.ErrorCodeHeader) != string(want.Code) || answer.Header.Get(micro.ErrorHeader) != want.Message {
+		t.Errorf("headers %v, want %s %q and %s %q", answer.Header, micro.ErrorCodeHeader, want.Code, micro.ErrorHeader, want.Message)
 	}
 }
 
@@ -617,4 +640,25 @@ func TestDispatcherRestartMidChainStoresOneResult(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Readiness says what runs now: once Run has returned, Ready names every
+// part that stopped, not only the first.
+func TestReadinessSaysWhatRuns(t *testing.T) {
+	e := newEnv(t)
+	svc, err := dispatcher.New(dispatcher.DefaultConfig(), natstest.Connect(t, e.srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := natstest.RunService(t, svc)
+	if err := svc.Ready(t.Context()); err != nil {
+		t.Fatalf("running: %v", err)
+	}
+	stop()
+	err = svc.Ready(t.Context())
+	for _, part := range []string{"not taking calls", "chain consumers not all in place", "not reading advisories"} {
+		if err == nil || !strings.Contains(err.Error(), part) {
+			t.Errorf("after Run returned: Ready = %v, want it to say %q", err, part)
+		}
+	}
 }

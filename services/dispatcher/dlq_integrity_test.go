@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/deadletter"
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -35,7 +36,7 @@ func (e *env) takeDLQIDs(subject, subscriber string, n uint64) {
 	e.t.Helper()
 	next := e.nextEventSeq()
 	for s := next; s < next+n; s++ {
-		m := &nats.Msg{Subject: subject, Header: nats.Header{events.HeaderMsgID: {events.DLQMsgID(subscriber, s)}}, Data: []byte("junk")}
+		m := &nats.Msg{Subject: subject, Header: nats.Header{events.HeaderMsgID: {deadletter.MsgID(subscriber, s)}}, Data: []byte("junk")}
 		if _, err := e.js.PublishMsg(e.t.Context(), m); err != nil {
 			e.t.Fatal(err)
 		}
@@ -95,7 +96,7 @@ func TestDeadLetterWrittenTwiceStoredOnce(t *testing.T) {
 	e := newEnv(t)
 	seq := e.nextEventSeq()
 	first := &nats.Msg{Subject: "hookbus.dlq." + events.DispatcherConsumer, Header: nats.Header{}, Data: []byte("written before the crash")}
-	first.Header.Set(events.HeaderMsgID, events.DLQMsgID(events.DispatcherConsumer, seq))
+	first.Header.Set(events.HeaderMsgID, deadletter.MsgID(events.DispatcherConsumer, seq))
 	first.Header.Set(events.HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
 	if _, err := e.js.PublishMsg(t.Context(), first); err != nil {
 		t.Fatal(err)

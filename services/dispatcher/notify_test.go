@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -117,7 +118,7 @@ func TestOldNotifyQueueHandsOverReplays(t *testing.T) {
 	e := newEnv(t)
 	started := time.Now().Add(-time.Minute)
 	p := notifyPlugin("mailer", events.StatusStarted, started)
-	old, err := events.NotifyConsumerConfig(p)
+	old, err := topology.NotifyConsumerConfig(p)
 	if err != nil {
 		t.Fatal(err)
 	}

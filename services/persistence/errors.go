@@ -14,26 +14,19 @@ import (
 // serve values it cannot read.
 var ErrKeyCheck = errors.New("key check failed")
 
-// requestError is a request that failed for a reason the caller must
-// know by its code (not found, conflict, invalid).
-type requestError struct {
-	code events.ErrorCode
-	msg  string
-}
-
-func (e *requestError) Error() string { return e.msg }
-
+// failure is a request that failed for a reason the caller must know by
+// its code (not found, conflict, invalid): the error the service answers.
 func failure(code events.ErrorCode, format string, args ...any) error {
-	return &requestError{code: code, msg: fmt.Sprintf(format, args...)}
+	return &events.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // codeOf is the one place that decides which error code a failed request
 // answers with.
 func codeOf(err error) events.ErrorCode {
-	var re *requestError
+	var e *events.Error
 	switch {
-	case errors.As(err, &re):
-		return re.code
+	case errors.As(err, &e):
+		return e.Code
 	case errors.Is(err, events.ErrInvalid):
 		return events.CodeInvalid
 	case errors.Is(err, errDecrypt):
@@ -41,4 +34,13 @@ func codeOf(err error) events.ErrorCode {
 	default:
 		return events.CodeInternal
 	}
+}
+
+// answerOf is the error a failed request is answered with: a failure as it
+// is, anything else with its code and its whole text.
+func answerOf(err error) *events.Error {
+	if e, ok := err.(*events.Error); ok {
+		return e
+	}
+	return &events.Error{Code: codeOf(err), Message: err.Error()}
 }

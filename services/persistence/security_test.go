@@ -267,7 +267,7 @@ func TestRotation(t *testing.T) {
 		name := fmt.Sprintf("tenant-%d", i)
 		mustSaveCreds(t, c.AuthStore(name), []byte("creds of "+name))
 		batch := map[string]map[string][]byte{}
-		for _, typ := range events.KeyTypes {
+		for _, typ := range events.KeyTypes() {
 			batch[typ] = map[string][]byte{"id-" + typ: []byte(name + "/" + typ)}
 		}
 		mustSaveKeys(t, c.AuthStore(name), batch)

@@ -244,15 +244,15 @@ func (s *Service) answer(base context.Context, name string, ep endpoint, req mic
 		}
 		err = fmt.Errorf("reply: %w", err)
 	}
-	code := codeOf(err)
-	s.requests.WithLabelValues(name, string(code)).Inc()
-	switch code {
+	answer := answerOf(err)
+	s.requests.WithLabelValues(name, string(answer.Code)).Inc()
+	switch answer.Code {
 	case events.CodeDecrypt:
 		s.log.Error("stored value cannot be read", "subject", ep.subject, "err", err)
 	case events.CodeInternal:
 		s.log.Error("persistence request failed", "subject", ep.subject, "err", err)
 	}
-	if err := microerr.Respond(req, &events.Error{Code: code, Message: err.Error()}); err != nil {
+	if err := microerr.Respond(req, answer); err != nil {
 		s.log.Warn("persistence error reply", "subject", ep.subject, "err", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
@@ -236,7 +237,7 @@ func (s *Service) publishLifecycle(ctx context.Context, typ string, p events.Plu
 		return err
 	}
 	e := event.New()
-	e.SetID(fmt.Sprintf("%d-%s", seq, p.Name))
+	e.SetID(events.LifecycleID(seq, p.Name))
 	e.SetSource(lifecycleSource)
 	e.SetType(typ)
 	e.SetSubject(p.Name)
@@ -254,7 +255,9 @@ func (s *Service) publishLifecycle(ctx context.Context, typ string, p events.Plu
 	return nil
 }
 
-// answer sends reply to the sender's reply subject, if it gave a usable one.
+// answer sends reply to the sender's reply subject, if it gave a usable one,
+// with micro's error headers when it carries an error (docs/protocol.md,
+// "Errors").
 func (s *Service) answer(replyTo string, reply events.CommandReply) {
 	if replyTo == "" {
 		return
@@ -267,7 +270,11 @@ func (s *Service) answer(replyTo string, reply events.CommandReply) {
 		s.log.Error("encode command reply", "err", err)
 		return
 	}
-	if err := s.nc.Publish(replyTo, b); err != nil {
+	msg := &nats.Msg{Subject: replyTo, Data: b}
+	if reply.Error != nil {
+		msg.Header = microerr.Header(reply.Error)
+	}
+	if err := s.nc.PublishMsg(msg); err != nil {
 		s.log.Warn("send command reply", "subject", replyTo, "err", err)
 	}
 }

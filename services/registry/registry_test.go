@@ -232,7 +232,7 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	send := func(t *testing.T, subject string, h nats.Header, data []byte) events.CommandReply {
+	send := func(t *testing.T, subject string, h nats.Header, data []byte) (events.CommandReply, nats.Header) {
 		// The answer subject of the plugin the subject names (token 5),
 		// or of a bulk command.
 		target := ""
@@ -264,7 +264,7 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			t.Fatal(err)
 		}
-		return r
+		return r, m.Header
 	}
 	ce := func(typ, data string) (nats.Header, []byte) {
 		e := event.New()
@@ -306,15 +306,24 @@ func TestInvalidCommandIsAnsweredAndDoesNotBlock(t *testing.T) {
 	tests[8].h, tests[8].data = ce("hookbus.cmd.plugin.register", `{"plugin":{"name":"a","event":"e"}}`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := send(t, tt.subject, tt.h, tt.data)
+			r, h := send(t, tt.subject, tt.h, tt.data)
 			if r.Error == nil || r.Error.Code != events.CodeInvalid || !strings.Contains(r.Error.Message, tt.want) {
 				t.Errorf("reply = %+v, want invalid: %q", r.Error, tt.want)
 			}
+			// The same error in micro's headers (docs/protocol.md, "Errors").
+			if h.Get(micro.ErrorCodeHeader) != "invalid" || !strings.Contains(h.Get(micro.ErrorHeader), tt.want) {
+				t.Errorf("headers %v, want %s invalid and %s containing %q", h, micro.ErrorCodeHeader, micro.ErrorHeader, tt.want)
+			}
 		})
 	}
-	// The valid command behind them goes through.
+	// The valid command behind them goes through, answered without error
+	// headers.
 	if _, err := c.Register(ctx, events.PluginSpec{Name: "a", Event: "e"}); err != nil {
 		t.Fatalf("valid command after invalid ones: %v", err)
+	}
+	h, data := ce("hookbus.cmd.plugin.start", `{"name":"a"}`)
+	if r, h := send(t, "hookbus.cmd.plugin.start.a", h, data); r.Error != nil || len(r.Plugins) != 1 || h.Get(micro.ErrorCodeHeader) != "" {
+		t.Errorf("start a: reply %+v, headers %v; want the plugin and no error header", r, h)
 	}
 }
 

@@ -1,4 +1,4 @@
-package events
+package deadletter
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/events"
 )
 
 // Integrity of dead letters and replays.
@@ -51,20 +53,20 @@ func (e *DuplicateConflictError) Is(target error) bool { return target == ErrDup
 // duplicate acknowledgement of sent, is sent's: the same subject and the
 // same Nats-Msg-Id. Otherwise it returns a *DuplicateConflictError.
 func CheckDuplicate(stream string, sent *nats.Msg, seq uint64, stored *jetstream.RawStreamMsg) error {
-	id := HeaderValue(sent.Header, HeaderMsgID)
-	if stored != nil && seq != 0 && stored.Sequence == seq && stored.Subject == sent.Subject && HeaderValue(stored.Header, HeaderMsgID) == id {
+	id := events.HeaderValue(sent.Header, events.HeaderMsgID)
+	if stored != nil && seq != 0 && stored.Sequence == seq && stored.Subject == sent.Subject && events.HeaderValue(stored.Header, events.HeaderMsgID) == id {
 		return nil
 	}
 	err := &DuplicateConflictError{Stream: stream, ID: id, Subject: sent.Subject, Seq: seq}
 	if stored != nil {
-		err.StoredSubject, err.StoredID = stored.Subject, HeaderValue(stored.Header, HeaderMsgID)
+		err.StoredSubject, err.StoredID = stored.Subject, events.HeaderValue(stored.Header, events.HeaderMsgID)
 	}
 	return err
 }
 
-// UniqueMsgID is id made unique (id-<random>, 128 random bits): nobody can
+// uniqueMsgID is id made unique (id-<random>, 128 random bits): nobody can
 // have taken it before.
-func UniqueMsgID(id string) string { return id + "-" + rand.Text() }
+func uniqueMsgID(id string) string { return id + "-" + rand.Text() }
 
 // StoreOnce publishes msg, which carries a deterministic Nats-Msg-Id,
 // with publish (a JetStream publish to stream), and makes sure that it is
@@ -77,7 +79,7 @@ func UniqueMsgID(id string) string { return id + "-" + rand.Text() }
 //     a crash or a lost acknowledgement). If it is another message (the id
 //     was taken: conflict is a *DuplicateConflictError saying by what), or
 //     it cannot be read (get nil: the caller may not read the stream, or
-//     get failed), msg is published again under UniqueMsgID of its id.
+//     get failed), msg is published again under uniqueMsgID of its id.
 //
 // The second publish may store msg a second time when the first copy was
 // msg's own and could not be checked: at least once, never lost. conflict
@@ -106,7 +108,7 @@ func StoreOnce(ctx context.Context, stream string, msg *nats.Msg, publish func(c
 	for k, vs := range msg.Header {
 		again.Header[k] = vs
 	}
-	again.Header.Set(HeaderMsgID, UniqueMsgID(HeaderValue(msg.Header, HeaderMsgID)))
+	again.Header.Set(events.HeaderMsgID, uniqueMsgID(events.HeaderValue(msg.Header, events.HeaderMsgID)))
 	if ack, err = publish(ctx, again); err != nil {
 		return nil, conflict, err
 	}
@@ -116,27 +118,27 @@ func StoreOnce(ctx context.Context, stream string, msg *nats.Msg, publish func(c
 	return ack, conflict, nil
 }
 
-// DLQSubscriberOf returns the subscriber of a dead letter on subject
+// SubscriberOf returns the subscriber of a dead letter on subject
 // hookbus.dlq.<subscriber>: NATS permissions bind the subject, not the
 // Hookbus-Dlq-Subscriber header.
-func DLQSubscriberOf(subject string) (string, bool) {
-	name, ok := strings.CutPrefix(subject, SubjectRoot+".dlq.")
-	if !ok || ValidateName("subscriber", name) != nil {
+func SubscriberOf(subject string) (string, bool) {
+	name, ok := strings.CutPrefix(subject, events.SubjectRoot+".dlq.")
+	if !ok || events.ValidateName("subscriber", name) != nil {
 		return "", false
 	}
 	return name, true
 }
 
-// CheckDeadLetter returns why the dead letter on subject with headers h is
+// Check returns why the dead letter on subject with headers h is
 // not one Hookbus wrote (its Hookbus-Dlq-Subscriber header is not its
 // subject's subscriber), or "".
-func CheckDeadLetter(subject string, h nats.Header) string {
-	sub, ok := DLQSubscriberOf(subject)
+func Check(subject string, h nats.Header) string {
+	sub, ok := SubscriberOf(subject)
 	if !ok {
 		return fmt.Sprintf("its subject %s is not hookbus.dlq.<subscriber>", subject)
 	}
-	if claimed := HeaderValue(h, HeaderDLQSubscriber); claimed != sub {
-		return fmt.Sprintf("forged: it is on %s but its %s header says %q", subject, HeaderDLQSubscriber, claimed)
+	if claimed := events.HeaderValue(h, events.HeaderDLQSubscriber); claimed != sub {
+		return fmt.Sprintf("forged: it is on %s but its %s header says %q", subject, events.HeaderDLQSubscriber, claimed)
 	}
 	return ""
 }
@@ -153,10 +155,10 @@ func CheckReplayOrigin(subscriber, event, recorded, actual string) error {
 	if recorded != actual {
 		return fmt.Errorf("it records its original as being on %q, but the message it references is on %s", recorded, actual)
 	}
-	if replay, err := ReplaySubject(subscriber); err == nil && actual == replay {
+	if replay, err := events.ReplaySubject(subscriber); err == nil && actual == replay {
 		return nil
 	}
-	if own, err := EventSubject(event); err == nil && actual == own {
+	if own, err := events.EventSubject(event); err == nil && actual == own {
 		return nil
 	}
 	return fmt.Errorf("the message it references is on %s, but %s takes events of type %q (hookbus.event.%s or hookbus.replay.%s)", actual, subscriber, event, event, subscriber)
