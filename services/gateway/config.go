@@ -57,8 +57,13 @@ func DefaultConfig() Config {
 
 // Validate reports the first unusable setting.
 func (c Config) Validate() error {
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
 		return fmt.Errorf("gateway addr %q: %w", c.Addr, err)
+	}
+	if !loopback(host) {
+		// Anyone who reaches the address could publish any event type.
+		return fmt.Errorf("gateway addr %q: not a loopback address, and the gateway has no authentication yet", c.Addr)
 	}
 	switch {
 	case c.MaxEventSize <= 0:
@@ -72,4 +77,14 @@ func (c Config) Validate() error {
 			c.AckTimeout, c.ReadHeaderTimeout, c.ReadTimeout, c.IdleTimeout, c.ShutdownTimeout)
 	}
 	return nil
+}
+
+// loopback reports whether host names only this machine: localhost or a
+// loopback IP (an empty host listens on every interface).
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
