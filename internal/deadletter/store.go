@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -120,13 +121,15 @@ func (w Writer) Store(ctx context.Context, dl *nats.Msg) error {
 }
 
 // publish publishes m to HOOKBUS_DLQ (expected stream), again after a
-// pause while the stream does not answer, at most attempts times.
+// pause while the stream does not answer (durable.Transient: a refusal, such
+// as another stream taking the subject, will not change), at most attempts
+// times.
 func (w Writer) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
 	pause := firstPause
 	for attempt := 1; ; attempt++ {
 		// One request per attempt: this loop is the only retry.
 		ack, err := w.JS.PublishMsg(ctx, m, jetstream.WithExpectStream(events.StreamDLQ), jetstream.WithRetryAttempts(0))
-		if err == nil || attempt == attempts || !transient(err) || ctx.Err() != nil {
+		if err == nil || attempt == attempts || !durable.Transient(err) || ctx.Err() != nil {
 			return ack, err
 		}
 		w.log().Warn("publish dead letter, will retry", "subject", m.Subject, "attempt", attempt, "err", err)
@@ -140,22 +143,6 @@ func (w Writer) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, er
 		}
 		pause *= 2
 	}
-}
-
-// transient reports whether a publish that failed with err may succeed
-// when sent again: the stream did not answer. A refusal (an API error: the
-// wrong stream, full, too large) will not change.
-func transient(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		return false
-	}
-	return errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) ||
-		errors.Is(err, nats.ErrDisconnected)
 }
 
 func (w Writer) log() *slog.Logger {
