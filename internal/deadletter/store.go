@@ -16,10 +16,12 @@ import (
 
 // attempts is how many times Writer publishes a dead letter before it
 // gives up; firstPause is the pause after the first failure, doubled after
-// each one.
+// each one; attemptTimeout bounds one attempt (a stream that does not
+// answer).
 const (
-	attempts   = 4
-	firstPause = 100 * time.Millisecond
+	attempts       = 4
+	firstPause     = 100 * time.Millisecond
+	attemptTimeout = 5 * time.Second
 )
 
 // checkTimeout bounds the read of HOOKBUS_DLQ that checks a duplicate
@@ -128,7 +130,9 @@ func (w Writer) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, er
 	pause := firstPause
 	for attempt := 1; ; attempt++ {
 		// One request per attempt: this loop is the only retry.
-		ack, err := w.JS.PublishMsg(ctx, m, jetstream.WithExpectStream(events.StreamDLQ), jetstream.WithRetryAttempts(0))
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		ack, err := w.JS.PublishMsg(actx, m, jetstream.WithExpectStream(events.StreamDLQ), jetstream.WithRetryAttempts(0))
+		cancel()
 		if err == nil || attempt == attempts || !durable.Transient(err) || ctx.Err() != nil {
 			return ack, err
 		}
