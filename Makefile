@@ -58,7 +58,7 @@ bench: ## Benchmarks beside raw NATS figures: codec, publish, notify delivery, C
 
 .PHONY: bench-peers
 PEERS_FLAGS ?=
-bench-peers: ## Hookbus beside raw nats.go and Watermill on one embedded server, medians of interleaved rounds (about 8 minutes; PEERS_FLAGS='-rounds 3 -events 50000'; benchmarks/peers, a module of its own; docs/performance.md)
+bench-peers: ## Hookbus beside raw nats.go and Watermill on one embedded server, medians of interleaved rounds (5 to 8 minutes on 2 cores; PEERS_FLAGS='-rounds 3 -events 50000'; benchmarks/peers, a module of its own; docs/performance.md)
 	cd benchmarks/peers && $(GO) run . $(PEERS_FLAGS)
 
 .PHONY: lint

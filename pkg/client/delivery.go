@@ -157,35 +157,19 @@ func (w *worker) callNotify(d *Delivery) (err error) {
 	return w.p.Notify(w.handlerCtx, d)
 }
 
-// deadLetter stores m in HOOKBUS_DLQ with reason, then acknowledges it. If
-// the dead letter is not stored, m is negatively acknowledged so that it
-// comes back (and is dead-lettered again) after the backoff.
+// deadLetter stores m in HOOKBUS_DLQ with reason, then acknowledges it
+// (deadletter.Writer's rule). If the dead letter is not stored, m is
+// negatively acknowledged so that it comes back (and is dead-lettered
+// again) after the backoff. A worker may not read HOOKBUS_DLQ, so on a
+// duplicate acknowledgement it stores the dead letter again under a unique
+// id, at the cost of a second copy after a crash.
 func (w *worker) deadLetter(m jetstream.Msg, meta *jetstream.MsgMetadata, cfg jetstream.ConsumerConfig, s events.Settings, reason string) {
-	log := w.log.With("subject", m.Subject(), "attempt", meta.NumDelivered)
-	dl, err := deadletter.New(w.name, m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.NumDelivered, reason, int(w.c.nc.MaxPayload()))
-	if err != nil {
-		log.Error("build dead letter", "err", err)
-		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), s.BackoffAfter(int(meta.NumDelivered))))
-		return
-	}
 	ctx, cancel := context.WithTimeout(w.handlerCtx, dlqTimeout)
 	defer cancel()
-	// A worker may not read HOOKBUS_DLQ, so it cannot tell its own earlier
-	// copy from another message that took the id: on a duplicate
-	// acknowledgement it stores the dead letter again under a unique id
-	// (deadletter.StoreOnce), at the cost of a second copy after a crash.
-	_, conflict, err := w.c.storeOnce(ctx, dl, events.StreamDLQ, false)
-	if err != nil {
-		log.Error("dead letter not stored: the event will come back", "err", err)
+	dlq := deadletter.Writer{JS: w.c.js, MaxSize: int(w.c.nc.MaxPayload()), Log: w.log}
+	if err := dlq.Settle(ctx, w.name, m, meta, reason); err != nil {
+		w.log.Error("dead letter not stored: the event will come back", "subject", m.Subject(), "attempt", meta.NumDelivered, "err", err)
 		_ = m.NakWithDelay(nakDelay(cfg, int(meta.NumDelivered), s.BackoffAfter(int(meta.NumDelivered))))
-		return
-	}
-	if conflict != nil {
-		log.Warn("dead letter id already taken: stored under a unique id", "err", conflict)
-	}
-	if err := m.Ack(); err != nil {
-		// Stored; if the event comes back it is dead-lettered again.
-		log.Warn("ack dead-lettered delivery", "err", err)
 	}
 }
 

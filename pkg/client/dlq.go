@@ -183,7 +183,7 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 		}
 	}
 	h.Set(events.HeaderMsgID, "replay-"+strconv.FormatUint(seq, 10))
-	if _, _, err := c.storeOnce(ctx, &nats.Msg{Subject: subject, Header: h, Data: data}, events.StreamEvents, true); err != nil {
+	if _, _, err := c.storeOnce(ctx, &nats.Msg{Subject: subject, Header: h, Data: data}, events.StreamEvents); err != nil {
 		return fmt.Errorf("replay: dead letter %d: %w", seq, err)
 	}
 	if err := stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -193,19 +193,15 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 }
 
 // storeOnce is deadletter.StoreOnce with the client's publish (retried until
-// ctx ends); verify says whether the client may read stream by sequence to
-// check a duplicate acknowledgement (a worker may not read HOOKBUS_DLQ).
-func (c *Client) storeOnce(ctx context.Context, msg *nats.Msg, stream string, verify bool) (*jetstream.PubAck, error, error) {
+// ctx ends), checking a duplicate acknowledgement by reading stream.
+func (c *Client) storeOnce(ctx context.Context, msg *nats.Msg, stream string) (*jetstream.PubAck, error, error) {
 	publish := func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) { return c.publish(ctx, m, stream) }
-	var get func(context.Context, uint64) (*jetstream.RawStreamMsg, error)
-	if verify {
-		get = func(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
-			s, err := c.js.Stream(ctx, stream)
-			if err != nil {
-				return nil, err
-			}
-			return s.GetMsg(ctx, seq)
+	get := func(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+		s, err := c.js.Stream(ctx, stream)
+		if err != nil {
+			return nil, err
 		}
+		return s.GetMsg(ctx, seq)
 	}
 	return deadletter.StoreOnce(ctx, stream, msg, publish, get)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/lifecycle"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -711,7 +712,7 @@ func (w *worker) readLifecycle(m *nats.Msg) (kind string, p events.Plugin, seq u
 		w.log.Warn("unreadable lifecycle event", "subject", m.Subject, "event_type", e.Type(), "err", err)
 		return "", p, 0, false
 	}
-	seq, ok = events.LifecycleSeq(e.ID())
+	seq, ok = lifecycle.Seq(e.ID())
 	if !ok {
 		seq = p.CommandSeq
 	}

@@ -63,7 +63,7 @@ type Dependency struct {
 }
 
 // Settings are the per-plugin knobs the dispatcher applies. Zero values
-// mean the defaults (DefaultSettings).
+// mean the defaults (WithDefaults).
 type Settings struct {
 	// StepTimeoutMS bounds one chain step, in milliseconds.
 	StepTimeoutMS int `json:"step_timeout_ms,omitempty"`
@@ -77,13 +77,13 @@ type Settings struct {
 	BackoffMS []int `json:"backoff_ms,omitempty"`
 }
 
-// DefaultSettings are the settings of a plugin that declares none: a 2 s
-// step timeout, skip on error, 5 deliveries backing off 1 s, 5 s, 30 s.
-func DefaultSettings() Settings {
+// defaultSettings are the settings of a plugin that declares none.
+func defaultSettings() Settings {
 	return Settings{StepTimeoutMS: 2000, OnError: OnErrorSkip, MaxDeliver: 5, BackoffMS: []int{1000, 5000, 30000}}
 }
 
-// WithDefaults returns s with every zero field set from DefaultSettings.
+// WithDefaults returns s with every zero field set to its default: a 2 s
+// step timeout, skip on error, 5 deliveries backing off 1 s, 5 s, 30 s.
 // Settings the registry stored are complete already and come back as they
 // are, without allocating: the dispatcher and workers call this per step
 // and per delivery.
@@ -91,7 +91,7 @@ func (s Settings) WithDefaults() Settings {
 	if s.StepTimeoutMS != 0 && s.OnError != "" && s.MaxDeliver != 0 && len(s.BackoffMS) != 0 {
 		return s
 	}
-	d := DefaultSettings()
+	d := defaultSettings()
 	if s.StepTimeoutMS == 0 {
 		s.StepTimeoutMS = d.StepTimeoutMS
 	}

@@ -2,8 +2,6 @@ package events
 
 import (
 	"slices"
-	"strconv"
-	"strings"
 )
 
 // PluginOp is a lifecycle operation on plugins, sent as a command
@@ -128,17 +126,6 @@ const LifecycleUnregistered = "unregistered"
 // LifecycleType returns the CloudEvents type of a lifecycle event about a
 // plugin that reached status, e.g. hookbus.plugin.started.
 func LifecycleType(status Status) string { return LifecycleTypePrefix + string(status) }
-
-// LifecycleID is the id of the lifecycle event that command seq of
-// plugin name caused: "<seq>-<name>".
-func LifecycleID(seq uint64, name string) string { return strconv.FormatUint(seq, 10) + "-" + name }
-
-// LifecycleSeq returns the command sequence of a LifecycleID, or false.
-func LifecycleSeq(id string) (uint64, bool) {
-	head, _, found := strings.Cut(id, "-")
-	seq, err := strconv.ParseUint(head, 10, 64)
-	return seq, found && err == nil
-}
 
 // Registry query subjects, served by the hookbus-registry micro service.
 const (

@@ -273,18 +273,3 @@ func typeFromEventSubject(subject string) (string, bool) {
 	}
 	return typ, true
 }
-
-func TestLifecycleID(t *testing.T) {
-	id := events.LifecycleID(42, "acl-2")
-	if id != "42-acl-2" {
-		t.Fatalf("LifecycleID = %q, want 42-acl-2", id)
-	}
-	if seq, ok := events.LifecycleSeq(id); !ok || seq != 42 {
-		t.Errorf("LifecycleSeq(%q) = %d, %v; want 42, true", id, seq, ok)
-	}
-	for _, bad := range []string{"", "acl", "x-acl", "-acl", "42"} {
-		if seq, ok := events.LifecycleSeq(bad); ok {
-			t.Errorf("LifecycleSeq(%q) = %d, true; want false", bad, seq)
-		}
-	}
-}

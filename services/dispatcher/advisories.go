@@ -63,12 +63,9 @@ func (s *Service) deadLetterExhausted(ctx context.Context, plugin string, a maxD
 	if err != nil {
 		return fmt.Errorf("read event %d: %w", a.StreamSeq, err)
 	}
-	dl, err := deadletter.New(plugin, raw.Subject, raw.Header, raw.Data, a.StreamSeq, a.Deliveries, deadletter.ExhaustedReason(plugin, a.Deliveries), int(s.nc.MaxPayload()))
-	if err != nil {
+	o := deadletter.Original{Subject: raw.Subject, Header: raw.Header, Data: raw.Data, Seq: a.StreamSeq, Deliveries: a.Deliveries}
+	if err := s.dlq().Write(ctx, plugin, o, deadletter.ExhaustedReason(plugin, a.Deliveries)); err != nil {
 		return err
-	}
-	if err := s.publishDeadLetter(ctx, dl); err != nil {
-		return fmt.Errorf("publish dead letter: %w", err)
 	}
 	s.log.Warn("event dead-lettered after its last delivery", "plugin", plugin, "stream_seq", a.StreamSeq)
 	return nil

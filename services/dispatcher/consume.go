@@ -219,7 +219,7 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	if res.Error != nil && res.Error.Code == events.CodeInvalid {
 		// The chain could not run on it (its data is not JSON): a dead
 		// letter for operators, and a result saying why for whoever waits.
-		if err := s.storeDeadLetter(ctx, msg, meta, res.Error.Message); err != nil {
+		if err := s.dlq().Write(ctx, events.DispatcherConsumer, deadletter.OriginalOf(msg, meta), res.Error.Message); err != nil {
 			s.retryLater(msg, meta, "dead letter not stored", err)
 			return
 		}
@@ -236,58 +236,21 @@ func (s *Service) handleEvent(ctx context.Context, msg jetstream.Msg) {
 }
 
 // deadLetter stores msg in HOOKBUS_DLQ with reason, then acknowledges it,
-// and reports whether both happened. When the dead letter is not stored,
-// msg comes back later (retryLater).
+// and reports whether the dead letter was stored. When it was not, msg
+// comes back later (retryLater).
 func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) bool {
-	if err := s.storeDeadLetter(ctx, msg, meta, reason); err != nil {
+	if err := s.dlq().Settle(ctx, events.DispatcherConsumer, msg, meta, reason); err != nil {
 		s.retryLater(msg, meta, "dead letter not stored", err)
 		return false
-	}
-	if err := msg.Ack(); err != nil {
-		// Stored; should the event come back, its dead letter is stored
-		// once (deadletter.MsgID).
-		s.log.Warn("ack dead-lettered event", "subject", msg.Subject(), "err", err)
 	}
 	return true
 }
 
-// storeDeadLetter stores the dead letter of msg with reason in HOOKBUS_DLQ.
-func (s *Service) storeDeadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
-	dl, err := deadletter.New(events.DispatcherConsumer, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.NumDelivered, reason, int(s.nc.MaxPayload()))
-	if err != nil {
-		return err
-	}
-	return s.publishDeadLetter(ctx, dl)
-}
-
-// dlqCheckTimeout bounds the read of HOOKBUS_DLQ that checks a duplicate
-// acknowledgement of a dead letter.
-const dlqCheckTimeout = 2 * time.Second
-
-// publishDeadLetter stores dead letter dl in HOOKBUS_DLQ. Anyone who may
-// publish on a subject of HOOKBUS_DLQ can take its id first (JetStream
-// deduplicates across the stream): a duplicate acknowledgement counts only
-// when the message kept under the id is on dl's subject with dl's id, and
-// otherwise (or when it cannot be read) dl is stored under a unique id
-// (deadletter.StoreOnce).
-func (s *Service) publishDeadLetter(ctx context.Context, dl *nats.Msg) error {
-	publish := func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
-		return s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(events.StreamDLQ))
-	}
-	get := func(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
-		ctx, cancel := context.WithTimeout(ctx, dlqCheckTimeout)
-		defer cancel()
-		stream, err := s.js.Stream(ctx, events.StreamDLQ)
-		if err != nil {
-			return nil, err
-		}
-		return stream.GetMsg(ctx, seq)
-	}
-	_, conflict, err := deadletter.StoreOnce(ctx, events.StreamDLQ, dl, publish, get)
-	if conflict != nil && err == nil {
-		s.log.Warn("dead letter id already taken: stored under a unique id", "subject", dl.Subject, "err", conflict)
-	}
-	return err
+// dlq writes the dispatcher's dead letters. It may read HOOKBUS_DLQ, so a
+// duplicate acknowledgement counts only when the message kept under the id
+// is the dead letter's own (deadletter.StoreOnce).
+func (s *Service) dlq() deadletter.Writer {
+	return deadletter.Writer{JS: s.js, Read: true, MaxSize: int(s.nc.MaxPayload()), Log: s.log}
 }
 
 // retryLater negatively acknowledges msg, whose attempt failed with err,

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/lifecycle"
 	"github.com/hookbus/hookbus/internal/microerr"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -237,7 +238,7 @@ func (s *Service) publishLifecycle(ctx context.Context, typ string, p events.Plu
 		return err
 	}
 	e := event.New()
-	e.SetID(events.LifecycleID(seq, p.Name))
+	e.SetID(lifecycle.ID(seq, p.Name))
 	e.SetSource(lifecycleSource)
 	e.SetType(typ)
 	e.SetSubject(p.Name)

@@ -17,7 +17,7 @@ var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 // deps "~b".
 func p(spec string, deps ...string) events.Plugin {
 	parts := strings.Split(spec, ":")
-	pl := events.Plugin{PluginSpec: events.PluginSpec{Name: parts[0], Event: parts[1], Mode: events.ModeChain, Settings: events.DefaultSettings()}, Status: events.Status(parts[2]), CreatedAt: t0}
+	pl := events.Plugin{PluginSpec: events.PluginSpec{Name: parts[0], Event: parts[1], Mode: events.ModeChain, Settings: events.Settings{}.WithDefaults()}, Status: events.Status(parts[2]), CreatedAt: t0}
 	for _, d := range deps {
 		name, soft := strings.CutPrefix(d, "~")
 		pl.Depends = append(pl.Depends, events.Dependency{Name: name, Soft: soft})
