@@ -58,11 +58,17 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte)
 	// waited for, so the batch shares round trips.
 	for i, raw := range raws {
 		e, err := s.codec.Decode(structuredHeader, raw)
-		if err == nil {
-			decoded[i] = e
-			pending[i], err = s.pub.Publish(r.Context(), *e)
-		}
 		if err != nil {
+			p := refusal(err).fill()
+			results[i] = BatchResult{Status: p.Status, Error: p}
+			continue
+		}
+		if p := s.permit(r, ActionPublish, e.Type()); p != nil {
+			results[i] = BatchResult{Status: p.Status, Error: p.fill()}
+			continue
+		}
+		decoded[i] = e
+		if pending[i], err = s.pub.Publish(r.Context(), *e); err != nil {
 			p := refusal(err).fill()
 			results[i] = BatchResult{Status: p.Status, Error: p}
 		}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/hookbus/hookbus/internal/natsembed"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -36,11 +37,26 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful shutdown: requests in flight
 	// are answered within it, or Run returns an error.
 	ShutdownTimeout time.Duration
+	// Anonymous allows requests without a bearer token, each allowed
+	// everything; nil allows them when Addr is a loopback address. True
+	// with an Addr off loopback is refused.
+	Anonymous *bool
+	// Rate is the requests per second (and burst) of a token whose own
+	// rate is 0, and of all anonymous requests together.
+	Rate int
+	// MaxHeaders is the most header fields a request may have (431
+	// above).
+	MaxHeaders int
+	// CORSOrigins are the origins (scheme://host[:port]) browsers may
+	// call the gateway from; none: CORS is off.
+	CORSOrigins []string
 }
 
 // DefaultConfig returns the defaults: 127.0.0.1:8080, the default event
 // size limit, a window of 256 events, 5 s per ack, 5 s for headers, 30 s
-// per request, 64 KiB of headers, 10 s to shut down.
+// per request, 64 KiB and 100 fields of headers, 10 s to shut down, 1000
+// requests per second per token, anonymous requests on loopback only,
+// CORS off.
 func DefaultConfig() Config {
 	return Config{
 		Addr:              "127.0.0.1:8080",
@@ -52,6 +68,8 @@ func DefaultConfig() Config {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ShutdownTimeout:   10 * time.Second,
+		Rate:              1000,
+		MaxHeaders:        100,
 	}
 }
 
@@ -61,9 +79,14 @@ func (c Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("gateway addr %q: %w", c.Addr, err)
 	}
-	if !loopback(host) {
+	if c.Anonymous != nil && *c.Anonymous && !loopback(host) {
 		// Anyone who reaches the address could publish any event type.
-		return fmt.Errorf("gateway addr %q: not a loopback address, and the gateway has no authentication yet", c.Addr)
+		return fmt.Errorf("gateway anonymous use: allowed on a loopback address only, and addr %q is not one", c.Addr)
+	}
+	for _, o := range c.CORSOrigins {
+		if err := natsembed.ValidateOrigin(o); err != nil {
+			return fmt.Errorf("gateway CORS origin %q: %w", o, err)
+		}
 	}
 	switch {
 	case c.MaxEventSize <= 0:
@@ -72,11 +95,24 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gateway window %d: must be positive", c.Window)
 	case c.MaxHeaderBytes <= 0:
 		return fmt.Errorf("gateway max header bytes %d: must be positive", c.MaxHeaderBytes)
+	case c.MaxHeaders <= 0:
+		return fmt.Errorf("gateway max headers %d: must be positive", c.MaxHeaders)
+	case c.Rate <= 0:
+		return fmt.Errorf("gateway rate %d: must be positive", c.Rate)
 	case c.AckTimeout <= 0, c.ReadHeaderTimeout <= 0, c.ReadTimeout <= 0, c.IdleTimeout <= 0, c.ShutdownTimeout <= 0:
 		return fmt.Errorf("gateway timeouts (ack %s, read header %s, read %s, idle %s, shutdown %s): must be positive",
 			c.AckTimeout, c.ReadHeaderTimeout, c.ReadTimeout, c.IdleTimeout, c.ShutdownTimeout)
 	}
 	return nil
+}
+
+// anonymous reports whether requests without a token are allowed.
+func (c Config) anonymous() bool {
+	if c.Anonymous != nil {
+		return *c.Anonymous
+	}
+	host, _, _ := net.SplitHostPort(c.Addr)
+	return loopback(host)
 }
 
 // loopback reports whether host names only this machine: localhost or a

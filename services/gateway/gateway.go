@@ -9,9 +9,11 @@
 // JetStream stored it; refusals are RFC 9457 problems (docs/protocol.md,
 // "HTTP gateway").
 //
-// There is no authentication yet: anyone who can reach the listen address
-// may publish any event type. Keep it on loopback (the default) until
-// token auth lands.
+// Every request carries a bearer token (hookbus gateway token create),
+// checked against an in-memory copy of bucket hookbus_gateway_tokens and
+// limited to its allowed actions and event types and to its rate; on a
+// loopback address requests without a token may be allowed (anonymous).
+// POST /events/{type} makes a CloudEvent of a plain JSON webhook.
 package gateway
 
 import (
@@ -24,6 +26,8 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -35,6 +39,10 @@ type Service struct {
 	log   *slog.Logger
 	codec events.Codec
 	pub   *client.Publisher
+	js    jetstream.JetStream
+
+	tokens      tokenStore
+	anonLimiter *rate.Limiter // shared by every anonymous request
 
 	addr  atomic.Pointer[string] // set by Run once listening
 	ready atomic.Bool
@@ -59,29 +67,46 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	return &Service{
-		cfg:   cfg,
-		log:   log.With("service", "gateway"),
-		codec: events.Codec{MaxSize: cfg.MaxEventSize},
-		pub:   pub,
+		cfg:         cfg,
+		log:         log.With("service", "gateway"),
+		codec:       events.Codec{MaxSize: cfg.MaxEventSize},
+		pub:         pub,
+		js:          js,
+		tokens:      tokenStore{tokens: map[string]*storedToken{}},
+		anonLimiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Rate),
 	}, nil
 }
 
-// Handler returns the gateway's HTTP routes: POST /events. It answers
-// until Run returns; after that, every event is refused with 503.
+// Handler returns the gateway's HTTP routes: POST /events and POST
+// /events/{type}, behind CORS (when configured) and the token check. It
+// answers until Run returns; after that, every event is refused with 503.
+// Tokens are checked once Run loaded them (503 before).
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /events", s.postEvents)
-	return mux
+	mux.HandleFunc("POST /events/{type}", s.postWebhook)
+	return s.cors(s.guard(mux))
 }
 
 // errNotReady is what Ready returns while Run is not serving.
 var errNotReady = errors.New("gateway not serving")
 
-// Ready returns nil while Run serves HTTP requests.
+// errTokensNotLoaded is what Ready returns until the tokens are loaded.
+var errTokensNotLoaded = errors.New("gateway tokens not loaded yet")
+
+// Ready returns nil while Run serves HTTP requests with the tokens of
+// bucket hookbus_gateway_tokens loaded.
 func (s *Service) Ready(context.Context) error {
 	if !s.ready.Load() {
 		return errNotReady
+	}
+	if !s.tokens.loaded.Load() {
+		return errTokensNotLoaded
 	}
 	return nil
 }
@@ -114,21 +139,34 @@ func (s *Service) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- s.watchTokens(wctx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	s.ready.Store(true)
 	s.log.Info("gateway listening", "addr", addr)
-	s.log.Warn("gateway accepts every request without authentication (token auth is not implemented yet): keep it on loopback", "addr", addr)
+	if s.cfg.anonymous() {
+		s.log.Warn("gateway anonymous use is on: requests without a token may publish and call every event type", "addr", addr)
+	}
 
-	var serveErr error
+	var serveErr, watchFailed error
+	watching := true
 	select {
 	case serveErr = <-errc:
+	case watchFailed = <-watchErr: // nil only when ctx ended
+		watching = false
 	case <-ctx.Done():
 	}
 	s.ready.Store(false)
+	stopWatch()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	if watchFailed != nil {
+		errs = append(errs, watchFailed)
+	}
 	if serveErr != nil {
 		errs = append(errs, fmt.Errorf("gateway serve: %w", serveErr))
 	} else {
@@ -137,6 +175,11 @@ func (s *Service) Run(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("gateway shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err))
 		}
 		<-errc // http.ErrServerClosed
+	}
+	if watching {
+		if err := <-watchErr; err != nil {
+			errs = append(errs, err)
+		}
 	}
 	// Every handler has returned (or Close cut them off): what is left in
 	// the window belongs to nobody, Close waits for it within the same

@@ -61,6 +61,15 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, refusal(err))
 		return
 	}
+	if p := s.permit(r, ActionPublish, e.Type()); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	s.accept(w, r, e)
+}
+
+// accept publishes e and answers 202 once JetStream stored it.
+func (s *Service) accept(w http.ResponseWriter, r *http.Request, e *event.Event) {
 	ack, err := s.publish(r, e)
 	if err != nil {
 		if r.Context().Err() == nil {
