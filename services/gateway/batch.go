@@ -84,7 +84,7 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte)
 				s.log.Debug("client gone before the acknowledgements of its batch", "err", err)
 				return
 			}
-			s.log.Warn("event not stored", "event_id", decoded[i].ID(), "event_type", decoded[i].Type(), "err", err)
+			s.log.Warn("event not stored", "event_id", decoded[i].ID(), "event_type", decoded[i].Type(), "token", principalFrom(r.Context()).Name, "err", err)
 			p := refusal(err).fill()
 			results[i] = BatchResult{Status: p.Status, Error: p}
 			continue

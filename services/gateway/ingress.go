@@ -110,10 +110,11 @@ func (s *Service) publish(r *http.Request, e *event.Event) (client.PublishAck, e
 			return ack, nil
 		}
 	}
+	token := principalFrom(r.Context()).Name
 	if r.Context().Err() != nil {
-		s.log.Debug("client gone before the acknowledgement", "event_id", e.ID(), "event_type", e.Type(), "err", err)
+		s.log.Debug("client gone before the acknowledgement", "event_id", e.ID(), "event_type", e.Type(), "token", token, "err", err)
 	} else {
-		s.log.Warn("event not stored", "event_id", e.ID(), "event_type", e.Type(), "err", err)
+		s.log.Warn("event not stored", "event_id", e.ID(), "event_type", e.Type(), "token", token, "err", err)
 	}
 	return client.PublishAck{}, err
 }
