@@ -358,8 +358,8 @@ func TestLogsHoldNoToken(t *testing.T) {
 	h, body := structured("log-1", "com.example.order.created")
 	postStored(t, b.url, withToken(h, token), body)
 	hf, bodyf := structured("log-2", "com.other.thing")
-	post(t, b.url+"/events", withToken(hf, token), bodyf)                       // forbidden
-	post(t, b.url+"/events", withToken(h, token+"x"), body)                     // malformed
+	post(t, b.url+"/events", withToken(hf, token), bodyf)                                // forbidden
+	post(t, b.url+"/events", withToken(h, token+"x"), body)                              // malformed
 	post(t, b.url+"/events", withToken(h, "hbgw.logged."+strings.ToUpper(secret)), body) // wrong secret
 	if err := b.js.DeleteStream(t.Context(), events.StreamEvents); err != nil {
 		t.Fatal(err)
