@@ -1,12 +1,39 @@
 package main
 
-import "github.com/hookbus/hookbus/services/gateway"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/hookbus/hookbus/services/gateway"
+)
 
 // newGatewayService builds the HTTP gateway on HOOKBUS_GATEWAY_ADDR with
 // the bus's event size limit.
 func newGatewayService(d deps) (service, error) {
-	cfg := gateway.DefaultConfig()
-	cfg.Addr = d.cfg.GatewayAddr
-	cfg.MaxEventSize = d.cfg.MaxEventSize
+	cfg, err := d.cfg.gateway()
+	if err != nil {
+		return nil, err
+	}
 	return gateway.New(cfg, d.nc, d.log)
+}
+
+// gateway is the gateway's configuration from HOOKBUS_GATEWAY_* and
+// HOOKBUS_MAX_EVENT_SIZE.
+func (c Config) gateway() (gateway.Config, error) {
+	g := gateway.DefaultConfig()
+	g.Addr, g.MaxEventSize, g.Rate, g.MaxHeaders = c.GatewayAddr, c.MaxEventSize, c.GatewayRate, c.GatewayMaxHeaders
+	if c.GatewayAnonymous != "" {
+		on, err := strconv.ParseBool(c.GatewayAnonymous)
+		if err != nil {
+			return g, fmt.Errorf("HOOKBUS_GATEWAY_ANONYMOUS %q: want true, false or empty", c.GatewayAnonymous)
+		}
+		g.Anonymous = &on
+	}
+	for o := range strings.SplitSeq(c.GatewayCORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			g.CORSOrigins = append(g.CORSOrigins, o)
+		}
+	}
+	return g, nil
 }
