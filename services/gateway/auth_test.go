@@ -1,7 +1,9 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/gateway"
 )
@@ -375,4 +378,52 @@ func TestLogsHoldNoToken(t *testing.T) {
 	if !strings.Contains(out, `"token":"logged"`) {
 		t.Errorf("logs %s: want the token's name", out)
 	}
+}
+
+// Until the watch delivered the bucket's tokens, the gateway is not ready
+// and answers a request with a token 503 (not 401: the token may well be
+// valid); a gateway started before the bucket exists waits for it.
+func TestNotReadyUntilTokensLoaded(t *testing.T) {
+	s := natstest.RunServer(t)
+	js := natstest.JetStream(t, s)
+	cfg := gateway.DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	svc, err := gateway.New(cfg, natstest.Connect(t, s), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if svc.Addr() == "" {
+			return errors.New("not listening yet")
+		}
+		return nil
+	})
+	url := "http://" + svc.Addr()
+	h, body := structured("nr-1", "com.example.order.created")
+	for range 5 {
+		if err := svc.Ready(t.Context()); err == nil {
+			t.Fatal("ready without bucket " + events.BucketGatewayTokens)
+		}
+		status, rh, rb := post(t, url+"/events", withToken(h, "hbgw.shop.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), body)
+		refused(t, status, rb, http.StatusServiceUnavailable, "unavailable")
+		if rh.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+		time.Sleep(50 * time.Millisecond) // the bucket stays missing: nothing to poll for
+	}
+	if _, err := topology.Ensure(t.Context(), js, topology.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() error { return svc.Ready(t.Context()) })
+	status, _, rb := post(t, url+"/events", withToken(h, "hbgw.shop.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), body)
+	refused(t, status, rb, http.StatusUnauthorized, "unauthorized")
 }

@@ -83,6 +83,7 @@ func TestPermissionMatchesAsNATS(t *testing.T) {
 		{"com.example.>", "com.example", false},
 		{"com.example.>", "com.examples.x", false},
 		{">", "a", true},
+		{">", "", false},
 		{"*.>", "a", false},
 		{"*.>", "a.b.c", true},
 	} {
