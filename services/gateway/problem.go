@@ -24,7 +24,8 @@ const problemTypeBase = "https://github.com/hookbus/hookbus/blob/main/docs/proto
 // Problem is an RFC 9457 problem details object, the body of every
 // refusal (Content-Type application/problem+json). Code is the refusal's
 // code as in the wire contract's error shape (invalid, too_large,
-// unsupported_media_type, unavailable, internal); Field and Reason are
+// unsupported_media_type, unauthorized, forbidden, rate_limited,
+// too_many_headers, unavailable, internal); Field and Reason are
 // those of the events.ValidationError that refused an event.
 type Problem struct {
 	Type   string           `json:"type"`
