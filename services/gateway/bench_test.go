@@ -86,6 +86,8 @@ func postBinary(ctx context.Context, hc *http.Client, url, id string) (int, []by
 // BenchmarkPublish measures POST /events through a gateway served by Run
 // (binary mode, 128 bytes of JSON data, each request answered 202 once
 // JetStream stored its event) from 1 and from 64 keep-alive clients, and
+// from 8 clients sending batches of 100 such events (structured, in
+// application/cloudevents-batch+json), and
 // in the same run, on the same server and stream, raw nats.go
 // PublishMsgAsync of the same events (the same binary-mode message, a new
 // ce-id and Nats-Msg-Id each) with the gateway's window of 256, waiting
@@ -114,8 +116,13 @@ func BenchmarkPublish(b *testing.B) {
 		b.Fatal(err)
 	}
 	var round atomic.Int64
-	for _, clients := range []int{1, 64} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+	for _, load := range []struct{ clients, batch int }{{1, 1}, {64, 1}, {8, 100}} {
+		name := fmt.Sprintf("clients=%d", load.clients)
+		if load.batch > 1 {
+			name += fmt.Sprintf("/batch=%d", load.batch)
+		}
+		clients := load.clients
+		b.Run(name, func(b *testing.B) {
 			prefix := fmt.Sprintf("r%d-", round.Add(1))
 			hc := keepAliveClient(b, clients)
 			var (
@@ -127,8 +134,22 @@ func BenchmarkPublish(b *testing.B) {
 			cpu := processCPU()
 			for range clients {
 				wg.Go(func() {
-					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-						status, body, err := postBinary(context.Background(), hc, base+"/events", prefix+strconv.FormatInt(i, 10))
+					for {
+						last := next.Add(int64(load.batch))
+						first := last - int64(load.batch) + 1
+						if first > int64(b.N) {
+							return
+						}
+						var (
+							status int
+							body   []byte
+							err    error
+						)
+						if load.batch == 1 {
+							status, body, err = postBinary(context.Background(), hc, base+"/events", prefix+strconv.FormatInt(first, 10))
+						} else {
+							status, body, err = postBenchBatch(context.Background(), hc, base+"/events", prefix, first, min(last, int64(b.N)))
+						}
 						if err == nil && status != http.StatusAccepted {
 							err = fmt.Errorf("status %d: %s", status, body)
 						}
@@ -156,6 +177,38 @@ func BenchmarkPublish(b *testing.B) {
 			b.ReportMetric(float64(rawCPU.Microseconds())/float64(b.N), "raw-cpu-µs/event")
 		})
 	}
+}
+
+// postBenchBatch POSTs the events numbered first to last (ids prefix and the
+// number) as one batch (application/cloudevents-batch+json) to url and
+// returns the answer's status and body.
+func postBenchBatch(ctx context.Context, hc *http.Client, url, prefix string, first, last int64) (int, []byte, error) {
+	var body []byte
+	body = append(body, '[')
+	for i := first; i <= last; i++ {
+		if i > first {
+			body = append(body, ',')
+		}
+		body = append(body, `{"specversion":"1.0","id":"`...)
+		body = append(body, prefix...)
+		body = strconv.AppendInt(body, i, 10)
+		body = append(body, `","source":"/bench","type":"`+benchType+`","datacontenttype":"application/json","data":`...)
+		body = append(body, benchData...)
+		body = append(body, '}')
+	}
+	body = append(body, ']')
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header["Content-Type"] = []string{event.ApplicationCloudEventsBatchJSON}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer, err
 }
 
 // rawAsyncPublish publishes n copies of enc, each with a ce-id of its own
