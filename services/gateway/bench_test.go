@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -125,46 +126,18 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			prefix := fmt.Sprintf("r%d-", round.Add(1))
 			hc := keepAliveClient(b, clients)
-			var (
-				next   atomic.Int64
-				failed atomic.Pointer[error]
-				wg     sync.WaitGroup
-			)
-			b.ResetTimer()
+
 			cpu := processCPU()
-			for range clients {
-				wg.Go(func() {
-					for {
-						last := next.Add(int64(load.batch))
-						first := last - int64(load.batch) + 1
-						if first > int64(b.N) {
-							return
-						}
-						var (
-							status int
-							body   []byte
-							err    error
-						)
-						if load.batch == 1 {
-							status, body, err = postBinary(context.Background(), hc, base+"/events", prefix+strconv.FormatInt(first, 10))
-						} else {
-							status, body, err = postBenchBatch(context.Background(), hc, base+"/events", prefix, first, min(last, int64(b.N)))
-						}
-						if err == nil && status != http.StatusAccepted {
-							err = fmt.Errorf("status %d: %s", status, body)
-						}
-						if err != nil {
-							failed.CompareAndSwap(nil, &err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			err := drive(b.N, clients, load.batch, func(first, last int) (int, []byte, error) {
+				if load.batch == 1 {
+					return postBinary(context.Background(), hc, base+"/events", prefix+strconv.Itoa(first))
+				}
+				return postBenchBatch(context.Background(), hc, base+"/events", prefix, first, last)
+			})
 			b.StopTimer()
 			cpu = processCPU() - cpu
-			if err := failed.Load(); err != nil {
-				b.Fatal(*err)
+			if err != nil {
+				b.Fatal(err)
 			}
 			httpRate := float64(b.N) / b.Elapsed().Seconds()
 			rawCPU := processCPU()
@@ -179,10 +152,95 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
+// drive sends n events from clients goroutines, batch events a request:
+// post sends the events numbered first to last (from 1) and returns the
+// answer's status and body, which must be 202. It returns the first
+// failure.
+func drive(n, clients, batch int, post func(first, last int) (int, []byte, error)) error {
+	var (
+		next   atomic.Int64
+		failed atomic.Pointer[error]
+		wg     sync.WaitGroup
+	)
+	for range clients {
+		wg.Go(func() {
+			for failed.Load() == nil {
+				last := int(next.Add(int64(batch)))
+				first := last - batch + 1
+				if first > n {
+					return
+				}
+				status, body, err := post(first, min(last, n))
+				if err == nil && status != http.StatusAccepted {
+					err = fmt.Errorf("status %d: %s", status, body)
+				}
+				if err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// BenchmarkHTTPFloor is BenchmarkPublish's HTTP side without the gateway:
+// the same clients and requests to an http.Server with the gateway's
+// default settings whose handler reads the body and answers 202 with an
+// answer of the same size, storing nothing. It is the most any HTTP
+// publish can reach on the machine with its clients in the process; read
+// events/s beside BenchmarkPublish's.
+func BenchmarkHTTPFloor(b *testing.B) {
+	cfg := gateway.DefaultConfig()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	answer := []byte(`{"stream":"HOOKBUS_EVENTS","seq":123456,"duplicate":false}` + "\n")
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := io.Copy(io.Discard, r.Body); err != nil {
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write(answer)
+		}),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+	}
+	go func() { _ = srv.Serve(l) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	url := "http://" + l.Addr().String() + "/events"
+	for _, clients := range []int{1, 64} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			hc := keepAliveClient(b, clients)
+			b.ResetTimer()
+			cpu := processCPU()
+			err := drive(b.N, clients, 1, func(first, _ int) (int, []byte, error) {
+				return postBinary(context.Background(), hc, url, strconv.Itoa(first))
+			})
+			b.StopTimer()
+			cpu = processCPU() - cpu
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/event")
+		})
+	}
+}
+
 // postBenchBatch POSTs the events numbered first to last (ids prefix and the
 // number) as one batch (application/cloudevents-batch+json) to url and
 // returns the answer's status and body.
-func postBenchBatch(ctx context.Context, hc *http.Client, url, prefix string, first, last int64) (int, []byte, error) {
+func postBenchBatch(ctx context.Context, hc *http.Client, url, prefix string, first, last int) (int, []byte, error) {
 	var body []byte
 	body = append(body, '[')
 	for i := first; i <= last; i++ {
@@ -191,7 +249,7 @@ func postBenchBatch(ctx context.Context, hc *http.Client, url, prefix string, fi
 		}
 		body = append(body, `{"specversion":"1.0","id":"`...)
 		body = append(body, prefix...)
-		body = strconv.AppendInt(body, i, 10)
+		body = strconv.AppendInt(body, int64(i), 10)
 		body = append(body, `","source":"/bench","type":"`+benchType+`","datacontenttype":"application/json","data":`...)
 		body = append(body, benchData...)
 		body = append(body, '}')
