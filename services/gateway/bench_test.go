@@ -281,6 +281,7 @@ func rawAsyncPublish(b *testing.B, nc *nats.Conn, enc *nats.Msg, prefix string, 
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer js.CleanupPublisher() // its reply subscription
 	start := time.Now()
 	for i := range n {
 		id := prefix + strconv.Itoa(i)
