@@ -46,6 +46,9 @@ func benchGateway(b *testing.B) (*server.Server, string) {
 	srv, _ := natstest.RunTopology(b)
 	cfg := gateway.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
+	// The benchmarks' requests are anonymous, from loopback: any limit on
+	// such requests (a rate) must be set above the benchmarks' own rates
+	// here, or they measure the limit.
 	svc, err := gateway.New(cfg, natstest.Connect(b, srv), nil)
 	if err != nil {
 		b.Fatal(err)
