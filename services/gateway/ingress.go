@@ -7,6 +7,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -77,9 +79,45 @@ func (s *Service) accept(w http.ResponseWriter, r *http.Request, e *event.Event)
 		}
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(http.StatusAccepted)
-	_ = json.NewEncoder(w).Encode(Stored{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate})
+	var buf [128]byte
+	_, _ = w.Write(appendStored(buf[:0], Stored{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}))
+}
+
+// contentTypeJSON is the Content-Type header of a JSON answer, shared by
+// every answer: net/http only reads it, and Header.Set replaces the slice
+// rather than writing into it.
+var contentTypeJSON = []string{"application/json"}
+
+// appendStored appends st as json.Encoder writes it (the JSON object and a
+// newline) to dst, without the encoder's allocations for the usual stream
+// name, which needs no escaping.
+func appendStored(dst []byte, st Stored) []byte {
+	if !plainJSONString(st.Stream) {
+		b, _ := json.Marshal(st) // a Stored always encodes
+		return append(append(dst, b...), '\n')
+	}
+	dst = append(dst, `{"stream":"`...)
+	dst = append(dst, st.Stream...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, st.Sequence, 10)
+	dst = append(dst, `,"duplicate":`...)
+	dst = strconv.AppendBool(dst, st.Duplicate)
+	return append(dst, "}\n"...)
+}
+
+// plainJSONString reports whether encoding/json writes s as it is between
+// quotes: printable ASCII without '"', '\\' and the characters it escapes
+// for HTML ('<', '>', '&').
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // readBody reads the body up to the limit of mode m: a longer one is
@@ -126,15 +164,19 @@ func (s *Service) publish(r *http.Request, e *event.Event) (client.PublishAck, e
 // is refused with 415.
 func requestMode(h http.Header) (mode, *Problem) {
 	ct := h.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); err == nil && strings.HasPrefix(mt, "application/cloudevents") {
-		switch mt {
-		case contentTypeStructured:
-			return structuredMode, nil
-		case contentTypeBatch:
-			return batchMode, nil
+	// ParseMediaType (and its allocations) only for what can be one of
+	// the binding's types: the media type it returns is ct's, lowercased.
+	if containsFold(ct, "cloudevents") {
+		if mt, _, err := mime.ParseMediaType(ct); err == nil && strings.HasPrefix(mt, "application/cloudevents") {
+			switch mt {
+			case contentTypeStructured:
+				return structuredMode, nil
+			case contentTypeBatch:
+				return batchMode, nil
+			}
+			return 0, &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
+				Detail: fmt.Sprintf("Content-Type %q is not supported: send %s (structured mode), %s (batch) or ce-* headers (binary mode)", ct, contentTypeStructured, contentTypeBatch)}
 		}
-		return 0, &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
-			Detail: fmt.Sprintf("Content-Type %q is not supported: send %s (structured mode), %s (batch) or ce-* headers (binary mode)", ct, contentTypeStructured, contentTypeBatch)}
 	}
 	if h.Get("Ce-Specversion") != "" {
 		return binaryMode, nil
@@ -161,14 +203,56 @@ func (s *Service) bodyLimit(m mode) int64 {
 // headers for events.Codec.Decode, whose binary mode is the HTTP binding's
 // (ce-* headers, percent-encoded values, datacontenttype in Content-Type):
 // Content-Type, and in binary mode the ce-* headers. The others (Host,
-// User-Agent, ...) are not part of the event.
+// User-Agent, ...) are not part of the event. Names are lowercased here,
+// the attributes' from constants, so that Decode need not lowercase them
+// again; names that meet once lowercased keep all their values, so Decode
+// still refuses a header given twice.
 func cloudEventsHeader(h http.Header, m mode) nats.Header {
 	out := make(nats.Header, 8)
 	for k, vs := range h {
 		if strings.EqualFold(k, "Content-Type") ||
 			m == binaryMode && len(k) > len(events.HeaderPrefix) && strings.EqualFold(k[:len(events.HeaderPrefix)], events.HeaderPrefix) {
-			out[k] = vs
+			name := lowerName(k)
+			if prev, ok := out[name]; ok {
+				vs = append(slices.Clip(prev), vs...)
+			}
+			out[name] = vs
 		}
 	}
 	return out
+}
+
+// lowerName is the lowercase of header name k: a constant for the names
+// of the binding's attributes as net/http canonicalizes them.
+func lowerName(k string) string {
+	switch k {
+	case "Content-Type":
+		return events.HeaderContentType
+	case "Ce-Specversion":
+		return "ce-specversion"
+	case "Ce-Id":
+		return "ce-id"
+	case "Ce-Source":
+		return "ce-source"
+	case "Ce-Type":
+		return "ce-type"
+	case "Ce-Subject":
+		return "ce-subject"
+	case "Ce-Time":
+		return "ce-time"
+	case "Ce-Dataschema":
+		return "ce-dataschema"
+	}
+	return strings.ToLower(k)
+}
+
+// containsFold reports whether s contains the lowercase ASCII substr,
+// comparing without regard to case.
+func containsFold(s, substr string) bool {
+	for i := 0; i+len(substr) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(substr)], substr) {
+			return true
+		}
+	}
+	return false
 }
