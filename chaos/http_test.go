@@ -331,13 +331,14 @@ const (
 type httpPoison struct {
 	p *httpPublisher
 
-	mu    sync.Mutex
-	sent  map[string]int // by kind
-	wrong map[string]int // "kind: what came back" -> requests
+	mu      sync.Mutex
+	sent    map[string]int    // by kind
+	wrong   map[string]int    // "kind: what came back" -> requests
+	example map[string]string // "kind: what came back" -> the first such answer or error
 }
 
 func newHTTPPoison(p *httpPublisher) *httpPoison {
-	return &httpPoison{p: p, sent: map[string]int{}, wrong: map[string]int{}}
+	return &httpPoison{p: p, sent: map[string]int{}, wrong: map[string]int{}, example: map[string]string{}}
 }
 
 // request builds the n-th invalid request, and the status it must get.
@@ -419,15 +420,21 @@ func (hp *httpPoison) flood(ctx context.Context) {
 		reqCtx, cancel := context.WithTimeout(context.Background(), httpAttemptTimeout)
 		status, answer, err := hp.p.post(reqCtx, h, body)
 		cancel()
-		hp.mu.Lock()
-		hp.sent[kind]++
+		var what, example string
 		switch {
 		case err != nil:
-			hp.wrong[kind+": no answer: "+err.Error()]++
+			what, example = kind+": no answer", err.Error()
 		case status != want:
-			hp.wrong[fmt.Sprintf("%s: %d, want %d: %.200s", kind, status, want, bytes.TrimSpace(answer))]++
+			what, example = fmt.Sprintf("%s: %d, want %d", kind, status, want), string(bytes.TrimSpace(answer))
 		case !bytes.Contains(answer, []byte(`"status":`+strconv.Itoa(want))):
-			hp.wrong[fmt.Sprintf("%s: %d without a problem body: %.200s", kind, status, bytes.TrimSpace(answer))]++
+			what, example = fmt.Sprintf("%s: %d without a problem body", kind, status), string(bytes.TrimSpace(answer))
+		}
+		hp.mu.Lock()
+		hp.sent[kind]++
+		if what != "" {
+			if hp.wrong[what]++; hp.wrong[what] == 1 {
+				hp.example[what] = example
+			}
 		}
 		hp.mu.Unlock()
 	}
@@ -454,7 +461,7 @@ func (hp *httpPoison) problems() []string {
 	defer hp.mu.Unlock()
 	var out []string
 	for _, what := range slices.Sorted(maps.Keys(hp.wrong)) {
-		out = append(out, fmt.Sprintf("HTTP poison answered wrongly %d times: %s", hp.wrong[what], what))
+		out = append(out, fmt.Sprintf("HTTP poison answered wrongly %d times: %s, e.g. %.300s", hp.wrong[what], what, hp.example[what]))
 	}
 	for _, k := range httpPoisonKinds {
 		if hp.sent[k.kind] == 0 {
