@@ -17,7 +17,9 @@
 // published over NATS with the Go SDK. A POST sent again with the same
 // source and id (binary, then structured, then from the npm emitter) is
 // stored once and answered duplicate:true; a batch with an invalid event
-// is answered 207 and the invalid one is not stored. Every request to the
+// is answered 207 and the invalid one is not stored; while HOOKBUS_EVENTS
+// refuses messages (a limit reached, discard new) a POST gets a 5xx
+// problem, not 202, and nothing is stored. Every request to the
 // gateway takes its headers from server.gatewayAuth: a bearer token when
 // server.GatewayToken is set, none otherwise. curl must be on PATH.
 //

@@ -21,6 +21,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
@@ -531,6 +532,57 @@ func TestGatewayRetryAndRefusals(t *testing.T) {
 	}
 	if want := []string{"retry-1", "b-1", "b-3"}; !slices.Equal(ids, want) {
 		t.Errorf("HOOKBUS_EVENTS holds %v, want %v", ids, want)
+	}
+	srv.stop(t)
+}
+
+// TestGatewayAnswersOnlyStoredEvents: while HOOKBUS_EVENTS refuses new
+// messages (a limit reached, discard new), a POST is not answered 202 but
+// with a problem, and nothing is stored; once the stream takes messages
+// again, the same event posted again is stored (it was not before).
+func TestGatewayAnswersOnlyStoredEvents(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	post := func(id string) gatewayAnswer {
+		h := []string{"ce-specversion: 1.0", "ce-id: " + id, "ce-source: /e2e/full", "ce-type: " + interopType, "Content-Type: application/json"}
+		return curlPost(t, srv, "/events", h, `{"n":1}`)
+	}
+	first := post("full-1").stored(t)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(srv.NATSURL, nats.Name("hookbus-e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := stream.CachedInfo().Config
+	full := orig
+	full.MaxMsgs, full.Discard = 1, jetstream.DiscardNew
+	if _, err := js.UpdateStream(ctx, full); err != nil {
+		t.Fatalf("limit %s to its one message: %v", events.StreamEvents, err)
+	}
+	a := post("full-2")
+	if a.Status < 500 || !strings.HasPrefix(a.ContentType, "application/problem+json") {
+		t.Errorf("POST while %s refuses messages: %d %s %s, want a 5xx problem", events.StreamEvents, a.Status, a.ContentType, a.Body)
+	}
+	if n := streamMsgs(t, srv); n != 1 {
+		t.Errorf("%s holds %d messages, want still 1", events.StreamEvents, n)
+	}
+
+	if _, err := js.UpdateStream(ctx, orig); err != nil {
+		t.Fatalf("restore %s: %v", events.StreamEvents, err)
+	}
+	again := post("full-2").stored(t)
+	if again.Duplicate || again.Seq != first.Seq+1 {
+		t.Errorf("the refused event posted again: %+v, want stored as sequence %d, not a duplicate", again, first.Seq+1)
 	}
 	srv.stop(t)
 }
