@@ -28,23 +28,29 @@ type deployment struct {
 	admin   natsUser            // the test's publishers, callers, state readers, checkers
 	app     natsUser            // traffic as an application sends it
 	workers map[string]natsUser // plugin workers, by kind (workerChain...)
+	// gatewayURL is http://host:port of the HTTP gateway, the same
+	// across restarts; "" when the scenario runs none (split, until the
+	// gateway has a NATS user there). gatewayToken is the bearer token
+	// its HTTP publishers send; "" sends none (anonymous, on loopback).
+	gatewayURL   string
+	gatewayToken string
 }
 
 // startAllInOne runs `hookbus serve` with its embedded NATS server and every
 // service, on free ports, its store in a temporary directory.
 func startAllInOne(t *testing.T, ps *procs) deployment {
 	t.Helper()
-	natsAddr, opsAddr := freeAddr(t), freeAddr(t)
+	natsAddr, opsAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	env := cleanEnv(
 		"HOOKBUS_DATA_DIR="+ps.dir("hookbus"),
 		"HOOKBUS_NATS_LISTEN="+natsAddr,
 		"HOOKBUS_OPS_ADDR="+opsAddr,
-		"HOOKBUS_GATEWAY_ADDR="+freeAddr(t),
+		"HOOKBUS_GATEWAY_ADDR="+gatewayAddr,
 		"HOOKBUS_NATS_SYNC_ALWAYS=true",
 	)
 	p := ps.add("hookbus", "hookbus", hookbusBin, []string{"serve"}, env, httpReady("http://"+opsAddr+"/readyz"))
 	startReady(t, p)
-	return deployment{natsURL: "nats://" + natsAddr, services: []*proc{p}}
+	return deployment{natsURL: "nats://" + natsAddr, services: []*proc{p}, gatewayURL: "http://" + gatewayAddr}
 }
 
 // startSplit runs a 3-node NATS cluster with the users and permissions of

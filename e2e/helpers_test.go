@@ -33,6 +33,11 @@ type server struct {
 	NATSURL string // nats://host:port of its embedded NATS server
 	OpsURL  string // http://host:port of /livez, /readyz, /metrics
 	DataDir string
+	// GatewayURL is http://host:port of the HTTP gateway. GatewayToken is
+	// the bearer token the tests send it (gatewayAuth); "" sends none, as
+	// an anonymous client on loopback.
+	GatewayURL   string
+	GatewayToken string
 
 	cmd    *exec.Cmd
 	stderr *natstest.SyncBuffer
@@ -66,11 +71,12 @@ func spawnServer(t *testing.T, dataDir string) *server {
 	t.Helper()
 	natsAddr, opsAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	s := &server{
-		NATSURL: "nats://" + natsAddr,
-		OpsURL:  "http://" + opsAddr,
-		DataDir: dataDir,
-		stderr:  &natstest.SyncBuffer{},
-		exited:  make(chan struct{}),
+		NATSURL:    "nats://" + natsAddr,
+		OpsURL:     "http://" + opsAddr,
+		GatewayURL: "http://" + gatewayAddr,
+		DataDir:    dataDir,
+		stderr:     &natstest.SyncBuffer{},
+		exited:     make(chan struct{}),
 	}
 	s.cmd = exec.Command(binary, "serve",
 		"--nats-listen", natsAddr,
