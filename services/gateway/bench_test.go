@@ -121,23 +121,36 @@ func BenchmarkPublish(b *testing.B) {
 		b.Fatal(err)
 	}
 	var round atomic.Int64
-	for _, load := range []struct{ clients, batch int }{{1, 1}, {64, 1}, {8, 100}} {
+	for _, load := range []struct {
+		clients, batch int
+		netHTTP        bool // Go's net/http client rather than wireClient
+	}{{1, 1, false}, {64, 1, false}, {64, 1, true}, {8, 100, true}} {
 		name := fmt.Sprintf("clients=%d", load.clients)
 		if load.batch > 1 {
-			name += fmt.Sprintf("/batch=%d", load.batch)
+			name += fmt.Sprintf(",batch=%d", load.batch)
+		}
+		if load.netHTTP {
+			name = "net-http-" + name
 		}
 		clients := load.clients
 		b.Run(name, func(b *testing.B) {
 			prefix := fmt.Sprintf("r%d-", round.Add(1))
 			hc := keepAliveClient(b, clients)
+			newPoster := func() poster {
+				if !load.netHTTP {
+					wc := dialWire(b, base)
+					return func(first, _ int) (int, []byte, error) { return wc.postBinary("/events", prefix+strconv.Itoa(first)) }
+				}
+				return func(first, last int) (int, []byte, error) {
+					if load.batch == 1 {
+						return postBinary(context.Background(), hc, base+"/events", prefix+strconv.Itoa(first))
+					}
+					return postBenchBatch(context.Background(), hc, base+"/events", prefix, first, last)
+				}
+			}
 
 			cpu := processCPU()
-			err := drive(b.N, clients, load.batch, func(first, last int) (int, []byte, error) {
-				if load.batch == 1 {
-					return postBinary(context.Background(), hc, base+"/events", prefix+strconv.Itoa(first))
-				}
-				return postBenchBatch(context.Background(), hc, base+"/events", prefix, first, last)
-			})
+			err := drive(b.N, clients, load.batch, newPoster)
 			b.StopTimer()
 			cpu = processCPU() - cpu
 			if err != nil {
@@ -156,17 +169,21 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
-// drive sends n events from clients goroutines, batch events a request:
-// post sends the events numbered first to last (from 1) and returns the
-// answer's status and body, which must be 202. It returns the first
+// poster sends the events numbered first to last (from 1) and returns
+// the answer's status and body, which must be 202.
+type poster func(first, last int) (int, []byte, error)
+
+// drive sends n events from clients goroutines, each with a poster of its
+// own from newPoster, batch events a request. It returns the first
 // failure.
-func drive(n, clients, batch int, post func(first, last int) (int, []byte, error)) error {
+func drive(n, clients, batch int, newPoster func() poster) error {
 	var (
 		next   atomic.Int64
 		failed atomic.Pointer[error]
 		wg     sync.WaitGroup
 	)
 	for range clients {
+		post := newPoster()
 		wg.Go(func() {
 			for failed.Load() == nil {
 				last := int(next.Add(int64(batch)))
@@ -222,14 +239,31 @@ func BenchmarkHTTPFloor(b *testing.B) {
 	go func() { _ = srv.Serve(l) }()
 	b.Cleanup(func() { _ = srv.Close() })
 	url := "http://" + l.Addr().String() + "/events"
-	for _, clients := range []int{1, 64} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+	for _, load := range []struct {
+		clients int
+		netHTTP bool
+	}{{1, false}, {64, false}, {64, true}} {
+		clients, netHTTP := load.clients, load.netHTTP
+		name := fmt.Sprintf("clients=%d", clients)
+		if netHTTP {
+			name = "net-http-" + name
+		}
+		b.Run(name, func(b *testing.B) {
 			hc := keepAliveClient(b, clients)
+			newPoster := func() poster {
+				return func(first, _ int) (int, []byte, error) {
+					return postBinary(context.Background(), hc, url, strconv.Itoa(first))
+				}
+			}
+			if !netHTTP {
+				newPoster = func() poster {
+					wc := dialWire(b, "http://"+l.Addr().String())
+					return func(first, _ int) (int, []byte, error) { return wc.postBinary("/events", strconv.Itoa(first)) }
+				}
+			}
 			b.ResetTimer()
 			cpu := processCPU()
-			err := drive(b.N, clients, 1, func(first, _ int) (int, []byte, error) {
-				return postBinary(context.Background(), hc, url, strconv.Itoa(first))
-			})
+			err := drive(b.N, clients, 1, newPoster)
 			b.StopTimer()
 			cpu = processCPU() - cpu
 			if err != nil {
