@@ -33,6 +33,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes limits the size of a request's headers.
 	MaxHeaderBytes int
+	// CallTimeout is how long a call waits for its chain when the request
+	// names no wait (Prefer: wait=N or ?timeout=); MaxCallTimeout caps
+	// what a request may name.
+	CallTimeout    time.Duration
+	MaxCallTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown: requests in flight
 	// are answered within it, or Run returns an error.
 	ShutdownTimeout time.Duration
@@ -40,7 +45,8 @@ type Config struct {
 
 // DefaultConfig returns the defaults: 127.0.0.1:8080, the default event
 // size limit, a window of 256 events, 5 s per ack, 5 s for headers, 30 s
-// per request, 64 KiB of headers, 10 s to shut down.
+// per request, 64 KiB of headers, calls waiting 30 s (at most 5 min), 10 s
+// to shut down.
 func DefaultConfig() Config {
 	return Config{
 		Addr:              "127.0.0.1:8080",
@@ -51,6 +57,8 @@ func DefaultConfig() Config {
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		CallTimeout:       30 * time.Second,
+		MaxCallTimeout:    5 * time.Minute,
 		ShutdownTimeout:   10 * time.Second,
 	}
 }
@@ -75,6 +83,8 @@ func (c Config) Validate() error {
 	case c.AckTimeout <= 0, c.ReadHeaderTimeout <= 0, c.ReadTimeout <= 0, c.IdleTimeout <= 0, c.ShutdownTimeout <= 0:
 		return fmt.Errorf("gateway timeouts (ack %s, read header %s, read %s, idle %s, shutdown %s): must be positive",
 			c.AckTimeout, c.ReadHeaderTimeout, c.ReadTimeout, c.IdleTimeout, c.ShutdownTimeout)
+	case c.CallTimeout <= 0, c.MaxCallTimeout < time.Second, c.CallTimeout > c.MaxCallTimeout:
+		return fmt.Errorf("gateway call timeout %s, at most %s: want a positive timeout within a maximum of at least 1s", c.CallTimeout, c.MaxCallTimeout)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ type Service struct {
 	log   *slog.Logger
 	codec events.Codec
 	pub   *client.Publisher
+	bus   *client.Client // calls
 
 	addr  atomic.Pointer[string] // set by Run once listening
 	ready atomic.Bool
@@ -64,14 +65,17 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		log:   log.With("service", "gateway"),
 		codec: events.Codec{MaxSize: cfg.MaxEventSize},
 		pub:   pub,
+		bus:   c,
 	}, nil
 }
 
-// Handler returns the gateway's HTTP routes: POST /events. It answers
-// until Run returns; after that, every event is refused with 503.
+// Handler returns the gateway's HTTP routes: POST /events and POST
+// /calls/{type}. It answers until Run returns; after that, every event is
+// refused with 503.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /events", s.postEvents)
+	mux.HandleFunc("POST /calls/{type}", s.postCall)
 	return mux
 }
 
