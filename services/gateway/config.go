@@ -38,6 +38,10 @@ type Config struct {
 	// what a request may name.
 	CallTimeout    time.Duration
 	MaxCallTimeout time.Duration
+	// TLSCertFile and TLSKeyFile are PEM files of the certificate (chain
+	// first) and its key: set both to serve HTTPS (TLS 1.2 at least),
+	// neither to serve plain HTTP. New loads them.
+	TLSCertFile, TLSKeyFile string
 	// ShutdownTimeout bounds the graceful shutdown: requests in flight
 	// are answered within it, or Run returns an error.
 	ShutdownTimeout time.Duration
@@ -83,6 +87,8 @@ func (c Config) Validate() error {
 	case c.AckTimeout <= 0, c.ReadHeaderTimeout <= 0, c.ReadTimeout <= 0, c.IdleTimeout <= 0, c.ShutdownTimeout <= 0:
 		return fmt.Errorf("gateway timeouts (ack %s, read header %s, read %s, idle %s, shutdown %s): must be positive",
 			c.AckTimeout, c.ReadHeaderTimeout, c.ReadTimeout, c.IdleTimeout, c.ShutdownTimeout)
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return fmt.Errorf("gateway TLS: cert file %q and key file %q: set both or neither", c.TLSCertFile, c.TLSKeyFile)
 	case c.CallTimeout <= 0, c.MaxCallTimeout < time.Second, c.CallTimeout > c.MaxCallTimeout:
 		return fmt.Errorf("gateway call timeout %s, at most %s: want a positive timeout within a maximum of at least 1s", c.CallTimeout, c.MaxCallTimeout)
 	}

@@ -16,6 +16,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -36,6 +38,8 @@ type Service struct {
 	codec events.Codec
 	pub   *client.Publisher
 	bus   *client.Client // calls
+	met   *metrics
+	tls   *tls.Config // nil: plain HTTP
 
 	addr  atomic.Pointer[string] // set by Run once listening
 	ready atomic.Bool
@@ -52,6 +56,14 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var tlsCfg *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gateway TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
 	c, err := client.New(nc, client.WithMaxEventSize(cfg.MaxEventSize))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -66,18 +78,36 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		codec: events.Codec{MaxSize: cfg.MaxEventSize},
 		pub:   pub,
 		bus:   c,
+		met:   newMetrics(),
+		tls:   tlsCfg,
 	}, nil
 }
 
 // Handler returns the gateway's HTTP routes: POST /events and POST
-// /calls/{type}. It answers until Run returns; after that, every event is
-// refused with 503.
+// /calls/{type}, each request counted and timed (Collector). It answers
+// until Run returns; after that, every event is refused with 503.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /events", s.postEvents)
-	mux.HandleFunc("POST /calls/{type}", s.postCall)
-	return mux
+	routes := []struct {
+		pattern string
+		handler http.HandlerFunc
+	}{
+		{"POST /events", s.postEvents},
+		{"POST /calls/{type}", s.postCall},
+	}
+	patterns := make([]string, len(routes))
+	for i, rt := range routes {
+		mux.HandleFunc(rt.pattern, rt.handler)
+		patterns[i] = rt.pattern
+	}
+	return s.met.instrument(mux, patterns...)
 }
+
+// Collector returns the gateway's metrics, for a Prometheus registry:
+// hookbus_gateway_requests_total{route,status,token},
+// hookbus_gateway_request_duration_seconds{route} and
+// hookbus_gateway_events_total{result}.
+func (s *Service) Collector() prometheus.Collector { return s.met }
 
 // errNotReady is what Ready returns while Run is not serving.
 var errNotReady = errors.New("gateway not serving")
@@ -98,9 +128,9 @@ func (s *Service) Addr() string {
 	return ""
 }
 
-// Run listens on Config.Addr and serves until ctx ends, then shuts down
-// gracefully: it stops accepting connections, answers the requests in
-// flight (each once JetStream acknowledged its event) and returns nil, or
+// Run listens on Config.Addr (HTTPS with Config.TLSCertFile) and serves
+// until ctx ends, then shuts down gracefully: it stops accepting
+// connections, answers the requests in flight (each once JetStream acknowledged its event) and returns nil, or
 // an error if that took more than Config.ShutdownTimeout.
 func (s *Service) Run(ctx context.Context) error {
 	l, err := net.Listen("tcp", s.cfg.Addr)
@@ -117,11 +147,18 @@ func (s *Service) Run(ctx context.Context) error {
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		TLSConfig:         s.tls,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	go func() {
+		if s.tls != nil {
+			errc <- srv.ServeTLS(l, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- srv.Serve(l)
+	}()
 	s.ready.Store(true)
-	s.log.Info("gateway listening", "addr", addr)
+	s.log.Info("gateway listening", "addr", addr, "tls", s.tls != nil)
 	s.log.Warn("gateway accepts every request without authentication (token auth is not implemented yet): keep it on loopback", "addr", addr)
 
 	var serveErr error
