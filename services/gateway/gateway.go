@@ -83,24 +83,34 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	}, nil
 }
 
-// Handler returns the gateway's HTTP routes: POST /events and POST
-// /calls/{type}, each request counted and timed (Collector). It answers
-// until Run returns; after that, every event is refused with 503.
+// Handler returns the gateway's HTTP routes (routes), each request
+// counted and timed (Collector). It answers until Run returns; after that,
+// every event is refused with 503.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	routes := []struct {
-		pattern string
-		handler http.HandlerFunc
-	}{
-		{"POST /events", s.postEvents},
-		{"POST /calls/{type}", s.postCall},
-	}
-	patterns := make([]string, len(routes))
-	for i, rt := range routes {
+	rts := s.routes()
+	patterns := make([]string, len(rts))
+	for i, rt := range rts {
 		mux.HandleFunc(rt.pattern, rt.handler)
 		patterns[i] = rt.pattern
 	}
 	return s.met.instrument(mux, patterns...)
+}
+
+// route is a pattern of the mux and its handler.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routes lists every route the gateway serves; openapi.json describes
+// each one.
+func (s *Service) routes() []route {
+	return []route{
+		{"POST /events", s.postEvents},
+		{"POST /calls/{type}", s.postCall},
+		{"GET /openapi.json", getOpenAPI},
+	}
 }
 
 // Collector returns the gateway's metrics, for a Prometheus registry:
