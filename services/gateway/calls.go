@@ -60,9 +60,6 @@ func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 			Detail: "invalid event: type: " + reason})
 		return
 	}
-	// The body is read: the server's ReadTimeout, which ends the request's
-	// context when it runs out, must not cut the chain's wait short.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	res, err := s.bus.Call(ctx, *e)

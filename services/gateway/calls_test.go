@@ -369,7 +369,7 @@ func TestCallWait(t *testing.T) {
 }
 
 // A call waits past the server's ReadTimeout, which bounds the reading of
-// the request only.
+// the request only (no WriteTimeout or handler timeout cuts a call short).
 func TestCallOutlastsReadTimeout(t *testing.T) {
 	b := newCallBus(t)
 	cfg := gateway.DefaultConfig()
