@@ -74,7 +74,8 @@ It then ensures every stream and bucket (--topology ensure), only creates
 the missing ones (--topology create: the registry in Kubernetes, whose NATS
 user may not update them) or only checks them (--topology check), serves /livez, /readyz and /metrics on --ops-addr
 (127.0.0.1:8090), and runs the named services, or all of them. The gateway
-takes CloudEvents over HTTP (POST /events) on --gateway-addr
+takes CloudEvents over HTTP (POST /events) and runs chains (POST
+/calls/<type>) on --gateway-addr
 (127.0.0.1:8080), without authentication as yet: keep it on loopback.
 Available services: ` + availableServices() + `.
 

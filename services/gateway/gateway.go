@@ -7,7 +7,9 @@
 // schemas included), publishes it to JetStream with the wire contract's
 // Nats-Msg-Id, so a retried POST is stored once, and answers 202 only once
 // JetStream stored it; refusals are RFC 9457 problems (docs/protocol.md,
-// "HTTP gateway").
+// "HTTP gateway"). POST /calls/{type} runs a chain now through
+// hookbus.call.<type> and answers its result ("Calls over HTTP"). GET
+// /openapi.json describes the routes.
 //
 // There is no authentication yet: anyone who can reach the listen address
 // may publish any event type. Keep it on loopback (the default) until
