@@ -60,15 +60,15 @@ func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 			Detail: "invalid event: type: " + reason})
 		return
 	}
+	if preferred {
+		w.Header().Set("Preference-Applied", "wait="+strconv.FormatInt(int64(wait/time.Second), 10))
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	res, err := s.bus.Call(ctx, *e)
 	var failed *client.Error
 	switch {
 	case err == nil || errors.As(err, &failed):
-		if preferred {
-			w.Header().Set("Preference-Applied", "wait="+strconv.FormatInt(int64(wait/time.Second), 10))
-		}
 		writeChainResult(w, res, failed)
 	case r.Context().Err() != nil:
 		s.log.Debug("client gone before the call's answer", "event_id", e.ID(), "event_type", e.Type(), "err", err)

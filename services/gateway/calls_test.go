@@ -331,7 +331,7 @@ func TestCallWait(t *testing.T) {
 		status  int
 		applied string // Preference-Applied
 	}{
-		{name: "Prefer wait shorter than the chain", prefer: "wait=1", status: 504},
+		{name: "Prefer wait shorter than the chain", prefer: "wait=1", status: 504, applied: "wait=1"},
 		{name: "timeout shorter than the chain, seconds", query: "?timeout=0.3", status: 504},
 		{name: "timeout shorter than the chain, duration", query: "?timeout=300ms", status: 504},
 		{name: "Prefer wait long enough", prefer: "return=representation; x=1, WAIT = 10", status: 200, applied: "wait=10"},
