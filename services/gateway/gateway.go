@@ -90,13 +90,10 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 // every event is refused with 503.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	rts := s.routes()
-	patterns := make([]string, len(rts))
-	for i, rt := range rts {
-		mux.HandleFunc(rt.pattern, rt.handler)
-		patterns[i] = rt.pattern
+	for _, rt := range s.routes() {
+		mux.HandleFunc(rt.pattern, s.met.routed(rt.pattern, rt.handler))
 	}
-	return s.met.instrument(mux, patterns...)
+	return s.met.instrument(mux)
 }
 
 // route is a pattern of the mux and its handler.

@@ -22,7 +22,7 @@ type metrics struct {
 	stored, duplicate, refused prometheus.Counter // events, curried
 
 	mu     sync.Mutex
-	routes map[string]*routeMetrics // by pattern; read without mu once Handler returned
+	routes map[string]*routeMetrics // by pattern
 }
 
 // routeMetrics are the metrics of one route, curried once.
@@ -99,22 +99,20 @@ func (m *metrics) route(route string) *routeMetrics {
 	return rm
 }
 
-// instrument counts and times every request next serves. routes are the
-// mux's patterns, looked up without a lock; a request is labelled with
-// the pattern the mux set on it.
-func (m *metrics) instrument(next http.Handler, patterns ...string) http.Handler {
-	known := make(map[string]*routeMetrics, len(patterns)+1)
-	known[""] = m.route(routeUnmatched)
-	for _, p := range patterns {
-		known[p] = m.route(p)
-	}
+// instrument counts and times every request next serves, labelled with
+// the route and token that routed saw, so whatever runs between them
+// (auth putting the principal in a derived request) does not matter. A
+// request no route's handler took (404, 405, refused before routing) is
+// labelled unmatched, with the token its own context names.
+func (m *metrics) instrument(next http.Handler) http.Handler {
+	unmatched := m.route(routeUnmatched)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := recorders.Get().(*recorder)
-		rec.ResponseWriter, rec.status = w, 0
+		*rec = recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		status := rec.status
-		rec.ResponseWriter = nil
+		status, rm, token := rec.status, rec.route, rec.token
+		*rec = recorder{}
 		recorders.Put(rec)
 		if status == 0 {
 			status = http.StatusOK // what net/http answers for a handler that wrote nothing
@@ -122,19 +120,44 @@ func (m *metrics) instrument(next http.Handler, patterns ...string) http.Handler
 				status = statusClientGone
 			}
 		}
-		rm, ok := known[r.Pattern]
-		if !ok {
-			rm = m.route(r.Pattern)
+		if rm == nil {
+			rm = unmatched
+		}
+		if token == "" {
+			token = principalFrom(r.Context()).Name
 		}
 		rm.duration.Observe(time.Since(start).Seconds())
-		rm.requests.WithLabelValues(statusLabel(status), principalFrom(r.Context()).Name).Inc()
+		rm.requests.WithLabelValues(statusLabel(status), token).Inc()
 	})
 }
 
-// recorder remembers the status a handler answered.
+// routed returns h, which serves the mux pattern route, telling instrument
+// the route and the token of each request it serves.
+func (m *metrics) routed(route string, h http.HandlerFunc) http.HandlerFunc {
+	rm := m.route(route)
+	return func(w http.ResponseWriter, r *http.Request) {
+		for rw := w; rw != nil; {
+			if rec, ok := rw.(*recorder); ok {
+				rec.route, rec.token = rm, principalFrom(r.Context()).Name
+				break
+			}
+			u, ok := rw.(interface{ Unwrap() http.ResponseWriter })
+			if !ok {
+				break
+			}
+			rw = u.Unwrap()
+		}
+		h(w, r)
+	}
+}
+
+// recorder remembers the status a handler answered, and the route and
+// token routed saw.
 type recorder struct {
 	http.ResponseWriter
 	status int
+	route  *routeMetrics
+	token  string
 }
 
 var recorders = sync.Pool{New: func() any { return new(recorder) }}
