@@ -43,7 +43,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookbus_gateway_requests_total",
-			Help: "HTTP requests the gateway answered, by route (the pattern, unmatched for 404 and 405), status (499: the client left first) and token name (anonymous without one).",
+			Help: "HTTP requests the gateway answered, by route (the pattern; unmatched when no route took the request: 404, 405), status (499: the client left first) and token name (anonymous without one).",
 		}, []string{"route", "status", "token"}),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hookbus_gateway_request_duration_seconds",
