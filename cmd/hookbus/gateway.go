@@ -9,13 +9,20 @@ import (
 )
 
 // newGatewayService builds the HTTP gateway on HOOKBUS_GATEWAY_ADDR with
-// the bus's event size limit.
+// the bus's event size limit, and registers its metrics.
 func newGatewayService(d deps) (service, error) {
 	cfg, err := d.cfg.gateway()
 	if err != nil {
 		return nil, err
 	}
-	return gateway.New(cfg, d.nc, d.log)
+	svc, err := gateway.New(cfg, d.nc, d.log)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.reg.Register(svc.Collector()); err != nil {
+		return nil, err
+	}
+	return svc, nil
 }
 
 // gateway is the gateway's configuration from HOOKBUS_GATEWAY_* and
@@ -23,6 +30,7 @@ func newGatewayService(d deps) (service, error) {
 func (c Config) gateway() (gateway.Config, error) {
 	g := gateway.DefaultConfig()
 	g.Addr, g.MaxEventSize, g.Rate, g.MaxHeaders = c.GatewayAddr, c.MaxEventSize, c.GatewayRate, c.GatewayMaxHeaders
+	g.CallTimeout, g.TLSCertFile, g.TLSKeyFile = c.GatewayCallTimeout, c.GatewayTLSCert, c.GatewayTLSKey
 	if c.GatewayAnonymous != "" {
 		on, err := strconv.ParseBool(c.GatewayAnonymous)
 		if err != nil {

@@ -34,6 +34,11 @@ const (
 // anonymousName is the principal of a request without a token.
 const anonymousName = "anonymous"
 
+// unauthenticatedLabel is the token label of the metrics of a request
+// refused before it had a principal (no token, a bad one, too many
+// headers).
+const unauthenticatedLabel = "-"
+
 // principal is who sent a request: a token's name, or anonymous.
 type principal struct {
 	Name string
@@ -225,12 +230,14 @@ func (s *Service) guard(next http.Handler) http.Handler {
 			n += len(vs)
 		}
 		if n > s.cfg.MaxHeaders {
+			labelToken(w, unauthenticatedLabel)
 			writeProblem(w, &Problem{Status: http.StatusRequestHeaderFieldsTooLarge, Code: codeTooManyHeaders,
 				Detail: fmt.Sprintf("%d header fields, at most %d", n, s.cfg.MaxHeaders)})
 			return
 		}
 		p, limiter, prob := s.authenticate(r)
 		if prob != nil {
+			labelToken(w, unauthenticatedLabel)
 			if prob.Status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="hookbus"`)
 			}
@@ -238,6 +245,7 @@ func (s *Service) guard(next http.Handler) http.Handler {
 			writeProblem(w, prob)
 			return
 		}
+		labelToken(w, p.Name)
 		if res := limiter.Reserve(); !res.OK() || res.Delay() > 0 {
 			wait := res.Delay()
 			res.Cancel()

@@ -59,6 +59,7 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte)
 	for i, raw := range raws {
 		e, err := s.codec.Decode(structuredHeader, raw)
 		if err != nil {
+			s.met.refused.Inc()
 			p := refusal(err).fill()
 			results[i] = BatchResult{Status: p.Status, Error: p}
 			continue
@@ -84,12 +85,14 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte)
 				s.log.Debug("client gone before the acknowledgements of its batch", "err", err)
 				return
 			}
+			s.met.refused.Inc()
 			s.log.Warn("event not stored", "event_id", decoded[i].ID(), "event_type", decoded[i].Type(), "token", principalFrom(r.Context()).Name, "err", err)
 			p := refusal(err).fill()
 			results[i] = BatchResult{Status: p.Status, Error: p}
 			continue
 		}
 		stored++
+		s.met.countStored(ack)
 		results[i] = BatchResult{Status: http.StatusAccepted, Stored: &Stored{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}}
 	}
 	status := http.StatusAccepted

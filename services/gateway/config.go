@@ -34,6 +34,15 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes limits the size of a request's headers.
 	MaxHeaderBytes int
+	// CallTimeout is how long a call waits for its chain when the request
+	// names no wait (Prefer: wait=N or ?timeout=); MaxCallTimeout caps
+	// what a request may name.
+	CallTimeout    time.Duration
+	MaxCallTimeout time.Duration
+	// TLSCertFile and TLSKeyFile are PEM files of the certificate (chain
+	// first) and its key: set both to serve HTTPS (TLS 1.2 at least),
+	// neither to serve plain HTTP. New loads them.
+	TLSCertFile, TLSKeyFile string
 	// ShutdownTimeout bounds the graceful shutdown: requests in flight
 	// are answered within it, or Run returns an error.
 	ShutdownTimeout time.Duration
@@ -54,9 +63,9 @@ type Config struct {
 
 // DefaultConfig returns the defaults: 127.0.0.1:8080, the default event
 // size limit, a window of 256 events, 5 s per ack, 5 s for headers, 30 s
-// per request, 64 KiB and 100 fields of headers, 10 s to shut down, 1000
-// requests per second per token, anonymous requests on loopback only,
-// CORS off.
+// per request, 64 KiB and 100 fields of headers, calls waiting 30 s (at
+// most 5 min), 10 s to shut down, 1000 requests per second per token,
+// anonymous requests on loopback only, CORS off.
 func DefaultConfig() Config {
 	return Config{
 		Addr:              "127.0.0.1:8080",
@@ -67,6 +76,8 @@ func DefaultConfig() Config {
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		CallTimeout:       30 * time.Second,
+		MaxCallTimeout:    5 * time.Minute,
 		ShutdownTimeout:   10 * time.Second,
 		Rate:              1000,
 		MaxHeaders:        100,
@@ -102,6 +113,10 @@ func (c Config) Validate() error {
 	case c.AckTimeout <= 0, c.ReadHeaderTimeout <= 0, c.ReadTimeout <= 0, c.IdleTimeout <= 0, c.ShutdownTimeout <= 0:
 		return fmt.Errorf("gateway timeouts (ack %s, read header %s, read %s, idle %s, shutdown %s): must be positive",
 			c.AckTimeout, c.ReadHeaderTimeout, c.ReadTimeout, c.IdleTimeout, c.ShutdownTimeout)
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return fmt.Errorf("gateway TLS: cert file %q and key file %q: set both or neither", c.TLSCertFile, c.TLSKeyFile)
+	case c.CallTimeout <= 0, c.MaxCallTimeout < time.Second, c.CallTimeout > c.MaxCallTimeout:
+		return fmt.Errorf("gateway call timeout %s, at most %s: want a positive timeout within a maximum of at least 1s", c.CallTimeout, c.MaxCallTimeout)
 	}
 	return nil
 }

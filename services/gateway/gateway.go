@@ -7,7 +7,9 @@
 // schemas included), publishes it to JetStream with the wire contract's
 // Nats-Msg-Id, so a retried POST is stored once, and answers 202 only once
 // JetStream stored it; refusals are RFC 9457 problems (docs/protocol.md,
-// "HTTP gateway").
+// "HTTP gateway"). POST /calls/{type} runs a chain now through
+// hookbus.call.<type> and answers its result ("Calls over HTTP"). GET
+// /openapi.json describes the routes.
 //
 // Every request carries a bearer token (hookbus gateway token create),
 // checked against an in-memory copy of bucket hookbus_gateway_tokens and
@@ -18,6 +20,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +30,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/hookbus/hookbus/pkg/client"
@@ -42,7 +46,10 @@ type Service struct {
 	js    jetstream.JetStream
 
 	tokens      tokenStore
-	anonLimiter *rate.Limiter // shared by every anonymous request
+	anonLimiter *rate.Limiter  // shared by every anonymous request
+	bus         *client.Client // calls
+	met         *metrics
+	tls         *tls.Config // nil: plain HTTP
 
 	addr  atomic.Pointer[string] // set by Run once listening
 	ready atomic.Bool
@@ -58,6 +65,14 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gateway TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	c, err := client.New(nc, client.WithMaxEventSize(cfg.MaxEventSize))
 	if err != nil {
@@ -77,21 +92,55 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		codec:       events.Codec{MaxSize: cfg.MaxEventSize},
 		pub:         pub,
 		js:          js,
+		bus:         c,
+		met:         newMetrics(),
+		tls:         tlsCfg,
 		tokens:      tokenStore{tokens: map[string]*storedToken{}},
 		anonLimiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Rate),
 	}, nil
 }
 
-// Handler returns the gateway's HTTP routes: POST /events and POST
-// /events/{type}, behind CORS (when configured) and the token check. It
-// answers until Run returns; after that, every event is refused with 503.
-// Tokens are checked once Run loaded them (503 before).
+// Handler returns the gateway's HTTP routes (routes), behind CORS (when
+// configured), each request counted and timed (Collector), and every
+// route but GET /openapi.json behind the token check (guard). It answers
+// until Run returns; after that, every event is refused with 503. Tokens
+// are checked once Run loaded them (503 before).
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /events", s.postEvents)
-	mux.HandleFunc("POST /events/{type}", s.postWebhook)
-	return s.cors(s.guard(mux))
+	for _, rt := range s.routes() {
+		h := rt.handler
+		if !rt.public {
+			h = s.guard(h).ServeHTTP
+		}
+		mux.HandleFunc(rt.pattern, s.met.routed(rt.pattern, h))
+	}
+	return s.cors(s.met.instrument(mux))
 }
+
+// route is a pattern of the mux and its handler; a public one is served
+// without a token.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+	public  bool
+}
+
+// routes lists every route the gateway serves; openapi.json describes
+// each one.
+func (s *Service) routes() []route {
+	return []route{
+		{"POST /events", s.postEvents, false},
+		{"POST /events/{type}", s.postWebhook, false},
+		{"POST /calls/{type}", s.postCall, false},
+		{"GET /openapi.json", getOpenAPI, true},
+	}
+}
+
+// Collector returns the gateway's metrics, for a Prometheus registry:
+// hookbus_gateway_requests_total{route,status,token},
+// hookbus_gateway_request_duration_seconds{route} and
+// hookbus_gateway_events_total{result}.
+func (s *Service) Collector() prometheus.Collector { return s.met }
 
 // errNotReady is what Ready returns while Run is not serving.
 var errNotReady = errors.New("gateway not serving")
@@ -119,9 +168,9 @@ func (s *Service) Addr() string {
 	return ""
 }
 
-// Run listens on Config.Addr and serves until ctx ends, then shuts down
-// gracefully: it stops accepting connections, answers the requests in
-// flight (each once JetStream acknowledged its event) and returns nil, or
+// Run listens on Config.Addr (HTTPS with Config.TLSCertFile) and serves
+// until ctx ends, then shuts down gracefully: it stops accepting
+// connections, answers the requests in flight (each once JetStream acknowledged its event) and returns nil, or
 // an error if that took more than Config.ShutdownTimeout.
 func (s *Service) Run(ctx context.Context) error {
 	l, err := net.Listen("tcp", s.cfg.Addr)
@@ -138,15 +187,22 @@ func (s *Service) Run(ctx context.Context) error {
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		TLSConfig:         s.tls,
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- s.watchTokens(wctx) }()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	go func() {
+		if s.tls != nil {
+			errc <- srv.ServeTLS(l, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- srv.Serve(l)
+	}()
 	s.ready.Store(true)
-	s.log.Info("gateway listening", "addr", addr)
+	s.log.Info("gateway listening", "addr", addr, "tls", s.tls != nil)
 	if s.cfg.anonymous() {
 		s.log.Warn("gateway anonymous use is on: requests without a token may publish and call every event type", "addr", addr)
 	}

@@ -60,6 +60,7 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := s.codec.Decode(cloudEventsHeader(r.Header, m), body)
 	if err != nil {
+		s.met.refused.Inc()
 		writeProblem(w, refusal(err))
 		return
 	}
@@ -145,9 +146,11 @@ func (s *Service) publish(r *http.Request, e *event.Event) (client.PublishAck, e
 	if err == nil {
 		var ack client.PublishAck
 		if ack, err = pending.Wait(r.Context()); err == nil {
+			s.met.countStored(ack)
 			return ack, nil
 		}
 	}
+	s.met.refused.Inc()
 	token := principalFrom(r.Context()).Name
 	if r.Context().Err() != nil {
 		s.log.Debug("client gone before the acknowledgement", "event_id", e.ID(), "event_type", e.Type(), "token", token, "err", err)
