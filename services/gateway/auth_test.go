@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/internal/topology"
@@ -426,4 +427,41 @@ func TestNotReadyUntilTokensLoaded(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, func() error { return svc.Ready(t.Context()) })
 	status, _, rb := post(t, url+"/events", withToken(h, "hbgw.shop.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), body)
 	refused(t, status, rb, http.StatusUnauthorized, "unauthorized")
+}
+
+// TestMetricsNameTheToken: requests are counted under the name of the
+// token that sent them, on their route, and those refused before they had
+// a principal (no token, a bad one) under "-", on their route too.
+func TestMetricsNameTheToken(t *testing.T) {
+	b := newAuthBus(t, noAnonymous, nil)
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(b.svc.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	shop := b.createToken(t, "shop", 0, "publish:com.example.>")
+	h, body := structured("m-1", "com.example.order.created")
+	status, _, answer := post(t, b.url+"/events", withToken(h, shop), body)
+	accepted(t, status, answer)
+	if status, _, answer = post(t, b.url+"/events/com.example.other", withToken(map[string]string{"Content-Type": "application/json"}, shop), `{}`); status != 202 {
+		t.Fatalf("webhook: status %d: %s", status, answer)
+	}
+	status, _, answer = post(t, b.url+"/calls/com.example.order.created", withToken(h, shop), body)
+	refused(t, status, answer, 403, "forbidden")
+	status, _, answer = post(t, b.url+"/events", h, body)
+	refused(t, status, answer, 401, "unauthorized")
+	status, _, answer = post(t, b.url+"/events", withToken(h, shop+"x"), body)
+	refused(t, status, answer, 401, "unauthorized")
+
+	got := gathered(t, reg)
+	for k, v := range map[string]float64{
+		`hookbus_gateway_requests_total{route=POST /events,status=202,token=shop}`:        1,
+		`hookbus_gateway_requests_total{route=POST /events/{type},status=202,token=shop}`: 1,
+		`hookbus_gateway_requests_total{route=POST /calls/{type},status=403,token=shop}`:  1,
+		`hookbus_gateway_requests_total{route=POST /events,status=401,token=-}`:           2,
+		`hookbus_gateway_request_duration_seconds{route=POST /events}`:                    3,
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
 }
