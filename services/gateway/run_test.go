@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +111,56 @@ func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	}
 	if n := storedEvents(t, js); n != 1 {
 		t.Errorf("stream holds %d events, want the one answered 202", n)
+	}
+}
+
+// TestSlowClientsAreCutOff: a client that sends its headers too slowly is
+// disconnected after ReadHeaderTimeout, one that sends its body too slowly
+// after ReadTimeout, each without holding the gateway longer, and nothing
+// is stored.
+func TestSlowClientsAreCutOff(t *testing.T) {
+	b := newAuthBus(t, func(c *gateway.Config) {
+		c.ReadHeaderTimeout = 300 * time.Millisecond
+		c.ReadTimeout = 2 * time.Second
+	}, nil)
+	addr := b.url[len("http://"):]
+	for _, tt := range []struct {
+		name, sent    string
+		after, before time.Duration
+	}{
+		{"headers", "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\n", 300 * time.Millisecond, 1500 * time.Millisecond},
+		{"body", "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 200\r\n\r\n{\"specversion\":", 2 * time.Second, 6 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			if _, err := io.WriteString(conn, tt.sent); err != nil {
+				t.Fatal(err)
+			}
+			// The client then stalls: the gateway must close the
+			// connection (after an answer or not), well before this
+			// test's own bound.
+			if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			answer, err := io.ReadAll(conn)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatalf("connection not closed by the gateway after %s: %v (read %q)", took, err, answer)
+			}
+			if took < tt.after || took > tt.before {
+				t.Errorf("closed after %s, want between %s and %s", took, tt.after, tt.before)
+			}
+			if len(answer) > 0 && !strings.HasPrefix(string(answer), "HTTP/1.1 4") {
+				t.Errorf("answer %q, want none or a 4xx", answer)
+			}
+		})
+	}
+	if n := b.stored(t); n != 0 {
+		t.Errorf("stream holds %d events after slow clients", n)
 	}
 }
