@@ -50,6 +50,7 @@ func TestSplit(t *testing.T) {
 			{targets: ofKind(d.services, "registry"), minGap: time.Second, maxDown: time.Second},
 			{targets: ofKind(d.services, "dispatcher"), minGap: time.Second, maxDown: time.Second},
 			{targets: ofKind(d.services, "persistence"), minGap: time.Second, maxDown: time.Second},
+			{targets: ofKind(d.services, "gateway"), minGap: time.Second, maxDown: time.Second},
 			{targets: workers, minGap: time.Second, maxDown: time.Second},
 			{targets: d.nats, minGap: 3 * time.Second, maxDown: 2 * time.Second},
 		}

@@ -26,7 +26,7 @@ const codeTimeout events.ErrorCode = "timeout"
 // there gets a problem.
 func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 	typ := r.PathValue("type")
-	if p := s.permit(r, "call", typ); p != nil {
+	if p := s.permit(r, ActionCall, typ); p != nil {
 		writeProblem(w, p)
 		return
 	}
