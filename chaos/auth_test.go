@@ -71,7 +71,7 @@ var workerPlugins = map[string]string{workerChain: chainB, workerNotify: notify,
 // them by `hookbus plugin credentials`.
 type splitAuth struct {
 	env      []string            // NATS_*_PASSWORD=... for nats-server
-	services map[string]natsUser // by user: admin, registry, dispatcher, persistence
+	services map[string]natsUser // by user: admin, registry, dispatcher, persistence, gateway
 	workers  map[string]natsUser // by kind of worker
 	blocks   []string            // the workers' user blocks, to add to account HOOKBUS
 }
@@ -81,7 +81,7 @@ type splitAuth struct {
 func newSplitAuth(t *testing.T) *splitAuth {
 	t.Helper()
 	a := &splitAuth{services: map[string]natsUser{}, workers: map[string]natsUser{}}
-	for _, user := range []string{"admin", "registry", "dispatcher", "persistence", "sys", "plugin-example"} {
+	for _, user := range []string{"admin", "registry", "dispatcher", "persistence", "gateway", "sys", "plugin-example"} {
 		pw := hexPassword()
 		a.env = append(a.env, "NATS_"+strings.ToUpper(strings.ReplaceAll(user, "-", "_"))+"_PASSWORD="+pw)
 		a.services[user] = natsUser{user, pw}

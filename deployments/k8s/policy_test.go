@@ -35,9 +35,7 @@ var overlayRules = map[string]overlayRule{
 // servicesNotDeployedYet are services the binary may offer that have no
 // Deployment yet, with the reason. Any other service of the binary must
 // have one.
-var servicesNotDeployedYet = map[string]string{
-	"gateway": "not built yet",
-}
+var servicesNotDeployedYet = map[string]string{}
 
 // goRuntimeEnv are the variables other than HOOKBUS_* a hookbus container
 // may set: the binary reads no other.
