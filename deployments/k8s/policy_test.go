@@ -54,6 +54,7 @@ const (
 	envNATSCreds      = "HOOKBUS_NATS_CREDS"
 	envNATSCA         = "HOOKBUS_NATS_CA"
 	envOpsAddr        = "HOOKBUS_OPS_ADDR"
+	envGatewayAddr    = "HOOKBUS_GATEWAY_ADDR"
 	envTopology       = "HOOKBUS_TOPOLOGY"
 	envStreamReplicas = "HOOKBUS_STREAM_REPLICAS"
 	envMaxEventSize   = "HOOKBUS_MAX_EVENT_SIZE"
@@ -61,7 +62,7 @@ const (
 	envPersistenceKF  = "HOOKBUS_PERSISTENCE_KEY_FILE"
 )
 
-var checkedVariables = []string{envNATSURL, envNATSUser, envNATSPassword, envNATSCreds, envNATSCA, envOpsAddr, envTopology,
+var checkedVariables = []string{envNATSURL, envNATSUser, envNATSPassword, envNATSCreds, envNATSCA, envOpsAddr, envGatewayAddr, envTopology,
 	envStreamReplicas, envMaxEventSize, envPersistenceKey, envPersistenceKF}
 
 // checker collects the problems of one rendered overlay.
