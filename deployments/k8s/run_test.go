@@ -103,7 +103,8 @@ func TestDevOverlayRuns(t *testing.T) {
 		t.Errorf("plugin-example read the auth store:\n%s", out)
 	}
 	runPlugins(t, srv.ClientURL(), users, cli)
-	postThroughGateway(t, targetOf(srv), services)
+	// No token: the gateway takes requests without one on loopback.
+	postThroughGateway(t, targetOf(srv), services, "")
 	// The example workers (Go, Node.js) as processes with only plugin-example's credentials.
 	runExamples(t, srv.ClientURL(), users, cli)
 
@@ -348,21 +349,17 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// gatewayToken is the bearer token of the event posted through the
-// gateway: none, as the gateway takes requests without one on loopback.
-const gatewayToken = ""
-
 // postThroughGateway posts one event to the running gateway as an HTTP
-// client would (binary mode) and checks, as admin, that HOOKBUS_EVENTS
-// stored it where the gateway's 202 says.
-func postThroughGateway(t *testing.T, tg natsTarget, services []*service) {
+// client would (binary mode, with token unless it is empty) and checks, as
+// admin, that HOOKBUS_EVENTS stored it where the gateway's 202 says.
+func postThroughGateway(t *testing.T, tg natsTarget, services []*service, token string) {
 	t.Helper()
 	i := slices.IndexFunc(services, func(s *service) bool { return s.gatewayAddr != "" })
 	if i < 0 {
 		t.Error("no Deployment runs the gateway")
 		return
 	}
-	status, body := postEvent(t, services[i].gatewayAddr, gatewayToken, map[string]string{
+	status, body := postEvent(t, services[i].gatewayAddr, token, map[string]string{
 		"ce-specversion": "1.0", "ce-id": "k8s-gateway-1", "ce-source": "/k8s-test", "ce-type": "com.example.order.created",
 	}, `{"total":2}`)
 	if status != http.StatusAccepted {
