@@ -34,7 +34,8 @@ import (
 // and stop cleanly, the plugin worker and operator users must be able to
 // do their jobs (through the CLI, and with pkg/client's chain and notify
 // workers against the dispatcher: runPlugins), an event posted to the
-// gateway over HTTP must be stored (postThroughGateway), a plugin worker
+// gateway over HTTP must be stored (postThroughGateway), the gateway's user
+// must be able to follow its token bucket (watchTokensAsGateway), a plugin worker
 // must be refused the auth store, and the server must log no other
 // permission violation: the NATS permissions are exactly wide enough.
 func TestDevOverlayRuns(t *testing.T) {
@@ -105,6 +106,7 @@ func TestDevOverlayRuns(t *testing.T) {
 	runPlugins(t, srv.ClientURL(), users, cli)
 	// No token: the gateway takes requests without one on loopback.
 	postThroughGateway(t, targetOf(srv), services, "")
+	watchTokensAsGateway(t, targetOf(srv))
 	// The example workers (Go, Node.js) as processes with only plugin-example's credentials.
 	runExamples(t, srv.ClientURL(), users, cli)
 
@@ -423,4 +425,59 @@ func postEvent(t *testing.T, addr, token string, headers map[string]string, data
 		t.Fatalf("POST /events: reading the answer: %v", err)
 	}
 	return resp.StatusCode, body
+}
+
+// watchTokensAsGateway reads bucket hookbus_gateway_tokens as NATS user
+// gateway the way a gateway follows its tokens (a watch of every key, and
+// a get), while admin writes one: the gateway's permissions must let it,
+// and the server must log no violation.
+func watchTokensAsGateway(t *testing.T, tg natsTarget) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	admin, err := jetstream.New(tg.mustConnect(t, "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	akv, err := admin.KeyValue(ctx, events.BucketGatewayTokens)
+	if err != nil {
+		t.Fatalf("admin: bucket %s: %v", events.BucketGatewayTokens, err)
+	}
+	js, err := jetstream.New(tg.mustConnect(t, "gateway"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, events.BucketGatewayTokens)
+	if err != nil {
+		t.Fatalf("gateway: bucket %s: %v", events.BucketGatewayTokens, err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		t.Fatalf("gateway: watch %s: %v", events.BucketGatewayTokens, err)
+	}
+	defer func() {
+		// A watch whose context ended has stopped already.
+		if err := w.Stop(); err != nil && ctx.Err() == nil {
+			t.Errorf("gateway: stop the watch: %v", err)
+		}
+	}()
+	const record = `{"name":"k8s","sha256":"00"}`
+	if _, err := akv.Put(ctx, "k8s", []byte(record)); err != nil {
+		t.Fatalf("admin: put a token: %v", err)
+	}
+	for seen := false; !seen; {
+		select {
+		case e := <-w.Updates():
+			seen = e != nil && e.Key() == "k8s" && string(e.Value()) == record
+		case <-ctx.Done():
+			t.Fatalf("gateway: the watch of %s did not see admin's token", events.BucketGatewayTokens)
+		}
+	}
+	e, err := kv.Get(ctx, "k8s")
+	if err != nil {
+		t.Fatalf("gateway: get token k8s: %v", err)
+	}
+	if string(e.Value()) != record {
+		t.Errorf("gateway: token k8s is %s, want %s", e.Value(), record)
+	}
 }
