@@ -34,10 +34,10 @@ import (
 // and stop cleanly, the plugin worker and operator users must be able to
 // do their jobs (through the CLI, and with pkg/client's chain and notify
 // workers against the dispatcher: runPlugins), an event posted to the
-// gateway over HTTP must be stored (postThroughGateway), the gateway's user
-// must be able to follow its token bucket (watchTokensAsGateway), a plugin worker
-// must be refused the auth store, and the server must log no other
-// permission violation: the NATS permissions are exactly wide enough.
+// gateway over HTTP must be stored (postThroughGateway), the gateway's
+// user must be able to follow its token bucket (watchTokensAsGateway), a
+// plugin worker must be refused the auth store, and the server must log no
+// other permission violation: the NATS permissions are exactly wide enough.
 func TestDevOverlayRuns(t *testing.T) {
 	r, err := render(filepath.Join("overlays", "dev"))
 	if err != nil {
