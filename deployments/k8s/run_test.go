@@ -461,23 +461,30 @@ func watchTokensAsGateway(t *testing.T, tg natsTarget) {
 			t.Errorf("gateway: stop the watch: %v", err)
 		}
 	}()
-	const record = `{"name":"k8s","sha256":"00"}`
-	if _, err := akv.Put(ctx, "k8s", []byte(record)); err != nil {
+	// A record as `hookbus gateway token create` stores one, of a token
+	// whose SHA-256 is all zeros: no token has it, so it admits nobody.
+	const key = "k8s-watch"
+	const record = `{"name":"k8s-watch","sha256":"0000000000000000000000000000000000000000000000000000000000000000",` +
+		`"allow":[{"action":"publish","pattern":"com.example.>"}],"rate":0,"created_at":"2026-01-01T00:00:00Z"}`
+	if _, err := akv.Put(ctx, key, []byte(record)); err != nil {
 		t.Fatalf("admin: put a token: %v", err)
 	}
 	for seen := false; !seen; {
 		select {
 		case e := <-w.Updates():
-			seen = e != nil && e.Key() == "k8s" && string(e.Value()) == record
+			seen = e != nil && e.Key() == key && string(e.Value()) == record
 		case <-ctx.Done():
 			t.Fatalf("gateway: the watch of %s did not see admin's token", events.BucketGatewayTokens)
 		}
 	}
-	e, err := kv.Get(ctx, "k8s")
+	e, err := kv.Get(ctx, key)
 	if err != nil {
-		t.Fatalf("gateway: get token k8s: %v", err)
+		t.Fatalf("gateway: get token %s: %v", key, err)
 	}
 	if string(e.Value()) != record {
-		t.Errorf("gateway: token k8s is %s, want %s", e.Value(), record)
+		t.Errorf("gateway: token %s is %s, want %s", key, e.Value(), record)
+	}
+	if err := akv.Delete(ctx, key); err != nil {
+		t.Errorf("admin: delete token %s: %v", key, err)
 	}
 }
