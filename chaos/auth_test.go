@@ -71,7 +71,7 @@ var workerPlugins = map[string]string{workerChain: chainB, workerNotify: notify,
 // them by `hookbus plugin credentials`.
 type splitAuth struct {
 	env      []string            // NATS_*_PASSWORD=... for nats-server
-	services map[string]natsUser // by user: admin, registry, dispatcher, persistence
+	services map[string]natsUser // by user: admin, registry, dispatcher, persistence, gateway
 	workers  map[string]natsUser // by kind of worker
 	blocks   []string            // the workers' user blocks, to add to account HOOKBUS
 }
