@@ -104,8 +104,15 @@ func TestDevOverlayRuns(t *testing.T) {
 		t.Errorf("plugin-example read the auth store:\n%s", out)
 	}
 	runPlugins(t, srv.ClientURL(), users, cli)
-	// No token: the gateway takes requests without one on loopback.
-	postThroughGateway(t, targetOf(srv), services, "")
+	// The gateway takes no request without a token (its Deployment says
+	// HOOKBUS_GATEWAY_ANONYMOUS=false): an operator makes one as admin.
+	out, err := cli("admin", "gateway", "token", "create", "--name", "k8s-test", "--allow", "publish:com.example.>")
+	if err != nil {
+		t.Fatalf("gateway token create as admin: %v: %s", err, out)
+	}
+	// The token is the last line (stdout; the line before it is stderr's).
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	postThroughGateway(t, targetOf(srv), services, lines[len(lines)-1])
 	watchTokensAsGateway(t, targetOf(srv))
 	// The example workers (Go, Node.js) as processes with only plugin-example's credentials.
 	runExamples(t, srv.ClientURL(), users, cli)
@@ -352,8 +359,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // postThroughGateway posts one event to the running gateway as an HTTP
-// client would (binary mode, with token unless it is empty) and checks, as
-// admin, that HOOKBUS_EVENTS stored it where the gateway's 202 says.
+// client would (binary mode): refused (401) without a token, stored with
+// token, as admin finds it where the gateway's 202 says.
 func postThroughGateway(t *testing.T, tg natsTarget, services []*service, token string) {
 	t.Helper()
 	i := slices.IndexFunc(services, func(s *service) bool { return s.gatewayAddr != "" })
@@ -361,9 +368,20 @@ func postThroughGateway(t *testing.T, tg natsTarget, services []*service, token 
 		t.Error("no Deployment runs the gateway")
 		return
 	}
-	status, body := postEvent(t, services[i].gatewayAddr, token, map[string]string{
-		"ce-specversion": "1.0", "ce-id": "k8s-gateway-1", "ce-source": "/k8s-test", "ce-type": "com.example.order.created",
-	}, `{"total":2}`)
+	post := func(token string) (int, []byte) {
+		return postEvent(t, services[i].gatewayAddr, token, map[string]string{
+			"ce-specversion": "1.0", "ce-id": "k8s-gateway-1", "ce-source": "/k8s-test", "ce-type": "com.example.order.created",
+		}, `{"total":2}`)
+	}
+	if status, body := post(""); status != http.StatusUnauthorized {
+		t.Errorf("POST /events through the gateway without a token: status %d, want 401; body %s", status, body)
+	}
+	// A new token reaches the gateway through its watch of the bucket:
+	// 401 until then.
+	status, body := post(token)
+	for deadline := time.Now().Add(10 * time.Second); status == http.StatusUnauthorized && time.Now().Before(deadline); status, body = post(token) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if status != http.StatusAccepted {
 		t.Errorf("POST /events through the gateway: status %d, want 202; body %s", status, body)
 		return
