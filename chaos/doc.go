@@ -14,8 +14,9 @@
 //     restarts, and two HTTP publishers post to it (below).
 //   - split: a 3-node nats-server cluster (JetStream, sync_interval always,
 //     max_payload 2MiB), `hookbus serve registry`, two `hookbus serve
-//     dispatcher` replicas and `hookbus serve persistence`, all with
-//     stream replicas 3, and 3,000 seeded plugins of other event types in
+//     dispatcher` replicas, `hookbus serve persistence` and `hookbus serve
+//     gateway` (anonymous use off: its HTTP publishers send a token admin
+//     made with `hookbus gateway token create`), all with stream replicas 3, and 3,000 seeded plugins of other event types in
 //     hookbus_plugins. One loop kills services and workers, another kills
 //     one NATS node at a time (a minority) and waits until it is healthy
 //     again. NATS runs the permission model of the Kubernetes manifests:
@@ -52,7 +53,7 @@
 // before acknowledging it. A second chain plugin runs in the test process
 // and is never killed.
 //
-// Where the scenario runs the HTTP gateway (the all-in-one), two HTTP
+// In both scenarios the HTTP gateway runs, and two HTTP
 // publishers post events to it as well, 25 a second each: one event per
 // POST, in binary and structured mode in turn, and batches of 5
 // (application/cloudevents-batch+json). An event not answered 202 (the
@@ -62,8 +63,8 @@
 // (publishGiveUp after the traffic stopped); any 4xx fails the test. Their
 // events are among the sent and acknowledged events the checks below
 // compare with the streams. Every request goes through httpPublisher.post,
-// which adds a bearer token when the deployment has one (gatewayToken), so
-// another scenario runs the same publishers by setting gatewayURL.
+// which adds a bearer token when the deployment has one (gatewayToken: the
+// split deployment's).
 //
 // After the kills stop, the suite polls, with a deadline, until everything
 // has settled, then checks:
@@ -106,7 +107,7 @@
 // 207, 503, refused, no answer) and the HTTP poison's counts.
 //
 // Kill loops take the kinds of process in turn (hookbus and workers in the
-// all-in-one; registry, dispatcher, persistence and workers in the split
+// all-in-one; registry, dispatcher, persistence, gateway and workers in the split
 // deployment, plus a loop of its own for NATS nodes), so every kind is
 // killed about as often. A Hookbus or NATS process that exits by itself
 // fails the test; a worker that does is restarted and logged.
