@@ -116,13 +116,24 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 	if err != nil {
 		return nil, err
 	}
+	answer, err := c.sendCommand(ctx, subject, events.CommandTypePrefix+string(op), answerTo, cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return decodeReply(op, answer)
+}
+
+// sendCommand stores the command CloudEvent of type typ with data on
+// subject in HOOKBUS_COMMANDS (retrying like Publish) and waits for the
+// registry's answer on answerTo until ctx ends.
+func (c *Client) sendCommand(ctx context.Context, subject, typ, answerTo string, data any) (*nats.Msg, error) {
 	e := event.New()
 	e.SetID(newID())
 	e.SetSource(commandSource)
-	e.SetType(events.CommandTypePrefix + string(op))
+	e.SetType(typ)
 	e.SetTime(time.Now())
-	if err := e.SetData(event.ApplicationJSON, cmd); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		return nil, err
 	}
 	msg, err := c.codec.Encode(subject, &e)
 	if err != nil {
@@ -130,23 +141,33 @@ func (c *Client) command(ctx context.Context, op events.PluginOp, cmd events.Plu
 	}
 	sub, err := c.nc.SubscribeSync(answerTo)
 	if err != nil {
-		return nil, fmt.Errorf("%s: subscribe for the answer: %w", op, err)
+		return nil, fmt.Errorf("subscribe for the answer: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	msg.Header.Set(events.HeaderReplyTo, answerTo)
 
 	ack, err := c.publish(ctx, msg, events.StreamCommands)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, err
 	}
 	answer, err := sub.NextMsgWithContext(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w (command seq %d; a registry applies it when one runs): %w", op, ErrNotApplied, ack.Sequence, err)
+		return nil, fmt.Errorf("%w (command seq %d; a registry applies it when one runs): %w", ErrNotApplied, ack.Sequence, err)
 	}
-	return decodeReply(op, answer)
+	return answer, nil
 }
 
 func (c *Client) query(ctx context.Context, subject string, req any) ([]events.Plugin, error) {
+	answer, err := c.queryMsg(ctx, subject, req)
+	if err != nil {
+		return nil, err
+	}
+	return decodeReply("query", answer)
+}
+
+// queryMsg sends req as JSON to a registry query endpoint and returns its
+// answer, or the error it answered.
+func (c *Client) queryMsg(ctx context.Context, subject string, req any) (*nats.Msg, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	b, err := json.Marshal(req)
@@ -163,7 +184,7 @@ func (c *Client) query(ctx context.Context, subject string, req any) ([]events.P
 	if err := serviceError(answer); err != nil {
 		return nil, fmt.Errorf("query %s: %w", subject, err)
 	}
-	return decodeReply("query", answer)
+	return answer, nil
 }
 
 func decodeReply(what any, m *nats.Msg) ([]events.Plugin, error) {

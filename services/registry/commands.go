@@ -56,7 +56,7 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 	if cerr != nil {
 		log.Warn("invalid command refused", "err", cerr)
 		if events.CheckAnswerSubject("plugin", named, replyTo) == nil {
-			s.answer(replyTo, events.CommandReply{Error: cerr})
+			s.answer(replyTo, events.CommandReply{Error: cerr}, cerr)
 		}
 		_ = msg.TermWithReason(cerr.Message)
 		return
@@ -64,8 +64,9 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 	reply, err := s.execute(ctx, kv, op, cmd, meta.Sequence.Stream, meta.NumDelivered > 1)
 	if err != nil && ctx.Err() == nil && meta.NumDelivered >= uint64(s.cfg.MaxAttempts) {
 		log.Error("command not applied in its last attempt: dropped", "op", op, "err", err)
-		s.answer(replyTo, events.CommandReply{Error: &events.Error{Code: events.CodeInternal,
-			Message: fmt.Sprintf("not applied in %d attempts (%v); a part of it may have been applied: send it again (commands are idempotent)", meta.NumDelivered, err)}})
+		e := &events.Error{Code: events.CodeInternal,
+			Message: fmt.Sprintf("not applied in %d attempts (%v); a part of it may have been applied: send it again (commands are idempotent)", meta.NumDelivered, err)}
+		s.answer(replyTo, events.CommandReply{Error: e}, e)
 		_ = msg.TermWithReason("not applied in its attempts")
 		return
 	}
@@ -75,7 +76,10 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 		_ = msg.NakWithDelay(delay)
 		return
 	}
-	s.answer(replyTo, reply)
+	if reply.Plugins == nil && reply.Error == nil {
+		reply.Plugins = []events.Plugin{}
+	}
+	s.answer(replyTo, reply, reply.Error)
 	if err := msg.Ack(); err != nil {
 		// The command is applied; if it comes back, plan finds nothing to
 		// change and answers again.
@@ -257,14 +261,11 @@ func (s *Service) publishLifecycle(ctx context.Context, typ string, p events.Plu
 }
 
 // answer sends reply to the sender's reply subject, if it gave a usable one,
-// with micro's error headers when it carries an error (docs/protocol.md,
+// with micro's error headers when it carries an error e (docs/protocol.md,
 // "Errors").
-func (s *Service) answer(replyTo string, reply events.CommandReply) {
+func (s *Service) answer(replyTo string, reply any, e *events.Error) {
 	if replyTo == "" {
 		return
-	}
-	if reply.Plugins == nil && reply.Error == nil {
-		reply.Plugins = []events.Plugin{}
 	}
 	b, err := json.Marshal(reply)
 	if err != nil {
@@ -272,8 +273,8 @@ func (s *Service) answer(replyTo string, reply events.CommandReply) {
 		return
 	}
 	msg := &nats.Msg{Subject: replyTo, Data: b}
-	if reply.Error != nil {
-		msg.Header = microerr.Header(reply.Error)
+	if e != nil {
+		msg.Header = microerr.Header(e)
 	}
 	if err := s.nc.PublishMsg(msg); err != nil {
 		s.log.Warn("send command reply", "subject", replyTo, "err", err)

@@ -1,8 +1,8 @@
-// Package registry owns plugin state. It applies lifecycle commands from
-// stream HOOKBUS_COMMANDS to bucket hookbus_plugins with compare-and-swap,
-// answers each sender, announces every change as a lifecycle CloudEvent,
-// and serves get and list queries as the NATS micro service
-// hookbus-registry. The rules are DESIGN §1.1 (see plan.go).
+// Package registry owns plugin and hook state. It applies lifecycle
+// commands from stream HOOKBUS_COMMANDS to buckets hookbus_plugins and
+// hookbus_hooks with compare-and-swap, answers each sender, announces every
+// change as a lifecycle CloudEvent, and serves get and list queries as the
+// NATS micro service hookbus-registry. The rules are DESIGN §1.1 (see plan.go).
 package registry
 
 import (
@@ -94,8 +94,9 @@ type Service struct {
 	codec events.Codec
 	now   func() time.Time
 
-	plugins *pluginwatch.Watcher // set by Run
-	ready   atomic.Bool
+	plugins    *pluginwatch.Watcher // set by Run
+	ready      atomic.Bool          // the plugin command consumer is read
+	hooksReady atomic.Bool          // the hook command consumer is read
 }
 
 // New builds a registry on nc; Run starts it. A nil logger discards logs.
@@ -119,7 +120,7 @@ var errNotReady = errors.New("registry not started")
 // Ready returns nil once the registry consumes commands and answers
 // queries.
 func (s *Service) Ready(context.Context) error {
-	if !s.ready.Load() {
+	if !s.ready.Load() || !s.hooksReady.Load() {
 		return errNotReady
 	}
 	return nil
@@ -133,6 +134,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	s.plugins = pluginwatch.New(s.js, kv, s.log, nil)
+	hooks, err := s.js.KeyValue(ctx, events.BucketHooks)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", events.BucketHooks, err)
+	}
 	commands := &durable.Keeper{
 		Stream: events.StreamCommands,
 		Config: jetstream.ConsumerConfig{
@@ -149,7 +154,9 @@ func (s *Service) Run(ctx context.Context) error {
 			MaxDeliver:    -1,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 		},
-		Read:  func(ctx context.Context, cons jetstream.Consumer) error { return s.consume(ctx, cons, kv) },
+		Read: func(ctx context.Context, cons jetstream.Consumer) error {
+			return s.consume(ctx, cons, func(ctx context.Context, msg jetstream.Msg) { s.handle(ctx, kv, msg) })
+		},
 		Ready: s.ready.Store,
 		Check: s.cfg.ConsumerCheck,
 		Log:   s.log,
@@ -161,7 +168,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if _, err := s.plugins.CatchUp(gctx); err != nil {
 			return err
 		}
-		svc, err := s.addQueries(kv)
+		svc, err := s.addQueries(kv, hooks)
 		if err != nil {
 			return err
 		}
@@ -170,7 +177,10 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn("query subscriptions not confirmed by the server yet", "err", err)
 		}
 		s.log.Info("registry ready", "consumer", s.cfg.Consumer)
-		return commands.Run(gctx, s.js)
+		hg, hctx := errgroup.WithContext(gctx)
+		hg.Go(func() error { return commands.Run(hctx, s.js) })
+		hg.Go(func() error { return s.hookCommands(hooks).Run(hctx, s.js) })
+		return hg.Wait()
 	})
 	err = g.Wait()
 	if ctx.Err() != nil {
@@ -179,15 +189,15 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// consume applies one command at a time until ctx ends or the consumer
-// is gone.
-func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, kv jetstream.KeyValue) error {
+// consume hands one command at a time to handle until ctx ends or the
+// consumer is gone.
+func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) error {
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		msgs, err := cons.Fetch(1, jetstream.FetchContext(fctx))
 		if err == nil {
 			for msg := range msgs.Messages() {
-				s.handle(ctx, kv, msg)
+				handle(ctx, msg)
 			}
 			err = msgs.Error()
 		}
@@ -230,11 +240,11 @@ func (s *Service) inboxOnly(h micro.HandlerFunc) micro.Handler {
 
 // addQueries starts the hookbus-registry micro service (get and list);
 // replicas share its endpoints through the micro queue group.
-func (s *Service) addQueries(kv jetstream.KeyValue) (micro.Service, error) {
+func (s *Service) addQueries(kv, hooks jetstream.KeyValue) (micro.Service, error) {
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        "hookbus-registry",
 		Version:     s.cfg.Version,
-		Description: "Hookbus plugin registry: get and list plugin state.",
+		Description: "Hookbus plugin registry: get and list plugin state, list hooks.",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("micro service: %w", err)
@@ -246,6 +256,10 @@ func (s *Service) addQueries(kv jetstream.KeyValue) (micro.Service, error) {
 	if err := svc.AddEndpoint("list", s.inboxOnly(s.serveList),
 		micro.WithEndpointSubject(events.RegistryListSubject)); err != nil {
 		return nil, fmt.Errorf("endpoint list: %w", err)
+	}
+	if err := svc.AddEndpoint("hook-list", s.inboxOnly(func(r micro.Request) { s.serveHookList(hooks, r) }),
+		micro.WithEndpointSubject(events.HookListSubject)); err != nil {
+		return nil, fmt.Errorf("endpoint hook-list: %w", err)
 	}
 	return svc, nil
 }

@@ -1,0 +1,99 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// NewHookID returns a fresh hook id (32 lowercase hex characters) for
+// CreateHook.
+func NewHookID() string { return newID() }
+
+// CreateHook stores a hook and returns it with its webhook secret, which is
+// shown this once. An empty spec.ID is filled with NewHookID; sending the
+// same spec again answers the stored hook without its secret. Errors:
+// events.ErrInvalid, ErrNotApplied, ErrNotStored.
+func (c *Client) CreateHook(ctx context.Context, spec events.HookSpec) (events.Hook, error) {
+	if spec.ID == "" {
+		spec.ID = NewHookID()
+	}
+	hooks, err := c.hookCommand(ctx, events.HookCreate, events.HookCommand{Hook: &spec})
+	if err != nil {
+		return events.Hook{}, err
+	}
+	if len(hooks) != 1 {
+		return events.Hook{}, fmt.Errorf("registry answered %d hooks, want 1", len(hooks))
+	}
+	return hooks[0], nil
+}
+
+// DeleteHook removes the hook id and returns it. Errors: ErrNotFound,
+// ErrNotApplied, ErrNotStored.
+func (c *Client) DeleteHook(ctx context.Context, id string) (events.Hook, error) {
+	hooks, err := c.hookCommand(ctx, events.HookDelete, events.HookCommand{ID: id})
+	if err != nil {
+		return events.Hook{}, err
+	}
+	if len(hooks) != 1 {
+		return events.Hook{}, fmt.Errorf("registry answered %d hooks, want 1", len(hooks))
+	}
+	return hooks[0], nil
+}
+
+// DeleteHooks removes every hook matching f (f.Node required; empty type
+// and arg match every hook on the node) and returns those it removed,
+// possibly none.
+func (c *Client) DeleteHooks(ctx context.Context, f events.HookFilter) ([]events.Hook, error) {
+	return c.hookCommand(ctx, events.HookDelete, events.HookCommand{Match: &f})
+}
+
+// ListHooks returns the hooks matching f, sorted by node and creation
+// time, without their secrets.
+func (c *Client) ListHooks(ctx context.Context, f events.HookFilter) ([]events.Hook, error) {
+	answer, err := c.queryMsg(ctx, events.HookListSubject, f)
+	if err != nil {
+		return nil, err
+	}
+	return decodeHookReply("list hooks", answer)
+}
+
+// hookCommand sends a hook command through HOOKBUS_COMMANDS and waits for
+// the registry's answer.
+func (c *Client) hookCommand(ctx context.Context, op events.HookOp, cmd events.HookCommand) ([]events.Hook, error) {
+	if err := cmd.Validate(op); err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	target := cmd.Target()
+	subject, err := events.HookCommandSubject(op, target)
+	if err != nil {
+		return nil, err
+	}
+	answerTo, err := events.AnswerSubject("hook", target, newID())
+	if err != nil {
+		return nil, err
+	}
+	what := "hook " + string(op)
+	answer, err := c.sendCommand(ctx, subject, events.HookCommandTypePrefix+string(op), answerTo, cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return decodeHookReply(what, answer)
+}
+
+func decodeHookReply(what string, m *nats.Msg) ([]events.Hook, error) {
+	if err := serviceError(m); err != nil {
+		return nil, err
+	}
+	var reply events.HookReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return nil, fmt.Errorf("%s: unreadable answer: %w", what, err)
+	}
+	return reply.Hooks, nil
+}

@@ -1,0 +1,317 @@
+package events
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// HookOp is an operation on hooks, sent as a command CloudEvent on
+// hookbus.cmd.hook.<op>.<id> (hookbus.cmd.hook.<op> for a bulk delete).
+type HookOp string
+
+// Hook operations (docs/protocol.md, "Hooks").
+const (
+	HookCreate HookOp = "create"
+	HookDelete HookOp = "delete"
+)
+
+// HookCommandTypePrefix starts the CloudEvents type of every hook command:
+// hookbus.cmd.hook.<op>, its subject without the hook id.
+const HookCommandTypePrefix = "hookbus.cmd.hook."
+
+// HookType is what a hook does with an event.
+type HookType string
+
+// Hook types.
+const (
+	// HookWebhook posts the event to the URL in the hook's arg.
+	HookWebhook HookType = "webhook"
+)
+
+// HookStatus says whether a hook delivers.
+type HookStatus string
+
+// Hook statuses.
+const (
+	// HookActive: the hook delivers its events.
+	HookActive HookStatus = "active"
+)
+
+// HookSettings are the per-hook knobs of deliveries; zero values mean the
+// dispatcher's defaults.
+type HookSettings struct {
+	// TimeoutMS bounds one delivery attempt, in milliseconds.
+	TimeoutMS int `json:"timeout_ms,omitempty"`
+	// MaxAttempts is how many times a delivery is tried before the event
+	// is dead-lettered.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Structured posts the event in structured mode
+	// (application/cloudevents+json) instead of binary mode.
+	Structured bool `json:"structured,omitempty"`
+}
+
+// Limits on hook settings.
+const (
+	maxHookTimeout     = 5 * time.Minute
+	maxHookAttempts    = 100
+	maxHookArgLen      = 2048
+	hookIDLen          = 32
+	webhookSecretBytes = 24
+)
+
+// WebhookSecretBytes is the number of random bytes in a webhook secret
+// (whsec_<base64 of them>).
+const WebhookSecretBytes = webhookSecretBytes
+
+// HookSpec is what the creator of a hook declares.
+type HookSpec struct {
+	// ID names the hook: 32 lowercase hex characters, chosen by the sender
+	// so that a create sent again is recognised (NewHookID).
+	ID string `json:"id"`
+	// Node is an event type or a pattern of one: `*` matches one token,
+	// a final `>` the rest, as NATS subjects match.
+	Node string   `json:"node"`
+	Type HookType `json:"type"`
+	// Arg is the type's argument: the URL of a webhook.
+	Arg string `json:"arg"`
+	// Persistent hooks are stored and survive restarts; only persistent
+	// hooks are accepted for now.
+	Persistent bool         `json:"persistent"`
+	Settings   HookSettings `json:"settings,omitzero"`
+}
+
+// Hook is a hook as stored in bucket hookbus_hooks.
+type Hook struct {
+	HookSpec
+	Created time.Time  `json:"created"`
+	Status  HookStatus `json:"status"`
+	// Secret signs a webhook's requests (whsec_<base64>). The registry
+	// answers it only to the create that made the hook; lists never carry
+	// it.
+	Secret string `json:"secret,omitempty"`
+	// CommandSeq is the HOOKBUS_COMMANDS sequence of the command that
+	// wrote this state.
+	CommandSeq uint64 `json:"command_seq,omitempty"`
+	// Revision is the bucket revision the state was read at (not stored).
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+// Validate checks the declaration; the error is a *ValidationError.
+func (s HookSpec) Validate() error {
+	if err := ValidateHookID(s.ID); err != nil {
+		return err
+	}
+	if err := ValidateNode(s.Node); err != nil {
+		return err
+	}
+	switch s.Type {
+	case HookWebhook:
+		if err := validateWebhookURL(s.Arg); err != nil {
+			return err
+		}
+	case "":
+		return invalidIn("hook", "type", "required: want %q", HookWebhook)
+	default:
+		return invalidIn("hook", "type", "%q: want %q", s.Type, HookWebhook)
+	}
+	if !s.Persistent {
+		return invalidIn("hook", "persistent", "temporary hooks are not supported yet: create the hook persistent")
+	}
+	st := s.Settings
+	switch {
+	case st.TimeoutMS < 0 || time.Duration(st.TimeoutMS)*time.Millisecond > maxHookTimeout:
+		return invalidIn("hook", "settings.timeout_ms", "%d: want 0 (the default) to %d", st.TimeoutMS, maxHookTimeout.Milliseconds())
+	case st.MaxAttempts < 0 || st.MaxAttempts > maxHookAttempts:
+		return invalidIn("hook", "settings.max_attempts", "%d: want 0 (the default) to %d", st.MaxAttempts, maxHookAttempts)
+	}
+	return nil
+}
+
+// ValidateHookID reports whether id is a hook id: 32 lowercase hex
+// characters.
+func ValidateHookID(id string) error {
+	if len(id) != hookIDLen || strings.IndexFunc(id, func(r rune) bool { return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') }) >= 0 {
+		return invalidIn("hook", "id", "%q: want %d lowercase hex characters", id, hookIDLen)
+	}
+	return nil
+}
+
+// ValidateNode reports whether node is an event type or a pattern of one:
+// tokens of [A-Za-z0-9_-] or `*`, the last one possibly `>`.
+func ValidateNode(node string) error {
+	if node == "" {
+		return invalidIn("hook", "node", "required")
+	}
+	if len(node) > maxTypeLen {
+		return invalidIn("hook", "node", "%d bytes long, the limit is %d", len(node), maxTypeLen)
+	}
+	toks := strings.Split(node, ".")
+	for i, tok := range toks {
+		switch {
+		case tok == "*":
+			continue
+		case tok == ">" && i == len(toks)-1:
+			continue
+		case tok == ">":
+			return invalidIn("hook", "node", "%q: '>' may only be the last token", node)
+		case tok == "":
+			return invalidIn("hook", "node", "%q has an empty token (at token %d)", node, i+1)
+		case strings.IndexFunc(tok, func(r rune) bool { return !isTokenRune(r) }) >= 0:
+			return invalidIn("hook", "node", "%q: token %q is neither a name of [A-Za-z0-9_-], '*' nor a final '>'", node, tok)
+		}
+	}
+	return nil
+}
+
+// validateWebhookURL checks the form of a webhook target; where it may
+// connect is the dispatcher's to decide when it dials.
+func validateWebhookURL(arg string) error {
+	if arg == "" {
+		return invalidIn("hook", "arg", "a webhook needs the URL to post to")
+	}
+	if len(arg) > maxHookArgLen {
+		return invalidIn("hook", "arg", "%d bytes long, the limit is %d", len(arg), maxHookArgLen)
+	}
+	u, err := url.Parse(arg)
+	if err != nil {
+		return invalidIn("hook", "arg", "%v", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return invalidIn("hook", "arg", "%q: want an http or https URL", arg)
+	case u.Host == "" || u.Hostname() == "":
+		return invalidIn("hook", "arg", "%q has no host", arg)
+	case u.User != nil:
+		return invalidIn("hook", "arg", "the URL carries credentials: hooks are listed with their URL, so keep secrets out of it")
+	case u.Fragment != "":
+		return invalidIn("hook", "arg", "%q has a fragment, which is never sent", arg)
+	}
+	return nil
+}
+
+// HookCommand is the data of a hook command: create carries Hook; delete
+// names one hook by ID, or every hook matching a HookFilter by Match (a
+// bulk delete; Node required).
+type HookCommand struct {
+	Hook  *HookSpec   `json:"hook,omitempty"`
+	ID    string      `json:"id,omitempty"`
+	Match *HookFilter `json:"match,omitempty"`
+}
+
+// Target is the hook the command is about: the declaration's id for
+// create, ID for delete, "" for a bulk delete.
+func (c HookCommand) Target() string {
+	if c.Hook != nil {
+		return c.Hook.ID
+	}
+	return c.ID
+}
+
+// Validate checks that the command fits op; the error is a
+// *ValidationError.
+func (c HookCommand) Validate(op HookOp) error {
+	switch op {
+	case HookCreate:
+		if c.Hook == nil {
+			return invalidIn("command", "hook", "create needs the hook's declaration")
+		}
+		if c.ID != "" || c.Match != nil {
+			return invalidIn("command", "hook", "create takes only the declaration, not id or match")
+		}
+		return c.Hook.Validate()
+	case HookDelete:
+		switch {
+		case c.Hook != nil:
+			return invalidIn("command", "hook", "delete takes an id or a match, not a declaration")
+		case c.ID != "" && c.Match != nil:
+			return invalidIn("command", "id", "give an id or a match, not both")
+		case c.ID != "":
+			return ValidateHookID(c.ID)
+		case c.Match != nil:
+			if c.Match.Node == "" {
+				return invalidIn("command", "match.node", "a bulk delete needs the node")
+			}
+			return c.Match.Validate()
+		default:
+			return invalidIn("command", "id", "delete needs a hook id or a match (node, and optionally type and arg)")
+		}
+	default:
+		return invalidIn("command", "op", "%q: want %q or %q", op, HookCreate, HookDelete)
+	}
+}
+
+// HookFilter selects hooks; empty fields match all. Node matches the
+// hook's node as written (the pattern, not the events it matches).
+type HookFilter struct {
+	Node string   `json:"node,omitempty"`
+	Type HookType `json:"type,omitempty"`
+	Arg  string   `json:"arg,omitempty"`
+}
+
+// Validate checks the filter's fields that are set.
+func (f HookFilter) Validate() error {
+	if f.Node != "" {
+		if err := ValidateNode(f.Node); err != nil {
+			return err
+		}
+	}
+	if f.Type != "" && f.Type != HookWebhook {
+		return invalidIn("hook", "type", "%q: want %q", f.Type, HookWebhook)
+	}
+	return nil
+}
+
+// Match reports whether h passes the filter.
+func (f HookFilter) Match(h Hook) bool {
+	return (f.Node == "" || f.Node == h.Node) &&
+		(f.Type == "" || f.Type == h.Type) &&
+		(f.Arg == "" || f.Arg == h.Arg)
+}
+
+// HookReply is the registry's answer to a hook command or query: the hooks
+// it created, deleted or found, or an error.
+type HookReply struct {
+	Hooks []Hook `json:"hooks"`
+	Error *Error `json:"error,omitempty"`
+}
+
+// HookLifecycleTypePrefix starts the CloudEvents type of hook lifecycle
+// events: hookbus.hook.created, hookbus.hook.deleted.
+const HookLifecycleTypePrefix = "hookbus.hook."
+
+// Hook lifecycle event type suffixes.
+const (
+	HookCreated = "created"
+	HookDeleted = "deleted"
+)
+
+// HookListSubject answers the hooks matching a HookFilter (micro service
+// hookbus-registry); secrets are never in the answer.
+const HookListSubject = "hookbus.registry.hook.list"
+
+// HookCommandSubject returns the subject of a hook command about id:
+// hookbus.cmd.hook.<op>.<id>, or hookbus.cmd.hook.<op> for a bulk delete
+// (id "").
+func HookCommandSubject(op HookOp, id string) (string, error) {
+	if id != "" {
+		if err := ValidateHookID(id); err != nil {
+			return "", err
+		}
+	}
+	return CommandSubject("hook", string(op), id)
+}
+
+// HookLifecycleSubject returns the subject of lifecycle events about hook
+// id: hookbus.lifecycle.hook.<id>.
+func HookLifecycleSubject(id string) (string, error) {
+	if err := ValidateHookID(id); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s.lifecycle.hook.%s", SubjectRoot, id), nil
+}
+
+// HookConsumer returns the name of the durable consumer and dead-letter
+// subscriber of hook id: hook-<id>.
+func HookConsumer(id string) string { return "hook-" + id }

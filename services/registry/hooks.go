@@ -1,0 +1,369 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/lifecycle"
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// hookConsumerSuffix names the registry's durable consumer of hook
+// commands: <Consumer>-hooks.
+const hookConsumerSuffix = "-hooks"
+
+// hookCommands returns the keeper of the durable consumer of hook commands
+// (hookbus.cmd.hook.>), read one at a time like plugin commands.
+func (s *Service) hookCommands(kv jetstream.KeyValue) *durable.Keeper {
+	return &durable.Keeper{
+		Stream: events.StreamCommands,
+		Config: jetstream.ConsumerConfig{
+			Durable:       s.cfg.Consumer + hookConsumerSuffix,
+			Description:   "Hook commands, applied one at a time in stream order.",
+			FilterSubject: events.HookCommandTypePrefix + ">",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       s.cfg.AckWait,
+			MaxAckPending: 1,
+			MaxDeliver:    -1,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		},
+		Read: func(ctx context.Context, cons jetstream.Consumer) error {
+			return s.consume(ctx, cons, func(ctx context.Context, msg jetstream.Msg) { s.handleHook(ctx, kv, msg) })
+		},
+		Ready: s.hooksReady.Store,
+		Check: s.cfg.ConsumerCheck,
+		Log:   s.log,
+	}
+}
+
+// handleHook applies one hook command and settles its message, by the
+// rules of handle: invalid commands answered and terminated, passing
+// failures retried after RetryDelay, the rest answered and acknowledged.
+func (s *Service) handleHook(ctx context.Context, kv jetstream.KeyValue, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		s.log.Error("command without metadata", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	replyTo := events.HeaderValue(msg.Headers(), events.HeaderReplyTo)
+	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
+	op, named, cmd, cerr := parseHookCommand(msg)
+	if cerr == nil && replyTo != "" {
+		if err := events.CheckAnswerSubject("hook", cmd.Target(), replyTo); err != nil {
+			log.Warn("command refused: reply subject", "err", err)
+			_ = msg.TermWithReason("reply subject refused")
+			return
+		}
+	}
+	if cerr != nil {
+		log.Warn("invalid command refused", "err", cerr)
+		if events.CheckAnswerSubject("hook", named, replyTo) == nil {
+			s.answer(replyTo, events.HookReply{Error: cerr}, cerr)
+		}
+		_ = msg.TermWithReason(cerr.Message)
+		return
+	}
+	reply, err := s.executeHook(ctx, kv, op, cmd, meta.Sequence.Stream)
+	if err != nil && ctx.Err() == nil && meta.NumDelivered >= uint64(s.cfg.MaxAttempts) {
+		log.Error("command not applied in its last attempt: dropped", "op", op, "err", err)
+		e := &events.Error{Code: events.CodeInternal,
+			Message: fmt.Sprintf("not applied in %d attempts (%v); a part of it may have been applied: send it again (commands are idempotent)", meta.NumDelivered, err)}
+		s.answer(replyTo, events.HookReply{Error: e}, e)
+		_ = msg.TermWithReason("not applied in its attempts")
+		return
+	}
+	if err != nil {
+		delay := durable.RetryDelay(s.cfg.RetryDelay, s.cfg.MaxRetryDelay, meta.NumDelivered)
+		log.Error("command not applied, will retry", "op", op, "err", err, "delay", delay)
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+	if reply.Hooks == nil && reply.Error == nil {
+		reply.Hooks = []events.Hook{}
+	}
+	s.answer(replyTo, reply, reply.Error)
+	if err := msg.Ack(); err != nil {
+		log.Warn("ack command", "err", err)
+	}
+}
+
+// parseHookCommand reads the op and the hook id from the subject
+// (hookbus.cmd.hook.<op>.<id>, or hookbus.cmd.hook.<op> for a bulk delete)
+// and the command from the CloudEvent's data, whose type must be
+// hookbus.cmd.hook.<op> and which must be about the hook its subject names.
+func parseHookCommand(msg jetstream.Msg) (op events.HookOp, named string, cmd events.HookCommand, cerr *events.Error) {
+	rest := strings.TrimPrefix(msg.Subject(), events.HookCommandTypePrefix)
+	opName, named, _ := strings.Cut(rest, ".")
+	op = events.HookOp(opName)
+	invalid := func(format string, args ...any) (events.HookOp, string, events.HookCommand, *events.Error) {
+		return op, named, cmd, &events.Error{Code: events.CodeInvalid, Message: fmt.Sprintf(format, args...)}
+	}
+	e, err := events.Decode(msg.Headers(), msg.Data())
+	if err != nil {
+		return invalid("%v", err)
+	}
+	if want := events.HookCommandTypePrefix + opName; e.Type() != want {
+		return invalid("command type %q does not match its subject %q: want %q", e.Type(), msg.Subject(), want)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(e.Data())))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cmd); err != nil {
+		return invalid("command data: %v", err)
+	}
+	if err := cmd.Validate(op); err != nil {
+		return invalid("%v", err)
+	}
+	if got := cmd.Target(); got != named {
+		return invalid("the subject names hook %q, the command is about %q: a command about one hook goes on %s%s.<id>, a bulk delete on %s%s", named, got, events.HookCommandTypePrefix, op, events.HookCommandTypePrefix, op)
+	}
+	return op, named, cmd, nil
+}
+
+// executeHook applies a valid hook command; it returns an error only for
+// passing failures (storage), after which the command is tried again.
+func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op events.HookOp, cmd events.HookCommand, seq uint64) (events.HookReply, error) {
+	for range maxConflicts {
+		var (
+			reply events.HookReply
+			err   error
+		)
+		switch {
+		case op == events.HookCreate:
+			reply, err = s.createHook(ctx, kv, *cmd.Hook, seq)
+		case cmd.ID != "":
+			reply, err = s.deleteHooks(ctx, kv, seq, func(h events.Hook) bool { return h.ID == cmd.ID }, cmd.ID)
+		default:
+			reply, err = s.deleteHooks(ctx, kv, seq, cmd.Match.Match, "")
+		}
+		if errors.Is(err, errConflict) {
+			s.log.Debug("revision conflict, planning again", "op", op)
+			continue
+		}
+		return reply, err
+	}
+	return events.HookReply{}, fmt.Errorf("%d revision conflicts in a row", maxConflicts)
+}
+
+// createHook stores a new hook with a fresh secret. A create sent again
+// (same id and declaration) answers the stored hook, with its secret only
+// for a redelivery of the command that made it: the secret is shown once.
+func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec events.HookSpec, seq uint64) (events.HookReply, error) {
+	cur, err := getHook(ctx, kv, spec.ID)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return events.HookReply{}, err
+	}
+	if err == nil {
+		if !reflect.DeepEqual(cur.HookSpec, spec) {
+			return events.HookReply{Error: &events.Error{Code: events.CodeInvalid,
+				Message: fmt.Sprintf("hook %s exists with another declaration: delete it first, or create the new one with a new id", spec.ID)}}, nil
+		}
+		if cur.CommandSeq != seq {
+			return events.HookReply{Hooks: []events.Hook{listed(cur)}}, nil
+		}
+		// A redelivery after a crash that may have come before the
+		// announcement; the event id makes JetStream store it once.
+		if err := s.publishHookLifecycle(ctx, events.HookCreated, cur, seq); err != nil {
+			return events.HookReply{}, err
+		}
+		return events.HookReply{Hooks: []events.Hook{cur}}, nil
+	}
+	h := events.Hook{HookSpec: spec, Created: s.now().UTC(), Status: events.HookActive, CommandSeq: seq}
+	if spec.Type == events.HookWebhook {
+		h.Secret = newWebhookSecret()
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return events.HookReply{}, fmt.Errorf("encode hook %s: %w", h.ID, err)
+	}
+	h.Revision, err = kv.Create(ctx, h.ID, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return events.HookReply{}, fmt.Errorf("hook %s: %w", h.ID, errConflict)
+	}
+	if err != nil {
+		return events.HookReply{}, fmt.Errorf("write hook %s: %w", h.ID, err)
+	}
+	if err := s.publishHookLifecycle(ctx, events.HookCreated, h, seq); err != nil {
+		return events.HookReply{}, err
+	}
+	return events.HookReply{Hooks: []events.Hook{h}}, nil
+}
+
+// deleteHooks collects every hook that match selects, then deletes each
+// with compare-and-swap on the revision it was read at, and answers the
+// deleted hooks. id, when set, names the one hook the command is about:
+// finding none is not_found.
+func (s *Service) deleteHooks(ctx context.Context, kv jetstream.KeyValue, seq uint64, match func(events.Hook) bool, id string) (events.HookReply, error) {
+	var found []events.Hook
+	if id != "" {
+		h, err := getHook(ctx, kv, id)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return events.HookReply{Error: &events.Error{Code: events.CodeNotFound, Message: fmt.Sprintf("hook %s does not exist", id)}}, nil
+		case err != nil:
+			return events.HookReply{}, err
+		}
+		found = []events.Hook{h}
+	} else {
+		all, err := allHooks(ctx, kv)
+		if err != nil {
+			return events.HookReply{}, err
+		}
+		for _, h := range all {
+			if match(h) {
+				found = append(found, h)
+			}
+		}
+	}
+	for _, h := range found {
+		err := kv.Delete(ctx, h.ID, jetstream.LastRevision(h.Revision))
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return events.HookReply{}, fmt.Errorf("hook %s: %w", h.ID, errConflict)
+		}
+		if err != nil {
+			return events.HookReply{}, fmt.Errorf("delete hook %s: %w", h.ID, err)
+		}
+	}
+	out := make([]events.Hook, 0, len(found))
+	for _, h := range found {
+		if err := s.publishHookLifecycle(ctx, events.HookDeleted, h, seq); err != nil {
+			return events.HookReply{}, err
+		}
+		out = append(out, listed(h))
+	}
+	return events.HookReply{Hooks: out}, nil
+}
+
+// getHook reads one stored hook.
+func getHook(ctx context.Context, kv jetstream.KeyValue, id string) (events.Hook, error) {
+	entry, err := kv.Get(ctx, id)
+	if err != nil {
+		return events.Hook{}, err
+	}
+	var h events.Hook
+	if err := json.Unmarshal(entry.Value(), &h); err != nil {
+		return events.Hook{}, fmt.Errorf("stored hook %s unreadable: %w", id, err)
+	}
+	h.Revision = entry.Revision()
+	return h, nil
+}
+
+// allHooks reads every stored hook, sorted by node, then creation time.
+func allHooks(ctx context.Context, kv jetstream.KeyValue) ([]events.Hook, error) {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list hooks: %w", err)
+	}
+	defer func() { _ = lister.Stop() }()
+	var ids []string
+	for id := range lister.Keys() {
+		ids = append(ids, id)
+	}
+	out := make([]events.Hook, 0, len(ids))
+	for _, id := range ids {
+		h, err := getHook(ctx, kv, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b events.Hook) int {
+		if c := strings.Compare(a.Node, b.Node); c != 0 {
+			return c
+		}
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// listed is h as answers other than its creation show it: without its
+// secret.
+func listed(h events.Hook) events.Hook {
+	h.Secret = ""
+	return h
+}
+
+// newWebhookSecret returns a Standard Webhooks secret: whsec_ and the
+// base64 of random bytes.
+func newWebhookSecret() string {
+	b := make([]byte, events.WebhookSecretBytes)
+	_, _ = rand.Read(b)
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// publishHookLifecycle announces what happened to h on
+// hookbus.lifecycle.hook.<id>, without its secret, and waits for JetStream
+// to store it.
+func (s *Service) publishHookLifecycle(ctx context.Context, what string, h events.Hook, seq uint64) error {
+	subject, err := events.HookLifecycleSubject(h.ID)
+	if err != nil {
+		return err
+	}
+	e := event.New()
+	e.SetID(lifecycle.ID(seq, "hook-"+what+"-"+h.ID))
+	e.SetSource(lifecycleSource)
+	e.SetType(events.HookLifecycleTypePrefix + what)
+	e.SetSubject(h.ID)
+	e.SetTime(s.now().UTC())
+	h = listed(h)
+	h.Revision = 0
+	if err := e.SetData(event.ApplicationJSON, h); err != nil {
+		return fmt.Errorf("lifecycle event for hook %s: %w", h.ID, err)
+	}
+	msg, err := s.codec.Encode(subject, &e)
+	if err != nil {
+		return fmt.Errorf("lifecycle event for hook %s: %w", h.ID, err)
+	}
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish lifecycle event for hook %s: %w", h.ID, err)
+	}
+	return nil
+}
+
+// serveHookList answers a HookFilter with the matching hooks, without
+// their secrets, sorted by node and creation time.
+func (s *Service) serveHookList(kv jetstream.KeyValue, r micro.Request) {
+	var f events.HookFilter
+	if len(r.Data()) > 0 {
+		if err := json.Unmarshal(r.Data(), &f); err != nil {
+			respondError(r, &events.Error{Code: events.CodeInvalid, Message: "list request: " + err.Error()})
+			return
+		}
+	}
+	if err := f.Validate(); err != nil {
+		respondError(r, &events.Error{Code: events.CodeInvalid, Message: err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckWait)
+	defer cancel()
+	all, err := allHooks(ctx, kv)
+	if err != nil {
+		respondError(r, &events.Error{Code: events.CodeInternal, Message: err.Error()})
+		return
+	}
+	out := []events.Hook{}
+	for _, h := range all {
+		if f.Match(h) {
+			out = append(out, listed(h))
+		}
+	}
+	_ = r.RespondJSON(events.HookReply{Hooks: out})
+}
