@@ -47,7 +47,9 @@ func TestHookSpecValidate(t *testing.T) {
 	}{
 		{"valid", func(*events.HookSpec) {}, ""},
 		{"http", func(s *events.HookSpec) { s.Arg = "http://a.example:8080/x?y=1" }, ""},
-		{"settings", func(s *events.HookSpec) { s.Settings = events.HookSettings{TimeoutMS: 5000, MaxAttempts: 5, Structured: true} }, ""},
+		{"settings", func(s *events.HookSpec) {
+			s.Settings = events.HookSettings{TimeoutMS: 5000, MaxAttempts: 5, Structured: true}
+		}, ""},
 		{"short id", func(s *events.HookSpec) { s.ID = "abc" }, "id"},
 		{"uppercase id", func(s *events.HookSpec) { s.ID = strings.Repeat("AB", 16) }, "id"},
 		{"no node", func(s *events.HookSpec) { s.Node = "" }, "node"},
