@@ -1,0 +1,85 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// TestHookCLI drives the seed's three commands (Libervia's pubsub hook
+// create, list, delete) through `hookbus serve`: create with the secret
+// shown once, list as a table and as JSON without secrets, delete one by
+// node, type and arg, delete every hook on a node with the count, and
+// hooks that survive a restart.
+func TestHookCLI(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir)
+	hook := func(t *testing.T, args ...string) string {
+		t.Helper()
+		stdout, stderr, code := run(t, append([]string{"hook"}, append(args, "--nats-url", srv.NATSURL)...)...)
+		if code != 0 {
+			t.Fatalf("hookbus hook %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, stdout, stderr)
+		}
+		return stdout
+	}
+	const node = "urn.xmpp.microblog.0"
+
+	out := hook(t, "create", "-n", node, "-t", "webhook", "--persistent", "https://a.example/neat")
+	if !strings.Contains(out, "secret: whsec_") || !strings.Contains(out, node) {
+		t.Errorf("create printed:\n%s\nwant the hook and its secret", out)
+	}
+	var created events.Hook
+	decodeJSON(t, "hook create", hook(t, "create", "-n", node, "-t", "webhook", "-P", "https://a.example/other", "-o", "json"), &created)
+	if !strings.HasPrefix(created.Secret, "whsec_") || created.Status != events.HookActive {
+		t.Errorf("create -o json = %+v, want an active hook with its secret", created)
+	}
+	hook(t, "create", "-n", "news.>", "-t", "webhook", "-P", "https://a.example/neat")
+
+	table := hook(t, "list")
+	if lines := strings.Split(strings.TrimSpace(table), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") {
+		t.Errorf("list table:\n%s\nwant a header and 3 hooks", table)
+	}
+	if strings.Contains(table, "whsec_") {
+		t.Errorf("list table shows a secret:\n%s", table)
+	}
+	var listed []events.Hook
+	js := hook(t, "list", "-n", node, "-o", "json")
+	decodeJSON(t, "hook list", js, &listed)
+	if len(listed) != 2 || strings.Contains(js, "whsec_") || strings.Contains(js, `"secret"`) {
+		t.Errorf("list -n %s -o json:\n%s\nwant its 2 hooks, no secret", node, js)
+	}
+
+	// Invalid input: exit 2, the field named.
+	_, stderr, code := run(t, "hook", "create", "-n", "a..b", "-P", "https://a.example/", "--nats-url", srv.NATSURL)
+	if code != 2 || !strings.Contains(stderr, "node") {
+		t.Errorf("create on a bad node: exit %d, stderr %q; want 2 naming the node", code, stderr)
+	}
+
+	if out := hook(t, "delete", "-n", node, "-t", "webhook", "https://a.example/neat"); strings.TrimSpace(out) != "1 hook deleted" {
+		t.Errorf("delete one: %q, want 1 hook deleted", out)
+	}
+
+	// A restart keeps what is left.
+	srv.stop(t)
+	srv = startServer(t, dataDir)
+	decodeJSON(t, "hook list", hook(t, "list", "-o", "json"), &listed)
+	if len(listed) != 2 || listed[0].Node != "news.>" || listed[1].ID != created.ID {
+		t.Errorf("hooks after restart = %+v, want %s and the one on news.>", listed, created.ID)
+	}
+
+	hook(t, "create", "-n", node, "-t", "webhook", "-P", "https://b.example/")
+	if out := hook(t, "delete", "-n", node); strings.TrimSpace(out) != "2 hooks deleted" {
+		t.Errorf("delete all on %s: %q, want 2 hooks deleted", node, out)
+	}
+	if out := hook(t, "delete", "-n", node); strings.TrimSpace(out) != "0 hooks deleted" {
+		t.Errorf("delete all again: %q, want 0 hooks deleted", out)
+	}
+	_, stderr, code = run(t, "hook", "delete", "--id", created.ID, "--nats-url", srv.NATSURL)
+	if code != 1 || !strings.Contains(stderr, "not_found") {
+		t.Errorf("delete a deleted hook by id: exit %d, stderr %q; want 1 and not_found", code, stderr)
+	}
+	srv.stop(t)
+}
