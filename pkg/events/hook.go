@@ -312,6 +312,15 @@ func HookLifecycleSubject(id string) (string, error) {
 	return fmt.Sprintf("%s.lifecycle.hook.%s", SubjectRoot, id), nil
 }
 
+// HookEventSubject returns the filter of the events a hook on node gets:
+// hookbus.event.<node>, wildcards and all.
+func HookEventSubject(node string) (string, error) {
+	if err := ValidateNode(node); err != nil {
+		return "", err
+	}
+	return SubjectRoot + ".event." + node, nil
+}
+
 // HookConsumer returns the name of the durable consumer and dead-letter
 // subscriber of hook id: hook-<id>.
 func HookConsumer(id string) string { return "hook-" + id }

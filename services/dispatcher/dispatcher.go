@@ -2,8 +2,9 @@
 // bucket hookbus_plugins, runs priority-ordered chains for synchronous calls
 // (hookbus.call.<type>) and for published events (stream HOOKBUS_EVENTS,
 // results on hookbus.result.<type>), keeps one durable consumer per notify
-// plugin so JetStream fans events out to them, and dead-letters what cannot
-// be delivered. It is stateless: replicas share the work.
+// plugin so JetStream fans events out to them, delivers the events of
+// every stored hook from a durable consumer of its own (hook-<id>), and
+// dead-letters what cannot be delivered. It is stateless: replicas share the work.
 package dispatcher
 
 import (
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -49,19 +51,27 @@ type Config struct {
 	// ConsumerCheck is how often the dispatcher's durable consumer and
 	// the notify queues are looked up; missing ones are created again.
 	ConsumerCheck time.Duration
+	// WebhookTimeout bounds one webhook attempt of a hook that sets no
+	// timeout of its own.
+	WebhookTimeout time.Duration
+	// WebhookAllow are the networks webhooks may reach although they are
+	// loopback, private, link-local or otherwise internal (refused by
+	// default).
+	WebhookAllow []netip.Prefix
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Concurrency:   256,
-		AckWait:       30 * time.Second,
-		RetryDelay:    time.Second,
-		Topology:      topology.DefaultConfig(),
-		MaxEventSize:  events.DefaultMaxSize,
-		MaxAttempts:   10,
-		MaxRetryDelay: time.Minute,
-		ConsumerCheck: 5 * time.Second,
+		Concurrency:    256,
+		AckWait:        30 * time.Second,
+		RetryDelay:     time.Second,
+		Topology:       topology.DefaultConfig(),
+		MaxEventSize:   events.DefaultMaxSize,
+		MaxAttempts:    10,
+		MaxRetryDelay:  time.Minute,
+		ConsumerCheck:  5 * time.Second,
+		WebhookTimeout: 10 * time.Second,
 	}
 }
 
@@ -78,6 +88,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dispatcher max attempts %d: at least 1", c.MaxAttempts)
 	case c.ConsumerCheck <= 0:
 		return fmt.Errorf("dispatcher consumer check %s: must be positive", c.ConsumerCheck)
+	case c.WebhookTimeout <= 0:
+		return fmt.Errorf("dispatcher webhook timeout %s: must be positive", c.WebhookTimeout)
 	}
 	return c.Topology.Validate()
 }
@@ -177,8 +189,14 @@ func (s *Service) Run(ctx context.Context) error {
 		cons.reconcile()
 	})
 	watch = s.plugins
+	hooks, err := s.js.KeyValue(ctx, events.BucketHooks)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", events.BucketHooks, err)
+	}
+	runners := &hookRunners{s: s, sender: newWebhookSender(s.cfg.WebhookAllow, s.cfg.WebhookTimeout), live: map[string]hookRunner{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch.Run(gctx) })
+	g.Go(func() error { return runners.run(gctx, hooks) })
 	g.Go(func() error { return cons.run(gctx) })
 	g.Go(func() error {
 		if _, err := watch.CatchUp(gctx); err != nil {
