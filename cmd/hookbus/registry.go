@@ -5,5 +5,10 @@ import "github.com/hookbus/hookbus/services/registry"
 func newRegistryService(d deps) (service, error) {
 	cfg := registry.DefaultConfig()
 	cfg.Topology = d.cfg.topology()
+	allow, err := d.cfg.webhookAllow()
+	if err != nil {
+		return nil, err
+	}
+	cfg.WebhookAllow = allow
 	return registry.New(cfg, d.nc, d.log)
 }

@@ -21,67 +21,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
+	"github.com/hookbus/hookbus/internal/netguard"
 	"github.com/hookbus/hookbus/pkg/events"
 )
-
-// errAddressRefused marks a webhook target whose address the SSRF guard
-// refuses (loopback, private, link-local, metadata, ...).
-var errAddressRefused = errors.New("address refused")
-
-// refusedPrefixes are the networks a webhook may not reach unless the
-// operator allows them: what the host itself, its cluster and its cloud
-// serve (loopback, private and link-local ranges, where cloud metadata
-// services answer), and addresses that are no single host.
-var refusedPrefixes = func() []netip.Prefix {
-	var out []netip.Prefix
-	for _, s := range []string{
-		"0.0.0.0/8",      // "this network", unspecified
-		"10.0.0.0/8",     // private
-		"100.64.0.0/10",  // shared address space (carrier NAT; Alibaba's metadata 100.100.100.200)
-		"127.0.0.0/8",    // loopback
-		"169.254.0.0/16", // link-local, cloud metadata 169.254.169.254
-		"172.16.0.0/12",  // private
-		"192.0.0.0/24",   // IETF protocol assignments
-		"192.168.0.0/16", // private
-		"198.18.0.0/15",  // benchmarking
-		"224.0.0.0/4",    // multicast
-		"240.0.0.0/4",    // reserved, broadcast
-		"::/128",         // unspecified
-		"::1/128",        // loopback
-		"64:ff9b::/96",   // NAT64: embeds an IPv4 address
-		"64:ff9b:1::/48", // local NAT64
-		"2002::/16",      // 6to4: embeds an IPv4 address
-		"fc00::/7",       // unique local (private; AWS metadata fd00:ec2::254)
-		"fe80::/10",      // link-local
-		"ff00::/8",       // multicast
-		"2001::/32",      // Teredo: embeds an IPv4 address
-		"100::/64",       // discard-only
-	} {
-		out = append(out, netip.MustParsePrefix(s))
-	}
-	return out
-}()
-
-// checkAddress refuses ip when it is in refusedPrefixes and in no prefix
-// of allow.
-func checkAddress(ip netip.Addr, allow []netip.Prefix) error {
-	ip = ip.WithZone("")
-	for _, a := range []netip.Addr{ip, ip.Unmap()} {
-		for _, p := range allow {
-			if p.Contains(a) {
-				return nil
-			}
-		}
-	}
-	for _, a := range []netip.Addr{ip, ip.Unmap()} {
-		for _, p := range refusedPrefixes {
-			if p.Contains(a) {
-				return fmt.Errorf("%w: %s is in %s (loopback, private, link-local, metadata or not a single host); an operator may allow it with the dispatcher's webhook allow-list", errAddressRefused, ip, p)
-			}
-		}
-	}
-	return nil
-}
 
 // webhookSender posts events to webhook hooks: signed as Standard Webhooks
 // sign, through a client that dials only addresses checkAddress passes
@@ -107,9 +49,9 @@ func newWebhookSender(allow []netip.Prefix, defaultTimeout time.Duration) *webho
 			}
 			ip, err := netip.ParseAddr(host)
 			if err != nil {
-				return fmt.Errorf("%w: %q is not an IP address", errAddressRefused, host)
+				return fmt.Errorf("%w: %q is not an IP address", netguard.ErrRefused, host)
 			}
-			return checkAddress(ip, allow)
+			return netguard.Check(ip, allow)
 		},
 	}
 	transport := &http.Transport{
@@ -159,7 +101,7 @@ func (w *webhookSender) send(ctx context.Context, h events.Hook, e *event.Event)
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		if errors.Is(err, errAddressRefused) {
+		if errors.Is(err, netguard.ErrRefused) {
 			return delivery{err: err}
 		}
 		return delivery{retry: true, err: fmt.Errorf("post to hook %s: %w", h.ID, err)}

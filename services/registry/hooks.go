@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/internal/lifecycle"
+	"github.com/hookbus/hookbus/internal/netguard"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -142,6 +145,9 @@ func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op eve
 		)
 		switch {
 		case op == events.HookCreate:
+			if cerr := s.checkTarget(*cmd.Hook); cerr != nil {
+				return events.HookReply{Error: cerr}, nil
+			}
 			reply, err = s.createHook(ctx, kv, *cmd.Hook, seq)
 		case cmd.ID != "":
 			reply, err = s.deleteHooks(ctx, kv, seq, func(h events.Hook) bool { return h.ID == cmd.ID }, cmd.ID)
@@ -155,6 +161,27 @@ func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op eve
 		return reply, err
 	}
 	return events.HookReply{}, fmt.Errorf("%d revision conflicts in a row", maxConflicts)
+}
+
+// checkTarget refuses a webhook whose URL is a literal address the
+// dispatcher would refuse to dial; a name is checked at each delivery,
+// once resolved.
+func (s *Service) checkTarget(spec events.HookSpec) *events.Error {
+	if spec.Type != events.HookWebhook {
+		return nil
+	}
+	u, err := url.Parse(spec.Arg)
+	if err != nil {
+		return &events.Error{Code: events.CodeInvalid, Message: "invalid hook: arg: " + err.Error()}
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return nil // a name
+	}
+	if err := netguard.Check(ip, s.cfg.WebhookAllow); err != nil {
+		return &events.Error{Code: events.CodeInvalid, Message: fmt.Sprintf("invalid hook: arg: %s: %v", spec.Arg, err)}
+	}
+	return nil
 }
 
 // createHook stores a new hook with a fresh secret. A create sent again

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
+	"github.com/hookbus/hookbus/services/registry"
 )
 
 func webhook(node, url string) events.HookSpec {
@@ -316,5 +318,39 @@ func TestHookCommandWithForeignReplySubjectIsRefused(t *testing.T) {
 	hooks, err := c.ListHooks(ctx, events.HookFilter{Node: "blog"})
 	if err != nil || len(hooks) != 0 {
 		t.Errorf("hooks on blog = %+v, %v: want none (the command was refused)", hooks, err)
+	}
+}
+
+// A webhook whose URL is a literal internal address is refused at create
+// (a name is checked at delivery, once resolved), unless the operator
+// allowed its network.
+func TestHookCreateRefusesInternalAddresses(t *testing.T) {
+	srv, c, _ := setup(t)
+	runRegistry(t, srv)
+	ctx := ctxT(t)
+	for _, url := range []string{"http://127.0.0.1:8080/", "http://[::1]/", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[::ffff:127.0.0.1]/"} {
+		_, err := c.CreateHook(ctx, webhook("a", url))
+		if !errors.Is(err, events.ErrInvalid) || !strings.Contains(err.Error(), "address refused") {
+			t.Errorf("create to %s: %v, want invalid, address refused", url, err)
+		}
+	}
+	if _, err := c.CreateHook(ctx, webhook("a", "http://localhost:8080/")); err != nil {
+		t.Errorf("create to a name: %v, want it stored (checked when resolved, at delivery)", err)
+	}
+
+	srv2, c2, _ := setup(t)
+	cfg := registry.DefaultConfig()
+	cfg.ConsumerCheck = 200 * time.Millisecond
+	cfg.WebhookAllow = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	allowing, err := registry.New(cfg, natstest.Connect(t, srv2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.RunService(t, allowing)
+	if _, err := c2.CreateHook(ctx, webhook("a", "http://10.0.0.1/")); err != nil {
+		t.Errorf("create to 10.0.0.1 with 10.0.0.0/8 allowed: %v", err)
+	}
+	if _, err := c2.CreateHook(ctx, webhook("a", "http://127.0.0.1/")); !errors.Is(err, events.ErrInvalid) {
+		t.Errorf("create to 127.0.0.1 with only 10.0.0.0/8 allowed: %v, want invalid", err)
 	}
 }

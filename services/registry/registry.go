@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,10 @@ type Config struct {
 	Topology topology.Config
 	// Version is reported by the micro service.
 	Version string
+	// WebhookAllow are the internal networks webhooks may reach (the
+	// dispatcher's allow-list): a webhook whose URL is a literal address
+	// is refused at create when netguard refuses it.
+	WebhookAllow []netip.Prefix
 }
 
 // DefaultConfig returns the defaults.
