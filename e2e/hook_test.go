@@ -3,8 +3,16 @@
 package e2e
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -81,5 +89,65 @@ func TestHookCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "not_found") {
 		t.Errorf("delete a deleted hook by id: exit %d, stderr %q; want 1 and not_found", code, stderr)
 	}
+	srv.stop(t)
+}
+
+// A persistent webhook hook through `hookbus serve`: signed deliveries to
+// a local receiver (allowed with --webhook-allow), and an event published
+// while the receiver is down delivered after a restart of the bus, once
+// the receiver is back.
+func TestHookWebhookSurvivesARestart(t *testing.T) {
+	var status atomic.Int32
+	status.Store(http.StatusOK)
+	type got struct{ id, sig, wid, ts, body string }
+	received := make(chan got, 100)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		code := int(status.Load())
+		if code < 300 {
+			received <- got{r.Header.Get("Ce-Id"), r.Header.Get("webhook-signature"), r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), string(b)}
+		}
+		w.WriteHeader(code)
+	}))
+	defer receiver.Close()
+
+	dataDir := t.TempDir()
+	allow := []string{"--webhook-allow", "127.0.0.0/8"}
+	srv := startServer(t, dataDir, allow...)
+	stdout, stderr, code := run(t, "hook", "create", "-n", "e2e.hook.order", "-P", receiver.URL, "-o", "json", "--nats-url", srv.NATSURL)
+	if code != 0 {
+		t.Fatalf("hook create: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var h events.Hook
+	decodeJSON(t, "hook create", stdout, &h)
+	publish := func(id string) {
+		t.Helper()
+		if stdout, stderr, code := run(t, "publish", "--nats-url", srv.NATSURL, "--type", "e2e.hook.order", "--source", "/e2e", "--id", id, "--data", `{"n":1}`); code != 0 {
+			t.Fatalf("publish %s: exit %d\n%s\n%s", id, code, stdout, stderr)
+		}
+	}
+	next := func(want string) {
+		t.Helper()
+		select {
+		case g := <-received:
+			key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(h.Secret, "whsec_"))
+			mac := hmac.New(sha256.New, key)
+			mac.Write([]byte(g.wid + "." + g.ts + "." + g.body))
+			if g.id != want || g.sig != "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)) {
+				t.Errorf("received %+v, want event %s signed with the hook's secret", g, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("event %s not delivered", want)
+		}
+	}
+	publish("first")
+	next("first")
+
+	status.Store(http.StatusServiceUnavailable) // the receiver goes down
+	publish("while-down")
+	srv.stop(t)
+	srv = startServer(t, dataDir, allow...)
+	status.Store(http.StatusOK) // and comes back
+	next("while-down")
 	srv.stop(t)
 }
