@@ -94,6 +94,11 @@ func TestDevOverlayRuns(t *testing.T) {
 		{"admin", []string{"auth", "keys", "set", "session", "a@b", "--value", "c2Vzc2lvbg=="}, "set session"},
 		{"admin", []string{"auth", "keys", "get", "session", "a@b"}, "c2Vzc2lvbg=="},
 		{"admin", []string{"auth", "rotate"}, "re-encrypted"},
+		// Hooks (an operator's right): the registry stores, lists and
+		// deletes them under its user; the dispatcher watches the bucket.
+		{"admin", []string{"hook", "create", "--node", "com.example.k8s.hooked", "--persistent", "https://hooks.example.com/in"}, "secret: whsec_"},
+		{"admin", []string{"hook", "list", "--node", "com.example.k8s.hooked"}, "https://hooks.example.com/in"},
+		{"admin", []string{"hook", "delete", "--node", "com.example.k8s.hooked"}, "1 hook deleted"},
 	} {
 		out, err := cli(step.user, step.args...)
 		if err != nil || !strings.Contains(out, step.want) {
