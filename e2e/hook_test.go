@@ -44,7 +44,11 @@ func TestHookCLI(t *testing.T) {
 	if !strings.HasPrefix(created.Secret, "whsec_") || created.Status != events.HookActive {
 		t.Errorf("create -o json = %+v, want an active hook with its secret", created)
 	}
-	hook(t, "create", "-n", "news.>", "-t", "webhook", "-P", "https://a.example/neat")
+	hook(t, "create", "-n", "news.>", "-t", "webhook", "-P", "--filter", "source=prefix:/eu/", "https://a.example/neat")
+	_, stderr, code := run(t, "hook", "create", "-n", "news", "-P", "--filter", "source~/eu", "https://a.example/", "--nats-url", srv.NATSURL)
+	if code != 2 || !strings.Contains(stderr, "ATTR=OP:VALUE") {
+		t.Errorf("create with a bad filter: exit %d, stderr %q; want 2 and the form", code, stderr)
+	}
 
 	table := hook(t, "list")
 	if lines := strings.Split(strings.TrimSpace(table), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") {
@@ -61,7 +65,7 @@ func TestHookCLI(t *testing.T) {
 	}
 
 	// Invalid input: exit 2, the field named.
-	_, stderr, code := run(t, "hook", "create", "-n", "a..b", "-P", "https://a.example/", "--nats-url", srv.NATSURL)
+	_, stderr, code = run(t, "hook", "create", "-n", "a..b", "-P", "https://a.example/", "--nats-url", srv.NATSURL)
 	if code != 2 || !strings.Contains(stderr, "node") {
 		t.Errorf("create on a bad node: exit %d, stderr %q; want 2 naming the node", code, stderr)
 	}
@@ -74,7 +78,8 @@ func TestHookCLI(t *testing.T) {
 	srv.stop(t)
 	srv = startServer(t, dataDir)
 	decodeJSON(t, "hook list", hook(t, "list", "-o", "json"), &listed)
-	if len(listed) != 2 || listed[0].Node != "news.>" || listed[1].ID != created.ID {
+	if len(listed) != 2 || listed[0].Node != "news.>" || listed[1].ID != created.ID ||
+		len(listed[0].Filters) != 1 || listed[0].Filters[0] != (events.HookMatch{Attr: "source", Op: events.MatchPrefix, Value: "/eu/"}) {
 		t.Errorf("hooks after restart = %+v, want %s and the one on news.>", listed, created.ID)
 	}
 

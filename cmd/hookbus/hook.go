@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,17 +59,26 @@ func newHookCreateCmd() *cobra.Command {
 		spec        events.HookSpec
 		typ         string
 		hookTimeout time.Duration
+		filters     []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create --node NODE --type webhook --persistent ARG",
 		Short: "Create a hook; a webhook's signing secret is printed this once",
 		Example: `  hookbus hook create --node com.example.order.created --type webhook --persistent https://shop.example/hooks/orders
-  hookbus hook create --node 'com.example.>' --type webhook --persistent --structured --max-attempts 10 https://audit.example/in`,
+  hookbus hook create --node 'com.example.>' --type webhook --persistent --structured --max-attempts 10 https://audit.example/in
+  hookbus hook create --node 'com.example.>' -P --filter source=prefix:/shop/eu/ --filter tenant=exact:acme https://eu.example/in`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec.Type = events.HookType(typ)
 			spec.Arg = args[0]
 			spec.Settings.TimeoutMS = int(hookTimeout.Milliseconds())
+			for _, f := range filters {
+				m, err := parseHookFilter(f)
+				if err != nil {
+					return usageError{err}
+				}
+				spec.Filters = append(spec.Filters, m)
+			}
 			if spec.ID == "" {
 				spec.ID = client.NewHookID()
 			}
@@ -101,6 +111,7 @@ func newHookCreateCmd() *cobra.Command {
 	fl.StringVar(&spec.ID, "id", "", "the hook's id (32 lowercase hex characters; default a new one): sending the same create again is then harmless")
 	fl.DurationVar(&hookTimeout, "hook-timeout", 0, "bound on one delivery attempt (default: the dispatcher's)")
 	fl.IntVar(&spec.Settings.MaxAttempts, "max-attempts", 0, "delivery attempts before the event is dead-lettered (default: the dispatcher's)")
+	fl.StringArrayVar(&filters, "filter", nil, "ATTR=OP:VALUE, repeatable, all must match: OP exact, prefix or suffix on source, subject, id, type or an extension (source=prefix:/shop/)")
 	fl.BoolVar(&spec.Settings.Structured, "structured", false, "post the event in structured mode (application/cloudevents+json) instead of binary mode")
 	f.bind(cmd, &cfg)
 	return cmd
@@ -216,11 +227,25 @@ Prints how many hooks were deleted.`,
 	return cmd
 }
 
+// parseHookFilter reads --filter ATTR=OP:VALUE.
+func parseHookFilter(s string) (events.HookMatch, error) {
+	attr, rest, ok := strings.Cut(s, "=")
+	op, value, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 {
+		return events.HookMatch{}, fmt.Errorf("--filter %q: want ATTR=OP:VALUE, e.g. source=prefix:/shop/", s)
+	}
+	return events.HookMatch{Attr: attr, Op: events.MatchOp(op), Value: value}, nil
+}
+
 // printHooks prints hooks as a table; ARG, the URL, is the rest of the line.
 func printHooks(w io.Writer, hooks []events.Hook) error {
-	t := newTable(w, "ID", "NODE", "TYPE", "PERSISTENT", "STATUS", "CREATED", "ARG")
+	t := newTable(w, "ID", "NODE", "TYPE", "PERSISTENT", "STATUS", "CREATED", "FILTERS", "ARG")
 	for _, h := range hooks {
-		t.row(h.ID, h.Node, h.Type, h.Persistent, h.Status, h.Created.Format(time.RFC3339), h.Arg)
+		filters := make([]string, 0, len(h.Filters))
+		for _, m := range h.Filters {
+			filters = append(filters, fmt.Sprintf("%s=%s:%s", m.Attr, m.Op, m.Value))
+		}
+		t.row(h.ID, h.Node, h.Type, h.Persistent, h.Status, h.Created.Format(time.RFC3339), strings.Join(filters, ","), h.Arg)
 	}
 	return t.flush()
 }

@@ -5,6 +5,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 )
 
 // HookOp is an operation on hooks, sent as a command CloudEvent on
@@ -80,6 +83,92 @@ type HookSpec struct {
 	// hooks are accepted for now.
 	Persistent bool         `json:"persistent"`
 	Settings   HookSettings `json:"settings,omitzero"`
+	// Filters narrow the node's events further: the hook runs for an
+	// event only when every filter matches.
+	Filters []HookMatch `json:"filters,omitempty"`
+}
+
+// MatchOp is how a HookMatch compares an attribute with its value.
+type MatchOp string
+
+// Match operations.
+const (
+	MatchExact  MatchOp = "exact"
+	MatchPrefix MatchOp = "prefix"
+	MatchSuffix MatchOp = "suffix"
+)
+
+// maxHookFilters bounds the filters of one hook.
+const maxHookFilters = 16
+
+// HookMatch is one attribute condition of a hook: the event's attribute
+// Attr (id, source, subject, type, or an extension) equals, starts with
+// or ends with Value. An attribute the event lacks matches nothing.
+type HookMatch struct {
+	Attr  string  `json:"attr"`
+	Op    MatchOp `json:"op"`
+	Value string  `json:"value"`
+}
+
+// validate checks one filter.
+func (m HookMatch) validate(i int) error {
+	field := fmt.Sprintf("filters[%d]", i)
+	if m.Attr == "" || len(m.Attr) > 20 || strings.IndexFunc(m.Attr, func(r rune) bool { return !('a' <= r && r <= 'z' || '0' <= r && r <= '9') }) >= 0 {
+		return invalidIn("hook", field+".attr", "%q: want a CloudEvents attribute name (id, source, subject, type or an extension: [a-z0-9]{1,20})", m.Attr)
+	}
+	switch m.Op {
+	case MatchExact, MatchPrefix, MatchSuffix:
+	default:
+		return invalidIn("hook", field+".op", "%q: want %q, %q or %q", m.Op, MatchExact, MatchPrefix, MatchSuffix)
+	}
+	if len(m.Value) > maxHookArgLen {
+		return invalidIn("hook", field+".value", "%d bytes long, the limit is %d", len(m.Value), maxHookArgLen)
+	}
+	return nil
+}
+
+// Matches reports whether e passes every filter of the hook.
+func (s HookSpec) Matches(e *event.Event) bool {
+	for _, m := range s.Filters {
+		v, ok := attribute(e, m.Attr)
+		if !ok {
+			return false
+		}
+		switch m.Op {
+		case MatchExact:
+			ok = v == m.Value
+		case MatchPrefix:
+			ok = strings.HasPrefix(v, m.Value)
+		case MatchSuffix:
+			ok = strings.HasSuffix(v, m.Value)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// attribute returns e's attribute name as a string, and whether e has it.
+func attribute(e *event.Event, name string) (string, bool) {
+	switch name {
+	case "id":
+		return e.ID(), true
+	case "source":
+		return e.Source(), true
+	case "type":
+		return e.Type(), true
+	case "subject":
+		return e.Subject(), e.Subject() != ""
+	}
+	v, ok := e.Extensions()[name]
+	if !ok {
+		return "", false
+	}
+	s, err := types.Format(v)
+	return s, err == nil
 }
 
 // Hook is a hook as stored in bucket hookbus_hooks.
@@ -118,6 +207,14 @@ func (s HookSpec) Validate() error {
 	}
 	if !s.Persistent {
 		return invalidIn("hook", "persistent", "temporary hooks are not supported yet: create the hook persistent")
+	}
+	if len(s.Filters) > maxHookFilters {
+		return invalidIn("hook", "filters", "%d filters, the limit is %d", len(s.Filters), maxHookFilters)
+	}
+	for i, m := range s.Filters {
+		if err := m.validate(i); err != nil {
+			return err
+		}
 	}
 	st := s.Settings
 	switch {

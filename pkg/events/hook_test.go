@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -142,5 +144,60 @@ func TestHookSubjects(t *testing.T) {
 	}
 	if _, err := events.HookLifecycleSubject("*"); err == nil {
 		t.Error("a wildcard id made a lifecycle subject")
+	}
+}
+
+func TestHookFilters(t *testing.T) {
+	e := event.New()
+	e.SetID("order-42")
+	e.SetSource("/shop/eu")
+	e.SetType("com.example.order.created")
+	e.SetSubject("orders/42")
+	e.SetExtension("tenant", "acme-eu")
+	e.SetExtension("priority", 3)
+	cases := []struct {
+		name    string
+		filters []events.HookMatch
+		want    bool
+	}{
+		{"none", nil, true},
+		{"source exact", []events.HookMatch{{"source", events.MatchExact, "/shop/eu"}}, true},
+		{"source exact other", []events.HookMatch{{"source", events.MatchExact, "/shop"}}, false},
+		{"source prefix", []events.HookMatch{{"source", events.MatchPrefix, "/shop/"}}, true},
+		{"subject suffix", []events.HookMatch{{"subject", events.MatchSuffix, "/42"}}, true},
+		{"subject suffix other", []events.HookMatch{{"subject", events.MatchSuffix, "/43"}}, false},
+		{"extension prefix", []events.HookMatch{{"tenant", events.MatchPrefix, "acme"}}, true},
+		{"extension integer", []events.HookMatch{{"priority", events.MatchExact, "3"}}, true},
+		{"missing extension", []events.HookMatch{{"region", events.MatchExact, ""}}, false},
+		{"all must match", []events.HookMatch{{"source", events.MatchPrefix, "/shop"}, {"tenant", events.MatchSuffix, "-us"}}, false},
+		{"both match", []events.HookMatch{{"source", events.MatchPrefix, "/shop"}, {"tenant", events.MatchSuffix, "-eu"}}, true},
+	}
+	for _, tc := range cases {
+		s := events.HookSpec{Filters: tc.filters}
+		if got := s.Matches(&e); got != tc.want {
+			t.Errorf("%s: Matches = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	noSubject := event.New()
+	noSubject.SetID("x")
+	noSubject.SetSource("/s")
+	noSubject.SetType("t")
+	if (events.HookSpec{Filters: []events.HookMatch{{"subject", events.MatchPrefix, ""}}}).Matches(&noSubject) {
+		t.Error("a filter on subject matched an event without one")
+	}
+
+	valid := events.HookSpec{ID: strings.Repeat("ab", 16), Node: "blog", Type: events.HookWebhook, Arg: "https://a.example/", Persistent: true}
+	for _, bad := range [][]events.HookMatch{
+		{{"Source", events.MatchExact, "x"}},
+		{{"", events.MatchExact, "x"}},
+		{{"source", "regex", "x"}},
+		make([]events.HookMatch, 17),
+	} {
+		s := valid
+		s.Filters = bad
+		if err := s.Validate(); !errors.Is(err, events.ErrInvalid) {
+			t.Errorf("filters %v: Validate = %v, want invalid", bad, err)
+		}
 	}
 }

@@ -153,7 +153,7 @@ func (r *hookRunners) read(ctx context.Context, h events.Hook, cons jetstream.Co
 }
 
 // deliver settles one event of hook h. This is the one place that
-// decides: delivered, acknowledged; an invalid event, a final failure
+// decides: filtered out or delivered, acknowledged; an invalid event, a final failure
 // (4xx, refused address) or the last of the hook's attempts,
 // dead-lettered for subscriber hook-<id>, then acknowledged; any other
 // failure tried again after the dispatcher's backoff, or the target's
@@ -170,6 +170,13 @@ func (r *hookRunners) deliver(ctx context.Context, h events.Hook, msg jetstream.
 	e, err := s.codec.Decode(msg.Headers(), msg.Data())
 	if err != nil {
 		s.settleHook(ctx, subscriber, msg, meta, err.Error())
+		return
+	}
+	if !h.Matches(e) {
+		// Not this hook's: its filters narrow the node.
+		if err := msg.Ack(); err != nil {
+			log.Warn("ack filtered event", "err", err)
+		}
 		return
 	}
 	done := s.keepAlive(ctx, msg)

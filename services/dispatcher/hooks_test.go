@@ -63,11 +63,11 @@ func allowLoopback(c *dispatcher.Config) {
 }
 
 // putHook stores a webhook hook as the registry would, created now.
-func (e *env) putHook(node, url string, maxAttempts int) events.Hook {
+func (e *env) putHook(node, url string, maxAttempts int, filters ...events.HookMatch) events.Hook {
 	e.t.Helper()
 	h := events.Hook{
 		HookSpec: events.HookSpec{ID: client.NewHookID(), Node: node, Type: events.HookWebhook, Arg: url, Persistent: true,
-			Settings: events.HookSettings{MaxAttempts: maxAttempts}},
+			Settings: events.HookSettings{MaxAttempts: maxAttempts}, Filters: filters},
 		Created: time.Now().UTC(),
 		Status:  events.HookActive,
 		Secret:  "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -268,5 +268,69 @@ func TestDeletedHookStops(t *testing.T) {
 	})
 	if n := target.tries.Load(); n != 0 {
 		t.Errorf("a deleted hook's target got %d requests", n)
+	}
+}
+
+// Which events reach which hooks: the node as NATS matches subjects, then
+// the attribute filters.
+func TestHookRouting(t *testing.T) {
+	e := newEnv(t)
+	e.runDispatcherWith(allowLoopback)
+	hooks := []struct {
+		name    string
+		node    string
+		filters []events.HookMatch
+		want    string // ids of the events it gets, in order
+	}{
+		{"exact type", "shop.order.created", nil, "1 2"},
+		{"one-token wildcard", "shop.*.created", nil, "1 2 3"},
+		{"rest wildcard", "shop.>", nil, "1 2 3 4 5"},
+		{"source prefix", "shop.>", []events.HookMatch{{Attr: "source", Op: events.MatchPrefix, Value: "/eu/"}}, "2 4"},
+		{"subject suffix", "shop.order.*", []events.HookMatch{{Attr: "subject", Op: events.MatchSuffix, Value: "-vip"}}, "1 4"},
+		{"extension exact", "shop.>", []events.HookMatch{{Attr: "tenant", Op: events.MatchExact, Value: "acme"}}, "3"},
+		{"nothing", "other.>", nil, ""},
+	}
+	type run struct {
+		target *hookTarget
+		want   string
+	}
+	var runs []run
+	for _, h := range hooks {
+		target := newHookTarget(t)
+		e.waitConsumer(e.putHook(h.node, target.srv.URL, 0, h.filters...))
+		runs = append(runs, run{target, h.want})
+	}
+	publish := func(typ, id, source, subject, tenant string) {
+		ev := event.New()
+		ev.SetID(id)
+		ev.SetSource(source)
+		ev.SetType(typ)
+		ev.SetSubject(subject)
+		if tenant != "" {
+			ev.SetExtension("tenant", tenant)
+		}
+		if err := ev.SetData(event.ApplicationJSON, map[string]int{"n": 1}); err != nil {
+			t.Fatal(err)
+		}
+		e.publish(ev)
+	}
+	publish("shop.order.created", "1", "/us/shop", "o-1-vip", "")
+	publish("shop.order.created", "2", "/eu/shop", "o-2", "")
+	publish("shop.user.created", "3", "/us/shop", "u-3", "acme")
+	publish("shop.order.deleted", "4", "/eu/shop", "o-4-vip", "")
+	publish("shop.order.paid.late", "5", "/us/shop", "o-5", "")
+	for i, h := range hooks {
+		natstest.Eventually(t, 10*time.Second, func() error {
+			if got := strings.Join(runs[i].target.received(), " "); got != h.want {
+				return fmt.Errorf("hook %s got %q, want %q", h.name, got, h.want)
+			}
+			return nil
+		})
+	}
+	// Once every hook has had its events, none got more.
+	for i, h := range hooks {
+		if got := strings.Join(runs[i].target.received(), " "); got != h.want {
+			t.Errorf("hook %s got %q in the end, want %q", h.name, got, h.want)
+		}
 	}
 }
