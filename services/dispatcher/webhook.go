@@ -152,12 +152,13 @@ func (w *webhookSender) request(ctx context.Context, h events.Hook, e *event.Eve
 	// The same id on every attempt of the same event, so a receiver can
 	// drop a duplicate.
 	id := "msg_" + events.MsgID(e.Source(), e.ID())
-	sig, err := signWebhook(h.Secret, id, w.now(), body)
+	at := w.now() // one reading: the header must be the time signed
+	sig, err := signWebhook(h.Secret, id, at, body)
 	if err != nil {
 		return nil, fmt.Errorf("hook %s: %w", h.ID, err)
 	}
 	req.Header.Set("webhook-id", id)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(w.now().Unix(), 10))
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(at.Unix(), 10))
 	req.Header.Set("webhook-signature", sig)
 	req.Header.Set("User-Agent", "hookbus-webhook")
 	return req, nil

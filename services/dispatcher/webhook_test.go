@@ -262,3 +262,24 @@ func TestWebhookRefusesInternalAddresses(t *testing.T) {
 		t.Errorf("send with loopback allowed = %+v, %d hits; want one delivery", d, hits.Load())
 	}
 }
+
+// The timestamp sent is the one signed, however the clock moves between
+// readings.
+func TestWebhookTimestampIsTheSignedOne(t *testing.T) {
+	srv, got := target(t, ok)
+	h := testHook(srv.URL)
+	w := newWebhookSender(loopback, time.Second)
+	clock := time.Now()
+	w.now = func() time.Time { clock = clock.Add(time.Second); return clock }
+	if d := w.send(t.Context(), h, testEvent(t)); d.err != nil {
+		t.Fatal(d.err)
+	}
+	r := <-got
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(h.Secret, "whsec_"))
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(r.header.Get("webhook-id") + "." + r.header.Get("webhook-timestamp") + "."))
+	mac.Write(r.body)
+	if want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)); r.header.Get("webhook-signature") != want {
+		t.Errorf("signature %q does not sign the timestamp sent (%s)", r.header.Get("webhook-signature"), r.header.Get("webhook-timestamp"))
+	}
+}
