@@ -349,9 +349,9 @@ func rawAsyncPublish(b *testing.B, nc *nats.Conn, enc *nats.Msg, prefix string, 
 
 // BenchmarkCall measures the latency of a call with one pass-through
 // chain plugin (registry and dispatcher running on the same server):
-// client.Call over NATS (hookbus.call) and, when the gateway serves it,
-// POST /calls/<type> with the same event in binary mode, the two taking
-// turns in one loop so that both see the same load. It reports p50 and
+// client.Call over NATS (hookbus.call) and POST /calls/<type> with the
+// same event in binary mode (from a wireClient), the two taking turns in
+// one loop so that both see the same load. It reports p50 and
 // p99 of each in microseconds and x_nats, the HTTP p50 over the NATS p50.
 func BenchmarkCall(b *testing.B) {
 	srv, base := benchGateway(b)
@@ -393,25 +393,17 @@ func BenchmarkCall(b *testing.B) {
 	// The chain runs once the dispatcher has seen the plugin start.
 	natstest.Eventually(b, 10*time.Second, natsCall)
 
-	hc := keepAliveClient(b, 1)
-	callURL := base + "/calls/" + benchType
-	httpCall := func() error { return postCall(hc, callURL) }
-	if status, _, err := postBinary(context.Background(), hc, callURL, "probe"); err != nil || status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
-		// POST /calls/<type> is not on this branch: the NATS side alone.
-		b.Logf("POST /calls/<type> not served (status %d, %v): NATS side only", status, err)
-		httpCall = nil
-	}
+	wc := dialWire(b, base)
+	httpCall := func() error { return checkCallAnswer(wc.postBinary("/calls/"+benchType, "call")) }
 	var httpLat, natsLat []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		if httpCall != nil {
-			start := time.Now()
-			if err := httpCall(); err != nil {
-				b.Fatal(err)
-			}
-			httpLat = append(httpLat, time.Since(start))
-		}
 		start := time.Now()
+		if err := httpCall(); err != nil {
+			b.Fatal(err)
+		}
+		httpLat = append(httpLat, time.Since(start))
+		start = time.Now()
 		if err := natsCall(); err != nil {
 			b.Fatal(err)
 		}
@@ -419,29 +411,26 @@ func BenchmarkCall(b *testing.B) {
 	}
 	b.StopTimer()
 	natsP50 := reportLatencies(b, natsLat, "nats")
-	if httpCall != nil {
-		httpP50 := reportLatencies(b, httpLat, "http")
-		b.ReportMetric(httpP50/natsP50, "x_nats")
-	}
+	httpP50 := reportLatencies(b, httpLat, "http")
+	b.ReportMetric(httpP50/natsP50, "x_nats")
 }
 
-// postCall is one POST /calls/<type> at url of the benchmark event in
-// binary mode, answered 200 with the chain's result (the hookbus.call
-// answer) after one step.
-func postCall(hc *http.Client, url string) error {
-	status, body, err := postBinary(context.Background(), hc, url, "call")
+// checkCallAnswer checks the answer to one POST /calls/<type> of the
+// benchmark event: 200 with the chain's result (the hookbus.call answer)
+// after one step.
+func checkCallAnswer(status int, body []byte, err error) error {
 	if err != nil {
 		return err
 	}
 	if status != http.StatusOK {
-		return fmt.Errorf("POST %s: status %d: %s", url, status, body)
+		return fmt.Errorf("POST /calls: status %d: %s", status, body)
 	}
 	var res events.ChainResult
 	if err := json.Unmarshal(body, &res); err != nil {
-		return fmt.Errorf("POST %s: answer %s: %w", url, body, err)
+		return fmt.Errorf("POST /calls: answer %s: %w", body, err)
 	}
 	if len(res.Trace) != 1 {
-		return errors.New("POST " + url + ": trace of " + strconv.Itoa(len(res.Trace)) + " steps, want 1")
+		return errors.New("POST /calls: trace of " + strconv.Itoa(len(res.Trace)) + " steps, want 1")
 	}
 	return nil
 }
