@@ -27,5 +27,5 @@ USER 65532:65532
 # in ./data: the user's home is writable.
 WORKDIR /home/nonroot
 # NATS clients of the all-in-one; the ops endpoint (/livez, /readyz, /metrics).
-EXPOSE 4222 8090
+EXPOSE 4222 8080 8090
 ENTRYPOINT ["/hookbus"]
