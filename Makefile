@@ -42,7 +42,7 @@ test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, the K
 	$(MAKE) chaos CHAOS_TIME=15s
 
 .PHONY: e2e
-e2e: ## Black-box tests of the built binary, with Node.js clients (needs node and npm)
+e2e: ## Black-box tests of the built binary, with Node.js clients and curl against the HTTP gateway (needs node 20+, npm and curl)
 	$(GO) test -tags e2e -count=1 ./e2e/...
 
 .PHONY: chaos

@@ -71,7 +71,7 @@ var workerPlugins = map[string]string{workerChain: chainB, workerNotify: notify,
 // them by `hookbus plugin credentials`.
 type splitAuth struct {
 	env      []string            // NATS_*_PASSWORD=... for nats-server
-	services map[string]natsUser // by user: admin, registry, dispatcher, persistence
+	services map[string]natsUser // by user: admin, registry, dispatcher, persistence, gateway
 	workers  map[string]natsUser // by kind of worker
 	blocks   []string            // the workers' user blocks, to add to account HOOKBUS
 }
@@ -81,7 +81,7 @@ type splitAuth struct {
 func newSplitAuth(t *testing.T) *splitAuth {
 	t.Helper()
 	a := &splitAuth{services: map[string]natsUser{}, workers: map[string]natsUser{}}
-	for _, user := range []string{"admin", "registry", "dispatcher", "persistence", "sys", "plugin-example"} {
+	for _, user := range []string{"admin", "registry", "dispatcher", "persistence", "gateway", "sys", "plugin-example"} {
 		pw := hexPassword()
 		a.env = append(a.env, "NATS_"+strings.ToUpper(strings.ReplaceAll(user, "-", "_"))+"_PASSWORD="+pw)
 		a.services[user] = natsUser{user, pw}
@@ -323,4 +323,21 @@ func checkViolations(t *testing.T, d deployment) string {
 		t.Errorf("NATS refused %d operations of Hookbus processes or workers (the probe's %d excepted):\n%s", len(lines), probes, strings.Join(lines, "\n"))
 	}
 	return fmt.Sprint(len(lines))
+}
+
+// gatewayToken creates, as admin (an operator), the token the split
+// scenario's HTTP publishers send, allowed to publish the chaos events,
+// with `hookbus gateway token create`, and returns it.
+func gatewayToken(natsURL string, admin natsUser) (string, error) {
+	cmd := exec.Command(hookbusBin, "gateway", "token", "create", "--name", "chaos", "--allow", "publish:chaos.>", "--rate", "100000")
+	cmd.Env = cleanEnv(append([]string{"HOOKBUS_NATS_URL=" + natsURL}, admin.env()...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			err = fmt.Errorf("%w: %s", err, exit.Stderr)
+		}
+		return "", fmt.Errorf("hookbus gateway token create: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,7 @@ func TestSplit(t *testing.T) {
 			{targets: ofKind(d.services, "registry"), minGap: time.Second, maxDown: time.Second},
 			{targets: ofKind(d.services, "dispatcher"), minGap: time.Second, maxDown: time.Second},
 			{targets: ofKind(d.services, "persistence"), minGap: time.Second, maxDown: time.Second},
+			{targets: ofKind(d.services, "gateway"), minGap: time.Second, maxDown: time.Second},
 			{targets: workers, minGap: time.Second, maxDown: time.Second},
 			{targets: d.nats, minGap: 3 * time.Second, maxDown: 2 * time.Second},
 		}
@@ -86,6 +88,11 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 	traffic.Go(func() { tr.publishLoop(stopTraffic, giveUp, c, "p1") })
 	traffic.Go(func() { tr.publishLoop(stopTraffic, giveUp, app, "p2") })
 	traffic.Go(func() { tr.callLoop(stopTraffic, app, "c1") })
+	if d.gatewayURL != "" {
+		gw := newHTTPPublisher(d.gatewayURL, d.gatewayToken)
+		traffic.Go(func() { tr.httpPublishLoop(stopTraffic, giveUp, gw, "h1") })
+		traffic.Go(func() { tr.httpBatchLoop(stopTraffic, giveUp, gw, "hb") })
+	}
 
 	k := newKills()
 	killCtx, cancelKills := context.WithTimeout(t.Context(), chaosTime)
@@ -124,6 +131,9 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 		t.Errorf("publish failed for good %d times: %s", n, msg)
 	}
 	t.Logf("call answers with an error, by code: %v", tr.errAnswers)
+	if d.gatewayURL != "" && r.httpAcked == 0 {
+		t.Errorf("no event posted to the gateway was answered 202 (requests by outcome: %s)", counts(tr.httpOutcomes))
+	}
 	tr.mu.Unlock()
 }
 
@@ -132,7 +142,23 @@ func summarize(scenario string, tr *traffic, s *stored, v verdict) row {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	r := row{scenario: scenario, sent: len(tr.sent), acked: len(tr.acked), lost: len(v.lost), duplicated: len(v.duplicated),
-		calls: tr.calls, unanswered: len(tr.unanswered)}
+		calls: tr.calls, unanswered: len(tr.unanswered),
+		httpSent: len(tr.overHTTP), httpOutcomes: maps.Clone(tr.httpOutcomes)}
+	for id := range tr.overHTTP {
+		if tr.acked[id] {
+			r.httpAcked++
+		}
+	}
+	for _, id := range v.lost {
+		if tr.overHTTP[id] {
+			r.httpLost++
+		}
+	}
+	for _, d := range v.duplicated {
+		if id, _, _ := strings.Cut(d, " ×"); tr.overHTTP[id] {
+			r.httpDuplicated++
+		}
+	}
 	for id := range s.events {
 		if _, ours := tr.sent[id]; ours {
 			r.stored++

@@ -28,30 +28,39 @@ type deployment struct {
 	admin   natsUser            // the test's publishers, callers, state readers, checkers
 	app     natsUser            // traffic as an application sends it
 	workers map[string]natsUser // plugin workers, by kind (workerChain...)
+	// gatewayURL is http://host:port of the HTTP gateway, the same
+	// across restarts. gatewayToken is the bearer token its HTTP
+	// publishers send; "" sends none (anonymous, on loopback: the
+	// all-in-one).
+	gatewayURL   string
+	gatewayToken string
 }
 
 // startAllInOne runs `hookbus serve` with its embedded NATS server and every
 // service, on free ports, its store in a temporary directory.
 func startAllInOne(t *testing.T, ps *procs) deployment {
 	t.Helper()
-	natsAddr, opsAddr := freeAddr(t), freeAddr(t)
+	natsAddr, opsAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	env := cleanEnv(
 		"HOOKBUS_DATA_DIR="+ps.dir("hookbus"),
 		"HOOKBUS_NATS_LISTEN="+natsAddr,
 		"HOOKBUS_OPS_ADDR="+opsAddr,
+		"HOOKBUS_GATEWAY_ADDR="+gatewayAddr,
 		"HOOKBUS_NATS_SYNC_ALWAYS=true",
 	)
 	p := ps.add("hookbus", "hookbus", hookbusBin, []string{"serve"}, env, httpReady("http://"+opsAddr+"/readyz"))
 	startReady(t, p)
-	return deployment{natsURL: "nats://" + natsAddr, services: []*proc{p}}
+	return deployment{natsURL: "nats://" + natsAddr, services: []*proc{p}, gatewayURL: "http://" + gatewayAddr}
 }
 
 // startSplit runs a 3-node NATS cluster with the users and permissions of
 // the Kubernetes manifests (accounts.conf) plus a user per kind of chaos
-// worker and, against it, the registry, two dispatchers and the persistence
-// service, each a process of its own connected as its own user, with the
-// manifests' topology modes: the registry creates what is missing, the
-// others check.
+// worker and, against it, the registry, two dispatchers, the persistence
+// service and the gateway, each a process of its own connected as its own
+// user, with the manifests' topology modes: the registry creates what is
+// missing, the others check. The gateway takes no anonymous request: the
+// HTTP publishers send a token made by admin once the registry has created
+// the token bucket.
 func startSplit(t *testing.T, ps *procs) deployment {
 	t.Helper()
 	auth := newSplitAuth(t)
@@ -59,11 +68,14 @@ func startSplit(t *testing.T, ps *procs) deployment {
 	d.nats, d.natsURL = startCluster(t, ps, 3, auth)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
+	gatewayAddr := freeAddr(t)
+	d.gatewayURL = "http://" + gatewayAddr
 	for _, svc := range []struct{ name, service, topology string }{
 		{"registry", "registry", "create"},
 		{"dispatcher-1", "dispatcher", "check"},
 		{"dispatcher-2", "dispatcher", "check"},
 		{"persistence", "persistence", "check"},
+		{"gateway", "gateway", "check"},
 	} {
 		opsAddr := freeAddr(t)
 		env := cleanEnv(append([]string{
@@ -72,6 +84,8 @@ func startSplit(t *testing.T, ps *procs) deployment {
 			"HOOKBUS_TOPOLOGY=" + svc.topology,
 			"HOOKBUS_OPS_ADDR=" + opsAddr,
 			"HOOKBUS_PERSISTENCE_KEY=" + base64.StdEncoding.EncodeToString(key),
+			"HOOKBUS_GATEWAY_ADDR=" + gatewayAddr,
+			"HOOKBUS_GATEWAY_ANONYMOUS=false",
 		}, auth.services[svc.service].env()...)...)
 		p := ps.add(svc.name, svc.service, hookbusBin, []string{"serve", svc.service}, env, httpReady("http://"+opsAddr+"/readyz"))
 		if err := p.start(); err != nil {
@@ -83,6 +97,11 @@ func startSplit(t *testing.T, ps *procs) deployment {
 			if err := p.waitReady(t.Context(), readyTimeout); err != nil {
 				t.Fatal(err)
 			}
+			token, err := gatewayToken(d.natsURL, d.admin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.gatewayToken = token
 		}
 		d.services = append(d.services, p)
 	}

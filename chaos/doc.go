@@ -10,11 +10,13 @@
 //
 //   - all-in-one: `hookbus serve` on its embedded NATS server (fsync on every
 //     write) is killed and restarted in a loop, together with plugin
-//     workers.
+//     workers. Its HTTP gateway listens on the same loopback port across
+//     restarts, and two HTTP publishers post to it (below).
 //   - split: a 3-node nats-server cluster (JetStream, sync_interval always,
 //     max_payload 2MiB), `hookbus serve registry`, two `hookbus serve
-//     dispatcher` replicas and `hookbus serve persistence`, all with
-//     stream replicas 3, and 3,000 seeded plugins of other event types in
+//     dispatcher` replicas, `hookbus serve persistence` and `hookbus serve
+//     gateway` (anonymous use off: its HTTP publishers send a token admin
+//     made with `hookbus gateway token create`), all with stream replicas 3, and 3,000 seeded plugins of other event types in
 //     hookbus_plugins. One loop kills services and workers, another kills
 //     one NATS node at a time (a minority) and waits until it is healthy
 //     again. NATS runs the permission model of the Kubernetes manifests:
@@ -32,7 +34,13 @@
 //     invalid messages a second (non-JSON data on a chain type, events over
 //     the size limit, a type that does not match the subject, invalid
 //     attributes, a non-UTF-8 id, bodies that are no CloudEvent, calls with
-//     non-JSON data) while valid events flow; it prints the p50 and p99 of
+//     non-JSON data), and its gateway with about 100 invalid HTTP requests
+//     a second (an event without source, with specversion 0.3, a bad time,
+//     a type with a space, a non-UTF-8 id, catalog data failing its schema,
+//     a body that is no CloudEvent, the XML event format, a malformed
+//     batch, a batch that is not an array; and now and then a body over
+//     the size limit in binary and in structured mode and a batch of 1,001
+//     valid events), while valid events flow; it prints the p50 and p99 of
 //     publish-to-result and publish-to-notify-delivery delays of the valid
 //     events (target: p99 under 1 s).
 //
@@ -45,11 +53,25 @@
 // before acknowledging it. A second chain plugin runs in the test process
 // and is never killed.
 //
+// In both scenarios the HTTP gateway runs, and two HTTP
+// publishers post events to it as well, 25 a second each: one event per
+// POST, in binary and structured mode in turn, and batches of 5
+// (application/cloudevents-batch+json). An event not answered 202 (the
+// connection refused or reset, no answer, a 5xx; for a batch, each event
+// whose result is not 202) is posted again with the same source and id,
+// in the other mode, until it is answered 202 or the suite gives up
+// (publishGiveUp after the traffic stopped); any 4xx fails the test. Their
+// events are among the sent and acknowledged events the checks below
+// compare with the streams. Every request goes through httpPublisher.post,
+// which adds a bearer token when the deployment has one (gatewayToken: the
+// split deployment's).
+//
 // After the kills stop, the suite polls, with a deadline, until everything
 // has settled, then checks:
 //
-//   - every acknowledged event is stored exactly once in HOOKBUS_EVENTS
-//     (0 lost, 0 duplicated);
+//   - every acknowledged event (over HTTP: answered 202) is stored exactly
+//     once in HOOKBUS_EVENTS (0 lost, 0 duplicated), and some event posted
+//     to the gateway was answered 202;
 //   - every stored event of the notify type was delivered to the notify
 //     plugin at least once, with fewer redeliveries than half the events
 //     plus 100;
@@ -63,7 +85,10 @@
 //     pending and nothing waiting for an acknowledgement;
 //   - every stored poison message is dead-lettered in HOOKBUS_DLQ (or it was
 //     refused at publish), every poison call is answered, and the valid
-//     events' p99 delays stay under 1 s;
+//     events' p99 delays stay under 1 s; every invalid HTTP request is
+//     answered with its 4xx status (400, 413 or 415) and a problem body,
+//     none goes unanswered, and nothing of them is stored (no event no
+//     publisher sent, none on the catalog type's subject);
 //   - split: NATS refused nothing. Every line of the nodes' logs about a
 //     refused publish, subscription or login (Publish Violation,
 //     Subscription Violation, authentication error) fails the test and is
@@ -73,13 +98,16 @@
 //
 // The table at the end has, per scenario: events sent, acknowledged,
 // stored, delivered to the notify plugin, chain results, lost, duplicated,
-// dead-lettered, kills by kind, the recovery time (the longest time from a
+// dead-lettered, the events posted over HTTP and those answered 202, how
+// many of them were lost or duplicated, the HTTP requests that got no
+// answer at all (each one's event was posted again), kills by kind, the recovery time (the longest time from a
 // restart of Hookbus or NATS until both a publish was acknowledged and a
 // call answered again), the poison delays and the NATS permission
-// violations (split only).
+// violations (split only). Below it: the HTTP requests by outcome (202,
+// 207, 503, refused, no answer) and the HTTP poison's counts.
 //
 // Kill loops take the kinds of process in turn (hookbus and workers in the
-// all-in-one; registry, dispatcher, persistence and workers in the split
+// all-in-one; registry, dispatcher, persistence, gateway and workers in the split
 // deployment, plus a loop of its own for NATS nodes), so every kind is
 // killed about as often. A Hookbus or NATS process that exits by itself
 // fails the test; a worker that does is restarted and logged.

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/events"
 )
 
 // Poison flood settings.
@@ -203,6 +206,8 @@ func TestPoison(t *testing.T) {
 	wg.Go(func() { tr.callLoop(stop, c, "c") })
 	wg.Go(func() { p.flood(stop) })
 	wg.Go(func() { p.callLoop(stop) })
+	hp := newHTTPPoison(newHTTPPublisher(d.gatewayURL, d.gatewayToken))
+	wg.Go(func() { hp.flood(stop) })
 	wg.Wait()
 	if err := nc.Flush(); err != nil {
 		t.Errorf("flush the poison: %v", err)
@@ -218,8 +223,16 @@ func TestPoison(t *testing.T) {
 	r.crashes = ps.crashes()
 	r.poisonResult, r.poisonNotify = percentiles(toResult, missingResults), percentiles(toNotify, missingDeliveries)
 	r.poisonCounts = fmt.Sprintf("%s; stored %d, not dead-lettered %d; publish-to-ack p50/p99 %s", p.summary(), len(s.poison), len(v.notDead), percentiles(toAck, 0))
+	leaked := httpPoisonStored(t, js, tr, s)
+	r.httpPoison = fmt.Sprintf("%s; stored %d", hp.summary(), len(leaked))
 	report(t, r)
 	v.check(t)
+	for _, problem := range hp.problems() {
+		t.Error(problem)
+	}
+	if len(leaked) > 0 {
+		t.Errorf("events stored that no publisher sent (HTTP poison let through): %d, e.g. %v", len(leaked), leaked[:min(len(leaked), 10)])
+	}
 	for what, ds := range map[string][]time.Duration{"publish-to-result": toResult, "publish-to-notify": toNotify} {
 		if len(ds) > 0 && pct(ds, 99) > maxPoisonDelay {
 			t.Errorf("%s p99 %s under the poison flood, want under %s", what, pct(ds, 99).Round(time.Millisecond), maxPoisonDelay)
@@ -231,6 +244,38 @@ func TestPoison(t *testing.T) {
 	}
 	p.mu.Unlock()
 	checkCrashes(t, ps)
+}
+
+// httpPoisonStored lists what the HTTP poison got stored: valid events in
+// s that no publisher of tr sent (a refused request carries no poison
+// header, so what got through reads as a valid event), and the events on
+// the subject of the catalog-schema kind, which nothing else publishes.
+func httpPoisonStored(t *testing.T, js jetstream.JetStream, tr *traffic, s *stored) []string {
+	t.Helper()
+	var leaked []string
+	tr.mu.Lock()
+	for id := range s.events {
+		if _, ours := tr.sent[id]; !ours {
+			leaked = append(leaked, fmt.Sprintf("%q", id))
+		}
+	}
+	tr.mu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	str, err := js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := "hookbus.event." + httpPoisonCatalogType
+	info, err := str.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatalf("stream %s info: %v", events.StreamEvents, err)
+	}
+	if n := info.State.Subjects[subject]; n > 0 {
+		leaked = append(leaked, fmt.Sprintf("%d on %s", n, subject))
+	}
+	slices.Sort(leaked)
+	return leaked
 }
 
 // delays returns, for every acknowledged event of type typ, the time from

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,11 @@ type row struct {
 	recovery                                 time.Duration
 	poisonResult, poisonNotify, poisonCounts string
 	violations                               string // NATS permission violations logged; "" or "-": no NATS users
+	// Events posted to the gateway (a part of sent, acked, lost and
+	// duplicated), its requests by outcome, and the HTTP poison's line.
+	httpSent, httpAcked, httpLost, httpDuplicated int
+	httpOutcomes                                  map[string]int
+	httpPoison                                    string
 }
 
 var (
@@ -54,16 +60,29 @@ func printSummary(w io.Writer) {
 
 func writeTable(w io.Writer, rs []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\tNATS violations\t")
+	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\tHTTP sent/202\tHTTP lost/dup\tHTTP no answer\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\tNATS violations\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		httpSent, httpLost, httpNoAnswer := "-", "-", "-"
+		if r.httpSent > 0 {
+			httpSent = fmt.Sprintf("%d/%d", r.httpSent, r.httpAcked)
+			httpLost = fmt.Sprintf("%d/%d", r.httpLost, r.httpDuplicated)
+			httpNoAnswer = strconv.Itoa(r.httpOutcomes[outcomeNoAnswer])
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.scenario, r.sent, r.acked, r.stored, r.delivered, r.results, r.lost, r.duplicated, r.deadLettered,
-			r.calls, r.unanswered, counts(r.kills), counts(r.crashes), dash(r.recovery), or(r.poisonResult), or(r.poisonNotify), or(r.violations))
+			r.calls, r.unanswered, httpSent, httpLost, httpNoAnswer,
+			counts(r.kills), counts(r.crashes), dash(r.recovery), or(r.poisonResult), or(r.poisonNotify), or(r.violations))
 	}
 	_ = tw.Flush()
 	for _, r := range rs {
+		if r.httpSent > 0 {
+			fmt.Fprintf(w, "%s HTTP requests by outcome: %s\n", r.scenario, counts(r.httpOutcomes))
+		}
 		if r.poisonCounts != "" {
 			fmt.Fprintf(w, "%s poison: %s\n", r.scenario, r.poisonCounts)
+		}
+		if r.httpPoison != "" {
+			fmt.Fprintf(w, "%s HTTP poison: %s\n", r.scenario, r.httpPoison)
 		}
 	}
 }

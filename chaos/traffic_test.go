@@ -40,11 +40,25 @@ type traffic struct {
 	errAnswers  map[string]int // answers with an error, by code
 	unanswered  []string       // call ids never answered
 	answerTimes []time.Time
+	// Through the gateway (http_test.go):
+	overHTTP     map[string]bool // event ids published over HTTP
+	httpOutcomes map[string]int  // HTTP requests by outcome: status, refused, no answer
 }
 
 func newTraffic() *traffic {
 	return &traffic{sent: map[string]time.Time{}, typeOf: map[string]string{}, acked: map[string]bool{},
-		ackedAt: map[string]time.Time{}, publishErrs: map[string]int{}, errAnswers: map[string]int{}}
+		ackedAt: map[string]time.Time{}, publishErrs: map[string]int{}, errAnswers: map[string]int{},
+		overHTTP: map[string]bool{}, httpOutcomes: map[string]int{}}
+}
+
+// ack records that the event id was acknowledged (NATS) or answered 202
+// (HTTP).
+func (tr *traffic) ack(id string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	now := time.Now()
+	tr.acked[id], tr.ackedAt[id] = true, now
+	tr.ackTimes = append(tr.ackTimes, now)
 }
 
 // newEvent is a valid event of type typ with JSON data.
@@ -88,11 +102,7 @@ func (tr *traffic) publish(giveUp context.Context, c *client.Client, e event.Eve
 		_, err := c.Publish(ctx, e)
 		cancel()
 		if err == nil {
-			tr.mu.Lock()
-			now := time.Now()
-			tr.acked[e.ID()], tr.ackedAt[e.ID()] = true, now
-			tr.ackTimes = append(tr.ackTimes, now)
-			tr.mu.Unlock()
+			tr.ack(e.ID())
 			return
 		}
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, client.ErrNotStored) {

@@ -33,6 +33,11 @@ type server struct {
 	NATSURL string // nats://host:port of its embedded NATS server
 	OpsURL  string // http://host:port of /livez, /readyz, /metrics
 	DataDir string
+	// GatewayURL is http://host:port of the HTTP gateway. GatewayToken is
+	// the bearer token the tests send it (gatewayAuth); "" sends none, as
+	// an anonymous client on loopback.
+	GatewayURL   string
+	GatewayToken string
 
 	cmd    *exec.Cmd
 	stderr *natstest.SyncBuffer
@@ -41,14 +46,14 @@ type server struct {
 }
 
 // startServer runs `hookbus serve` on free loopback ports with its store in
-// dataDir and waits until /readyz answers 200. It is killed when the test
+// dataDir (and more serve flags, if any) and waits until /readyz answers 200. It is killed when the test
 // ends if it is still running; its stderr is logged if the test failed.
-func startServer(t *testing.T, dataDir string) *server {
+func startServer(t *testing.T, dataDir string, flags ...string) *server {
 	t.Helper()
 	// A free port found here may be taken by someone else before the
 	// server binds it; start again on other ports if that happened.
 	for attempt := 1; ; attempt++ {
-		s := spawnServer(t, dataDir)
+		s := spawnServer(t, dataDir, flags...)
 		err := s.waitReady(readyTimeout)
 		if err == nil {
 			return s
@@ -62,22 +67,24 @@ func startServer(t *testing.T, dataDir string) *server {
 	}
 }
 
-func spawnServer(t *testing.T, dataDir string) *server {
+func spawnServer(t *testing.T, dataDir string, flags ...string) *server {
 	t.Helper()
-	natsAddr, opsAddr := freeAddr(t), freeAddr(t)
+	natsAddr, opsAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	s := &server{
-		NATSURL: "nats://" + natsAddr,
-		OpsURL:  "http://" + opsAddr,
-		DataDir: dataDir,
-		stderr:  &natstest.SyncBuffer{},
-		exited:  make(chan struct{}),
+		NATSURL:    "nats://" + natsAddr,
+		OpsURL:     "http://" + opsAddr,
+		GatewayURL: "http://" + gatewayAddr,
+		DataDir:    dataDir,
+		stderr:     &natstest.SyncBuffer{},
+		exited:     make(chan struct{}),
 	}
-	s.cmd = exec.Command(binary, "serve",
+	s.cmd = exec.Command(binary, append([]string{"serve",
 		"--nats-listen", natsAddr,
 		"--ops-addr", opsAddr,
+		"--gateway-addr", gatewayAddr,
 		"--data-dir", dataDir,
 		"--log-level", "debug",
-	)
+	}, flags...)...)
 	s.cmd.Env = cleanEnv()
 	s.cmd.Stdout = s.stderr
 	s.cmd.Stderr = s.stderr

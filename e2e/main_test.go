@@ -94,7 +94,7 @@ func buildBinary(root, out, pkg string) error {
 // dir/node_modules.
 func installNode(dir string) error {
 	if _, err := exec.LookPath("node"); err != nil {
-		return fmt.Errorf("node is not installed (the Node.js e2e tests need Node.js 18 or later and npm): %w", err)
+		return fmt.Errorf("node is not installed (the Node.js e2e tests need Node.js 20 or later and npm): %w", err)
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {

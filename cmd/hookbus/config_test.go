@@ -99,6 +99,11 @@ func TestConfigErrors(t *testing.T) {
 		{"bad log level", map[string]string{"HOOKBUS_LOG_LEVEL": "loud"}, `log level "loud"`},
 		{"bad topology mode", map[string]string{"HOOKBUS_TOPOLOGY": "apply"}, `topology "apply": want ensure, create or check`},
 		{"zero replicas", map[string]string{"HOOKBUS_STREAM_REPLICAS": "0"}, "replicas 0"},
+		{"gateway anonymous off loopback", map[string]string{"HOOKBUS_GATEWAY_ANONYMOUS": "true", "HOOKBUS_GATEWAY_ADDR": "0.0.0.0:8080"}, "loopback"},
+		{"gateway anonymous not a bool", map[string]string{"HOOKBUS_GATEWAY_ANONYMOUS": "maybe"}, "HOOKBUS_GATEWAY_ANONYMOUS"},
+		{"gateway rate 0", map[string]string{"HOOKBUS_GATEWAY_RATE": "0"}, "gateway rate 0"},
+		{"gateway max headers 0", map[string]string{"HOOKBUS_GATEWAY_MAX_HEADERS": "0"}, "gateway max headers 0"},
+		{"gateway CORS origin with a path", map[string]string{"HOOKBUS_GATEWAY_CORS_ORIGINS": "https://a.example.com, https://b.example.com/app"}, "https://b.example.com/app"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,5 +155,35 @@ func TestNATSCA(t *testing.T) {
 	cfg.bindFlags(other, "ops-addr")
 	if other.Lookup("nats-ca") != nil {
 		t.Error("--nats-ca bound without --nats-url")
+	}
+}
+
+func TestGatewayConfig(t *testing.T) {
+	t.Setenv("HOOKBUS_GATEWAY_ADDR", "0.0.0.0:8080")
+	t.Setenv("HOOKBUS_GATEWAY_ANONYMOUS", "false")
+	t.Setenv("HOOKBUS_GATEWAY_RATE", "7")
+	t.Setenv("HOOKBUS_GATEWAY_MAX_HEADERS", "9")
+	t.Setenv("HOOKBUS_GATEWAY_CORS_ORIGINS", " https://a.example.com,,http://localhost:3000 ")
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v (off loopback without anonymous use is fine)", err)
+	}
+	g, err := cfg.gateway()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Addr != "0.0.0.0:8080" || g.Anonymous == nil || *g.Anonymous || g.Rate != 7 || g.MaxHeaders != 9 ||
+		strings.Join(g.CORSOrigins, " ") != "https://a.example.com http://localhost:3000" {
+		t.Errorf("gateway config %+v", g)
+	}
+	t.Setenv("HOOKBUS_GATEWAY_ANONYMOUS", "")
+	if cfg, _ = loadConfig(); cfg.Validate() != nil {
+		t.Fatal(cfg.Validate())
+	}
+	if g, _ = cfg.gateway(); g.Anonymous != nil {
+		t.Errorf("anonymous %v, want nil (the address decides) when unset", *g.Anonymous)
 	}
 }

@@ -81,7 +81,7 @@ given on the command line wins over the environment.`,
 		}
 		return nil
 	}
-	root.AddCommand(newServeCmd(), newPublishCmd(), newCallCmd(), newPluginCmd(), newDLQCmd(), newAuthCmd(), newEventsCmd(), newConfigCmd(), newTopologyCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newCallCmd(), newPluginCmd(), newDLQCmd(), newAuthCmd(), newEventsCmd(), newConfigCmd(), newTopologyCmd(), newGatewayCmd())
 	refuseBadArgs(root)
 	return root
 }

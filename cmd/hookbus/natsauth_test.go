@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,13 +129,16 @@ func TestCLIUsesGeneratedPassword(t *testing.T) {
 // TestServeAuthOffLoopback runs `serve` in-process with every service and
 // its client listener on 0.0.0.0: the server refuses a client without
 // credentials, the services in the process connect with the generated
-// ones (the topology is in place and the registry answers), and a CLI
+// ones (the topology is in place, the gateway stores an event posted
+// over HTTP and the registry answers), and a CLI
 // command on the same data directory reads the password file.
 func TestServeAuthOffLoopback(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	port := freeTCPPort(t)
 	cleanNATSEnv(t, dataDir, "0.0.0.0:"+port)
 	t.Setenv("HOOKBUS_OPS_ADDR", "127.0.0.1:0")
+	gatewayAddr := "127.0.0.1:" + freeTCPPort(t)
+	t.Setenv("HOOKBUS_GATEWAY_ADDR", gatewayAddr)
 	t.Setenv("HOOKBUS_NATS_SYNC_ALWAYS", "false")
 	t.Setenv("HOOKBUS_LOG_LEVEL", "error")
 	t.Setenv("HOOKBUS_PERSISTENCE_KEY", "")
@@ -189,6 +195,20 @@ func TestServeAuthOffLoopback(t *testing.T) {
 		}
 		t.Fatalf("connect without credentials = %v, want an authorization violation", err)
 	}
+	// The gateway publishes with the same credentials: an event posted
+	// over HTTP is stored.
+	eventually(t, 30*time.Second, func() error {
+		resp, err := http.Post("http://"+gatewayAddr+"/events", "application/cloudevents+json",
+			strings.NewReader(`{"specversion":"1.0","id":"gw-1","source":"/test","type":"com.example.t"}`))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if body, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("POST /events: %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
 	t.Setenv("HOOKBUS_NATS_LISTEN", "127.0.0.1:"+port)
 	eventually(t, 30*time.Second, func() error {
 		out, err := runCLI(t, "plugin", "list", "--timeout", "2s")

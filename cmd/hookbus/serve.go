@@ -43,6 +43,7 @@ type deps struct {
 // added here as they land; `hookbus serve` with no names runs them all.
 var serviceFactories = map[string]func(deps) (service, error){
 	"dispatcher":  newDispatcherService,
+	"gateway":     newGatewayService,
 	"registry":    newRegistryService,
 	"persistence": newPersistenceService,
 }
@@ -72,7 +73,12 @@ listener refuses browsers from origins other than its own and those in
 It then ensures every stream and bucket (--topology ensure), only creates
 the missing ones (--topology create: the registry in Kubernetes, whose NATS
 user may not update them) or only checks them (--topology check), serves /livez, /readyz and /metrics on --ops-addr
-(127.0.0.1:8090), and runs the named services, or all of them.
+(127.0.0.1:8090), and runs the named services, or all of them. The gateway
+takes CloudEvents over HTTP (POST /events) and runs chains (POST
+/calls/<type>) on --gateway-addr (127.0.0.1:8080), each request with a
+bearer token of "hookbus gateway token create"; on a loopback address it
+also takes requests without one (--gateway-anonymous false refuses them),
+and says so in its log.
 Available services: ` + availableServices() + `.
 
 SIGINT or SIGTERM stops it cleanly: services stop, the NATS connection
@@ -96,7 +102,7 @@ drains, then the embedded server shuts down.`,
 		},
 	}
 	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user", "data-dir", "nats-listen", "nats-websocket", "nats-websocket-origins",
-		"nats-monitor", "nats-sync-always", "ops-addr", "log-level", "log-format", "topology", "stream-replicas",
+		"nats-monitor", "nats-sync-always", "ops-addr", "gateway-addr", "gateway-anonymous", "gateway-rate", "gateway-max-headers", "gateway-cors-origins", "gateway-call-timeout", "gateway-tls-cert", "gateway-tls-key", "log-level", "log-format", "topology", "stream-replicas",
 		"events-max-age", "events-max-bytes", "dlq-max-age", "duplicate-window", "max-event-size")
 	return cmd
 }

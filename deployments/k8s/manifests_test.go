@@ -111,6 +111,8 @@ func TestCheckerCatches(t *testing.T) {
 		registry    = "base/hookbus/registry/deployment.yaml"
 		persistence = "base/hookbus/persistence/deployment.yaml"
 		hookbusKust = "base/hookbus/kustomization.yaml"
+		gateway     = "base/hookbus/gateway/deployment.yaml"
+		gatewayNP   = "base/hookbus/gateway/networkpolicy.yaml"
 		nats        = "base/nats/statefulset.yaml"
 		natsConf    = "base/nats/nats.conf"
 		accounts    = "base/nats/accounts.conf"
@@ -185,6 +187,14 @@ func TestCheckerCatches(t *testing.T) {
 			want: "HOOKBUS_NATS_URL names nats-client, which is not a Service of the overlay"},
 		{name: "ops endpoint on loopback", file: hookbusKust, old: "HOOKBUS_OPS_ADDR=0.0.0.0:8090", nu: "HOOKBUS_OPS_ADDR=127.0.0.1:8090",
 			want: "HOOKBUS_OPS_ADDR listens on 127.0.0.1 only"},
+		{name: "gateway on loopback", file: gateway, old: "value: 0.0.0.0:8080", nu: "value: 127.0.0.1:8080",
+			want: "Deployment hookbus-gateway container hookbus: HOOKBUS_GATEWAY_ADDR listens on 127.0.0.1 only"},
+		{name: "gateway on another port than its container port", file: gateway, old: "value: 0.0.0.0:8080", nu: "value: 0.0.0.0:8081",
+			want: "HOOKBUS_GATEWAY_ADDR port 8081 is not the container port http (8080)"},
+		{name: "gateway behind no Service", file: "base/hookbus/gateway/service.yaml", old: "targetPort: http", nu: "targetPort: ops",
+			want: "Deployment hookbus-gateway: no Service selects its pods with a port to the container port http"},
+		{name: "gateway password from another user's key", file: gateway, old: "key: gateway", nu: "key: dispatcher",
+			want: "Deployment hookbus-gateway: HOOKBUS_NATS_PASSWORD (secret hookbus-nats-users/dispatcher) is not the password NATS has for user gateway"},
 		{name: "persistence without a key", file: persistence, old: "            - name: HOOKBUS_PERSISTENCE_KEY_FILE\n              value: /etc/hookbus/persistence/keys\n", nu: "",
 			want: "Deployment hookbus-persistence container hookbus: no encryption key"},
 		{name: "key file outside the mounted Secret", file: persistence, old: "value: /etc/hookbus/persistence/keys", nu: "value: /etc/hookbus/keys",
@@ -235,6 +245,12 @@ func TestCheckerCatches(t *testing.T) {
 			want: "NetworkPolicy: Deployment hookbus-persistence cannot reach StatefulSet nats on 4222 (egress allowed true, ingress allowed false)"},
 		{name: "NATS open to every pod", file: "base/nats/networkpolicy.yaml", old: "      from:\n        - podSelector:\n            matchLabels:\n              hookbus.io/nats-client: \"true\"\n", nu: "      from:\n        - podSelector: {}\n",
 			want: "any pod of namespace hookbus-dev may reach NATS on 4222"},
+		{name: "gateway open to every pod", file: gatewayNP, old: "      from:\n        - podSelector:\n            matchLabels:\n              hookbus.io/gateway-client: \"true\"\n", nu: "      from:\n        - podSelector: {}\n",
+			want: "any pod of namespace hookbus-dev may reach Deployment hookbus-gateway on 8080, not only gateway clients"},
+		{name: "gateway closed to its clients", file: gatewayNP, old: "- port: 8080", nu: "- port: 8081",
+			want: "pods labelled hookbus.io/gateway-client=true cannot reach Deployment hookbus-gateway on 8080"},
+		{name: "services may call any pod", file: "base/hookbus/networkpolicy.yaml", old: "  egress:\n", nu: "  egress:\n    - to:\n        - podSelector: {}\n",
+			want: "NetworkPolicy: Deployment hookbus-gateway may open connections to any pod"},
 		{name: "no DNS", file: "base/networkpolicy.yaml", old: "port: 53\n          protocol: UDP", nu: "port: 5353\n          protocol: UDP",
 			want: "cannot reach DNS"},
 

@@ -35,9 +35,7 @@ var overlayRules = map[string]overlayRule{
 // servicesNotDeployedYet are services the binary may offer that have no
 // Deployment yet, with the reason. Any other service of the binary must
 // have one.
-var servicesNotDeployedYet = map[string]string{
-	"gateway": "not built yet",
-}
+var servicesNotDeployedYet = map[string]string{}
 
 // goRuntimeEnv are the variables other than HOOKBUS_* a hookbus container
 // may set: the binary reads no other.
@@ -56,6 +54,7 @@ const (
 	envNATSCreds      = "HOOKBUS_NATS_CREDS"
 	envNATSCA         = "HOOKBUS_NATS_CA"
 	envOpsAddr        = "HOOKBUS_OPS_ADDR"
+	envGatewayAddr    = "HOOKBUS_GATEWAY_ADDR"
 	envTopology       = "HOOKBUS_TOPOLOGY"
 	envStreamReplicas = "HOOKBUS_STREAM_REPLICAS"
 	envMaxEventSize   = "HOOKBUS_MAX_EVENT_SIZE"
@@ -63,7 +62,7 @@ const (
 	envPersistenceKF  = "HOOKBUS_PERSISTENCE_KEY_FILE"
 )
 
-var checkedVariables = []string{envNATSURL, envNATSUser, envNATSPassword, envNATSCreds, envNATSCA, envOpsAddr, envTopology,
+var checkedVariables = []string{envNATSURL, envNATSUser, envNATSPassword, envNATSCreds, envNATSCA, envOpsAddr, envGatewayAddr, envTopology,
 	envStreamReplicas, envMaxEventSize, envPersistenceKey, envPersistenceKF}
 
 // checker collects the problems of one rendered overlay.
@@ -562,6 +561,24 @@ func (c *checker) checkNetworkPolicies() {
 			}
 		}
 	}
+	gatewayClient := func(ns string) peer {
+		return peer{namespace: ns, labels: labels.Set{"hookbus.io/gateway-client": "true"}}
+	}
+	for _, h := range hookbusPods {
+		// Services call NATS (and DNS), nothing else.
+		if egress, _ := c.allowed(c.podPeer(h), stranger(h.Namespace), 8080, corev1.ProtocolTCP); egress {
+			c.addf("NetworkPolicy: %s may open connections to any pod", h)
+		}
+		if h.Template.Labels["app.kubernetes.io/component"] != "gateway" {
+			continue
+		}
+		if _, ingress := c.allowed(gatewayClient(h.Namespace), c.podPeer(h), 8080, corev1.ProtocolTCP); !ingress {
+			c.addf("NetworkPolicy: pods labelled hookbus.io/gateway-client=true cannot reach %s on 8080", h)
+		}
+		if _, ingress := c.allowed(stranger(h.Namespace), c.podPeer(h), 8080, corev1.ProtocolTCP); ingress {
+			c.addf("NetworkPolicy: any pod of namespace %s may reach %s on 8080, not only gateway clients", h.Namespace, h)
+		}
+	}
 	for _, h := range hookbusPods {
 		if _, ingress := c.allowed(prometheus, c.podPeer(h), 8090, corev1.ProtocolTCP); !ingress {
 			c.addf("NetworkPolicy: Prometheus (monitoring/app.kubernetes.io/name=prometheus) cannot scrape %s on 8090", h)
@@ -832,6 +849,9 @@ func (c *checker) checkHookbus(w workload, ctr corev1.Container) {
 	case port != strconv.Itoa(int(ops)):
 		c.addf("%s: %s port %s is not the container port ops (%d)", where, envOpsAddr, port, ops)
 	}
+	if h.service == "gateway" {
+		c.checkGateway(w, ctr, where, value(envGatewayAddr))
+	}
 	if h.service == "persistence" {
 		key, file := env[envPersistenceKey], value(envPersistenceKF)
 		switch {
@@ -918,6 +938,32 @@ func (c *checker) checkNATSURL(where, namespace, urls string) {
 		}) {
 			c.addf("%s: %s: Service %s does not select the NATS pods", where, envNATSURL, name)
 		}
+	}
+}
+
+// checkGateway: the gateway listens on every interface, on its container
+// port http, and a Service sends that port its traffic.
+func (c *checker) checkGateway(w workload, ctr corev1.Container, where, addr string) {
+	httpPort := namedPort(ctr, "http")
+	if httpPort == 0 {
+		c.addf("%s: no container port named http", where)
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	switch {
+	case err != nil:
+		c.addf("%s: %s %q: %v", where, envGatewayAddr, addr, err)
+	case host != "" && host != "0.0.0.0" && host != "::":
+		c.addf("%s: %s listens on %s only: Service and clients cannot reach it", where, envGatewayAddr, host)
+	case port != strconv.Itoa(int(httpPort)):
+		c.addf("%s: %s port %s is not the container port http (%d)", where, envGatewayAddr, port, httpPort)
+	}
+	if !slices.ContainsFunc(c.r.Services, func(svc *corev1.Service) bool {
+		sel := labels.SelectorFromSet(svc.Spec.Selector)
+		return svc.Namespace == w.Namespace && len(svc.Spec.Selector) > 0 && sel.Matches(labels.Set(w.Template.Labels)) &&
+			slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return containerPort(ctr, p.TargetPort) == httpPort })
+	}) {
+		c.addf("%s: no Service selects its pods with a port to the container port http", w)
 	}
 }
 

@@ -3,7 +3,9 @@ package k8s
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +19,9 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -29,9 +33,11 @@ import (
 // Secrets, and its mounted Secret files. Every service must become ready
 // and stop cleanly, the plugin worker and operator users must be able to
 // do their jobs (through the CLI, and with pkg/client's chain and notify
-// workers against the dispatcher: runPlugins), a plugin worker must be
-// refused the auth store, and the server must log no other permission
-// violation: the NATS permissions are exactly wide enough.
+// workers against the dispatcher: runPlugins), an event posted to the
+// gateway over HTTP must be stored (postThroughGateway), the gateway's
+// user must be able to follow its token bucket (watchTokensAsGateway), a
+// plugin worker must be refused the auth store, and the server must log no
+// other permission violation: the NATS permissions are exactly wide enough.
 func TestDevOverlayRuns(t *testing.T) {
 	r, err := render(filepath.Join("overlays", "dev"))
 	if err != nil {
@@ -98,6 +104,16 @@ func TestDevOverlayRuns(t *testing.T) {
 		t.Errorf("plugin-example read the auth store:\n%s", out)
 	}
 	runPlugins(t, srv.ClientURL(), users, cli)
+	// The gateway takes no request without a token (its Deployment says
+	// HOOKBUS_GATEWAY_ANONYMOUS=false): an operator makes one as admin.
+	out, err := cli("admin", "gateway", "token", "create", "--name", "k8s-test", "--allow", "publish:com.example.>")
+	if err != nil {
+		t.Fatalf("gateway token create as admin: %v: %s", err, out)
+	}
+	// The token is the last line (stdout; the line before it is stderr's).
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	postThroughGateway(t, targetOf(srv), services, lines[len(lines)-1])
+	watchTokensAsGateway(t, targetOf(srv))
 	// The example workers (Go, Node.js) as processes with only plugin-example's credentials.
 	runExamples(t, srv.ClientURL(), users, cli)
 
@@ -220,12 +236,16 @@ type service struct {
 	out    *natstest.SyncBuffer
 	exited chan struct{} // closed when the process has exited, err set
 	err    error
+	// gatewayAddr is where the gateway's HTTP server listens (a free
+	// loopback port in place of the manifest's HOOKBUS_GATEWAY_ADDR), ""
+	// for the other services.
+	gatewayAddr string
 }
 
 // startService runs d's container as the kubelet would (args, environment
 // from its ConfigMap and Secrets, Secret volumes as files), against the
-// test's NATS and with its ops endpoint on a free loopback port, and waits
-// until /readyz answers 200.
+// test's NATS and with its ops endpoint (and the gateway's HTTP listener)
+// on a free loopback port, and waits until /readyz answers 200.
 func startService(t *testing.T, c *checker, d *appsv1.Deployment, natsURL string) *service {
 	t.Helper()
 	spec := d.Spec.Template.Spec
@@ -261,8 +281,12 @@ func startService(t *testing.T, c *checker, d *appsv1.Deployment, natsURL string
 	opsAddr := freeAddr(t)
 	env[envNATSURL] = envVar{Value: natsURL}
 	env[envOpsAddr] = envVar{Value: opsAddr}
-
 	s := &service{name: d.Name, out: &natstest.SyncBuffer{}, exited: make(chan struct{})}
+	if _, ok := env[envGatewayAddr]; ok {
+		s.gatewayAddr = freeAddr(t)
+		env[envGatewayAddr] = envVar{Value: s.gatewayAddr}
+	}
+
 	s.cmd = exec.Command(hookbusBin, ctr.Args...)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for name, v := range env {
@@ -332,4 +356,153 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// postThroughGateway posts one event to the running gateway as an HTTP
+// client would (binary mode): refused (401) without a token, stored with
+// token, as admin finds it where the gateway's 202 says.
+func postThroughGateway(t *testing.T, tg natsTarget, services []*service, token string) {
+	t.Helper()
+	i := slices.IndexFunc(services, func(s *service) bool { return s.gatewayAddr != "" })
+	if i < 0 {
+		t.Error("no Deployment runs the gateway")
+		return
+	}
+	post := func(token string) (int, []byte) {
+		return postEvent(t, services[i].gatewayAddr, token, map[string]string{
+			"ce-specversion": "1.0", "ce-id": "k8s-gateway-1", "ce-source": "/k8s-test", "ce-type": "com.example.order.created",
+		}, `{"total":2}`)
+	}
+	if status, body := post(""); status != http.StatusUnauthorized {
+		t.Errorf("POST /events through the gateway without a token: status %d, want 401; body %s", status, body)
+	}
+	// A new token reaches the gateway through its watch of the bucket:
+	// 401 until then.
+	status, body := post(token)
+	for deadline := time.Now().Add(10 * time.Second); status == http.StatusUnauthorized && time.Now().Before(deadline); status, body = post(token) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status != http.StatusAccepted {
+		t.Errorf("POST /events through the gateway: status %d, want 202; body %s", status, body)
+		return
+	}
+	var ack struct {
+		Stream string `json:"stream"`
+		Seq    uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal(body, &ack); err != nil || ack.Stream != events.StreamEvents || ack.Seq == 0 {
+		t.Errorf("POST /events through the gateway: answer %s (%v), want stream %s and a sequence", body, err, events.StreamEvents)
+		return
+	}
+	js, err := jetstream.New(tg.mustConnect(t, "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(t.Context(), ack.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetMsg(t.Context(), ack.Seq)
+	if err != nil {
+		t.Fatalf("admin: message %d of %s: %v", ack.Seq, ack.Stream, err)
+	}
+	e, err := events.Decode(msg.Header, msg.Data)
+	if err != nil {
+		t.Fatalf("message %d of %s: %v", ack.Seq, ack.Stream, err)
+	}
+	if e.ID() != "k8s-gateway-1" || e.Source() != "/k8s-test" || e.Type() != "com.example.order.created" || string(e.Data()) != `{"total":2}` {
+		t.Errorf("stored event %s %s %s %s, want the posted one", e.ID(), e.Source(), e.Type(), e.Data())
+	}
+}
+
+// postEvent POSTs a CloudEvent in binary mode (its attributes as ce-*
+// headers, data as JSON) to the gateway at addr, with "Authorization:
+// Bearer <token>" unless token is empty, and returns the status and body.
+func postEvent(t *testing.T, addr, token string, headers map[string]string, data string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/events", strings.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /events: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("POST /events: reading the answer: %v", err)
+	}
+	return resp.StatusCode, body
+}
+
+// watchTokensAsGateway reads bucket hookbus_gateway_tokens as NATS user
+// gateway the way a gateway follows its tokens (a watch of every key, and
+// a get), while admin writes one: the gateway's permissions must let it,
+// and the server must log no violation.
+func watchTokensAsGateway(t *testing.T, tg natsTarget) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	admin, err := jetstream.New(tg.mustConnect(t, "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	akv, err := admin.KeyValue(ctx, events.BucketGatewayTokens)
+	if err != nil {
+		t.Fatalf("admin: bucket %s: %v", events.BucketGatewayTokens, err)
+	}
+	js, err := jetstream.New(tg.mustConnect(t, "gateway"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, events.BucketGatewayTokens)
+	if err != nil {
+		t.Fatalf("gateway: bucket %s: %v", events.BucketGatewayTokens, err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		t.Fatalf("gateway: watch %s: %v", events.BucketGatewayTokens, err)
+	}
+	defer func() {
+		// A watch whose context ended has stopped already.
+		if err := w.Stop(); err != nil && ctx.Err() == nil {
+			t.Errorf("gateway: stop the watch: %v", err)
+		}
+	}()
+	// A record as `hookbus gateway token create` stores one, of a token
+	// whose SHA-256 is all zeros: no token has it, so it admits nobody.
+	const key = "k8s-watch"
+	const record = `{"name":"k8s-watch","sha256":"0000000000000000000000000000000000000000000000000000000000000000",` +
+		`"allow":[{"action":"publish","pattern":"com.example.>"}],"rate":0,"created_at":"2026-01-01T00:00:00Z"}`
+	if _, err := akv.Put(ctx, key, []byte(record)); err != nil {
+		t.Fatalf("admin: put a token: %v", err)
+	}
+	for seen := false; !seen; {
+		select {
+		case e := <-w.Updates():
+			seen = e != nil && e.Key() == key && string(e.Value()) == record
+		case <-ctx.Done():
+			t.Fatalf("gateway: the watch of %s did not see admin's token", events.BucketGatewayTokens)
+		}
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("gateway: get token %s: %v", key, err)
+	}
+	if string(e.Value()) != record {
+		t.Errorf("gateway: token %s is %s, want %s", key, e.Value(), record)
+	}
+	if err := akv.Delete(ctx, key); err != nil {
+		t.Errorf("admin: delete token %s: %v", key, err)
+	}
 }

@@ -124,16 +124,16 @@ func (c Config) Validate() error {
 		return errors.New("nats websocket origins: set without a WebSocket listener")
 	}
 	for _, o := range c.WebsocketOrigins {
-		if err := validateOrigin(o); err != nil {
+		if err := ValidateOrigin(o); err != nil {
 			return fmt.Errorf("nats websocket origin %q: %w", o, err)
 		}
 	}
 	return nil
 }
 
-// validateOrigin accepts what a browser sends as Origin: scheme://host or
+// ValidateOrigin accepts what a browser sends as Origin: scheme://host or
 // scheme://host:port, scheme http or https, nothing after.
-func validateOrigin(o string) error {
+func ValidateOrigin(o string) error {
 	const want = "want scheme://host[:port] with scheme http or https, e.g. https://app.example.com"
 	u, err := url.Parse(o)
 	if err != nil {

@@ -235,6 +235,16 @@ func (c Config) Buckets() []jetstream.KeyValueConfig {
 			Storage:      jetstream.FileStorage,
 			Replicas:     c.Replicas,
 		},
+		{
+			Bucket:      events.BucketGatewayTokens,
+			Description: "HTTP gateway bearer tokens (SHA-256 only), written by hookbus gateway token, watched by the gateway.",
+			// One revision: a revoked token's record is not kept.
+			History:      1,
+			MaxValueSize: 64 << 10,
+			MaxBytes:     -1,
+			Storage:      jetstream.FileStorage,
+			Replicas:     c.Replicas,
+		},
 	}
 }
 

@@ -714,10 +714,44 @@ func decodeStructured(data []byte) (*event.Event, error) {
 	if err := format.JSON.Unmarshal(data, &e); err != nil {
 		return nil, explainStructured(data, err)
 	}
+	if ec, ok := v1Context(&e); ok && sourceAsSent(&ec.Source.URL, data) {
+		return &e, nil
+	}
 	if err := checkStructuredSource(data); err != nil {
 		return nil, err
 	}
 	return &e, nil
+}
+
+// sourceName is how a member named source ends in a JSON body.
+var sourceName = []byte(`source"`)
+
+// sourceAsSent reports, without parsing body again, that the source the
+// CloudEvents library read from structured body into u is the one in
+// body, as sent, so that checkStructuredSource would accept it: u is a
+// plain path (what url.Parse returns only for that same string, or for it
+// followed by an empty fragment, "#"), the body has no '#' and no escape
+// (so the string in the body is the string parsed), and no other member
+// whose name is "source" in any case (which encoding/json, unlike the
+// library, would read). When it returns false, checkStructuredSource
+// decides.
+func sourceAsSent(u *url.URL, body []byte) bool {
+	if *u != (url.URL{Path: u.Path}) || !plainSource(u.Path) || strings.HasPrefix(u.Path, "//") ||
+		bytes.IndexByte(body, '#') >= 0 || bytes.IndexByte(body, '\\') >= 0 {
+		return false
+	}
+	n := 0
+	for i := bytes.IndexByte(body, '"'); i >= 0; {
+		if i >= len(sourceName)-1 && bytes.EqualFold(body[i-len(sourceName)+1:i+1], sourceName) {
+			n++
+		}
+		j := bytes.IndexByte(body[i+1:], '"')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return n == 1
 }
 
 func attrErr(field string, err error) error {

@@ -14,4 +14,7 @@ const (
 	BucketHooks   = "hookbus_hooks"
 	BucketAuth    = "hookbus_auth"
 	BucketDevices = "hookbus_devices"
+	// BucketGatewayTokens holds the HTTP gateway's bearer tokens, one
+	// key per token name, each stored only as its SHA-256.
+	BucketGatewayTokens = "hookbus_gateway_tokens"
 )
