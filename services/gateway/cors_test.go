@@ -77,7 +77,9 @@ func TestCORS(t *testing.T) {
 
 		resp = request(t, http.MethodPost, b.url+"/events", h, body)
 		if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Access-Control-Allow-Origin") != app ||
-			!strings.Contains(strings.Join(resp.Header.Values("Vary"), ","), "Origin") {
+			!strings.Contains(strings.Join(resp.Header.Values("Vary"), ","), "Origin") ||
+			// Scripts may read what tells them when to retry and how long a call waited.
+			resp.Header.Get("Access-Control-Expose-Headers") != "Retry-After, WWW-Authenticate, Preference-Applied" {
 			t.Errorf("POST from %s: %d %v", app, resp.StatusCode, corsHeaders(resp.Header))
 		}
 
