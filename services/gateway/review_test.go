@@ -1,0 +1,47 @@
+package gateway_test
+
+import (
+	"net/http"
+	"testing"
+)
+
+// A token must not take the source /gateway/<name> of another token's
+// webhooks: an event of its own with that source and the id of a coming
+// delivery would make the victim's delivery a "duplicate", never stored.
+func TestReviewWebhookSourceCannotBeClaimedByAnotherToken(t *testing.T) {
+	b := newAuthBus(t, noAnonymous, nil)
+	attacker := b.createToken(t, "attacker", 0, "publish:com.attacker.>")
+	victim := b.createToken(t, "victim", 0, "publish:com.example.>")
+	structuredCT := map[string]string{"Content-Type": "application/cloudevents+json"}
+
+	// Structured, binary and batch: each refused, nothing stored.
+	status, _, body := post(t, b.url+"/events", withToken(structuredCT, attacker),
+		`{"specversion":"1.0","id":"delivery-1","source":"/gateway/victim","type":"com.attacker.x","data":{"n":1}}`)
+	refused(t, status, body, http.StatusForbidden, "forbidden")
+	status, _, body = post(t, b.url+"/events", withToken(map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "delivery-2",
+		"Ce-Source": "/gateway/victim", "Ce-Type": "com.attacker.x", "Content-Type": "application/json"}, attacker), `{}`)
+	refused(t, status, body, http.StatusForbidden, "forbidden")
+	status, _, body = post(t, b.url+"/events", withToken(map[string]string{"Content-Type": "application/cloudevents-batch+json"}, attacker),
+		`[{"specversion":"1.0","id":"delivery-3","source":"/gateway/victim","type":"com.attacker.x","data":{"n":1}}]`)
+	if status != http.StatusMultiStatus {
+		t.Fatalf("batch claiming /gateway/victim: status %d, want 207; body %s", status, body)
+	}
+	if n := b.stored(t); n != 0 {
+		t.Fatalf("%d events stored with another token's webhook source, want 0", n)
+	}
+
+	// The victim's deliveries are each stored, not found duplicate.
+	for _, id := range []string{"delivery-1", "delivery-2", "delivery-3"} {
+		status, _, body = post(t, b.url+"/events/com.example.order.paid",
+			withToken(map[string]string{"Content-Type": "application/json", "Idempotency-Key": id}, victim), `{"amount":100}`)
+		if st := accepted(t, status, body); st.Duplicate {
+			t.Fatalf("victim's delivery %s: %s: taken as a duplicate of the attacker's event", id, body)
+		}
+	}
+
+	// A token may still send its own webhook source (a CloudEvent retried
+	// in structured mode), and sources elsewhere.
+	status, _, body = post(t, b.url+"/events", withToken(structuredCT, victim),
+		`{"specversion":"1.0","id":"delivery-1","source":"/gateway/victim","type":"com.example.order.paid","data":{"amount":100}}`)
+	accepted(t, status, body)
+}
