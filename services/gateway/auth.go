@@ -74,6 +74,23 @@ func (s *Service) permit(r *http.Request, action, eventType string) *Problem {
 		Detail: fmt.Sprintf("token %s may not %s events of type %q", p.Name, action, eventType)}
 }
 
+// permitSource returns nil when r's principal may publish an event with
+// source: a source under /gateway/ is the webhooks' of one token
+// (webhookSourcePrefix and its name), and only that token may send it, or
+// another token could take a coming delivery's source and id first and
+// have that delivery found a duplicate, never stored.
+func permitSource(r *http.Request, source string) *Problem {
+	rest, ok := strings.CutPrefix(source, webhookSourcePrefix)
+	if !ok {
+		return nil
+	}
+	if p := principalFrom(r.Context()); rest != p.Name {
+		return &Problem{Status: http.StatusForbidden, Code: codeForbidden,
+			Detail: fmt.Sprintf("token %s may not send events of source %q: %s<name> is the source of the webhooks of token <name>", p.Name, source, webhookSourcePrefix)}
+	}
+	return nil
+}
+
 // storedToken is a token of the bucket, as the gateway checks it.
 type storedToken struct {
 	Token

@@ -64,7 +64,11 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte)
 			results[i] = BatchResult{Status: p.Status, Error: p}
 			continue
 		}
-		if p := s.permit(r, ActionPublish, e.Type()); p != nil {
+		p := s.permit(r, ActionPublish, e.Type())
+		if p == nil {
+			p = permitSource(r, e.Source())
+		}
+		if p != nil {
 			results[i] = BatchResult{Status: p.Status, Error: p.fill()}
 			continue
 		}

@@ -68,6 +68,10 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
+	if p := permitSource(r, e.Source()); p != nil {
+		writeProblem(w, p)
+		return
+	}
 	s.accept(w, r, e)
 }
 
