@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -44,4 +45,36 @@ func TestReviewWebhookSourceCannotBeClaimedByAnotherToken(t *testing.T) {
 	status, _, body = post(t, b.url+"/events", withToken(structuredCT, victim),
 		`{"specversion":"1.0","id":"delivery-1","source":"/gateway/victim","type":"com.example.order.paid","data":{"amount":100}}`)
 	accepted(t, status, body)
+}
+
+// A refusal must not echo an unbounded part of the request: a 1 MiB source
+// that is not in canonical form came back as an 18 MiB problem (the value
+// quoted, in its canonical form too, in detail and reason, each '<' JSON
+// escaped as \u003c), some 200 MB allocated for one request.
+func TestReviewRefusalDoesNotAmplifyTheRequest(t *testing.T) {
+	b := newBus(t)
+	src := strings.Repeat("<", testMaxEventSize-1000)
+	ev := `{"specversion":"1.0","id":"x","source":"` + src + `","type":"com.example.a","data":{}}`
+	status, _, body := post(t, b.url+"/events", map[string]string{"Content-Type": "application/cloudevents+json"}, ev)
+	p := refused(t, status, body, http.StatusBadRequest, "invalid")
+	if p.Field != "source" {
+		t.Fatalf("problem %.300s: want field source", body)
+	}
+	if len(body) > 4<<10 {
+		t.Fatalf("a %d-byte event was refused with a %d-byte problem, want at most 4 KiB", len(ev), len(body))
+	}
+
+	// In a batch, each result is bounded the same way.
+	var parts []string
+	for range 20 {
+		parts = append(parts, `{"specversion":"1.0","id":"x","source":"`+strings.Repeat("<", 700)+`","type":"com.example.a"}`)
+	}
+	batch := "[" + strings.Join(parts, ",") + "]"
+	status, _, body = post(t, b.url+"/events", map[string]string{"Content-Type": "application/cloudevents-batch+json"}, batch)
+	if status != http.StatusMultiStatus {
+		t.Fatalf("batch: status %d, want 207", status)
+	}
+	if len(body) > 20*4<<10 {
+		t.Fatalf("a %d-byte batch of 20 events was answered with %d bytes, want at most 4 KiB per event", len(batch), len(body))
+	}
 }
