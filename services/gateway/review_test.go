@@ -1,9 +1,15 @@
 package gateway_test
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/services/gateway"
 )
 
 // A token must not take the source /gateway/<name> of another token's
@@ -77,4 +83,56 @@ func TestReviewRefusalDoesNotAmplifyTheRequest(t *testing.T) {
 	if len(body) > 20*4<<10 {
 		t.Fatalf("a %d-byte batch of 20 events was answered with %d bytes, want at most 4 KiB per event", len(batch), len(body))
 	}
+}
+
+// A call in flight when the gateway shuts down must get an answer within
+// the shutdown bound: it was cut off with no answer at all (EOF) when its
+// chain took longer than ShutdownTimeout, and Run failed.
+func TestReviewCallInFlightIsAnsweredAtShutdown(t *testing.T) {
+	b := newCallBus(t)
+	cfg := gateway.DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.ShutdownTimeout = 600 * time.Millisecond // shorter than the slow chain
+	svc, err := gateway.New(cfg, b.nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	natstest.Eventually(t, 5*time.Second, func() error { return svc.Ready(ctx) })
+
+	header, body := structuredCall("com.example.call.slow", "sd-1", `{"total":10}`)
+	type answer struct {
+		status int
+		h      http.Header
+		body   []byte
+		err    error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+svc.Addr()+"/calls/com.example.call.slow", strings.NewReader(body))
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		answers <- answer{status: resp.StatusCode, h: resp.Header, body: raw, err: err}
+	}()
+	time.Sleep(300 * time.Millisecond) // the call is waiting for its chain
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v, want a clean shutdown", err)
+	}
+	a := <-answers
+	if a.err != nil {
+		t.Fatalf("call in flight at shutdown: %v, want an answer", a.err)
+	}
+	wantProblem(t, a.status, a.h, a.body, http.StatusServiceUnavailable, "unavailable", "")
 }
