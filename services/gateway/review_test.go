@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/gateway"
 )
 
@@ -135,4 +137,20 @@ func TestReviewCallInFlightIsAnsweredAtShutdown(t *testing.T) {
 		t.Fatalf("call in flight at shutdown: %v, want an answer", a.err)
 	}
 	wantProblem(t, a.status, a.h, a.body, http.StatusServiceUnavailable, "unavailable", "")
+}
+
+// Token names the gateway gives requests of its own must not be tokens'
+// too: "anonymous" is the principal (and webhook source /gateway/anonymous)
+// of requests without a token, "-" the metrics' token label of refused
+// requests; a token so named would share them.
+func TestReviewReservedTokenNames(t *testing.T) {
+	allow := []gateway.Permission{{Action: gateway.ActionPublish, Pattern: "com.example.>"}}
+	for _, name := range []string{"anonymous", "-"} {
+		if _, _, err := gateway.NewToken(name, allow, 0, time.Now()); !errors.Is(err, events.ErrInvalid) {
+			t.Errorf("token named %q: %v, want invalid", name, err)
+		}
+	}
+	if _, _, err := gateway.NewToken("anonymous-2", allow, 0, time.Now()); err != nil {
+		t.Errorf("token named anonymous-2: %v", err)
+	}
 }
