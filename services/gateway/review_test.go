@@ -154,3 +154,23 @@ func TestReviewReservedTokenNames(t *testing.T) {
 		t.Errorf("token named anonymous-2: %v", err)
 	}
 }
+
+// Anonymous use on loopback must not let any web page the user visits
+// publish: a cross-origin "simple" request (Content-Type text/plain, no
+// custom header, so no preflight; fetch with mode no-cors) to the webhook
+// route was stored and dispatched, though the page cannot read the answer.
+// The all-in-one's NATS WebSocket refuses foreign origins for this reason.
+func TestReviewAnonymousRefusesBrowsersFromOtherOrigins(t *testing.T) {
+	b := newAuthBus(t, nil, nil) // 127.0.0.1: anonymous use on
+	h := map[string]string{"Content-Type": "text/plain;charset=UTF-8", "Origin": "https://evil.example"}
+	status, _, body := post(t, b.url+"/events/com.example.order.paid", h, `{"amount":1}`)
+	if status != http.StatusForbidden && status != http.StatusUnauthorized {
+		t.Errorf("anonymous request from origin https://evil.example: status %d (%s), want 401 or 403", status, body)
+	}
+	if n := b.stored(t); n != 0 {
+		t.Fatalf("%d events stored from a foreign web page, want 0", n)
+	}
+	// curl and SDKs send no Origin: still anonymous.
+	status, _, body = post(t, b.url+"/events/com.example.order.paid", map[string]string{"Content-Type": "application/json"}, `{"amount":1}`)
+	accepted(t, status, body)
+}
