@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -206,6 +207,12 @@ func unauthorized(detail string) *Problem {
 func (s *Service) authenticate(r *http.Request) (principal, *rate.Limiter, *Problem) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
+		// A browser sends Origin: anonymous use is for this machine's
+		// programs, not for every web page its user visits (a
+		// cross-origin POST without custom headers needs no preflight).
+		if origin := r.Header.Get("Origin"); origin != "" && s.cfg.anonymous() && !slices.Contains(s.cfg.CORSOrigins, origin) {
+			return principal{}, nil, unauthorized(fmt.Sprintf("a bearer token is required from origin %q: anonymous use is not for web pages", origin))
+		}
 		if s.cfg.anonymous() {
 			return principal{Name: anonymousName, all: true}, s.anonLimiter, nil
 		}
