@@ -174,3 +174,14 @@ func TestReviewAnonymousRefusesBrowsersFromOtherOrigins(t *testing.T) {
 	status, _, body = post(t, b.url+"/events/com.example.order.paid", map[string]string{"Content-Type": "application/json"}, `{"amount":1}`)
 	accepted(t, status, body)
 }
+
+// Prefer: wait=100000 is capped at the maximum; a longer number of seconds
+// (beyond int64) must be capped the same, not refused.
+func TestReviewPreferWaitBeyondInt64IsCapped(t *testing.T) {
+	b := newCallBus(t)
+	header, body := structuredCall("com.example.call.tax", "pw-1", `{"total":10}`)
+	status, h, raw := post(t, b.url+"/calls/com.example.call.tax", withHeader(header, "Prefer", "wait=99999999999999999999"), body)
+	if status != http.StatusOK || h.Get("Preference-Applied") != "wait=300" {
+		t.Fatalf("Prefer wait=99999999999999999999: status %d, Preference-Applied %q, want 200 and wait=300; body %s", status, h.Get("Preference-Applied"), raw)
+	}
+}
