@@ -131,6 +131,9 @@ func (s *Service) callWait(r *http.Request) (wait time.Duration, preferred bool,
 	}
 	if v, ok := preference(r.Header, "wait"); ok {
 		n, err := strconv.ParseInt(v, 10, 64)
+		if errors.Is(err, strconv.ErrRange) && n > 0 { // digits past int64: over any cap
+			err = nil
+		}
 		if err != nil || n <= 0 {
 			return 0, false, badWait("Prefer", fmt.Sprintf("wait=%q is not a positive number of seconds", v))
 		}
