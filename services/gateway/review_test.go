@@ -185,3 +185,11 @@ func TestReviewPreferWaitBeyondInt64IsCapped(t *testing.T) {
 		t.Fatalf("Prefer wait=99999999999999999999: status %d, Preference-Applied %q, want 200 and wait=300; body %s", status, h.Get("Preference-Applied"), raw)
 	}
 }
+
+// A batch is a JSON array: the body null is not one (it decoded as an
+// empty batch and was answered 202).
+func TestReviewBatchNullIsRefused(t *testing.T) {
+	b := newBus(t)
+	status, _, body := post(t, b.url+"/events", map[string]string{"Content-Type": "application/cloudevents-batch+json"}, "null")
+	refused(t, status, body, http.StatusBadRequest, "invalid")
+}
