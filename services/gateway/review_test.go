@@ -193,3 +193,23 @@ func TestReviewBatchNullIsRefused(t *testing.T) {
 	status, _, body := post(t, b.url+"/events", map[string]string{"Content-Type": "application/cloudevents-batch+json"}, "null")
 	refused(t, status, body, http.StatusBadRequest, "invalid")
 }
+
+// The gateway does not decode Content-Encoding: a gzip-compressed body
+// was stored as the event's data as it came, compressed, and answered
+// 202. It must be refused (415), nothing stored.
+func TestReviewContentEncodingIsRefused(t *testing.T) {
+	b := newBus(t)
+	h := map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "gz-1", "Ce-Source": "/shop", "Ce-Type": "com.example.order.created",
+		"Content-Type": "application/json", "Content-Encoding": "gzip"}
+	status, _, body := post(t, b.url+"/events", h, "\x1f\x8b\x08\x00\x00\x00\x00\x00")
+	refused(t, status, body, http.StatusUnsupportedMediaType, "unsupported_media_type")
+	status, _, body = post(t, b.url+"/events/com.example.order.created",
+		map[string]string{"Content-Type": "application/json", "Content-Encoding": "br"}, `{"a":1}`)
+	refused(t, status, body, http.StatusUnsupportedMediaType, "unsupported_media_type")
+	if n := b.stored(t); n != 0 {
+		t.Fatalf("%d events stored, want 0", n)
+	}
+	h["Content-Encoding"], h["Ce-Id"] = "identity", "gz-2"
+	status, _, body = post(t, b.url+"/events", h, `{"a":1}`)
+	accepted(t, status, body)
+}
