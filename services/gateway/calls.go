@@ -65,6 +65,7 @@ func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
+	defer context.AfterFunc(s.calls, cancel)()
 	res, err := s.bus.Call(ctx, *e)
 	var failed *client.Error
 	switch {
@@ -72,6 +73,9 @@ func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 		writeChainResult(w, res, failed)
 	case r.Context().Err() != nil:
 		s.log.Debug("client gone before the call's answer", "event_id", e.ID(), "event_type", e.Type(), "err", err)
+	case s.calls.Err() != nil:
+		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable,
+			Detail: fmt.Sprintf("the gateway is shutting down: the chain of %s may still run to its end", typ)})
 	case errors.Is(err, client.ErrNoDispatcher):
 		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: err.Error()})
 	case errors.Is(err, context.DeadlineExceeded):
@@ -127,6 +131,9 @@ func (s *Service) callWait(r *http.Request) (wait time.Duration, preferred bool,
 	}
 	if v, ok := preference(r.Header, "wait"); ok {
 		n, err := strconv.ParseInt(v, 10, 64)
+		if errors.Is(err, strconv.ErrRange) && n > 0 { // digits past int64: over any cap
+			err = nil
+		}
 		if err != nil || n <= 0 {
 			return 0, false, badWait("Prefer", fmt.Sprintf("wait=%q is not a positive number of seconds", v))
 		}

@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,6 +54,11 @@ type Service struct {
 
 	addr  atomic.Pointer[string] // set by Run once listening
 	ready atomic.Bool
+
+	// calls ends half way through the shutdown: the calls still waiting
+	// for their chain are then answered 503, within ShutdownTimeout.
+	calls     context.Context
+	stopCalls context.CancelFunc
 }
 
 // New builds the gateway on nc; Run serves it. A nil logger discards logs.
@@ -86,7 +92,10 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	calls, stopCalls := context.WithCancel(context.Background())
 	return &Service{
+		calls:       calls,
+		stopCalls:   stopCalls,
 		cfg:         cfg,
 		log:         log.With("service", "gateway"),
 		codec:       events.Codec{MaxSize: cfg.MaxEventSize},
@@ -226,6 +235,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if serveErr != nil {
 		errs = append(errs, fmt.Errorf("gateway serve: %w", serveErr))
 	} else {
+		stop := time.AfterFunc(s.cfg.ShutdownTimeout/2, s.stopCalls)
+		defer stop.Stop()
 		if err := srv.Shutdown(sctx); err != nil {
 			_ = srv.Close()
 			errs = append(errs, fmt.Errorf("gateway shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err))

@@ -68,6 +68,10 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
+	if p := permitSource(r, e.Source()); p != nil {
+		writeProblem(w, p)
+		return
+	}
 	s.accept(w, r, e)
 }
 
@@ -122,8 +126,14 @@ func plainJSONString(s string) bool {
 }
 
 // readBody reads the body up to the limit of mode m: a longer one is
-// refused with 413.
+// refused with 413, a body with a Content-Encoding with 415.
 func (s *Service) readBody(w http.ResponseWriter, r *http.Request, m mode) ([]byte, *Problem) {
+	// The body is the event or its data as it is: a coded one (gzip)
+	// would be stored coded.
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
+			Detail: fmt.Sprintf("Content-Encoding %q is not supported: send the body as it is", ce)}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(m)))
 	if err == nil {
 		return body, nil

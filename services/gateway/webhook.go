@@ -57,6 +57,10 @@ func (s *Service) postWebhook(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, refusal(&events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q is not the type of the path, %q", e.Type(), typ)}))
 			return
 		}
+		if p := permitSource(r, e.Source()); p != nil {
+			writeProblem(w, p)
+			return
+		}
 	} else {
 		body, p := s.readBody(w, r, binaryMode)
 		if p != nil {
