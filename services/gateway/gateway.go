@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/hookbus/hookbus/pkg/client"
@@ -47,8 +48,9 @@ type Service struct {
 	js    jetstream.JetStream
 
 	tokens      tokenStore
-	anonLimiter *rate.Limiter  // shared by every anonymous request
-	bus         *client.Client // calls
+	anonLimiter *rate.Limiter       // shared by every anonymous request
+	inflight    *semaphore.Weighted // Config.MaxInflightBytes
+	bus         *client.Client      // calls
 	met         *metrics
 	tls         *tls.Config // nil: plain HTTP
 
@@ -106,6 +108,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		tls:         tlsCfg,
 		tokens:      tokenStore{tokens: map[string]*storedToken{}},
 		anonLimiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Rate),
+		inflight:    newInflight(cfg),
 	}, nil
 }
 
@@ -119,7 +122,7 @@ func (s *Service) Handler() http.Handler {
 	for _, rt := range s.routes() {
 		h := rt.handler
 		if !rt.public {
-			h = s.guard(h).ServeHTTP
+			h = s.guard(s.bounded(h)).ServeHTTP
 		}
 		mux.HandleFunc(rt.pattern, s.met.routed(rt.pattern, h))
 	}

@@ -205,11 +205,17 @@ func requestMode(h http.Header) (mode, *Problem) {
 // limit as one structured event. An event that gets past it is still held
 // to the limit once encoded (413 then too).
 func (s *Service) bodyLimit(m mode) int64 {
-	n := int64(s.cfg.MaxEventSize)
 	if m != binaryMode {
-		return n + n/3 + 64<<10
+		return maxBodyLimit(s.cfg.MaxEventSize)
 	}
-	return n
+	return int64(s.cfg.MaxEventSize)
+}
+
+// maxBodyLimit is the body limit of structured and batch mode, the
+// largest of any route, for events of at most maxEventSize bytes.
+func maxBodyLimit(maxEventSize int) int64 {
+	n := int64(maxEventSize)
+	return n + n/3 + 64<<10
 }
 
 // cloudEventsHeader returns the headers of r that make the event, as NATS
