@@ -35,29 +35,9 @@ func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	m, p := requestMode(r.Header)
-	if p == nil && m == batchMode {
-		p = &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
-			Detail: fmt.Sprintf("a call takes one event: send %s (structured mode) or ce-* headers (binary mode), not a batch", contentTypeStructured)}
-	}
+	e, p := s.pathEvent(w, r, typ, fmt.Sprintf("a call takes one event: send %s (structured mode) or ce-* headers (binary mode), not a batch", contentTypeStructured))
 	if p != nil {
 		writeProblem(w, p)
-		return
-	}
-	body, p := s.readBody(w, r, m)
-	if p != nil {
-		writeProblem(w, p)
-		return
-	}
-	e, err := s.codec.Decode(cloudEventsHeader(r.Header, m), body)
-	if err != nil {
-		writeProblem(w, refusal(err))
-		return
-	}
-	if e.Type() != typ {
-		reason := fmt.Sprintf("%q is not the type the path names, %q", e.Type(), typ)
-		writeProblem(w, &Problem{Status: http.StatusBadRequest, Code: events.CodeInvalid, Field: "type", Reason: reason,
-			Detail: "invalid event: type: " + reason})
 		return
 	}
 	if preferred {

@@ -125,6 +125,32 @@ func plainJSONString(s string) bool {
 	return true
 }
 
+// pathEvent reads the one CloudEvent, in binary or structured mode, of a
+// request to a route that names its type (POST /events/{type}, POST
+// /calls/{type}): a batch is refused with 415 and batchDetail, an event
+// of another type than typ with 400.
+func (s *Service) pathEvent(w http.ResponseWriter, r *http.Request, typ, batchDetail string) (*event.Event, *Problem) {
+	m, p := requestMode(r.Header)
+	if p == nil && m == batchMode {
+		p = &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType, Detail: batchDetail}
+	}
+	if p != nil {
+		return nil, p
+	}
+	body, p := s.readBody(w, r, m)
+	if p != nil {
+		return nil, p
+	}
+	e, err := s.codec.Decode(cloudEventsHeader(r.Header, m), body)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	if e.Type() != typ {
+		return nil, refusal(&events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q is not the type of the path, %q", e.Type(), typ)})
+	}
+	return e, nil
+}
+
 // readBody reads the body up to the limit of mode m: a longer one is
 // refused with 413, a body with a Content-Encoding with 415.
 func (s *Service) readBody(w http.ResponseWriter, r *http.Request, m mode) ([]byte, *Problem) {
