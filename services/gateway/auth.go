@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
@@ -73,6 +74,15 @@ func (s *Service) permit(r *http.Request, action, eventType string) *Problem {
 	}
 	return &Problem{Status: http.StatusForbidden, Code: codeForbidden,
 		Detail: fmt.Sprintf("token %s may not %s events of type %q", p.Name, action, eventType)}
+}
+
+// permitPublish returns nil when r's principal may publish e: its type
+// (permit) and its source (permitSource).
+func (s *Service) permitPublish(r *http.Request, e *event.Event) *Problem {
+	if p := s.permit(r, ActionPublish, e.Type()); p != nil {
+		return p
+	}
+	return permitSource(r, e.Source())
 }
 
 // permitSource returns nil when r's principal may publish an event with

@@ -69,11 +69,7 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte)
 			results[i] = BatchResult{Status: p.Status, Error: p}
 			continue
 		}
-		p := s.permit(r, ActionPublish, e.Type())
-		if p == nil {
-			p = permitSource(r, e.Source())
-		}
-		if p != nil {
+		if p := s.permitPublish(r, e); p != nil {
 			results[i] = BatchResult{Status: p.Status, Error: p.fill()}
 			continue
 		}

@@ -64,11 +64,7 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, refusal(err))
 		return
 	}
-	if p := s.permit(r, ActionPublish, e.Type()); p != nil {
-		writeProblem(w, p)
-		return
-	}
-	if p := permitSource(r, e.Source()); p != nil {
+	if p := s.permitPublish(r, e); p != nil {
 		writeProblem(w, p)
 		return
 	}
