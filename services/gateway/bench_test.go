@@ -26,7 +26,6 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/dispatcher"
 	"github.com/hookbus/hookbus/services/gateway"
-	"github.com/hookbus/hookbus/services/registry"
 )
 
 // benchType is the event type of every benchmark event.
@@ -355,9 +354,7 @@ func rawAsyncPublish(b *testing.B, nc *nats.Conn, enc *nats.Msg, prefix string, 
 // p99 of each in microseconds and x_nats, the HTTP p50 over the NATS p50.
 func BenchmarkCall(b *testing.B) {
 	srv, base := benchGateway(b)
-	for _, svc := range []natstest.Service{newRegistry(b, srv), newDispatcher(b, srv)} {
-		natstest.RunService(b, svc)
-	}
+	runChainServices(b, srv, dispatcher.DefaultConfig())
 	c, err := client.New(natstest.Connect(b, srv))
 	if err != nil {
 		b.Fatal(err)
@@ -443,22 +440,4 @@ func reportLatencies(b *testing.B, d []time.Duration, name string) float64 {
 	b.ReportMetric(p50, name+"-p50-µs")
 	b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds())/1e3, name+"-p99-µs")
 	return p50
-}
-
-func newRegistry(b *testing.B, srv *server.Server) natstest.Service {
-	b.Helper()
-	svc, err := registry.New(registry.DefaultConfig(), natstest.Connect(b, srv), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return svc
-}
-
-func newDispatcher(b *testing.B, srv *server.Server) natstest.Service {
-	b.Helper()
-	svc, err := dispatcher.New(dispatcher.DefaultConfig(), natstest.Connect(b, srv), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return svc
 }
