@@ -26,6 +26,7 @@ USER 65532:65532
 # The all-in-one (`hookbus serve` without HOOKBUS_NATS_URL) keeps its data
 # in ./data: the user's home is writable.
 WORKDIR /home/nonroot
-# NATS clients of the all-in-one; the ops endpoint (/livez, /readyz, /metrics).
-EXPOSE 4222 8090
+# NATS clients of the all-in-one; the HTTP gateway; the ops endpoint (/livez,
+# /readyz, /metrics).
+EXPOSE 4222 8080 8090
 ENTRYPOINT ["/hookbus"]

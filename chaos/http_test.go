@@ -151,20 +151,7 @@ func (tr *traffic) httpRequest(outcome string, final error) {
 // alternately of the chain and the notify type, until stop ends; each is
 // sent until answered 202, or until giveUp ends.
 func (tr *traffic) httpPublishLoop(stop, giveUp context.Context, p *httpPublisher, prefix string) {
-	tick := time.NewTicker(httpInterval)
-	defer tick.Stop()
-	for n := 0; ; n++ {
-		select {
-		case <-stop.Done():
-			return
-		case <-tick.C:
-		}
-		typ := chainType
-		if n%2 == 1 {
-			typ = notifyType
-		}
-		tr.publishHTTP(giveUp, p, newEvent(fmt.Sprintf("%s-%06d", prefix, n), typ, n))
-	}
+	eventLoop(stop, httpInterval, prefix, func(e event.Event) { tr.publishHTTP(giveUp, p, e) })
 }
 
 // publishHTTP posts e until it is answered 202, as a careful HTTP client

@@ -75,7 +75,13 @@ func newEvent(id, typ string, n int) event.Event {
 // alternately of the chain and the notify type, until stop ends; each event
 // is retried with its id until acknowledged or until giveUp ends.
 func (tr *traffic) publishLoop(stop, giveUp context.Context, c *client.Client, prefix string) {
-	tick := time.NewTicker(publishInterval)
+	eventLoop(stop, publishInterval, prefix, func(e event.Event) { tr.publish(giveUp, c, e) })
+}
+
+// eventLoop sends one new event every interval (ids prefix-NNNNNN),
+// alternately of the chain and the notify type, until stop ends.
+func eventLoop(stop context.Context, interval time.Duration, prefix string, send func(event.Event)) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for n := 0; ; n++ {
 		select {
@@ -87,7 +93,7 @@ func (tr *traffic) publishLoop(stop, giveUp context.Context, c *client.Client, p
 		if n%2 == 1 {
 			typ = notifyType
 		}
-		tr.publish(giveUp, c, newEvent(fmt.Sprintf("%s-%06d", prefix, n), typ, n))
+		send(newEvent(fmt.Sprintf("%s-%06d", prefix, n), typ, n))
 	}
 }
 

@@ -30,6 +30,7 @@ func newGatewayService(d deps) (service, error) {
 func (c Config) gateway() (gateway.Config, error) {
 	g := gateway.DefaultConfig()
 	g.Addr, g.MaxEventSize, g.Rate, g.MaxHeaders = c.GatewayAddr, c.MaxEventSize, c.GatewayRate, c.GatewayMaxHeaders
+	g.MaxInflightBytes = c.GatewayMaxInflight
 	g.CallTimeout, g.TLSCertFile, g.TLSKeyFile = c.GatewayCallTimeout, c.GatewayTLSCert, c.GatewayTLSKey
 	if c.GatewayAnonymous != "" {
 		on, err := strconv.ParseBool(c.GatewayAnonymous)

@@ -224,7 +224,9 @@ func newGatewayTokenRevokeCmd() *cobra.Command {
 	f := newGatewayTokenFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		name := args[0]
-		if err := gateway.ValidateTokenName(name); err != nil {
+		// Not ValidateTokenName: a token named before a name was
+		// reserved can still be revoked.
+		if err := events.ValidateName("gateway token", name); err != nil {
 			return err
 		}
 		return f.run(cmd, func(ctx context.Context, kv jetstream.KeyValue) error {

@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
@@ -72,6 +74,32 @@ func (s *Service) permit(r *http.Request, action, eventType string) *Problem {
 	}
 	return &Problem{Status: http.StatusForbidden, Code: codeForbidden,
 		Detail: fmt.Sprintf("token %s may not %s events of type %q", p.Name, action, eventType)}
+}
+
+// permitPublish returns nil when r's principal may publish e: its type
+// (permit) and its source (permitSource).
+func (s *Service) permitPublish(r *http.Request, e *event.Event) *Problem {
+	if p := s.permit(r, ActionPublish, e.Type()); p != nil {
+		return p
+	}
+	return permitSource(r, e.Source())
+}
+
+// permitSource returns nil when r's principal may publish an event with
+// source: a source under /gateway/ is the webhooks' of one token
+// (webhookSourcePrefix and its name), and only that token may send it, or
+// another token could take a coming delivery's source and id first and
+// have that delivery found a duplicate, never stored.
+func permitSource(r *http.Request, source string) *Problem {
+	rest, ok := strings.CutPrefix(source, webhookSourcePrefix)
+	if !ok {
+		return nil
+	}
+	if p := principalFrom(r.Context()); rest != p.Name {
+		return &Problem{Status: http.StatusForbidden, Code: codeForbidden,
+			Detail: fmt.Sprintf("token %s may not send events of source %q: %s<name> is the source of the webhooks of token <name>", p.Name, source, webhookSourcePrefix)}
+	}
+	return nil
 }
 
 // storedToken is a token of the bucket, as the gateway checks it.
@@ -189,6 +217,12 @@ func unauthorized(detail string) *Problem {
 func (s *Service) authenticate(r *http.Request) (principal, *rate.Limiter, *Problem) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
+		// A browser sends Origin: anonymous use is for this machine's
+		// programs, not for every web page its user visits (a
+		// cross-origin POST without custom headers needs no preflight).
+		if origin := r.Header.Get("Origin"); origin != "" && s.cfg.anonymous() && !slices.Contains(s.cfg.CORSOrigins, origin) {
+			return principal{}, nil, unauthorized(fmt.Sprintf("a bearer token is required from origin %q: anonymous use is not for web pages", origin))
+		}
 		if s.cfg.anonymous() {
 			return principal{Name: anonymousName, all: true}, s.anonLimiter, nil
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -41,7 +42,11 @@ var structuredHeader = nats.Header{events.HeaderContentType: {contentTypeStructu
 // MaxBatchEvents events is refused as a whole (400, 413), nothing stored.
 func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte) {
 	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
+	err := json.Unmarshal(body, &raws)
+	if err == nil && raws == nil { // null
+		err = errors.New("null is not an array")
+	}
+	if err != nil {
 		writeProblem(w, &Problem{Status: http.StatusBadRequest, Code: events.CodeInvalid, Field: "body",
 			Reason: fmt.Sprintf("a batch is a JSON array of events: %v", err), Detail: "invalid batch: body: not a JSON array of events"})
 		return
@@ -64,7 +69,7 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request, body []byte)
 			results[i] = BatchResult{Status: p.Status, Error: p}
 			continue
 		}
-		if p := s.permit(r, ActionPublish, e.Type()); p != nil {
+		if p := s.permitPublish(r, e); p != nil {
 			results[i] = BatchResult{Status: p.Status, Error: p.fill()}
 			continue
 		}

@@ -26,7 +26,6 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/dispatcher"
 	"github.com/hookbus/hookbus/services/gateway"
-	"github.com/hookbus/hookbus/services/registry"
 )
 
 // benchType is the event type of every benchmark event.
@@ -349,15 +348,13 @@ func rawAsyncPublish(b *testing.B, nc *nats.Conn, enc *nats.Msg, prefix string, 
 
 // BenchmarkCall measures the latency of a call with one pass-through
 // chain plugin (registry and dispatcher running on the same server):
-// client.Call over NATS (hookbus.call) and, when the gateway serves it,
-// POST /calls/<type> with the same event in binary mode, the two taking
-// turns in one loop so that both see the same load. It reports p50 and
+// client.Call over NATS (hookbus.call) and POST /calls/<type> with the
+// same event in binary mode (from a wireClient), the two taking turns in
+// one loop so that both see the same load. It reports p50 and
 // p99 of each in microseconds and x_nats, the HTTP p50 over the NATS p50.
 func BenchmarkCall(b *testing.B) {
 	srv, base := benchGateway(b)
-	for _, svc := range []natstest.Service{newRegistry(b, srv), newDispatcher(b, srv)} {
-		natstest.RunService(b, svc)
-	}
+	runChainServices(b, srv, dispatcher.DefaultConfig())
 	c, err := client.New(natstest.Connect(b, srv))
 	if err != nil {
 		b.Fatal(err)
@@ -393,25 +390,17 @@ func BenchmarkCall(b *testing.B) {
 	// The chain runs once the dispatcher has seen the plugin start.
 	natstest.Eventually(b, 10*time.Second, natsCall)
 
-	hc := keepAliveClient(b, 1)
-	callURL := base + "/calls/" + benchType
-	httpCall := func() error { return postCall(hc, callURL) }
-	if status, _, err := postBinary(context.Background(), hc, callURL, "probe"); err != nil || status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
-		// POST /calls/<type> is not on this branch: the NATS side alone.
-		b.Logf("POST /calls/<type> not served (status %d, %v): NATS side only", status, err)
-		httpCall = nil
-	}
+	wc := dialWire(b, base)
+	httpCall := func() error { return checkCallAnswer(wc.postBinary("/calls/"+benchType, "call")) }
 	var httpLat, natsLat []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		if httpCall != nil {
-			start := time.Now()
-			if err := httpCall(); err != nil {
-				b.Fatal(err)
-			}
-			httpLat = append(httpLat, time.Since(start))
-		}
 		start := time.Now()
+		if err := httpCall(); err != nil {
+			b.Fatal(err)
+		}
+		httpLat = append(httpLat, time.Since(start))
+		start = time.Now()
 		if err := natsCall(); err != nil {
 			b.Fatal(err)
 		}
@@ -419,29 +408,26 @@ func BenchmarkCall(b *testing.B) {
 	}
 	b.StopTimer()
 	natsP50 := reportLatencies(b, natsLat, "nats")
-	if httpCall != nil {
-		httpP50 := reportLatencies(b, httpLat, "http")
-		b.ReportMetric(httpP50/natsP50, "x_nats")
-	}
+	httpP50 := reportLatencies(b, httpLat, "http")
+	b.ReportMetric(httpP50/natsP50, "x_nats")
 }
 
-// postCall is one POST /calls/<type> at url of the benchmark event in
-// binary mode, answered 200 with the chain's result (the hookbus.call
-// answer) after one step.
-func postCall(hc *http.Client, url string) error {
-	status, body, err := postBinary(context.Background(), hc, url, "call")
+// checkCallAnswer checks the answer to one POST /calls/<type> of the
+// benchmark event: 200 with the chain's result (the hookbus.call answer)
+// after one step.
+func checkCallAnswer(status int, body []byte, err error) error {
 	if err != nil {
 		return err
 	}
 	if status != http.StatusOK {
-		return fmt.Errorf("POST %s: status %d: %s", url, status, body)
+		return fmt.Errorf("POST /calls: status %d: %s", status, body)
 	}
 	var res events.ChainResult
 	if err := json.Unmarshal(body, &res); err != nil {
-		return fmt.Errorf("POST %s: answer %s: %w", url, body, err)
+		return fmt.Errorf("POST /calls: answer %s: %w", body, err)
 	}
 	if len(res.Trace) != 1 {
-		return errors.New("POST " + url + ": trace of " + strconv.Itoa(len(res.Trace)) + " steps, want 1")
+		return errors.New("POST /calls: trace of " + strconv.Itoa(len(res.Trace)) + " steps, want 1")
 	}
 	return nil
 }
@@ -454,22 +440,4 @@ func reportLatencies(b *testing.B, d []time.Duration, name string) float64 {
 	b.ReportMetric(p50, name+"-p50-µs")
 	b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds())/1e3, name+"-p99-µs")
 	return p50
-}
-
-func newRegistry(b *testing.B, srv *server.Server) natstest.Service {
-	b.Helper()
-	svc, err := registry.New(registry.DefaultConfig(), natstest.Connect(b, srv), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return svc
-}
-
-func newDispatcher(b *testing.B, srv *server.Server) natstest.Service {
-	b.Helper()
-	svc, err := dispatcher.New(dispatcher.DefaultConfig(), natstest.Connect(b, srv), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return svc
 }

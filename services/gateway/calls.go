@@ -35,29 +35,9 @@ func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	m, p := requestMode(r.Header)
-	if p == nil && m == batchMode {
-		p = &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
-			Detail: fmt.Sprintf("a call takes one event: send %s (structured mode) or ce-* headers (binary mode), not a batch", contentTypeStructured)}
-	}
+	e, p := s.pathEvent(w, r, typ, fmt.Sprintf("a call takes one event: send %s (structured mode) or ce-* headers (binary mode), not a batch", contentTypeStructured))
 	if p != nil {
 		writeProblem(w, p)
-		return
-	}
-	body, p := s.readBody(w, r, m)
-	if p != nil {
-		writeProblem(w, p)
-		return
-	}
-	e, err := s.codec.Decode(cloudEventsHeader(r.Header, m), body)
-	if err != nil {
-		writeProblem(w, refusal(err))
-		return
-	}
-	if e.Type() != typ {
-		reason := fmt.Sprintf("%q is not the type the path names, %q", e.Type(), typ)
-		writeProblem(w, &Problem{Status: http.StatusBadRequest, Code: events.CodeInvalid, Field: "type", Reason: reason,
-			Detail: "invalid event: type: " + reason})
 		return
 	}
 	if preferred {
@@ -65,6 +45,7 @@ func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
+	defer context.AfterFunc(s.calls, cancel)()
 	res, err := s.bus.Call(ctx, *e)
 	var failed *client.Error
 	switch {
@@ -72,6 +53,9 @@ func (s *Service) postCall(w http.ResponseWriter, r *http.Request) {
 		writeChainResult(w, res, failed)
 	case r.Context().Err() != nil:
 		s.log.Debug("client gone before the call's answer", "event_id", e.ID(), "event_type", e.Type(), "err", err)
+	case s.calls.Err() != nil:
+		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable,
+			Detail: fmt.Sprintf("the gateway is shutting down: the chain of %s may still run to its end", typ)})
 	case errors.Is(err, client.ErrNoDispatcher):
 		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: err.Error()})
 	case errors.Is(err, context.DeadlineExceeded):
@@ -127,6 +111,9 @@ func (s *Service) callWait(r *http.Request) (wait time.Duration, preferred bool,
 	}
 	if v, ok := preference(r.Header, "wait"); ok {
 		n, err := strconv.ParseInt(v, 10, 64)
+		if errors.Is(err, strconv.ErrRange) && n > 0 { // digits past int64: over any cap
+			err = nil
+		}
 		if err != nil || n <= 0 {
 			return 0, false, badWait("Prefer", fmt.Sprintf("wait=%q is not a positive number of seconds", v))
 		}

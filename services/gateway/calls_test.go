@@ -73,21 +73,29 @@ var callPlugins = []struct {
 		}},
 }
 
+// runChainServices runs a registry and a dispatcher (with dcfg) on srv,
+// each on a connection of its own, until the test ends: what calls and
+// chains need.
+func runChainServices(tb testing.TB, srv *server.Server, dcfg dispatcher.Config) {
+	tb.Helper()
+	reg, err := registry.New(registry.DefaultConfig(), natstest.Connect(tb, srv), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	natstest.RunService(tb, reg)
+	disp, err := dispatcher.New(dcfg, natstest.Connect(tb, srv), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	natstest.RunService(tb, disp)
+}
+
 func newCallBus(t *testing.T) *callBus {
 	t.Helper()
 	srv, _ := natstest.RunTopology(t)
-	reg, err := registry.New(registry.DefaultConfig(), natstest.Connect(t, srv), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	natstest.RunService(t, reg)
 	dcfg := dispatcher.DefaultConfig()
 	dcfg.ConsumerCheck = 200 * time.Millisecond
-	disp, err := dispatcher.New(dcfg, natstest.Connect(t, srv), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	natstest.RunService(t, disp)
+	runChainServices(t, srv, dcfg)
 
 	nc := natstest.Connect(t, srv)
 	c, err := client.New(nc)

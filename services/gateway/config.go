@@ -56,6 +56,11 @@ type Config struct {
 	// MaxHeaders is the most header fields a request may have (431
 	// above).
 	MaxHeaders int
+	// MaxInflightBytes bounds the bytes of the requests the gateway holds
+	// at once (their Content-Length; the largest body a route reads when
+	// unknown): a request that does not fit is refused with 503. At least
+	// one largest request must fit.
+	MaxInflightBytes int64
 	// CORSOrigins are the origins (scheme://host[:port]) browsers may
 	// call the gateway from; none: CORS is off.
 	CORSOrigins []string
@@ -65,7 +70,8 @@ type Config struct {
 // size limit, a window of 256 events, 5 s per ack, 5 s for headers, 30 s
 // per request, 64 KiB and 100 fields of headers, calls waiting 30 s (at
 // most 5 min), 10 s to shut down, 1000 requests per second per token,
-// anonymous requests on loopback only, CORS off.
+// 256 MiB of requests held at once, anonymous requests on loopback only,
+// CORS off.
 func DefaultConfig() Config {
 	return Config{
 		Addr:              "127.0.0.1:8080",
@@ -81,6 +87,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   10 * time.Second,
 		Rate:              1000,
 		MaxHeaders:        100,
+		MaxInflightBytes:  256 << 20,
 	}
 }
 
@@ -108,6 +115,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gateway max header bytes %d: must be positive", c.MaxHeaderBytes)
 	case c.MaxHeaders <= 0:
 		return fmt.Errorf("gateway max headers %d: must be positive", c.MaxHeaders)
+	case c.MaxInflightBytes < maxBodyLimit(c.MaxEventSize):
+		return fmt.Errorf("gateway max in-flight bytes %d: less than one largest request (%d bytes, from the event size limit)", c.MaxInflightBytes, maxBodyLimit(c.MaxEventSize))
 	case c.Rate <= 0:
 		return fmt.Errorf("gateway rate %d: must be positive", c.Rate)
 	case c.AckTimeout <= 0, c.ReadHeaderTimeout <= 0, c.ReadTimeout <= 0, c.IdleTimeout <= 0, c.ShutdownTimeout <= 0:

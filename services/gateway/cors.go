@@ -38,7 +38,7 @@ func (s *Service) cors(next http.Handler) http.Handler {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
 		if !preflight {
-			h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate")
+			h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, Preference-Applied")
 			next.ServeHTTP(w, r)
 			return
 		}

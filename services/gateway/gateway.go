@@ -27,10 +27,12 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/hookbus/hookbus/pkg/client"
@@ -46,13 +48,19 @@ type Service struct {
 	js    jetstream.JetStream
 
 	tokens      tokenStore
-	anonLimiter *rate.Limiter  // shared by every anonymous request
-	bus         *client.Client // calls
+	anonLimiter *rate.Limiter       // shared by every anonymous request
+	inflight    *semaphore.Weighted // Config.MaxInflightBytes
+	bus         *client.Client      // calls
 	met         *metrics
 	tls         *tls.Config // nil: plain HTTP
 
 	addr  atomic.Pointer[string] // set by Run once listening
 	ready atomic.Bool
+
+	// calls ends half way through the shutdown: the calls still waiting
+	// for their chain are then answered 503, within ShutdownTimeout.
+	calls     context.Context
+	stopCalls context.CancelFunc
 }
 
 // New builds the gateway on nc; Run serves it. A nil logger discards logs.
@@ -86,7 +94,10 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	calls, stopCalls := context.WithCancel(context.Background())
 	return &Service{
+		calls:       calls,
+		stopCalls:   stopCalls,
 		cfg:         cfg,
 		log:         log.With("service", "gateway"),
 		codec:       events.Codec{MaxSize: cfg.MaxEventSize},
@@ -97,6 +108,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		tls:         tlsCfg,
 		tokens:      tokenStore{tokens: map[string]*storedToken{}},
 		anonLimiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Rate),
+		inflight:    newInflight(cfg),
 	}, nil
 }
 
@@ -110,7 +122,7 @@ func (s *Service) Handler() http.Handler {
 	for _, rt := range s.routes() {
 		h := rt.handler
 		if !rt.public {
-			h = s.guard(h).ServeHTTP
+			h = s.guard(s.bounded(h)).ServeHTTP
 		}
 		mux.HandleFunc(rt.pattern, s.met.routed(rt.pattern, h))
 	}
@@ -226,6 +238,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if serveErr != nil {
 		errs = append(errs, fmt.Errorf("gateway serve: %w", serveErr))
 	} else {
+		stop := time.AfterFunc(s.cfg.ShutdownTimeout/2, s.stopCalls)
+		defer stop.Stop()
 		if err := srv.Shutdown(sctx); err != nil {
 			_ = srv.Close()
 			errs = append(errs, fmt.Errorf("gateway shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err))

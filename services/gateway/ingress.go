@@ -64,7 +64,7 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, refusal(err))
 		return
 	}
-	if p := s.permit(r, ActionPublish, e.Type()); p != nil {
+	if p := s.permitPublish(r, e); p != nil {
 		writeProblem(w, p)
 		return
 	}
@@ -121,9 +121,41 @@ func plainJSONString(s string) bool {
 	return true
 }
 
+// pathEvent reads the one CloudEvent, in binary or structured mode, of a
+// request to a route that names its type (POST /events/{type}, POST
+// /calls/{type}): a batch is refused with 415 and batchDetail, an event
+// of another type than typ with 400.
+func (s *Service) pathEvent(w http.ResponseWriter, r *http.Request, typ, batchDetail string) (*event.Event, *Problem) {
+	m, p := requestMode(r.Header)
+	if p == nil && m == batchMode {
+		p = &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType, Detail: batchDetail}
+	}
+	if p != nil {
+		return nil, p
+	}
+	body, p := s.readBody(w, r, m)
+	if p != nil {
+		return nil, p
+	}
+	e, err := s.codec.Decode(cloudEventsHeader(r.Header, m), body)
+	if err != nil {
+		return nil, refusal(err)
+	}
+	if e.Type() != typ {
+		return nil, refusal(&events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q is not the type of the path, %q", e.Type(), typ)})
+	}
+	return e, nil
+}
+
 // readBody reads the body up to the limit of mode m: a longer one is
-// refused with 413.
+// refused with 413, a body with a Content-Encoding with 415.
 func (s *Service) readBody(w http.ResponseWriter, r *http.Request, m mode) ([]byte, *Problem) {
+	// The body is the event or its data as it is: a coded one (gzip)
+	// would be stored coded.
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
+			Detail: fmt.Sprintf("Content-Encoding %q is not supported: send the body as it is", ce)}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(m)))
 	if err == nil {
 		return body, nil
@@ -195,11 +227,17 @@ func requestMode(h http.Header) (mode, *Problem) {
 // limit as one structured event. An event that gets past it is still held
 // to the limit once encoded (413 then too).
 func (s *Service) bodyLimit(m mode) int64 {
-	n := int64(s.cfg.MaxEventSize)
 	if m != binaryMode {
-		return n + n/3 + 64<<10
+		return maxBodyLimit(s.cfg.MaxEventSize)
 	}
-	return n
+	return int64(s.cfg.MaxEventSize)
+}
+
+// maxBodyLimit is the body limit of structured and batch mode, the
+// largest of any route, for events of at most maxEventSize bytes.
+func maxBodyLimit(maxEventSize int) int64 {
+	n := int64(maxEventSize)
+	return n + n/3 + 64<<10
 }
 
 // cloudEventsHeader returns the headers of r that make the event, as NATS

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -55,10 +56,29 @@ func refusal(err error) *Problem {
 	}
 }
 
-// fill sets p's type and title from its code and status.
+// maxProblemText is the most bytes of a problem's detail and reason: they
+// may quote what the request sent, which must not come back at any length.
+const maxProblemText = 256
+
+// clip cuts s to maxProblemText bytes (at a character's start), marking the
+// cut with an ellipsis.
+func clip(s string) string {
+	if len(s) <= maxProblemText {
+		return s
+	}
+	cut := maxProblemText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// fill sets p's type and title from its code and status, and bounds its
+// detail and reason.
 func (p *Problem) fill() *Problem {
 	p.Type = problemTypeBase + string(p.Code)
 	p.Title = http.StatusText(p.Status)
+	p.Detail, p.Reason = clip(p.Detail), clip(p.Reason)
 	return p
 }
 

@@ -164,3 +164,44 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 		t.Errorf("stream holds %d events after slow clients", n)
 	}
 }
+
+// TestInflightBytesAreBounded: while requests hold Config.MaxInflightBytes
+// (here one request whose body is still coming), another is refused at
+// once with 503 and a Retry-After, nothing stored; once the first is gone,
+// the same request is stored.
+func TestInflightBytesAreBounded(t *testing.T) {
+	// The least the config takes: one largest request (structured mode).
+	budget := testMaxEventSize + testMaxEventSize/3 + 64<<10
+	b := newAuthBus(t, func(c *gateway.Config) { c.MaxInflightBytes = int64(budget) }, nil)
+	conn, err := net.Dial("tcp", b.url[len("http://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A binary-mode request of the whole budget, its body only begun.
+	if _, err := fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: x\r\nce-specversion: 1.0\r\nce-id: big\r\nce-source: /shop\r\nce-type: com.example.order.created\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\nxx", budget); err != nil {
+		t.Fatal(err)
+	}
+	h, body := structured("small-1", "com.example.order.created")
+	natstest.Eventually(t, 5*time.Second, func() error {
+		status, header, answer := post(t, b.url+"/events", h, body)
+		if status != http.StatusServiceUnavailable {
+			return fmt.Errorf("status %d, want 503 while the budget is held; body %s", status, answer)
+		}
+		var p problemBody
+		if err := json.Unmarshal(answer, &p); err != nil || p.Code != "unavailable" || header.Get("Retry-After") == "" {
+			t.Fatalf("answer %s (Retry-After %q): want code unavailable and a Retry-After", answer, header.Get("Retry-After"))
+		}
+		return nil
+	})
+	if n := b.stored(t); n != 0 {
+		t.Fatalf("stream holds %d events after a refusal", n)
+	}
+	conn.Close() // the first request ends: its bytes are released
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if status, _, answer := post(t, b.url+"/events", h, body); status != http.StatusAccepted {
+			return fmt.Errorf("status %d after the budget was released; body %s", status, answer)
+		}
+		return nil
+	})
+}

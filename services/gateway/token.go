@@ -85,8 +85,12 @@ func (t Token) Validate() error {
 }
 
 // ValidateTokenName checks a token name: a plugin name's rules,
-// [A-Za-z0-9_-]{1,64}.
+// [A-Za-z0-9_-]{1,64}, but neither "anonymous" (the principal of requests
+// without a token) nor "-" (the token label of refused requests).
 func ValidateTokenName(name string) error {
+	if name == anonymousName || name == unauthenticatedLabel {
+		return &events.ValidationError{Of: "gateway token", Field: "name", Reason: fmt.Sprintf("%q is the gateway's own: choose another name", name)}
+	}
 	return events.ValidateName("gateway token", name)
 }
 

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"fmt"
 	"mime"
 	"net/http"
 	"strings"
@@ -35,26 +34,13 @@ func (s *Service) postWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	var e *event.Event
 	if isCloudEvent(r.Header) {
-		m, p := requestMode(r.Header)
-		if p == nil && m == batchMode {
-			p = &Problem{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMediaType,
-				Detail: "a batch goes to POST /events: POST /events/{type} takes one event"}
-		}
-		var body []byte
-		if p == nil {
-			body, p = s.readBody(w, r, m)
-		}
-		if p != nil {
+		var p *Problem
+		if e, p = s.pathEvent(w, r, typ, "a batch goes to POST /events: POST /events/{type} takes one event"); p != nil {
 			writeProblem(w, p)
 			return
 		}
-		var err error
-		if e, err = s.codec.Decode(cloudEventsHeader(r.Header, m), body); err != nil {
-			writeProblem(w, refusal(err))
-			return
-		}
-		if e.Type() != typ {
-			writeProblem(w, refusal(&events.ValidationError{Field: "type", Reason: fmt.Sprintf("%q is not the type of the path, %q", e.Type(), typ)}))
+		if p := permitSource(r, e.Source()); p != nil {
+			writeProblem(w, p)
 			return
 		}
 	} else {
