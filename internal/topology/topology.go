@@ -217,6 +217,18 @@ func (c Config) Buckets() []jetstream.KeyValueConfig {
 			Replicas:     c.Replicas,
 		},
 		{
+			Bucket:      events.BucketHookSessions,
+			Description: "Owners of temporary hooks, one key per session, refreshed by its heartbeat; the registry removes the hooks of an expired session.",
+			// The bucket's max age is the session TTL: a key not written
+			// again within it expires (docs/decisions.md).
+			History:      1,
+			TTL:          events.HookSessionTTL,
+			MaxValueSize: 1 << 10,
+			MaxBytes:     -1,
+			Storage:      jetstream.FileStorage,
+			Replicas:     c.Replicas,
+		},
+		{
 			Bucket:      events.BucketAuth,
 			Description: "Auth credentials and keys, encrypted by the persistence service.",
 			// One revision: an old ciphertext is never kept once replaced.

@@ -18,6 +18,9 @@ type HookOp string
 const (
 	HookCreate HookOp = "create"
 	HookDelete HookOp = "delete"
+	// HookRotate gives a webhook a new secret, keeping the previous one
+	// valid for an overlap.
+	HookRotate HookOp = "rotate"
 )
 
 // HookCommandTypePrefix starts the CloudEvents type of every hook command:
@@ -64,6 +67,22 @@ const (
 	webhookSecretBytes = 24
 )
 
+// Temporary hooks: the owner's session key in BucketHookSessions expires
+// HookSessionTTL after its last write; an owner writes it every
+// HookSessionHeartbeat.
+const (
+	HookSessionTTL       = 10 * time.Second
+	HookSessionHeartbeat = 2 * time.Second
+)
+
+// Secret rotation: the previous secret stays valid for the overlap a
+// rotate command asks, DefaultSecretOverlap when it asks none, at most
+// MaxSecretOverlap.
+const (
+	DefaultSecretOverlap = 24 * time.Hour
+	MaxSecretOverlap     = 7 * 24 * time.Hour
+)
+
 // WebhookSecretBytes is the number of random bytes in a webhook secret
 // (whsec_<base64 of them>).
 const WebhookSecretBytes = webhookSecretBytes
@@ -79,10 +98,14 @@ type HookSpec struct {
 	Type HookType `json:"type"`
 	// Arg is the type's argument: the URL of a webhook.
 	Arg string `json:"arg"`
-	// Persistent hooks are stored and survive restarts; only persistent
-	// hooks are accepted for now.
-	Persistent bool         `json:"persistent"`
-	Settings   HookSettings `json:"settings,omitzero"`
+	// Persistent hooks survive restarts of everything. A temporary hook
+	// (false) lives while its Session's key in BucketHookSessions does.
+	Persistent bool `json:"persistent"`
+	// Session is the owner of a temporary hook: its key in
+	// BucketHookSessions (32 lowercase hex characters). Required when
+	// Persistent is false, refused when true.
+	Session  string       `json:"session,omitempty"`
+	Settings HookSettings `json:"settings,omitzero"`
 	// Filters narrow the node's events further: the hook runs for an
 	// event only when every filter matches.
 	Filters []HookMatch `json:"filters,omitempty"`
@@ -177,9 +200,13 @@ type Hook struct {
 	Created time.Time  `json:"created"`
 	Status  HookStatus `json:"status"`
 	// Secret signs a webhook's requests (whsec_<base64>). The registry
-	// answers it only to the create that made the hook; lists never carry
-	// it.
+	// answers it only to the create or rotate that made it; lists and
+	// lifecycle events never carry it.
 	Secret string `json:"secret,omitempty"`
+	// PreviousSecret, the secret before the last rotation, also signs
+	// until PreviousExpires. Never answered.
+	PreviousSecret  string    `json:"previous_secret,omitempty"`
+	PreviousExpires time.Time `json:"previous_expires,omitzero"`
 	// CommandSeq is the HOOKBUS_COMMANDS sequence of the command that
 	// wrote this state.
 	CommandSeq uint64 `json:"command_seq,omitempty"`
@@ -205,8 +232,15 @@ func (s HookSpec) Validate() error {
 	default:
 		return invalidIn("hook", "type", "%q: want %q", s.Type, HookWebhook)
 	}
-	if !s.Persistent {
-		return invalidIn("hook", "persistent", "temporary hooks are not supported yet: create the hook persistent")
+	switch {
+	case s.Persistent && s.Session != "":
+		return invalidIn("hook", "session", "a persistent hook belongs to no session: give no session, or create the hook temporary")
+	case !s.Persistent && s.Session == "":
+		return invalidIn("hook", "session", "required for a temporary hook: the owner's key in %s (or create the hook persistent)", BucketHookSessions)
+	case !s.Persistent:
+		if err := ValidateSessionID(s.Session); err != nil {
+			return err
+		}
 	}
 	if len(s.Filters) > maxHookFilters {
 		return invalidIn("hook", "filters", "%d filters, the limit is %d", len(s.Filters), maxHookFilters)
@@ -231,6 +265,15 @@ func (s HookSpec) Validate() error {
 func ValidateHookID(id string) error {
 	if len(id) != hookIDLen || strings.IndexFunc(id, func(r rune) bool { return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') }) >= 0 {
 		return invalidIn("hook", "id", "%q: want %d lowercase hex characters", id, hookIDLen)
+	}
+	return nil
+}
+
+// ValidateSessionID reports whether id is a hook session id: 32 lowercase
+// hex characters.
+func ValidateSessionID(id string) error {
+	if len(id) != hookIDLen || strings.IndexFunc(id, func(r rune) bool { return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') }) >= 0 {
+		return invalidIn("hook", "session", "%q: want %d lowercase hex characters", id, hookIDLen)
 	}
 	return nil
 }
@@ -290,11 +333,22 @@ func validateWebhookURL(arg string) error {
 
 // HookCommand is the data of a hook command: create carries Hook; delete
 // names one hook by ID, or every hook matching a HookFilter by Match (a
-// bulk delete; Node required).
+// bulk delete; Node required); rotate names one webhook by ID, with
+// OverlapSeconds (absent: DefaultSecretOverlap; 0: the old secret stops
+// at once).
 type HookCommand struct {
-	Hook  *HookSpec   `json:"hook,omitempty"`
-	ID    string      `json:"id,omitempty"`
-	Match *HookFilter `json:"match,omitempty"`
+	Hook           *HookSpec   `json:"hook,omitempty"`
+	ID             string      `json:"id,omitempty"`
+	Match          *HookFilter `json:"match,omitempty"`
+	OverlapSeconds *int64      `json:"overlap_seconds,omitempty"`
+}
+
+// Overlap is how long a rotate keeps the previous secret valid.
+func (c HookCommand) Overlap() time.Duration {
+	if c.OverlapSeconds == nil {
+		return DefaultSecretOverlap
+	}
+	return time.Duration(*c.OverlapSeconds) * time.Second
 }
 
 // Target is the hook the command is about: the declaration's id for
@@ -309,6 +363,9 @@ func (c HookCommand) Target() string {
 // Validate checks that the command fits op; the error is a
 // *ValidationError.
 func (c HookCommand) Validate(op HookOp) error {
+	if op != HookRotate && c.OverlapSeconds != nil {
+		return invalidIn("command", "overlap_seconds", "only a rotate takes an overlap")
+	}
 	switch op {
 	case HookCreate:
 		if c.Hook == nil {
@@ -334,8 +391,16 @@ func (c HookCommand) Validate(op HookOp) error {
 		default:
 			return invalidIn("command", "id", "delete needs a hook id or a match (node, and optionally type and arg)")
 		}
+	case HookRotate:
+		if c.Hook != nil || c.Match != nil {
+			return invalidIn("command", "id", "rotate takes the hook's id (and an overlap), not a declaration or a match")
+		}
+		if c.OverlapSeconds != nil && (*c.OverlapSeconds < 0 || *c.OverlapSeconds > int64(MaxSecretOverlap/time.Second)) {
+			return invalidIn("command", "overlap_seconds", "%d: want 0 to %d (7 days)", *c.OverlapSeconds, int64(MaxSecretOverlap/time.Second))
+		}
+		return ValidateHookID(c.ID)
 	default:
-		return invalidIn("command", "op", "%q: want %q or %q", op, HookCreate, HookDelete)
+		return invalidIn("command", "op", "%q: want %q, %q or %q", op, HookCreate, HookDelete, HookRotate)
 	}
 }
 
@@ -382,6 +447,20 @@ const HookLifecycleTypePrefix = "hookbus.hook."
 const (
 	HookCreated = "created"
 	HookDeleted = "deleted"
+	// HookSecretRotated: a webhook got a new secret (neither is in the
+	// event).
+	HookSecretRotated = "secret_rotated"
+)
+
+// HookReasonExtension is the CloudEvents extension of a
+// hookbus.hook.deleted event that says why: HookReasonCommand or
+// HookReasonOwnerGone.
+const HookReasonExtension = "reason"
+
+// Reasons a hook was deleted.
+const (
+	HookReasonCommand   = "deleted by command"
+	HookReasonOwnerGone = "owner gone"
 )
 
 // HookListSubject answers the hooks matching a HookFilter (micro service

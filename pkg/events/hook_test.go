@@ -62,7 +62,10 @@ func TestHookSpecValidate(t *testing.T) {
 		{"no host", func(s *events.HookSpec) { s.Arg = "https:///hook" }, "no host"},
 		{"userinfo", func(s *events.HookSpec) { s.Arg = "https://user@a.example/" }, "credentials"},
 		{"fragment", func(s *events.HookSpec) { s.Arg = "https://a.example/#x" }, "fragment"},
-		{"temporary", func(s *events.HookSpec) { s.Persistent = false }, "temporary"},
+		{"temporary", func(s *events.HookSpec) { s.Persistent = false; s.Session = strings.Repeat("cd", 16) }, ""},
+		{"temporary without a session", func(s *events.HookSpec) { s.Persistent = false }, "session"},
+		{"temporary with a bad session", func(s *events.HookSpec) { s.Persistent = false; s.Session = "x" }, "session"},
+		{"persistent with a session", func(s *events.HookSpec) { s.Session = strings.Repeat("cd", 16) }, "session"},
 		{"timeout too long", func(s *events.HookSpec) { s.Settings.TimeoutMS = 300_001 }, "timeout_ms"},
 		{"too many attempts", func(s *events.HookSpec) { s.Settings.MaxAttempts = 101 }, "max_attempts"},
 	}
@@ -99,6 +102,14 @@ func TestHookCommandValidate(t *testing.T) {
 		{"delete by id and match", events.HookDelete, events.HookCommand{ID: id, Match: &events.HookFilter{Node: "blog"}}, false},
 		{"delete with a declaration", events.HookDelete, events.HookCommand{Hook: &spec}, false},
 		{"delete with nothing", events.HookDelete, events.HookCommand{}, false},
+		{"rotate", events.HookRotate, events.HookCommand{ID: id}, true},
+		{"rotate with overlap 0", events.HookRotate, events.HookCommand{ID: id, OverlapSeconds: ptr(int64(0))}, true},
+		{"rotate with overlap 7 days", events.HookRotate, events.HookCommand{ID: id, OverlapSeconds: ptr(int64(7 * 24 * 3600))}, true},
+		{"rotate with overlap over 7 days", events.HookRotate, events.HookCommand{ID: id, OverlapSeconds: ptr(int64(7*24*3600 + 1))}, false},
+		{"rotate with a negative overlap", events.HookRotate, events.HookCommand{ID: id, OverlapSeconds: ptr(int64(-1))}, false},
+		{"rotate without id", events.HookRotate, events.HookCommand{}, false},
+		{"rotate with a match", events.HookRotate, events.HookCommand{ID: id, Match: &events.HookFilter{Node: "blog"}}, false},
+		{"delete with an overlap", events.HookDelete, events.HookCommand{ID: id, OverlapSeconds: ptr(int64(1))}, false},
 		{"unknown op", "enable", events.HookCommand{ID: id}, false},
 	}
 	for _, tc := range cases {
@@ -201,3 +212,5 @@ func TestHookFilters(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -17,4 +17,8 @@ const (
 	// BucketGatewayTokens holds the HTTP gateway's bearer tokens, one
 	// key per token name, each stored only as its SHA-256.
 	BucketGatewayTokens = "hookbus_gateway_tokens"
+	// BucketHookSessions holds one key per live owner of temporary hooks
+	// (its session id), refreshed by its heartbeat; a key older than
+	// HookSessionTTL expires, and the registry removes the session's hooks.
+	BucketHookSessions = "hookbus_hook_sessions"
 )
