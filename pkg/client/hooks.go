@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -50,6 +51,23 @@ func (c *Client) DeleteHook(ctx context.Context, id string) (events.Hook, error)
 // possibly none.
 func (c *Client) DeleteHooks(ctx context.Context, f events.HookFilter) ([]events.Hook, error) {
 	return c.hookCommand(ctx, events.HookDelete, events.HookCommand{Match: &f})
+}
+
+// RotateHookSecret gives webhook id a new secret and returns the hook with
+// it, shown this once; the previous secret keeps signing for overlap
+// (whole seconds, 0 to events.MaxSecretOverlap; 0 ends it at once).
+// Errors: ErrNotFound, events.ErrInvalid (not a webhook, overlap out of
+// range), ErrNotApplied, ErrNotStored.
+func (c *Client) RotateHookSecret(ctx context.Context, id string, overlap time.Duration) (events.Hook, error) {
+	secs := int64(overlap / time.Second)
+	hooks, err := c.hookCommand(ctx, events.HookRotate, events.HookCommand{ID: id, OverlapSeconds: &secs})
+	if err != nil {
+		return events.Hook{}, err
+	}
+	if len(hooks) != 1 {
+		return events.Hook{}, fmt.Errorf("registry answered %d hooks, want 1", len(hooks))
+	}
+	return hooks[0], nil
 }
 
 // ListHooks returns the hooks matching f, sorted by node and creation

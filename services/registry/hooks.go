@@ -149,6 +149,8 @@ func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op eve
 				return events.HookReply{Error: cerr}, nil
 			}
 			reply, err = s.createHook(ctx, kv, *cmd.Hook, seq)
+		case op == events.HookRotate:
+			reply, err = s.rotateSecret(ctx, kv, cmd.ID, cmd.Overlap(), seq)
 		case cmd.ID != "":
 			reply, err = s.deleteHooks(ctx, kv, seq, func(h events.Hook) bool { return h.ID == cmd.ID }, cmd.ID)
 		default:
@@ -202,10 +204,15 @@ func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec ev
 		}
 		// A redelivery after a crash that may have come before the
 		// announcement; the event id makes JetStream store it once.
-		if err := s.publishHookLifecycle(ctx, events.HookCreated, cur, seq); err != nil {
+		if err := s.publishHookLifecycle(ctx, events.HookCreated, cur, seq, ""); err != nil {
 			return events.HookReply{}, err
 		}
 		return events.HookReply{Hooks: []events.Hook{cur}}, nil
+	}
+	if !spec.Persistent {
+		if cerr, err := s.checkSession(ctx, spec.Session); cerr != nil || err != nil {
+			return events.HookReply{Error: cerr}, err
+		}
 	}
 	h := events.Hook{HookSpec: spec, Created: s.now().UTC(), Status: events.HookActive, CommandSeq: seq}
 	if spec.Type == events.HookWebhook {
@@ -222,7 +229,7 @@ func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec ev
 	if err != nil {
 		return events.HookReply{}, fmt.Errorf("write hook %s: %w", h.ID, err)
 	}
-	if err := s.publishHookLifecycle(ctx, events.HookCreated, h, seq); err != nil {
+	if err := s.publishHookLifecycle(ctx, events.HookCreated, h, seq, ""); err != nil {
 		return events.HookReply{}, err
 	}
 	return events.HookReply{Hooks: []events.Hook{h}}, nil
@@ -265,7 +272,7 @@ func (s *Service) deleteHooks(ctx context.Context, kv jetstream.KeyValue, seq ui
 	}
 	out := make([]events.Hook, 0, len(found))
 	for _, h := range found {
-		if err := s.publishHookLifecycle(ctx, events.HookDeleted, h, seq); err != nil {
+		if err := s.publishHookLifecycle(ctx, events.HookDeleted, h, seq, events.HookReasonCommand); err != nil {
 			return events.HookReply{}, err
 		}
 		out = append(out, listed(h))
@@ -322,9 +329,10 @@ func allHooks(ctx context.Context, kv jetstream.KeyValue) ([]events.Hook, error)
 }
 
 // listed is h as answers other than its creation show it: without its
-// secret.
+// secrets.
 func listed(h events.Hook) events.Hook {
 	h.Secret = ""
+	h.PreviousSecret = ""
 	return h
 }
 
@@ -337,9 +345,11 @@ func newWebhookSecret() string {
 }
 
 // publishHookLifecycle announces what happened to h on
-// hookbus.lifecycle.hook.<id>, without its secret, and waits for JetStream
-// to store it.
-func (s *Service) publishHookLifecycle(ctx context.Context, what string, h events.Hook, seq uint64) error {
+// hookbus.lifecycle.hook.<id>, without its secrets, and waits for
+// JetStream to store it. seq makes the event's id, so the same change
+// announced twice is stored once; reason, if set, is the event's reason
+// extension.
+func (s *Service) publishHookLifecycle(ctx context.Context, what string, h events.Hook, seq uint64, reason string) error {
 	subject, err := events.HookLifecycleSubject(h.ID)
 	if err != nil {
 		return err
@@ -350,6 +360,9 @@ func (s *Service) publishHookLifecycle(ctx context.Context, what string, h event
 	e.SetType(events.HookLifecycleTypePrefix + what)
 	e.SetSubject(h.ID)
 	e.SetTime(s.now().UTC())
+	if reason != "" {
+		e.SetExtension(events.HookReasonExtension, reason)
+	}
 	h = listed(h)
 	h.Revision = 0
 	if err := e.SetData(event.ApplicationJSON, h); err != nil {

@@ -54,20 +54,24 @@ type Config struct {
 	// dispatcher's allow-list): a webhook whose URL is a literal address
 	// is refused at create when netguard refuses it.
 	WebhookAllow []netip.Prefix
+	// HookSessionSweep is how often the temporary hooks of expired
+	// sessions are looked for and removed.
+	HookSessionSweep time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Consumer:       "hookbus-registry",
-		AckWait:        30 * time.Second,
-		RetryDelay:     time.Second,
-		MaxRetryDelay:  time.Minute,
-		MaxAttempts:    10,
-		CatchUpTimeout: 10 * time.Second,
-		ConsumerCheck:  5 * time.Second,
-		Topology:       topology.DefaultConfig(),
-		Version:        "0.1.0",
+		Consumer:         "hookbus-registry",
+		AckWait:          30 * time.Second,
+		RetryDelay:       time.Second,
+		MaxRetryDelay:    time.Minute,
+		MaxAttempts:      10,
+		CatchUpTimeout:   10 * time.Second,
+		ConsumerCheck:    5 * time.Second,
+		Topology:         topology.DefaultConfig(),
+		Version:          "0.1.0",
+		HookSessionSweep: time.Second,
 	}
 }
 
@@ -86,6 +90,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("registry max attempts %d: at least 1", c.MaxAttempts)
 	case c.CatchUpTimeout <= 0 || c.ConsumerCheck <= 0:
 		return fmt.Errorf("registry catch-up timeout %s and consumer check %s: must be positive", c.CatchUpTimeout, c.ConsumerCheck)
+	case c.HookSessionSweep <= 0 || c.HookSessionSweep > events.HookSessionTTL:
+		return fmt.Errorf("registry hook session sweep %s: want more than 0, at most the session TTL %s", c.HookSessionSweep, events.HookSessionTTL)
 	}
 	return c.Topology.Validate()
 }
@@ -99,9 +105,10 @@ type Service struct {
 	codec events.Codec
 	now   func() time.Time
 
-	plugins    *pluginwatch.Watcher // set by Run
-	ready      atomic.Bool          // the plugin command consumer is read
-	hooksReady atomic.Bool          // the hook command consumer is read
+	plugins      *pluginwatch.Watcher // set by Run
+	hookSessions jetstream.KeyValue   // set by Run
+	ready        atomic.Bool          // the plugin command consumer is read
+	hooksReady   atomic.Bool          // the hook command consumer is read
 }
 
 // New builds a registry on nc; Run starts it. A nil logger discards logs.
@@ -142,6 +149,9 @@ func (s *Service) Run(ctx context.Context) error {
 	hooks, err := s.js.KeyValue(ctx, events.BucketHooks)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketHooks, err)
+	}
+	if s.hookSessions, err = s.js.KeyValue(ctx, events.BucketHookSessions); err != nil {
+		return fmt.Errorf("bucket %s: %w", events.BucketHookSessions, err)
 	}
 	commands := &durable.Keeper{
 		Stream: events.StreamCommands,
@@ -185,6 +195,7 @@ func (s *Service) Run(ctx context.Context) error {
 		hg, hctx := errgroup.WithContext(gctx)
 		hg.Go(func() error { return commands.Run(hctx, s.js) })
 		hg.Go(func() error { return s.hookCommands(hooks).Run(hctx, s.js) })
+		hg.Go(func() error { return s.sweepSessions(hctx, hooks) })
 		return hg.Wait()
 	})
 	err = g.Wait()
