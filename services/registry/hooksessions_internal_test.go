@@ -120,3 +120,29 @@ func TestSweepDeletesOnce(t *testing.T) {
 		t.Errorf("a second sweep of the same view wrote to the bucket (revision %d -> %d): deleted twice", before, after)
 	}
 }
+
+// Only a webhook has a secret: rotating another type, or a hook that does
+// not exist, is refused with the matching code.
+func TestRotateRefused(t *testing.T) {
+	svc, hooks, _ := hookService(t)
+	ctx := t.Context()
+	other := strings.Repeat("ef", 16)
+	if _, err := hooks.Create(ctx, other, []byte(`{"id":"`+other+`","node":"blog","type":"subject","arg":"legacy.blog","persistent":true,"status":"active"}`)); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		id   string
+		code events.ErrorCode
+		want string
+	}{
+		{"unknown id", strings.Repeat("01", 16), events.CodeNotFound, "does not exist"},
+		{"not a webhook", other, events.CodeInvalid, "only a webhook"},
+	}
+	for _, tc := range cases {
+		r, err := svc.executeHook(ctx, hooks, events.HookRotate, events.HookCommand{ID: tc.id}, 4001)
+		if err != nil || r.Error == nil || r.Error.Code != tc.code || !strings.Contains(r.Error.Message, tc.want) {
+			t.Errorf("%s: rotate = %+v, %v; want %s mentioning %q", tc.name, r, err, tc.code, tc.want)
+		}
+	}
+}
