@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +17,11 @@ import (
 
 // maxRetryAfter caps how long a target's Retry-After may hold an event.
 const maxRetryAfter = time.Hour
+
+// temporaryInactive is the InactiveThreshold of a temporary hook's
+// consumer: the server deletes it when no dispatcher has read it for that
+// long, should its hook's removal be missed (docs/decisions.md).
+const temporaryInactive = 2 * time.Minute
 
 // hookRunners keeps one durable consumer hook-<id> per stored hook, on
 // HOOKBUS_EVENTS filtered to hookbus.event.<node> from the hook's
@@ -32,7 +38,9 @@ type hookRunners struct {
 }
 
 type hookRunner struct {
-	hook events.Hook
+	// hook is the hook as last stored, read at each delivery: a rotated
+	// secret reaches the running reader without a new consumer.
+	hook *atomic.Pointer[events.Hook]
 	stop context.CancelFunc
 }
 
@@ -61,8 +69,8 @@ func (r *hookRunners) run(ctx context.Context, kv jetstream.KeyValue) error {
 	}
 }
 
-// apply starts the reader of a new hook, or stops a deleted hook's and
-// deletes its consumer.
+// apply starts the reader of a new hook, hands a changed hook to its
+// running reader, or stops a deleted hook's and deletes its consumer.
 func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) {
 	id := entry.Key()
 	r.mu.Lock()
@@ -83,8 +91,14 @@ func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) 
 		r.s.log.Error("stored hook unreadable: not run", "hook", id, "err", err)
 		return
 	}
-	if _, ok := r.live[id]; ok {
-		return // a hook's declaration does not change once created
+	if cur, ok := r.live[id]; ok {
+		// The registry changes a hook's secrets, never its node: the
+		// consumer stays as it is, at its position.
+		if old := cur.hook.Load(); old.Node != h.Node {
+			r.s.log.Error("stored hook's node changed: its consumer keeps the old one", "hook", id, "node", old.Node, "stored_node", h.Node)
+		}
+		cur.hook.Store(&h)
+		return
 	}
 	subject, err := events.HookEventSubject(h.Node)
 	if err != nil {
@@ -92,8 +106,14 @@ func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) 
 		return
 	}
 	rctx, stop := context.WithCancel(ctx)
-	r.live[id] = hookRunner{hook: h, stop: stop}
+	cur := &atomic.Pointer[events.Hook]{}
+	cur.Store(&h)
+	r.live[id] = hookRunner{hook: cur, stop: stop}
 	created := h.Created
+	var inactive time.Duration
+	if !h.Persistent {
+		inactive = temporaryInactive
+	}
 	keeper := &durable.Keeper{
 		Stream: events.StreamEvents,
 		Config: jetstream.ConsumerConfig{
@@ -105,11 +125,12 @@ func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) 
 			MaxAckPending: 1,
 			// The dispatcher bounds the attempts itself and dead-letters
 			// the event past them.
-			MaxDeliver:    -1,
-			DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-			OptStartTime:  &created,
+			MaxDeliver:        -1,
+			DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
+			OptStartTime:      &created,
+			InactiveThreshold: inactive,
 		},
-		Read:  func(ctx context.Context, cons jetstream.Consumer) error { return r.read(ctx, h, cons) },
+		Read:  func(ctx context.Context, cons jetstream.Consumer) error { return r.read(ctx, cur, cons) },
 		Check: r.s.cfg.ConsumerCheck,
 		Log:   r.s.log.With("hook", id),
 	}
@@ -129,10 +150,11 @@ func (r *hookRunners) wait() {
 
 // read delivers the hook's events, one at a time, until ctx ends or the
 // consumer fails.
-func (r *hookRunners) read(ctx context.Context, h events.Hook, cons jetstream.Consumer) error {
+func (r *hookRunners) read(ctx context.Context, cur *atomic.Pointer[events.Hook], cons jetstream.Consumer) error {
+	id := cur.Load().ID
 	iter, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", events.HookConsumer(h.ID), err)
+		return fmt.Errorf("consume %s: %w", events.HookConsumer(id), err)
 	}
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
@@ -145,10 +167,10 @@ func (r *hookRunners) read(ctx context.Context, h events.Hook, cons jetstream.Co
 			iter.Stop()
 			return err
 		case err != nil:
-			r.s.log.Warn("next event of a hook", "hook", h.ID, "err", err)
+			r.s.log.Warn("next event of a hook", "hook", id, "err", err)
 			continue
 		}
-		r.deliver(ctx, h, msg)
+		r.deliver(ctx, *cur.Load(), msg)
 	}
 }
 

@@ -65,12 +65,23 @@ func allowLoopback(c *dispatcher.Config) {
 // putHook stores a webhook hook as the registry would, created now.
 func (e *env) putHook(node, url string, maxAttempts int, filters ...events.HookMatch) events.Hook {
 	e.t.Helper()
+	return e.storeHook(events.HookSpec{ID: client.NewHookID(), Node: node, Type: events.HookWebhook, Arg: url, Persistent: true,
+		Settings: events.HookSettings{MaxAttempts: maxAttempts}, Filters: filters})
+}
+
+// putTemporaryHook stores a temporary webhook hook, created now.
+func (e *env) putTemporaryHook(node, url string) events.Hook {
+	e.t.Helper()
+	return e.storeHook(events.HookSpec{ID: client.NewHookID(), Node: node, Type: events.HookWebhook, Arg: url, Session: client.NewHookID()})
+}
+
+func (e *env) storeHook(spec events.HookSpec) events.Hook {
+	e.t.Helper()
 	h := events.Hook{
-		HookSpec: events.HookSpec{ID: client.NewHookID(), Node: node, Type: events.HookWebhook, Arg: url, Persistent: true,
-			Settings: events.HookSettings{MaxAttempts: maxAttempts}, Filters: filters},
-		Created: time.Now().UTC(),
-		Status:  events.HookActive,
-		Secret:  "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+		HookSpec: spec,
+		Created:  time.Now().UTC(),
+		Status:   events.HookActive,
+		Secret:   "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 	}
 	kv, err := e.js.KeyValue(e.t.Context(), events.BucketHooks)
 	if err != nil {

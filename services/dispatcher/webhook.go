@@ -157,6 +157,15 @@ func (w *webhookSender) request(ctx context.Context, h events.Hook, e *event.Eve
 	if err != nil {
 		return nil, fmt.Errorf("hook %s: %w", h.ID, err)
 	}
+	// During a rotation's overlap the previous secret signs too, so a
+	// receiver that knows either accepts (space-separated signatures).
+	if h.PreviousSecret != "" && at.Before(h.PreviousExpires) {
+		old, err := signWebhook(h.PreviousSecret, id, at, body)
+		if err != nil {
+			return nil, fmt.Errorf("hook %s: previous secret: %w", h.ID, err)
+		}
+		sig += " " + old
+	}
 	req.Header.Set("webhook-id", id)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(at.Unix(), 10))
 	req.Header.Set("webhook-signature", sig)

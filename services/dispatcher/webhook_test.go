@@ -283,3 +283,63 @@ func TestWebhookTimestampIsTheSignedOne(t *testing.T) {
 		t.Errorf("signature %q does not sign the timestamp sent (%s)", r.header.Get("webhook-signature"), r.header.Get("webhook-timestamp"))
 	}
 }
+
+// verifies is a receiver that knows one secret, written from the spec:
+// webhook-signature is a space-separated list of "v1,<base64>"; the
+// request is accepted when one of them is the HMAC-SHA256, keyed with the
+// secret's base64-decoded bytes, of "<webhook-id>.<webhook-timestamp>.<body>".
+func verifies(t *testing.T, secret string, r received) bool {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(r.header.Get("webhook-id") + "." + r.header.Get("webhook-timestamp") + "."))
+	mac.Write(r.body)
+	want := mac.Sum(nil)
+	for _, sig := range strings.Fields(r.header.Get("webhook-signature")) {
+		version, b64, ok := strings.Cut(sig, ",")
+		got, err := base64.StdEncoding.DecodeString(b64)
+		if ok && version == "v1" && err == nil && hmac.Equal(got, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// During a rotation's overlap both secrets sign: a receiver that knows
+// only the old one and one that knows only the new one both accept; once
+// the overlap is over only the new one signs.
+func TestWebhookSignedWithBothSecretsDuringOverlap(t *testing.T) {
+	srv, got := target(t, ok)
+	old := testHook(srv.URL).Secret
+	h := testHook(srv.URL)
+	h.PreviousSecret = old
+	w := newWebhookSender(loopback, time.Second)
+	now := time.Now()
+	w.now = func() time.Time { return now }
+	h.PreviousExpires = now.Add(time.Hour)
+	if d := w.send(t.Context(), h, testEvent(t)); d.err != nil {
+		t.Fatal(d.err)
+	}
+	r := <-got
+	if n := len(strings.Fields(r.header.Get("webhook-signature"))); n != 2 {
+		t.Errorf("webhook-signature %q: want 2 signatures during the overlap", r.header.Get("webhook-signature"))
+	}
+	if !verifies(t, h.Secret, r) || !verifies(t, old, r) {
+		t.Errorf("during the overlap: new secret accepted %v, old %v; want both", verifies(t, h.Secret, r), verifies(t, old, r))
+	}
+	if verifies(t, testHook(srv.URL).Secret, r) {
+		t.Fatal("a secret of neither accepted: the check proves nothing")
+	}
+
+	h.PreviousExpires = now // the overlap ends
+	if d := w.send(t.Context(), h, testEvent(t)); d.err != nil {
+		t.Fatal(d.err)
+	}
+	r = <-got
+	if !verifies(t, h.Secret, r) || verifies(t, old, r) {
+		t.Errorf("after the overlap: new secret accepted %v, old %v; want only the new", verifies(t, h.Secret, r), verifies(t, old, r))
+	}
+}
