@@ -28,6 +28,7 @@ var serverArgs = map[string][]string{
 	"hookbus hook create":          {"--node", "com.example.order.created", "--type", "webhook", "--persistent", "https://a.example/hook"},
 	"hookbus hook list":            nil,
 	"hookbus hook delete":          {"--node", "com.example.order.created"},
+	"hookbus hook rotate-secret":   {"abababababababababababababababab"},
 	"hookbus dlq list":             nil,
 	"hookbus dlq replay":           {"1"},
 	"hookbus auth creds get":       nil,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -16,17 +17,22 @@ import (
 func newHookCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "hook",
-		Short: "Bind actions to events without a plugin worker: create, list, delete hooks",
+		Short: "Bind actions to events without a plugin worker: create, list, delete hooks, rotate secrets",
 		Long: `Hook admin, through the registry (hookbus serve runs it).
 
 A hook is an action on the events of a node: an event type, or a pattern with
 * (one token) and > (the rest). Type webhook posts each event to the URL ARG,
-signed as Standard Webhooks do with the secret shown once at create.
+signed as Standard Webhooks do with the secret shown once at create (and at
+each rotate-secret).
+
+A persistent hook (create -P) is stored until deleted. A temporary hook lives
+while the command that created it runs: it is deleted when that command stops,
+and within 15 seconds when its process dies.
 
 Errors are printed with their code (not_found, invalid) and exit non-zero:
 2 for invalid input, 1 otherwise.`,
 	}
-	cmd.AddCommand(newHookCreateCmd(), newHookListCmd(), newHookDeleteCmd())
+	cmd.AddCommand(newHookCreateCmd(), newHookListCmd(), newHookDeleteCmd(), newHookRotateCmd())
 	return cmd
 }
 
@@ -62,9 +68,19 @@ func newHookCreateCmd() *cobra.Command {
 		filters     []string
 	)
 	cmd := &cobra.Command{
-		Use:   "create --node NODE --type webhook --persistent ARG",
+		Use:   "create --node NODE --type webhook [--persistent] ARG",
 		Short: "Create a hook; a webhook's signing secret is printed this once",
+		Long: `Create a hook and print it; a webhook's signing secret is printed this once.
+
+With --persistent (-P) the hook is stored until deleted, and the command exits.
+
+Without it the hook is temporary: the command stays in the foreground, keeping
+the hook alive with a heartbeat (every 2 s) until it gets SIGINT (Ctrl-C) or
+SIGTERM; then it deletes the hook and exits 0. If the process dies instead
+(kill -9, a crash, a lost connection) the registry removes the hook within
+15 seconds. It exits 1 if the session is lost while it runs.`,
 		Example: `  hookbus hook create --node com.example.order.created --type webhook --persistent https://shop.example/hooks/orders
+  hookbus hook create --node com.example.order.created https://dev.example/tail   # temporary: until Ctrl-C
   hookbus hook create --node 'com.example.>' --type webhook --persistent --structured --max-attempts 10 https://audit.example/in
   hookbus hook create --node 'com.example.>' -P --filter source=prefix:/shop/eu/ --filter tenant=exact:acme https://eu.example/in`,
 		Args: cobra.ExactArgs(1),
@@ -82,37 +98,131 @@ func newHookCreateCmd() *cobra.Command {
 			if spec.ID == "" {
 				spec.ID = client.NewHookID()
 			}
-			if err := spec.Validate(); err != nil {
+			check := spec
+			if !check.Persistent {
+				check.Session = client.NewHookID() // the session's, once it exists
+			}
+			if err := check.Validate(); err != nil {
 				return err
+			}
+			if !spec.Persistent {
+				if envErr != nil {
+					return usageError{envErr}
+				}
+				return withClient(cmd.Context(), cfg, func(c *client.Client) error {
+					return runTemporaryHook(cmd, c, f, spec)
+				})
 			}
 			return f.run(cmd, cfg, envErr, func(ctx context.Context, c *client.Client) error {
 				h, err := c.CreateHook(ctx, spec)
 				if err != nil {
 					return err
 				}
-				out := cmd.OutOrStdout()
-				if f.output == "json" {
-					return writeJSON(out, h)
-				}
-				if err := printHooks(out, []events.Hook{h}); err != nil {
-					return err
-				}
-				if h.Secret != "" {
-					_, err = fmt.Fprintf(out, "\nsecret: %s\n(shown this once: the receiver needs it to check the webhook-signature header)\n", h.Secret)
-				}
-				return err
+				return printCreated(cmd.OutOrStdout(), f.output, h)
 			})
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&spec.Node, "node", "n", "", "event type, or a pattern: * matches one token, a final > the rest")
 	fl.StringVarP(&typ, "type", "t", string(events.HookWebhook), "hook type: webhook (POST the event to the URL ARG)")
-	fl.BoolVarP(&spec.Persistent, "persistent", "P", false, "store the hook: it survives restarts (required for now: temporary hooks are not supported yet)")
+	fl.BoolVarP(&spec.Persistent, "persistent", "P", false, "store the hook until deleted, and exit; without it the hook is temporary and lives while this command runs")
 	fl.StringVar(&spec.ID, "id", "", "the hook's id (32 lowercase hex characters; default a new one): sending the same create again is then harmless")
 	fl.DurationVar(&hookTimeout, "hook-timeout", 0, "bound on one delivery attempt (default: the dispatcher's)")
 	fl.IntVar(&spec.Settings.MaxAttempts, "max-attempts", 0, "delivery attempts before the event is dead-lettered (default: the dispatcher's)")
 	fl.StringArrayVar(&filters, "filter", nil, "ATTR=OP:VALUE, repeatable, all must match: OP exact, prefix or suffix on source, subject, id, type or an extension (source=prefix:/shop/)")
 	fl.BoolVar(&spec.Settings.Structured, "structured", false, "post the event in structured mode (application/cloudevents+json) instead of binary mode")
+	f.bind(cmd, &cfg)
+	return cmd
+}
+
+// printCreated prints a hook that was just created or given a new secret,
+// with the secret this once.
+func printCreated(out io.Writer, output string, h events.Hook) error {
+	if output == "json" {
+		return writeJSON(out, h)
+	}
+	if err := printHooks(out, []events.Hook{h}); err != nil {
+		return err
+	}
+	if h.Secret == "" {
+		return nil
+	}
+	_, err := fmt.Fprintf(out, "\nsecret: %s\n(shown this once: the receiver needs it to check the webhook-signature header)\n", h.Secret)
+	return err
+}
+
+// runTemporaryHook creates spec as a temporary hook in a new session,
+// prints it, and keeps the session alive until a signal (cmd's context
+// ends) or the session is lost; then it deletes the hook.
+func runTemporaryHook(cmd *cobra.Command, c *client.Client, f hookFlags, spec events.HookSpec) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	s, err := c.HookSession(ctx)
+	if err != nil {
+		cancel()
+		return err
+	}
+	h, err := s.CreateHook(ctx, spec)
+	cancel()
+	if err == nil {
+		err = printCreated(cmd.OutOrStdout(), f.output, h)
+	}
+	if err == nil {
+		_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "temporary hook %s: live while this command runs; Ctrl-C deletes it\n", h.ID)
+		select {
+		case <-cmd.Context().Done():
+		case <-s.Done():
+			err = s.Err()
+		}
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	defer cancel()
+	if cerr := s.Close(closeCtx); cerr != nil {
+		return errors.Join(err, fmt.Errorf("delete the temporary hook (the registry removes it within %s): %w", events.HookSessionTTL+5*time.Second, cerr))
+	}
+	if err == nil {
+		_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "temporary hook %s deleted\n", h.ID)
+	}
+	return err
+}
+
+func newHookRotateCmd() *cobra.Command {
+	cfg, envErr := loadConfig()
+	var (
+		f       hookFlags
+		overlap time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate-secret ID [--overlap 24h]",
+		Short: "Give a webhook a new signing secret, printed this once; the old one signs too during the overlap",
+		Long: `Give webhook ID a new signing secret, printed this once. For --overlap
+(default 24h, at most 168h; 0 ends the old secret at once) each request carries
+two signatures, "v1,<new> v1,<old>", so receivers can move to the new secret
+without refusing a request.`,
+		Example: `  hookbus hook rotate-secret 3f9c2a...
+  hookbus hook rotate-secret --overlap 1h 3f9c2a...`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			secs := int64(overlap / time.Second)
+			if err := (events.HookCommand{ID: id, OverlapSeconds: &secs}).Validate(events.HookRotate); err != nil {
+				return err
+			}
+			return f.run(cmd, cfg, envErr, func(ctx context.Context, c *client.Client) error {
+				h, err := c.RotateHookSecret(ctx, id, overlap)
+				if err != nil {
+					return err
+				}
+				if err := printCreated(cmd.OutOrStdout(), f.output, h); err != nil || f.output == "json" {
+					return err
+				}
+				if !h.PreviousExpires.IsZero() {
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "the previous secret signs too until %s\n", h.PreviousExpires.Format(time.RFC3339))
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&overlap, "overlap", events.DefaultSecretOverlap, "how long the previous secret keeps signing (0 to 168h)")
 	f.bind(cmd, &cfg)
 	return cmd
 }
@@ -160,29 +270,30 @@ func newHookDeleteCmd() *cobra.Command {
 		f      hookFlags
 		filter events.HookFilter
 		typ    string
-		id     string
 	)
 	cmd := &cobra.Command{
-		Use:   "delete --node NODE [--type TYPE] [ARG] | --id ID",
+		Use:   "delete --node NODE [--type TYPE] [ARG] | delete ID",
 		Short: "Delete one hook by id, or every hook on a node matching type and ARG",
-		Long: `Delete hooks. With --node alone every hook on the node goes; --type and ARG
-narrow it to the hooks of that type and argument. --id deletes one hook.
-Prints how many hooks were deleted.`,
+		Long: `Delete hooks. With --node alone every hook on the node goes, persistent and
+temporary; --type and ARG narrow it to the hooks of that type and argument.
+Without --node, the argument is the id of the one hook to delete. The hooks are
+collected first, then removed. Prints how many hooks were deleted ("3 hooks
+deleted"), or with -o json the deleted hooks.`,
 		Example: `  hookbus hook delete --node com.example.order.created
   hookbus hook delete --node com.example.order.created --type webhook https://shop.example/hooks/orders
-  hookbus hook delete --id 3f9c2a...`,
+  hookbus hook delete 3f9c2a...`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if (id != "") == (filter.Node != "") {
-				return usageError{fmt.Errorf("give --node NODE (with optional --type and ARG) or --id ID, not both")}
-			}
-			if id != "" && (len(args) > 0 || typ != "") {
-				return usageError{fmt.Errorf("--id names one hook: give no --type or ARG with it")}
-			}
-			filter.Type = events.HookType(typ)
-			if len(args) == 1 {
+			var id string
+			if filter.Node == "" {
+				if len(args) != 1 || typ != "" {
+					return usageError{fmt.Errorf("give --node NODE (with optional --type and ARG), or the ID of one hook")}
+				}
+				id = args[0]
+			} else if len(args) == 1 {
 				filter.Arg = args[0]
 			}
+			filter.Type = events.HookType(typ)
 			if err := filter.Validate(); err != nil {
 				return err
 			}
@@ -222,7 +333,6 @@ Prints how many hooks were deleted.`,
 	}
 	cmd.Flags().StringVarP(&filter.Node, "node", "n", "", "delete hooks on this node (as written at create)")
 	cmd.Flags().StringVarP(&typ, "type", "t", "", "only hooks of this type")
-	cmd.Flags().StringVar(&id, "id", "", "delete the hook with this id")
 	f.bind(cmd, &cfg)
 	return cmd
 }
