@@ -90,7 +90,7 @@ func TestHookCLI(t *testing.T) {
 	if out := hook(t, "delete", "-n", node); strings.TrimSpace(out) != "0 hooks deleted" {
 		t.Errorf("delete all again: %q, want 0 hooks deleted", out)
 	}
-	_, stderr, code = run(t, "hook", "delete", "--id", created.ID, "--nats-url", srv.NATSURL)
+	_, stderr, code = run(t, "hook", "delete", created.ID, "--nats-url", srv.NATSURL)
 	if code != 1 || !strings.Contains(stderr, "not_found") {
 		t.Errorf("delete a deleted hook by id: exit %d, stderr %q; want 1 and not_found", code, stderr)
 	}
