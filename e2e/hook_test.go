@@ -6,9 +6,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -83,6 +85,16 @@ func TestHookCLI(t *testing.T) {
 		t.Errorf("hooks after restart = %+v, want %s and the one on news.>", listed, created.ID)
 	}
 
+	// Rotate: a new secret shown once, the old one signing for the overlap.
+	out = hook(t, "rotate-secret", "--overlap", "1h", created.ID)
+	if !strings.Contains(out, "secret: whsec_") || strings.Contains(out, created.Secret) || !strings.Contains(out, "previous secret signs too until") {
+		t.Errorf("rotate-secret printed:\n%s\nwant a new secret and the end of the overlap", out)
+	}
+	_, stderr, code = run(t, "hook", "rotate-secret", "--overlap", "200h", created.ID, "--nats-url", srv.NATSURL)
+	if code != 2 || !strings.Contains(stderr, "overlap_seconds") {
+		t.Errorf("rotate-secret with an overlap over 7 days: exit %d, stderr %q; want 2 naming the overlap", code, stderr)
+	}
+
 	hook(t, "create", "-n", node, "-t", "webhook", "-P", "https://b.example/")
 	if out := hook(t, "delete", "-n", node); strings.TrimSpace(out) != "2 hooks deleted" {
 		t.Errorf("delete all on %s: %q, want 2 hooks deleted", node, out)
@@ -131,28 +143,60 @@ func TestHookWebhookSurvivesARestart(t *testing.T) {
 			t.Fatalf("publish %s: exit %d\n%s\n%s", id, code, stdout, stderr)
 		}
 	}
-	next := func(want string) {
+	signedBy := func(g got, secret string) bool {
+		key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(g.wid + "." + g.ts + "." + g.body))
+		return slices.Contains(strings.Fields(g.sig), "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	// next checks that the next delivery is event want, and that each of
+	// secrets signs it (one of the space-separated v1 signatures).
+	next := func(want string, secrets ...string) got {
 		t.Helper()
 		select {
 		case g := <-received:
-			key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(h.Secret, "whsec_"))
-			mac := hmac.New(sha256.New, key)
-			mac.Write([]byte(g.wid + "." + g.ts + "." + g.body))
-			if g.id != want || g.sig != "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)) {
-				t.Errorf("received %+v, want event %s signed with the hook's secret", g, want)
+			if g.id != want {
+				t.Errorf("received %+v, want event %s", g, want)
 			}
+			for _, secret := range secrets {
+				if !signedBy(g, secret) {
+					t.Errorf("event %s: signature %q, not signed by secret %s...", want, g.sig, secret[:10])
+				}
+			}
+			return g
 		case <-time.After(30 * time.Second):
 			t.Fatalf("event %s not delivered", want)
+			return got{}
 		}
 	}
 	publish("first")
-	next("first")
+	next("first", h.Secret)
+
+	// A rotation reaches the running hook: both secrets sign.
+	stdout, stderr, code = run(t, "hook", "rotate-secret", h.ID, "-o", "json", "--nats-url", srv.NATSURL)
+	if code != 0 {
+		t.Fatalf("hook rotate-secret: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var rotated events.Hook
+	decodeJSON(t, "hook rotate-secret", stdout, &rotated)
+	// The dispatcher learns of it through its bucket watch, a moment
+	// after the answer: events until then carry the old signature alone.
+	for i := 1; ; i++ {
+		id := fmt.Sprintf("rotated-%d", i)
+		publish(id)
+		if g := next(id, h.Secret); signedBy(g, rotated.Secret) {
+			break
+		}
+		if i == 20 {
+			t.Fatal("20 events after the rotation, none signed by the new secret")
+		}
+	}
 
 	status.Store(http.StatusServiceUnavailable) // the receiver goes down
 	publish("while-down")
 	srv.stop(t)
 	srv = startServer(t, dataDir, allow...)
 	status.Store(http.StatusOK) // and comes back
-	next("while-down")
+	next("while-down", h.Secret, rotated.Secret)
 	srv.stop(t)
 }
