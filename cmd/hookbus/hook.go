@@ -168,11 +168,7 @@ func runTemporaryHook(cmd *cobra.Command, c *client.Client, f hookFlags, spec ev
 	}
 	if err == nil {
 		_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "temporary hook %s: live while this command runs; Ctrl-C deletes it\n", h.ID)
-		select {
-		case <-cmd.Context().Done():
-		case <-s.Done():
-			err = s.Err()
-		}
+		err = waitTemporaryHook(cmd.Context(), cmd.ErrOrStderr(), s)
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	defer cancel()
@@ -183,6 +179,32 @@ func runTemporaryHook(cmd *cobra.Command, c *client.Client, f hookFlags, spec ev
 		_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "temporary hook %s deleted\n", h.ID)
 	}
 	return err
+}
+
+// waitTemporaryHook waits for ctx to end (a signal) or the session to be
+// lost, which it returns, and reports each heartbeat failure and recovery
+// on w.
+func waitTemporaryHook(ctx context.Context, w io.Writer, s *client.HookSession) error {
+	t := time.NewTicker(events.HookSessionHeartbeat)
+	defer t.Stop()
+	var failing error
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.Done():
+			return s.Err()
+		case <-t.C:
+		}
+		err := s.Err()
+		switch {
+		case err != nil && (failing == nil || err.Error() != failing.Error()):
+			_, _ = fmt.Fprintf(w, "heartbeat failed, retrying every %s (the hook goes %s after the last success): %v\n", events.HookSessionHeartbeat, events.HookSessionTTL, err)
+		case err == nil && failing != nil:
+			_, _ = fmt.Fprintln(w, "heartbeat succeeds again")
+		}
+		failing = err
+	}
 }
 
 func newHookRotateCmd() *cobra.Command {

@@ -187,3 +187,36 @@ func deletedReasons(t *testing.T, js jetstream.JetStream, id string) []string {
 		}
 	}
 }
+
+// A heartbeating owner keeps its hook past the session TTL.
+func TestHeartbeatKeepsTheHookPastTheTTL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the session TTL and more")
+	}
+	srv, c, js := setup(t)
+	runRegistry(t, srv)
+	ctx := t.Context()
+	s, err := c.HookSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close(ctx) }()
+	h, err := s.CreateHook(ctx, webhook("blog", "https://a.example/temp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := js.KeyValue(ctx, events.BucketHooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().Add(events.HookSessionTTL + 3*time.Second)
+	for time.Now().Before(end) {
+		if _, err := hooks.Get(ctx, h.ID); err != nil {
+			t.Fatalf("hook of a heartbeating session gone after %s: %v", time.Since(end.Add(-events.HookSessionTTL-3*time.Second)), err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err := s.Err(); err != nil {
+		t.Errorf("session Err = %v, want nil", err)
+	}
+}
