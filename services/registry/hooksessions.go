@@ -30,14 +30,24 @@ func (s *Service) checkSession(ctx context.Context, session string) (*events.Err
 
 // temporaryHooks is the sweep's view of the temporary hooks in
 // hookbus_hooks, by session, as its watch last saw them.
-type temporaryHooks map[string]map[string]events.Hook // session -> hook id -> hook
+type temporaryHooks struct {
+	bySession map[string]map[string]events.Hook // session -> hook id -> hook
+	session   map[string]string                 // hook id -> its session
+}
 
-func (t temporaryHooks) apply(entry jetstream.KeyValueEntry) error {
+func newTemporaryHooks() *temporaryHooks {
+	return &temporaryHooks{bySession: map[string]map[string]events.Hook{}, session: map[string]string{}}
+}
+
+// apply takes one entry of the watch: a temporary hook stored or changed,
+// or any hook deleted.
+func (t *temporaryHooks) apply(entry jetstream.KeyValueEntry) error {
 	id := entry.Key()
-	for session, hooks := range t {
-		delete(hooks, id)
-		if len(hooks) == 0 {
-			delete(t, session)
+	if session, ok := t.session[id]; ok {
+		delete(t.session, id)
+		delete(t.bySession[session], id)
+		if len(t.bySession[session]) == 0 {
+			delete(t.bySession, session)
 		}
 	}
 	if entry.Operation() != jetstream.KeyValuePut {
@@ -51,10 +61,11 @@ func (t temporaryHooks) apply(entry jetstream.KeyValueEntry) error {
 		return nil
 	}
 	h.Revision = entry.Revision()
-	if t[h.Session] == nil {
-		t[h.Session] = map[string]events.Hook{}
+	if t.bySession[h.Session] == nil {
+		t.bySession[h.Session] = map[string]events.Hook{}
 	}
-	t[h.Session][id] = listed(h)
+	t.bySession[h.Session][id] = listed(h)
+	t.session[id] = h.Session
 	return nil
 }
 
@@ -81,7 +92,7 @@ func (s *Service) sweepWatched(ctx context.Context, hooks jetstream.KeyValue) er
 		return fmt.Errorf("watch %s: %w", events.BucketHooks, err)
 	}
 	defer func() { _ = w.Stop() }()
-	view := temporaryHooks{}
+	view := newTemporaryHooks()
 	var unannounced []events.Hook // removed, not yet announced
 	tick := time.NewTicker(s.cfg.HookSessionSweep)
 	defer tick.Stop()
@@ -111,9 +122,9 @@ func (s *Service) sweepWatched(ctx context.Context, hooks jetstream.KeyValue) er
 // is left to the next sweep. Each deleted hook is announced
 // hookbus.hook.deleted with reason "owner gone"; announcements that fail
 // are returned, to be tried again.
-func (s *Service) sweep(ctx context.Context, hooks jetstream.KeyValue, view temporaryHooks, unannounced []events.Hook) []events.Hook {
+func (s *Service) sweep(ctx context.Context, hooks jetstream.KeyValue, view *temporaryHooks, unannounced []events.Hook) []events.Hook {
 	var gone []events.Hook
-	for session, hs := range view {
+	for session, hs := range view.bySession {
 		_, err := s.hookSessions.Get(ctx, session)
 		if err == nil {
 			continue

@@ -97,7 +97,7 @@ func TestSweepDeletesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	view := temporaryHooks{}
+	view := newTemporaryHooks()
 	if err := view.apply(entry); err != nil {
 		t.Fatal(err)
 	}
