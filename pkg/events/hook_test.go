@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -214,3 +215,42 @@ func TestHookFilters(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// FuzzHookCommand: any command data, decoded as the registry decodes it,
+// validates or not without panicking; a valid command keeps the limits
+// the registry relies on.
+func FuzzHookCommand(f *testing.F) {
+	id := strings.Repeat("ab", 16)
+	for _, seed := range []string{
+		`{"hook":{"id":"` + id + `","node":"blog.*","type":"webhook","arg":"https://a.example/","persistent":false,"session":"` + id + `"}}`,
+		`{"id":"` + id + `","overlap_seconds":86400}`,
+		`{"id":"` + id + `","overlap_seconds":-1}`,
+		`{"match":{"node":"blog","type":"webhook"}}`,
+		`{"id":"` + id + `","overlap_seconds":99999999999999999}`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		var cmd events.HookCommand
+		dec := json.NewDecoder(strings.NewReader(data))
+		dec.DisallowUnknownFields()
+		if dec.Decode(&cmd) != nil {
+			return
+		}
+		for _, op := range []events.HookOp{events.HookCreate, events.HookDelete, events.HookRotate} {
+			if cmd.Validate(op) != nil {
+				continue
+			}
+			switch op {
+			case events.HookRotate:
+				if d := cmd.Overlap(); d < 0 || d > events.MaxSecretOverlap {
+					t.Errorf("valid rotate with overlap %s", d)
+				}
+			case events.HookCreate:
+				if h := cmd.Hook; h.Persistent == (h.Session != "") {
+					t.Errorf("valid create: persistent %v with session %q", h.Persistent, h.Session)
+				}
+			}
+		}
+	})
+}
