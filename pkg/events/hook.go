@@ -204,7 +204,8 @@ type Hook struct {
 	// lifecycle events never carry it.
 	Secret string `json:"secret,omitempty"`
 	// PreviousSecret, the secret before the last rotation, also signs
-	// until PreviousExpires. Never answered.
+	// until PreviousExpires. The registry never answers PreviousSecret;
+	// PreviousExpires is listed.
 	PreviousSecret  string    `json:"previous_secret,omitempty"`
 	PreviousExpires time.Time `json:"previous_expires,omitzero"`
 	// CommandSeq is the HOOKBUS_COMMANDS sequence of the command that
