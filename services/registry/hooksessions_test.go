@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -219,4 +221,62 @@ func TestHeartbeatKeepsTheHookPastTheTTL(t *testing.T) {
 	if err := s.Err(); err != nil {
 		t.Errorf("session Err = %v, want nil", err)
 	}
+}
+
+// Two registries sweep the same hooks: each hook is deleted once (one
+// delete marker in the bucket) and announced once.
+func TestTwoRegistriesSweepOnce(t *testing.T) {
+	srv, c, js := setup(t)
+	runRegistry(t, srv)
+	runRegistry(t, srv)
+	ctx := ctxT(t)
+	s, err := c.HookSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 3 {
+		h, err := s.CreateHook(ctx, webhook("blog", "https://a.example/"+strings.Repeat("x", i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.ID)
+	}
+	hooks, err := js.KeyValue(ctx, events.BucketHooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := bucketLastSeq(t, hooks)
+	sessions, err := js.KeyValue(ctx, events.BucketHookSessions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sessions.Delete(ctx, s.ID()); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if left, err := c.ListHooks(ctx, events.HookFilter{}); err != nil || len(left) != 0 {
+			return fmt.Errorf("hooks left: %d, %v", len(left), err)
+		}
+		return nil
+	})
+	// Two more sweeps of each registry: nothing more is written.
+	time.Sleep(2500 * time.Millisecond)
+	if writes := bucketLastSeq(t, hooks) - before; writes != 3 {
+		t.Errorf("%d writes to %s for 3 swept hooks, want 3 (one delete each)", writes, events.BucketHooks)
+	}
+	for _, id := range ids {
+		if reasons := deletedReasons(t, js, id); len(reasons) != 1 {
+			t.Errorf("hook %s announced deleted %d times, want once", id, len(reasons))
+		}
+	}
+}
+
+func bucketLastSeq(t *testing.T, kv jetstream.KeyValue) uint64 {
+	t.Helper()
+	st, err := kv.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq
 }
