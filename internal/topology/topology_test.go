@@ -104,7 +104,7 @@ func TestCheckReportsDrift(t *testing.T) {
 			name: "auth bucket keeps history",
 			setup: func(t *testing.T, js jetstream.JetStream) {
 				ensure(t, js)
-				b := topology.DefaultConfig().Buckets()[2]
+				b, _ := topology.DefaultConfig().Bucket(events.BucketAuth)
 				b.History = 5
 				if _, err := js.UpdateKeyValue(t.Context(), b); err != nil {
 					t.Fatal(err)

@@ -18,6 +18,11 @@ type HookOp string
 const (
 	HookCreate HookOp = "create"
 	HookDelete HookOp = "delete"
+	// HookDisable stops a hook's deliveries; its events wait in its
+	// consumer. The dispatcher sends it for a hook failing too long.
+	HookDisable HookOp = "disable"
+	// HookEnable resumes a disabled hook's deliveries.
+	HookEnable HookOp = "enable"
 )
 
 // HookCommandTypePrefix starts the CloudEvents type of every hook command:
@@ -40,6 +45,12 @@ type HookStatus string
 const (
 	// HookActive: the hook delivers its events.
 	HookActive HookStatus = "active"
+	// HookFailing: its last attempt failed with no success since (never
+	// stored: derived from the hook's delivery state when listed).
+	HookFailing HookStatus = "failing"
+	// HookDisabled: the hook delivers nothing until enabled; its events
+	// wait in its consumer.
+	HookDisabled HookStatus = "disabled"
 )
 
 // HookSettings are the per-hook knobs of deliveries; zero values mean the
@@ -53,11 +64,15 @@ type HookSettings struct {
 	// Structured posts the event in structured mode
 	// (application/cloudevents+json) instead of binary mode.
 	Structured bool `json:"structured,omitempty"`
+	// Rate bounds the delivery attempts per second of each dispatcher
+	// replica (0: unlimited; at most MaxHookRate).
+	Rate float64 `json:"rate,omitempty"`
 }
 
 // Limits on hook settings.
 const (
 	maxHookTimeout     = 5 * time.Minute
+	maxHookReasonLen   = 1024
 	maxHookAttempts    = 100
 	maxHookArgLen      = 2048
 	hookIDLen          = 32
@@ -176,6 +191,13 @@ type Hook struct {
 	HookSpec
 	Created time.Time  `json:"created"`
 	Status  HookStatus `json:"status"`
+	// Disabled is when the hook was disabled, and DisabledReason why;
+	// set while Status is disabled.
+	Disabled       time.Time `json:"disabled,omitzero"`
+	DisabledReason string    `json:"disabled_reason,omitempty"`
+	// Enabled is when the hook was last enabled after being disabled:
+	// failures before it no longer make it failing.
+	Enabled time.Time `json:"enabled,omitzero"`
 	// Secret signs a webhook's requests (whsec_<base64>). The registry
 	// answers it only to the create that made the hook; lists never carry
 	// it.
@@ -185,6 +207,7 @@ type Hook struct {
 	CommandSeq uint64 `json:"command_seq,omitempty"`
 	// Revision is the bucket revision the state was read at (not stored).
 	Revision uint64 `json:"revision,omitempty"`
+	HookListing
 }
 
 // Validate checks the declaration; the error is a *ValidationError.
@@ -222,6 +245,8 @@ func (s HookSpec) Validate() error {
 		return invalidIn("hook", "settings.timeout_ms", "%d: want 0 (the default) to %d", st.TimeoutMS, maxHookTimeout.Milliseconds())
 	case st.MaxAttempts < 0 || st.MaxAttempts > maxHookAttempts:
 		return invalidIn("hook", "settings.max_attempts", "%d: want 0 (the default) to %d", st.MaxAttempts, maxHookAttempts)
+	case !(st.Rate >= 0 && st.Rate <= MaxHookRate): // NaN too
+		return invalidIn("hook", "settings.rate", "%v: want 0 (unlimited) to %d deliveries per second", st.Rate, MaxHookRate)
 	}
 	return nil
 }
@@ -290,11 +315,13 @@ func validateWebhookURL(arg string) error {
 
 // HookCommand is the data of a hook command: create carries Hook; delete
 // names one hook by ID, or every hook matching a HookFilter by Match (a
-// bulk delete; Node required).
+// bulk delete; Node required); disable and enable name one hook by ID,
+// disable with an optional Reason.
 type HookCommand struct {
-	Hook  *HookSpec   `json:"hook,omitempty"`
-	ID    string      `json:"id,omitempty"`
-	Match *HookFilter `json:"match,omitempty"`
+	Hook   *HookSpec   `json:"hook,omitempty"`
+	ID     string      `json:"id,omitempty"`
+	Match  *HookFilter `json:"match,omitempty"`
+	Reason string      `json:"reason,omitempty"`
 }
 
 // Target is the hook the command is about: the declaration's id for
@@ -310,18 +337,32 @@ func (c HookCommand) Target() string {
 // *ValidationError.
 func (c HookCommand) Validate(op HookOp) error {
 	switch op {
+	case HookDisable, HookEnable:
+		switch {
+		case c.Hook != nil || c.Match != nil:
+			return invalidIn("command", "id", "%s takes a hook id only", op)
+		case c.ID == "":
+			return invalidIn("command", "id", "%s needs a hook id", op)
+		case op == HookEnable && c.Reason != "":
+			return invalidIn("command", "reason", "enable takes no reason")
+		case len(c.Reason) > maxHookReasonLen:
+			return invalidIn("command", "reason", "%d bytes long, the limit is %d", len(c.Reason), maxHookReasonLen)
+		}
+		return ValidateHookID(c.ID)
 	case HookCreate:
 		if c.Hook == nil {
 			return invalidIn("command", "hook", "create needs the hook's declaration")
 		}
-		if c.ID != "" || c.Match != nil {
-			return invalidIn("command", "hook", "create takes only the declaration, not id or match")
+		if c.ID != "" || c.Match != nil || c.Reason != "" {
+			return invalidIn("command", "hook", "create takes only the declaration, not id, match or reason")
 		}
 		return c.Hook.Validate()
 	case HookDelete:
 		switch {
 		case c.Hook != nil:
 			return invalidIn("command", "hook", "delete takes an id or a match, not a declaration")
+		case c.Reason != "":
+			return invalidIn("command", "reason", "delete takes no reason")
 		case c.ID != "" && c.Match != nil:
 			return invalidIn("command", "id", "give an id or a match, not both")
 		case c.ID != "":
@@ -335,7 +376,7 @@ func (c HookCommand) Validate(op HookOp) error {
 			return invalidIn("command", "id", "delete needs a hook id or a match (node, and optionally type and arg)")
 		}
 	default:
-		return invalidIn("command", "op", "%q: want %q or %q", op, HookCreate, HookDelete)
+		return invalidIn("command", "op", "%q: want %q, %q, %q or %q", op, HookCreate, HookDelete, HookDisable, HookEnable)
 	}
 }
 
@@ -375,13 +416,17 @@ type HookReply struct {
 }
 
 // HookLifecycleTypePrefix starts the CloudEvents type of hook lifecycle
-// events: hookbus.hook.created, hookbus.hook.deleted.
+// events: hookbus.hook.created, .deleted, .disabled, .enabled.
 const HookLifecycleTypePrefix = "hookbus.hook."
 
 // Hook lifecycle event type suffixes.
 const (
 	HookCreated = "created"
 	HookDeleted = "deleted"
+	// HookLifecycleDisabled and HookLifecycleEnabled are named apart from
+	// the statuses HookDisabled and HookActive.
+	HookLifecycleDisabled = "disabled"
+	HookLifecycleEnabled  = "enabled"
 )
 
 // HookListSubject answers the hooks matching a HookFilter (micro service

@@ -2,8 +2,11 @@ package events_test
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -65,6 +68,10 @@ func TestHookSpecValidate(t *testing.T) {
 		{"temporary", func(s *events.HookSpec) { s.Persistent = false }, "temporary"},
 		{"timeout too long", func(s *events.HookSpec) { s.Settings.TimeoutMS = 300_001 }, "timeout_ms"},
 		{"too many attempts", func(s *events.HookSpec) { s.Settings.MaxAttempts = 101 }, "max_attempts"},
+		{"rate", func(s *events.HookSpec) { s.Settings.Rate = 0.5 }, ""},
+		{"negative rate", func(s *events.HookSpec) { s.Settings.Rate = -1 }, "settings.rate"},
+		{"rate too high", func(s *events.HookSpec) { s.Settings.Rate = events.MaxHookRate + 1 }, "settings.rate"},
+		{"NaN rate", func(s *events.HookSpec) { s.Settings.Rate = math.NaN() }, "settings.rate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,7 +106,15 @@ func TestHookCommandValidate(t *testing.T) {
 		{"delete by id and match", events.HookDelete, events.HookCommand{ID: id, Match: &events.HookFilter{Node: "blog"}}, false},
 		{"delete with a declaration", events.HookDelete, events.HookCommand{Hook: &spec}, false},
 		{"delete with nothing", events.HookDelete, events.HookCommand{}, false},
-		{"unknown op", "enable", events.HookCommand{ID: id}, false},
+		{"disable", events.HookDisable, events.HookCommand{ID: id, Reason: "failing since noon"}, true},
+		{"disable without id", events.HookDisable, events.HookCommand{Reason: "x"}, false},
+		{"disable with a match", events.HookDisable, events.HookCommand{ID: id, Match: &events.HookFilter{Node: "blog"}}, false},
+		{"disable with a long reason", events.HookDisable, events.HookCommand{ID: id, Reason: strings.Repeat("x", 1025)}, false},
+		{"enable", events.HookEnable, events.HookCommand{ID: id}, true},
+		{"enable with a reason", events.HookEnable, events.HookCommand{ID: id, Reason: "x"}, false},
+		{"enable a bad id", events.HookEnable, events.HookCommand{ID: "abc"}, false},
+		{"create with a reason", events.HookCreate, events.HookCommand{Hook: &spec, Reason: "x"}, false},
+		{"unknown op", "pause", events.HookCommand{ID: id}, false},
 	}
 	for _, tc := range cases {
 		if err := tc.cmd.Validate(tc.op); (err == nil) != tc.ok {
@@ -199,5 +214,43 @@ func TestHookFilters(t *testing.T) {
 		if err := s.Validate(); !errors.Is(err, events.ErrInvalid) {
 			t.Errorf("filters %v: Validate = %v, want invalid", bad, err)
 		}
+	}
+}
+
+func TestHookStateRecord(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var st events.HookState
+	fail := func(i int) events.HookAttempt {
+		return events.HookAttempt{Time: t0.Add(time.Duration(i) * time.Second), Status: "503", Error: fmt.Sprintf("down %d", i)}
+	}
+	st.Record(fail(0))
+	st.Record(fail(1))
+	if !st.FailingSince.Equal(t0) || st.LastError != "down 1" {
+		t.Fatalf("after two failures: failing since %v, last error %q; want %v, %q", st.FailingSince, st.LastError, t0, "down 1")
+	}
+	h := events.Hook{Status: events.HookActive}
+	if got := events.HookStatusOf(h, st); got != events.HookFailing {
+		t.Errorf("status = %s, want failing", got)
+	}
+	h.Enabled = t0.Add(2 * time.Second)
+	if got := events.HookStatusOf(h, st); got != events.HookActive {
+		t.Errorf("status after an enable later than the failures = %s, want active", got)
+	}
+	st.Record(events.HookAttempt{Time: t0.Add(3 * time.Second), Status: "200", OK: true})
+	if !st.FailingSince.IsZero() || !st.LastDelivery.Equal(t0.Add(3*time.Second)) || st.LastError != "down 1" {
+		t.Fatalf("after a success: %+v", st)
+	}
+	for i := range 30 {
+		st.Record(fail(10 + i))
+	}
+	if len(st.Attempts) != events.HookAttemptsKept || st.Attempts[0].Error != "down 39" || st.Attempts[19].Error != "down 20" {
+		t.Errorf("attempts: %d kept, newest %q, oldest %q; want %d, newest first", len(st.Attempts), st.Attempts[0].Error, st.Attempts[len(st.Attempts)-1].Error, events.HookAttemptsKept)
+	}
+	if !st.FailingSince.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("failing since %v, want the first failure after the success", st.FailingSince)
+	}
+	h.Status = events.HookDisabled
+	if got := events.HookStatusOf(h, st); got != events.HookDisabled {
+		t.Errorf("status = %s, want disabled", got)
 	}
 }
