@@ -85,7 +85,7 @@ func (st *hookState) drop() {
 func (st *hookState) record(ctx context.Context, a events.HookAttempt) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	failing := !st.view().FailingSince.IsZero()
+	failing := st.failing()
 	st.pending = append(st.pending, a)
 	if a.OK && !failing && st.loaded {
 		st.dirty = true
@@ -126,6 +126,15 @@ func (st *hookState) flush(ctx context.Context) {
 	if err := st.write(ctx); err != nil {
 		st.log.Warn("hook delivery state not written", "err", err)
 	}
+}
+
+// failing reports whether the view has failing_since set, without
+// building it: whether the last attempt failed; st.mu held.
+func (st *hookState) failing() bool {
+	if n := len(st.pending); n > 0 {
+		return !st.pending[n-1].OK
+	}
+	return !st.known.FailingSince.IsZero() && st.known.FailingSince.After(st.hook.Enabled)
 }
 
 // view is the known state with the pending attempts applied; st.mu held.

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -315,4 +317,50 @@ func TestDeletedHookStateGoes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// An attempt with no HTTP answer is recorded with a word saying why.
+func TestHookAttemptStatusWords(t *testing.T) {
+	e := newEnv(t)
+	e.runDispatcherWith(allowLoopback)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String() + "/"
+	_ = ln.Close()
+	gone := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-gone:
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(gone) }) // before Close, which waits for the handlers
+	tests := []struct {
+		name, url, want string
+		edit            func(*events.Hook)
+	}{
+		{"connection refused", closed, "refused", func(*events.Hook) {}},
+		{"timeout", slow.URL, "timeout", func(h *events.Hook) { h.Settings.TimeoutMS = 100 }},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			node := fmt.Sprintf("w%d", i)
+			h := e.putHookWith(node, tt.url, tt.edit)
+			e.waitConsumer(h)
+			e.publishID(node, "x-"+node)
+			natstest.Eventually(t, 15*time.Second, func() error {
+				st, _ := e.hookState(h.ID)
+				if len(st.Attempts) == 0 {
+					return fmt.Errorf("no attempt recorded")
+				}
+				if a := st.Attempts[0]; a.Status != tt.want || a.OK || a.Error == "" {
+					return fmt.Errorf("attempt %+v, want status %s with the error", a, tt.want)
+				}
+				return nil
+			})
+		})
+	}
 }
