@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -252,5 +253,34 @@ func TestHookStateRecord(t *testing.T) {
 	h.Status = events.HookDisabled
 	if got := events.HookStatusOf(h, st); got != events.HookDisabled {
 		t.Errorf("status = %s, want disabled", got)
+	}
+}
+
+// The delivery state, a listed hook and the disable command keep their
+// wire form (docs/protocol.md, "Delivery state" and "Hook queries").
+func TestHookStateWire(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	id := strings.Repeat("3f", 16)
+	var st events.HookState
+	st.ID = id
+	st.Record(events.HookAttempt{Time: t0, Status: "200", OK: true, DurationMS: 3.25})
+	st.Record(events.HookAttempt{Time: t0.Add(time.Minute), Status: "503", DurationMS: 12.5, Error: "hook " + id + ": 503 Service Unavailable: busy"})
+	pending := uint64(7)
+	h := events.Hook{
+		HookSpec: events.HookSpec{ID: id, Node: "com.example.order.created", Type: events.HookWebhook, Arg: "https://shop.example/hooks/orders", Persistent: true,
+			Settings: events.HookSettings{Rate: 0.5}},
+		Created: t0.Add(-time.Hour), Status: events.HookDisabled, Disabled: t0.Add(2 * time.Minute), DisabledReason: "failing since 2026-11-28T12:01:00Z (longer than 1s): 503",
+		HookListing: events.HookListing{Service: events.StreamEvents, Pending: &pending, LastDelivery: st.LastDelivery, LastError: st.LastError},
+	}
+	for name, v := range map[string]any{
+		"hook/state.json":   st,
+		"hook/listed.json":  h,
+		"hook/disable.json": events.HookCommand{ID: id, Reason: h.DisabledReason},
+	} {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkGolden(t, name, append(b, '\n'))
 	}
 }
