@@ -404,3 +404,33 @@ func TestHookAttemptStatusWords(t *testing.T) {
 		})
 	}
 }
+
+// Two replicas share a hook's deliveries and its state: each writes with
+// compare-and-swap and merges into what the other wrote, so no attempt is
+// lost.
+func TestHookStateReplicasMerge(t *testing.T) {
+	e := newEnv(t)
+	e.runDispatcherWith(allowLoopback)
+	e.runDispatcherWith(allowLoopback)
+	target := newHookTarget(t)
+	target.status.Store(http.StatusServiceUnavailable)
+	h := e.putHook("a", target.srv.URL, 100)
+	e.waitConsumer(h)
+	e.publishID("a", "a1")
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if n := target.tries.Load(); n < 12 {
+			return fmt.Errorf("%d tries", n)
+		}
+		return nil
+	})
+	target.status.Store(http.StatusOK)
+	delivered(t, target, "a1")
+	tries := int(target.tries.Load())
+	natstest.Eventually(t, 10*time.Second, func() error {
+		st, _ := e.hookState(h.ID)
+		if want := min(tries, events.HookAttemptsKept); len(st.Attempts) != want || !st.Attempts[0].OK {
+			return fmt.Errorf("%d attempts recorded for %d tries (want %d, the success first)", len(st.Attempts), tries, want)
+		}
+		return nil
+	})
+}
