@@ -24,6 +24,9 @@ import (
 // written, and how often it is checked for being disabled.
 const stateFlushInterval = time.Second
 
+// stateWriteTimeout bounds one write of a hook's state.
+const stateWriteTimeout = 5 * time.Second
+
 // maxStateConflicts bounds the re-reads of one state write.
 const maxStateConflicts = 10
 
@@ -53,6 +56,7 @@ type hookState struct {
 	pending []events.HookAttempt
 	dirty   bool      // a write is due at the next flush
 	dropped bool      // the hook is deleted: write nothing more
+	stopped bool      // the flusher has stopped: write every attempt at once
 	asked   time.Time // the FailingSince a disable was asked for
 }
 
@@ -81,16 +85,19 @@ func (st *hookState) drop() {
 
 // record adds attempt a: a failure, or a success after a failure or as
 // the first attempt seen, is written at once; other successes wait for
-// the next flush.
+// the next flush. The write outlives ctx's end (shutting down), bounded by
+// stateWriteTimeout.
 func (st *hookState) record(ctx context.Context, a events.HookAttempt) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	failing := st.failing()
 	st.pending = append(st.pending, a)
-	if a.OK && !failing && st.loaded {
+	if a.OK && !failing && st.loaded && !st.stopped {
 		st.dirty = true
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stateWriteTimeout)
+	defer cancel()
 	if err := st.write(ctx); err != nil {
 		st.dirty = true
 		st.log.Warn("hook delivery state not written; tried again in a second", "err", err)
@@ -105,7 +112,10 @@ func (st *hookState) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st.mu.Lock()
+			st.stopped = true
+			st.mu.Unlock()
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stateWriteTimeout)
 			defer cancel()
 			st.flush(fctx)
 			return

@@ -434,3 +434,27 @@ func TestHookStateReplicasMerge(t *testing.T) {
 		return nil
 	})
 }
+
+// Coalesced successes are written when the dispatcher stops.
+func TestHookStateFlushedOnStop(t *testing.T) {
+	e := newEnv(t)
+	stop := e.runDispatcherWith(allowLoopback)
+	target := newHookTarget(t)
+	h := e.putHook("a", target.srv.URL, 0)
+	e.waitConsumer(h)
+	e.publishID("a", "a1")
+	delivered(t, target, "a1")
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if st, _ := e.hookState(h.ID); len(st.Attempts) != 1 {
+			return fmt.Errorf("%d attempts recorded, want the first success, written at once", len(st.Attempts))
+		}
+		return nil
+	})
+	e.publishID("a", "a2")
+	e.publishID("a", "a3")
+	delivered(t, target, "a1", "a2", "a3")
+	stop()
+	if st, _ := e.hookState(h.ID); len(st.Attempts) != 3 || !st.Attempts[0].OK || !st.LastDelivery.Equal(st.Attempts[0].Time) {
+		t.Errorf("state after the stop: %d attempts, last delivery %v: want all 3, the last one delivered", len(st.Attempts), st.LastDelivery)
+	}
+}
