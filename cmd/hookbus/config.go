@@ -60,7 +60,8 @@ type Config struct {
 	DuplicateWindow time.Duration `envconfig:"DUPLICATE_WINDOW" default:"10m" flag:"duplicate-window" desc:"how long a re-published event (same source and id) is stored once"`
 	MaxEventSize    int           `envconfig:"MAX_EVENT_SIZE" default:"1048576" flag:"max-event-size" desc:"largest encoded event in bytes (data plus headers)"`
 
-	WebhookAllow string `envconfig:"WEBHOOK_ALLOW" flag:"webhook-allow" desc:"dispatcher: networks webhooks may reach although internal (loopback, private, link-local, metadata: refused by default), comma-separated CIDRs such as 10.20.0.0/16"`
+	WebhookAllow     string        `envconfig:"WEBHOOK_ALLOW" flag:"webhook-allow" desc:"dispatcher: networks webhooks may reach although internal (loopback, private, link-local, metadata: refused by default), comma-separated CIDRs such as 10.20.0.0/16"`
+	HookDisableAfter time.Duration `envconfig:"HOOK_DISABLE_AFTER" default:"24h" flag:"hook-disable-after" desc:"dispatcher: how long a hook may fail with no success before it is disabled (hookbus hook enable resumes it; at least 1s)"`
 
 	PersistenceKey     secret `envconfig:"PERSISTENCE_KEY" flag:"-" desc:"persistence: encryption keys, base64 of 32 bytes each, newest first, comma-separated; environment only, masked in logs"`
 	PersistenceKeyFile string `envconfig:"PERSISTENCE_KEY_FILE" flag:"-" desc:"persistence: file with the keys, one per line, newest first (for a mounted secret). Neither set: the all-in-one generates <data-dir>/persistence.key; with HOOKBUS_NATS_URL, serve refuses to start"`

@@ -17,6 +17,7 @@ func newDispatcherService(d deps) (service, error) {
 		return nil, err
 	}
 	cfg.WebhookAllow = allow
+	cfg.HookDisableAfter = d.cfg.HookDisableAfter
 	svc, err := dispatcher.New(cfg, d.nc, d.log)
 	if err != nil {
 		return nil, err

@@ -17,7 +17,7 @@ import (
 func newHookCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "hook",
-		Short: "Bind actions to events without a plugin worker: create, list, delete hooks, rotate secrets",
+		Short: "Bind actions to events without a plugin worker: create, list, delete, enable hooks, rotate secrets",
 		Long: `Hook admin, through the registry (hookbus serve runs it).
 
 A hook is an action on the events of a node: an event type, or a pattern with
@@ -29,10 +29,17 @@ A persistent hook (create -P) is stored until deleted. A temporary hook lives
 while the command that created it runs: it is deleted when that command stops,
 and within 15 seconds when its process dies.
 
+A hook whose target keeps failing is listed as failing; the dispatcher
+disables it once it has failed for HOOKBUS_HOOK_DISABLE_AFTER (24h) with no
+success. A disabled hook's events wait (as long as HOOKBUS_EVENTS keeps
+them) and are delivered after hookbus hook enable. hookbus hook attempts
+shows a hook's latest delivery attempts.
+
 Errors are printed with their code (not_found, invalid) and exit non-zero:
 2 for invalid input, 1 otherwise.`,
 	}
-	cmd.AddCommand(newHookCreateCmd(), newHookListCmd(), newHookDeleteCmd(), newHookRotateCmd())
+	cmd.AddCommand(newHookCreateCmd(), newHookListCmd(), newHookDeleteCmd(), newHookRotateCmd(),
+		newHookStatusCmd(events.HookEnable), newHookStatusCmd(events.HookDisable), newHookAttemptsCmd())
 	return cmd
 }
 
@@ -131,6 +138,7 @@ SIGTERM; then it deletes the hook and exits 0. If the process dies instead
 	fl.IntVar(&spec.Settings.MaxAttempts, "max-attempts", 0, "delivery attempts before the event is dead-lettered (default: the dispatcher's)")
 	fl.StringArrayVar(&filters, "filter", nil, "ATTR=OP:VALUE, repeatable, all must match: OP exact, prefix or suffix on source, subject, id, type or an extension (source=prefix:/shop/)")
 	fl.BoolVar(&spec.Settings.Structured, "structured", false, "post the event in structured mode (application/cloudevents+json) instead of binary mode")
+	fl.Float64Var(&spec.Settings.Rate, "rate", 0, fmt.Sprintf("most delivery attempts per second, per dispatcher replica (0: unlimited; at most %d)", events.MaxHookRate))
 	f.bind(cmd, &cfg)
 	return cmd
 }
@@ -258,8 +266,12 @@ func newHookListCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "list [--node NODE] [--type TYPE]",
-		Short: "List hooks (never their secrets), by node and creation time",
-		Args:  cobra.NoArgs,
+		Short: "List hooks (never their secrets), by node and creation time, with their status and pending events",
+		Long: `List hooks, by node and creation time: the service (the stream the events
+come from), node, type, persistent, id, created, status (active; failing: its
+last attempt failed; disabled), pending (events waiting for it), the last
+delivery, ARG and the last error. Secrets are never listed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			filter.Type = events.HookType(typ)
 			if err := filter.Validate(); err != nil {
@@ -369,15 +381,111 @@ func parseHookFilter(s string) (events.HookMatch, error) {
 	return events.HookMatch{Attr: attr, Op: events.MatchOp(op), Value: value}, nil
 }
 
-// printHooks prints hooks as a table; ARG, the URL, is the rest of the line.
+// printHooks prints hooks as a table; the last error, free text, is the
+// rest of the line.
 func printHooks(w io.Writer, hooks []events.Hook) error {
-	t := newTable(w, "ID", "NODE", "TYPE", "PERSISTENT", "STATUS", "CREATED", "FILTERS", "ARG")
+	t := newTable(w, "ID", "SERVICE", "NODE", "TYPE", "PERSISTENT", "STATUS", "PENDING", "CREATED", "LAST_DELIVERY", "FILTERS", "ARG", "LAST_ERROR")
 	for _, h := range hooks {
 		filters := make([]string, 0, len(h.Filters))
 		for _, m := range h.Filters {
 			filters = append(filters, fmt.Sprintf("%s=%s:%s", m.Attr, m.Op, m.Value))
 		}
-		t.row(h.ID, h.Node, h.Type, h.Persistent, h.Status, h.Created.Format(time.RFC3339), strings.Join(filters, ","), h.Arg)
+		pending := "-"
+		if h.Pending != nil {
+			pending = fmt.Sprint(*h.Pending)
+		}
+		t.row(h.ID, h.Service, h.Node, h.Type, h.Persistent, h.Status, pending, h.Created.Format(time.RFC3339),
+			formatTime(h.LastDelivery), strings.Join(filters, ","), h.Arg, h.LastError)
 	}
 	return t.flush()
+}
+
+// formatTime is t in RFC 3339, or "-" for never.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}
+
+// newHookStatusCmd is hookbus hook enable or disable.
+func newHookStatusCmd(op events.HookOp) *cobra.Command {
+	cfg, envErr := loadConfig()
+	var (
+		f      hookFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:   string(op) + " ID",
+		Short: "Enable a disabled hook: the events that waited are delivered, its failing state is reset",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if err := events.ValidateHookID(id); err != nil {
+				return err
+			}
+			return f.run(cmd, cfg, envErr, func(ctx context.Context, c *client.Client) error {
+				var (
+					h   events.Hook
+					err error
+				)
+				if op == events.HookDisable {
+					h, err = c.DisableHook(ctx, id, reason)
+				} else {
+					h, err = c.EnableHook(ctx, id)
+				}
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), h)
+				}
+				return printHooks(cmd.OutOrStdout(), []events.Hook{h})
+			})
+		},
+	}
+	if op == events.HookDisable {
+		cmd.Short = "Disable a hook: nothing is delivered, its events wait (as long as HOOKBUS_EVENTS keeps them) until enabled"
+		cmd.Flags().StringVar(&reason, "reason", "", "why, announced with the hookbus.hook.disabled lifecycle event")
+	}
+	f.bind(cmd, &cfg)
+	return cmd
+}
+
+// newHookAttemptsCmd is hookbus hook attempts.
+func newHookAttemptsCmd() *cobra.Command {
+	cfg, envErr := loadConfig()
+	var f hookFlags
+	cmd := &cobra.Command{
+		Use:   "attempts ID",
+		Short: fmt.Sprintf("Show a hook's latest %d delivery attempts, newest first: time, status, duration, error", events.HookAttemptsKept),
+		Long: fmt.Sprintf(`Show the latest %d delivery attempts of a hook, newest first. STATUS is the
+target's HTTP status code, or timeout, refused (connection refused), blocked
+(an address webhooks may not reach) or error. -o json prints the hook's whole
+delivery state (last delivery, last error, failing since, attempts).`, events.HookAttemptsKept),
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if err := events.ValidateHookID(id); err != nil {
+				return err
+			}
+			return f.run(cmd, cfg, envErr, func(ctx context.Context, c *client.Client) error {
+				st, err := c.HookAttempts(ctx, id)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), st)
+				}
+				t := newTable(cmd.OutOrStdout(), "TIME", "STATUS", "DURATION", "ERROR")
+				for _, a := range st.Attempts {
+					took := time.Duration(a.DurationMS * float64(time.Millisecond)).Round(time.Microsecond)
+					t.row(a.Time.Format(time.RFC3339Nano), a.Status, took, a.Error)
+				}
+				return t.flush()
+			})
+		},
+	}
+	f.bind(cmd, &cfg)
+	return cmd
 }

@@ -229,6 +229,16 @@ func (c Config) Buckets() []jetstream.KeyValueConfig {
 			Replicas:     c.Replicas,
 		},
 		{
+			Bucket:      events.BucketHookState,
+			Description: "Delivery state of each hook (last attempts, failing since), written by the dispatcher, read by the registry.",
+			// Only the latest state matters; writers compare-and-swap on it.
+			History:      1,
+			MaxValueSize: 64 << 10,
+			MaxBytes:     -1,
+			Storage:      jetstream.FileStorage,
+			Replicas:     c.Replicas,
+		},
+		{
 			Bucket:      events.BucketAuth,
 			Description: "Auth credentials and keys, encrypted by the persistence service.",
 			// One revision: an old ciphertext is never kept once replaced.

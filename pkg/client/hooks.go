@@ -36,14 +36,7 @@ func (c *Client) CreateHook(ctx context.Context, spec events.HookSpec) (events.H
 // DeleteHook removes the hook id and returns it. Errors: ErrNotFound,
 // ErrNotApplied, ErrNotStored.
 func (c *Client) DeleteHook(ctx context.Context, id string) (events.Hook, error) {
-	hooks, err := c.hookCommand(ctx, events.HookDelete, events.HookCommand{ID: id})
-	if err != nil {
-		return events.Hook{}, err
-	}
-	if len(hooks) != 1 {
-		return events.Hook{}, fmt.Errorf("registry answered %d hooks, want 1", len(hooks))
-	}
-	return hooks[0], nil
+	return c.oneHook(ctx, events.HookDelete, events.HookCommand{ID: id})
 }
 
 // DeleteHooks removes every hook matching f (f.Node required; empty type
@@ -60,7 +53,48 @@ func (c *Client) DeleteHooks(ctx context.Context, f events.HookFilter) ([]events
 // range), ErrNotApplied, ErrNotStored.
 func (c *Client) RotateHookSecret(ctx context.Context, id string, overlap time.Duration) (events.Hook, error) {
 	secs := int64(overlap / time.Second)
-	hooks, err := c.hookCommand(ctx, events.HookRotate, events.HookCommand{ID: id, OverlapSeconds: &secs})
+	return c.oneHook(ctx, events.HookRotate, events.HookCommand{ID: id, OverlapSeconds: &secs})
+}
+
+// DisableHook stops the deliveries of hook id, its events waiting in its
+// consumer until EnableHook, and returns it; reason is announced with the
+// hookbus.hook.disabled lifecycle event. A disabled hook is answered as it
+// is. Errors: ErrNotFound, ErrNotApplied, ErrNotStored.
+func (c *Client) DisableHook(ctx context.Context, id, reason string) (events.Hook, error) {
+	return c.oneHook(ctx, events.HookDisable, events.HookCommand{ID: id, Reason: reason})
+}
+
+// EnableHook resumes the deliveries of hook id, the events that waited
+// first, and returns it; its failing state is reset. An active hook is
+// answered as it is. Errors: ErrNotFound, ErrNotApplied, ErrNotStored.
+func (c *Client) EnableHook(ctx context.Context, id string) (events.Hook, error) {
+	return c.oneHook(ctx, events.HookEnable, events.HookCommand{ID: id})
+}
+
+// HookAttempts returns the delivery state of hook id: its latest attempts,
+// newest first, its last delivery and how long it has been failing.
+// Errors: ErrNotFound.
+func (c *Client) HookAttempts(ctx context.Context, id string) (events.HookState, error) {
+	if err := events.ValidateHookID(id); err != nil {
+		return events.HookState{}, err
+	}
+	answer, err := c.queryMsg(ctx, events.HookAttemptsSubject, events.HookAttemptsRequest{ID: id})
+	if err != nil {
+		return events.HookState{}, err
+	}
+	if err := serviceError(answer); err != nil {
+		return events.HookState{}, err
+	}
+	var st events.HookState
+	if err := json.Unmarshal(answer.Data, &st); err != nil {
+		return events.HookState{}, fmt.Errorf("hook attempts: unreadable answer: %w", err)
+	}
+	return st, nil
+}
+
+// oneHook sends a command about one hook and returns the hook answered.
+func (c *Client) oneHook(ctx context.Context, op events.HookOp, cmd events.HookCommand) (events.Hook, error) {
+	hooks, err := c.hookCommand(ctx, op, cmd)
 	if err != nil {
 		return events.Hook{}, err
 	}
@@ -71,7 +105,8 @@ func (c *Client) RotateHookSecret(ctx context.Context, id string, overlap time.D
 }
 
 // ListHooks returns the hooks matching f, sorted by node and creation
-// time, without their secrets.
+// time, without their secrets, each with its listing: status as its
+// deliveries go, pending events, last delivery and last error.
 func (c *Client) ListHooks(ctx context.Context, f events.HookFilter) ([]events.Hook, error) {
 	answer, err := c.queryMsg(ctx, events.HookListSubject, f)
 	if err != nil {

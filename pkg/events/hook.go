@@ -21,6 +21,11 @@ const (
 	// HookRotate gives a webhook a new secret, keeping the previous one
 	// valid for an overlap.
 	HookRotate HookOp = "rotate"
+	// HookDisable stops a hook's deliveries; its events wait in its
+	// consumer. The dispatcher sends it for a hook failing too long.
+	HookDisable HookOp = "disable"
+	// HookEnable resumes a disabled hook's deliveries.
+	HookEnable HookOp = "enable"
 )
 
 // HookCommandTypePrefix starts the CloudEvents type of every hook command:
@@ -43,6 +48,12 @@ type HookStatus string
 const (
 	// HookActive: the hook delivers its events.
 	HookActive HookStatus = "active"
+	// HookFailing: its last attempt failed with no success since (never
+	// stored: derived from the hook's delivery state when listed).
+	HookFailing HookStatus = "failing"
+	// HookDisabled: the hook delivers nothing until enabled; its events
+	// wait in its consumer.
+	HookDisabled HookStatus = "disabled"
 )
 
 // HookSettings are the per-hook knobs of deliveries; zero values mean the
@@ -56,11 +67,15 @@ type HookSettings struct {
 	// Structured posts the event in structured mode
 	// (application/cloudevents+json) instead of binary mode.
 	Structured bool `json:"structured,omitempty"`
+	// Rate bounds the delivery attempts per second of each dispatcher
+	// replica (0: unlimited; at most MaxHookRate).
+	Rate float64 `json:"rate,omitempty"`
 }
 
 // Limits on hook settings.
 const (
 	maxHookTimeout     = 5 * time.Minute
+	maxHookReasonLen   = 1024
 	maxHookAttempts    = 100
 	maxHookArgLen      = 2048
 	hookIDLen          = 32
@@ -199,6 +214,13 @@ type Hook struct {
 	HookSpec
 	Created time.Time  `json:"created"`
 	Status  HookStatus `json:"status"`
+	// Disabled is when the hook was disabled, and DisabledReason why;
+	// set while Status is disabled.
+	Disabled       time.Time `json:"disabled,omitzero"`
+	DisabledReason string    `json:"disabled_reason,omitempty"`
+	// Enabled is when the hook was last enabled after being disabled:
+	// failures before it no longer make it failing.
+	Enabled time.Time `json:"enabled,omitzero"`
 	// Secret signs a webhook's requests (whsec_<base64>). The registry
 	// answers it only to the create or rotate that made it; lists and
 	// lifecycle events never carry it.
@@ -213,6 +235,7 @@ type Hook struct {
 	CommandSeq uint64 `json:"command_seq,omitempty"`
 	// Revision is the bucket revision the state was read at (not stored).
 	Revision uint64 `json:"revision,omitempty"`
+	HookListing
 }
 
 // Validate checks the declaration; the error is a *ValidationError.
@@ -257,6 +280,8 @@ func (s HookSpec) Validate() error {
 		return invalidIn("hook", "settings.timeout_ms", "%d: want 0 (the default) to %d", st.TimeoutMS, maxHookTimeout.Milliseconds())
 	case st.MaxAttempts < 0 || st.MaxAttempts > maxHookAttempts:
 		return invalidIn("hook", "settings.max_attempts", "%d: want 0 (the default) to %d", st.MaxAttempts, maxHookAttempts)
+	case !(st.Rate >= 0 && st.Rate <= MaxHookRate): // NaN too
+		return invalidIn("hook", "settings.rate", "%v: want 0 (unlimited) to %d deliveries per second", st.Rate, MaxHookRate)
 	}
 	return nil
 }
@@ -336,12 +361,14 @@ func validateWebhookURL(arg string) error {
 // names one hook by ID, or every hook matching a HookFilter by Match (a
 // bulk delete; Node required); rotate names one webhook by ID, with
 // OverlapSeconds (absent: DefaultSecretOverlap; 0: the old secret stops
-// at once).
+// at once); disable and enable name one hook by ID, disable with an
+// optional Reason.
 type HookCommand struct {
 	Hook           *HookSpec   `json:"hook,omitempty"`
 	ID             string      `json:"id,omitempty"`
 	Match          *HookFilter `json:"match,omitempty"`
 	OverlapSeconds *int64      `json:"overlap_seconds,omitempty"`
+	Reason         string      `json:"reason,omitempty"`
 }
 
 // Overlap is how long a rotate keeps the previous secret valid.
@@ -368,18 +395,32 @@ func (c HookCommand) Validate(op HookOp) error {
 		return invalidIn("command", "overlap_seconds", "only a rotate takes an overlap")
 	}
 	switch op {
+	case HookDisable, HookEnable:
+		switch {
+		case c.Hook != nil || c.Match != nil:
+			return invalidIn("command", "id", "%s takes a hook id only", op)
+		case c.ID == "":
+			return invalidIn("command", "id", "%s needs a hook id", op)
+		case op == HookEnable && c.Reason != "":
+			return invalidIn("command", "reason", "enable takes no reason")
+		case len(c.Reason) > maxHookReasonLen:
+			return invalidIn("command", "reason", "%d bytes long, the limit is %d", len(c.Reason), maxHookReasonLen)
+		}
+		return ValidateHookID(c.ID)
 	case HookCreate:
 		if c.Hook == nil {
 			return invalidIn("command", "hook", "create needs the hook's declaration")
 		}
-		if c.ID != "" || c.Match != nil {
-			return invalidIn("command", "hook", "create takes only the declaration, not id or match")
+		if c.ID != "" || c.Match != nil || c.Reason != "" {
+			return invalidIn("command", "hook", "create takes only the declaration, not id, match or reason")
 		}
 		return c.Hook.Validate()
 	case HookDelete:
 		switch {
 		case c.Hook != nil:
 			return invalidIn("command", "hook", "delete takes an id or a match, not a declaration")
+		case c.Reason != "":
+			return invalidIn("command", "reason", "delete takes no reason")
 		case c.ID != "" && c.Match != nil:
 			return invalidIn("command", "id", "give an id or a match, not both")
 		case c.ID != "":
@@ -393,7 +434,7 @@ func (c HookCommand) Validate(op HookOp) error {
 			return invalidIn("command", "id", "delete needs a hook id or a match (node, and optionally type and arg)")
 		}
 	case HookRotate:
-		if c.Hook != nil || c.Match != nil {
+		if c.Hook != nil || c.Match != nil || c.Reason != "" {
 			return invalidIn("command", "id", "rotate takes the hook's id (and an overlap), not a declaration or a match")
 		}
 		if c.OverlapSeconds != nil && (*c.OverlapSeconds < 0 || *c.OverlapSeconds > int64(MaxSecretOverlap/time.Second)) {
@@ -401,7 +442,7 @@ func (c HookCommand) Validate(op HookOp) error {
 		}
 		return ValidateHookID(c.ID)
 	default:
-		return invalidIn("command", "op", "%q: want %q, %q or %q", op, HookCreate, HookDelete, HookRotate)
+		return invalidIn("command", "op", "%q: want %q, %q, %q, %q or %q", op, HookCreate, HookDelete, HookRotate, HookDisable, HookEnable)
 	}
 }
 
@@ -441,7 +482,7 @@ type HookReply struct {
 }
 
 // HookLifecycleTypePrefix starts the CloudEvents type of hook lifecycle
-// events: hookbus.hook.created, hookbus.hook.deleted.
+// events: hookbus.hook.created, .deleted, .disabled, .enabled.
 const HookLifecycleTypePrefix = "hookbus.hook."
 
 // Hook lifecycle event type suffixes.
@@ -451,6 +492,10 @@ const (
 	// HookSecretRotated: a webhook got a new secret (neither is in the
 	// event).
 	HookSecretRotated = "secret_rotated"
+	// HookLifecycleDisabled and HookLifecycleEnabled are named apart from
+	// the statuses HookDisabled and HookActive.
+	HookLifecycleDisabled = "disabled"
+	HookLifecycleEnabled  = "enabled"
 )
 
 // HookReasonExtension is the CloudEvents extension of a

@@ -3,8 +3,11 @@ package events_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -69,6 +72,10 @@ func TestHookSpecValidate(t *testing.T) {
 		{"persistent with a session", func(s *events.HookSpec) { s.Session = strings.Repeat("cd", 16) }, "session"},
 		{"timeout too long", func(s *events.HookSpec) { s.Settings.TimeoutMS = 300_001 }, "timeout_ms"},
 		{"too many attempts", func(s *events.HookSpec) { s.Settings.MaxAttempts = 101 }, "max_attempts"},
+		{"rate", func(s *events.HookSpec) { s.Settings.Rate = 0.5 }, ""},
+		{"negative rate", func(s *events.HookSpec) { s.Settings.Rate = -1 }, "settings.rate"},
+		{"rate too high", func(s *events.HookSpec) { s.Settings.Rate = events.MaxHookRate + 1 }, "settings.rate"},
+		{"NaN rate", func(s *events.HookSpec) { s.Settings.Rate = math.NaN() }, "settings.rate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,7 +118,16 @@ func TestHookCommandValidate(t *testing.T) {
 		{"rotate without id", events.HookRotate, events.HookCommand{}, false},
 		{"rotate with a match", events.HookRotate, events.HookCommand{ID: id, Match: &events.HookFilter{Node: "blog"}}, false},
 		{"delete with an overlap", events.HookDelete, events.HookCommand{ID: id, OverlapSeconds: ptr(int64(1))}, false},
-		{"unknown op", "enable", events.HookCommand{ID: id}, false},
+		{"rotate with a reason", events.HookRotate, events.HookCommand{ID: id, Reason: "x"}, false},
+		{"disable", events.HookDisable, events.HookCommand{ID: id, Reason: "failing since noon"}, true},
+		{"disable without id", events.HookDisable, events.HookCommand{Reason: "x"}, false},
+		{"disable with a match", events.HookDisable, events.HookCommand{ID: id, Match: &events.HookFilter{Node: "blog"}}, false},
+		{"disable with a long reason", events.HookDisable, events.HookCommand{ID: id, Reason: strings.Repeat("x", 1025)}, false},
+		{"enable", events.HookEnable, events.HookCommand{ID: id}, true},
+		{"enable with a reason", events.HookEnable, events.HookCommand{ID: id, Reason: "x"}, false},
+		{"enable a bad id", events.HookEnable, events.HookCommand{ID: "abc"}, false},
+		{"create with a reason", events.HookCreate, events.HookCommand{Hook: &spec, Reason: "x"}, false},
+		{"unknown op", "pause", events.HookCommand{ID: id}, false},
 	}
 	for _, tc := range cases {
 		if err := tc.cmd.Validate(tc.op); (err == nil) != tc.ok {
@@ -253,4 +269,71 @@ func FuzzHookCommand(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestHookStateRecord(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var st events.HookState
+	fail := func(i int) events.HookAttempt {
+		return events.HookAttempt{Time: t0.Add(time.Duration(i) * time.Second), Status: "503", Error: fmt.Sprintf("down %d", i)}
+	}
+	st.Record(fail(0))
+	st.Record(fail(1))
+	if !st.FailingSince.Equal(t0) || st.LastError != "down 1" {
+		t.Fatalf("after two failures: failing since %v, last error %q; want %v, %q", st.FailingSince, st.LastError, t0, "down 1")
+	}
+	h := events.Hook{Status: events.HookActive}
+	if got := events.HookStatusOf(h, st); got != events.HookFailing {
+		t.Errorf("status = %s, want failing", got)
+	}
+	h.Enabled = t0.Add(2 * time.Second)
+	if got := events.HookStatusOf(h, st); got != events.HookActive {
+		t.Errorf("status after an enable later than the failures = %s, want active", got)
+	}
+	st.Record(events.HookAttempt{Time: t0.Add(3 * time.Second), Status: "200", OK: true})
+	if !st.FailingSince.IsZero() || !st.LastDelivery.Equal(t0.Add(3*time.Second)) || st.LastError != "down 1" {
+		t.Fatalf("after a success: %+v", st)
+	}
+	for i := range 30 {
+		st.Record(fail(10 + i))
+	}
+	if len(st.Attempts) != events.HookAttemptsKept || st.Attempts[0].Error != "down 39" || st.Attempts[19].Error != "down 20" {
+		t.Errorf("attempts: %d kept, newest %q, oldest %q; want %d, newest first", len(st.Attempts), st.Attempts[0].Error, st.Attempts[len(st.Attempts)-1].Error, events.HookAttemptsKept)
+	}
+	if !st.FailingSince.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("failing since %v, want the first failure after the success", st.FailingSince)
+	}
+	h.Status = events.HookDisabled
+	if got := events.HookStatusOf(h, st); got != events.HookDisabled {
+		t.Errorf("status = %s, want disabled", got)
+	}
+}
+
+// The delivery state, a listed hook and the disable command keep their
+// wire form (docs/protocol.md, "Delivery state" and "Hook queries").
+func TestHookStateWire(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	id := strings.Repeat("3f", 16)
+	var st events.HookState
+	st.ID = id
+	st.Record(events.HookAttempt{Time: t0, Status: "200", OK: true, DurationMS: 3.25})
+	st.Record(events.HookAttempt{Time: t0.Add(time.Minute), Status: "503", DurationMS: 12.5, Error: "hook " + id + ": 503 Service Unavailable: busy"})
+	pending := uint64(7)
+	h := events.Hook{
+		HookSpec: events.HookSpec{ID: id, Node: "com.example.order.created", Type: events.HookWebhook, Arg: "https://shop.example/hooks/orders", Persistent: true,
+			Settings: events.HookSettings{Rate: 0.5}},
+		Created: t0.Add(-time.Hour), Status: events.HookDisabled, Disabled: t0.Add(2 * time.Minute), DisabledReason: "failing since 2026-11-28T12:01:00Z (longer than 1s): 503",
+		HookListing: events.HookListing{Service: events.StreamEvents, Pending: &pending, LastDelivery: st.LastDelivery, LastError: st.LastError},
+	}
+	for name, v := range map[string]any{
+		"hook/state.json":   st,
+		"hook/listed.json":  h,
+		"hook/disable.json": events.HookCommand{ID: id, Reason: h.DisabledReason},
+	} {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkGolden(t, name, append(b, '\n'))
+	}
 }

@@ -213,12 +213,12 @@ func TestSubjectConstants(t *testing.T) {
 	got := []string{
 		events.EventSubjects, events.ResultSubjects, events.CommandSubjects, events.LifecycleSubjects, events.DLQSubjects,
 		events.StreamEvents, events.StreamResults, events.StreamCommands, events.StreamLifecycle, events.StreamDLQ,
-		events.BucketPlugins, events.BucketHooks, events.BucketAuth, events.BucketDevices, events.BucketGatewayTokens,
+		events.BucketPlugins, events.BucketHooks, events.BucketHookState, events.BucketAuth, events.BucketDevices, events.BucketGatewayTokens,
 	}
 	want := []string{
 		"hookbus.event.>", "hookbus.result.>", "hookbus.cmd.>", "hookbus.lifecycle.>", "hookbus.dlq.>",
 		"HOOKBUS_EVENTS", "HOOKBUS_RESULTS", "HOOKBUS_COMMANDS", "HOOKBUS_LIFECYCLE", "HOOKBUS_DLQ",
-		"hookbus_plugins", "hookbus_hooks", "hookbus_auth", "hookbus_devices", "hookbus_gateway_tokens",
+		"hookbus_plugins", "hookbus_hooks", "hookbus_hook_state", "hookbus_auth", "hookbus_devices", "hookbus_gateway_tokens",
 	}
 	for i := range want {
 		if got[i] != want[i] {

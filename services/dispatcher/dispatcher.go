@@ -58,20 +58,24 @@ type Config struct {
 	// loopback, private, link-local or otherwise internal (refused by
 	// default).
 	WebhookAllow []netip.Prefix
+	// HookDisableAfter is how long a hook may fail with no success before
+	// the dispatcher asks the registry to disable it.
+	HookDisableAfter time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Concurrency:    256,
-		AckWait:        30 * time.Second,
-		RetryDelay:     time.Second,
-		Topology:       topology.DefaultConfig(),
-		MaxEventSize:   events.DefaultMaxSize,
-		MaxAttempts:    10,
-		MaxRetryDelay:  time.Minute,
-		ConsumerCheck:  5 * time.Second,
-		WebhookTimeout: 10 * time.Second,
+		Concurrency:      256,
+		AckWait:          30 * time.Second,
+		RetryDelay:       time.Second,
+		Topology:         topology.DefaultConfig(),
+		MaxEventSize:     events.DefaultMaxSize,
+		MaxAttempts:      10,
+		MaxRetryDelay:    time.Minute,
+		ConsumerCheck:    5 * time.Second,
+		WebhookTimeout:   10 * time.Second,
+		HookDisableAfter: 24 * time.Hour,
 	}
 }
 
@@ -90,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dispatcher consumer check %s: must be positive", c.ConsumerCheck)
 	case c.WebhookTimeout <= 0:
 		return fmt.Errorf("dispatcher webhook timeout %s: must be positive", c.WebhookTimeout)
+	case c.HookDisableAfter < time.Second:
+		return fmt.Errorf("dispatcher hook disable-after %s: at least 1s", c.HookDisableAfter)
 	}
 	return c.Topology.Validate()
 }
@@ -193,7 +199,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketHooks, err)
 	}
-	runners := &hookRunners{s: s, sender: newWebhookSender(s.cfg.WebhookAllow, s.cfg.WebhookTimeout), live: map[string]hookRunner{}}
+	hookState, err := s.js.KeyValue(ctx, events.BucketHookState)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", events.BucketHookState, err)
+	}
+	runners := &hookRunners{s: s, sender: newWebhookSender(s.cfg.WebhookAllow, s.cfg.WebhookTimeout), state: hookState, live: map[string]*hookRunner{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch.Run(gctx) })
 	g.Go(func() error { return runners.run(gctx, hooks) })

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -25,23 +26,33 @@ const temporaryInactive = 2 * time.Minute
 
 // hookRunners keeps one durable consumer hook-<id> per stored hook, on
 // HOOKBUS_EVENTS filtered to hookbus.event.<node> from the hook's
-// creation, each kept and read by a durable.Keeper: a deleted hook's
-// reader stops and its consumer is deleted. Replicas read the same
-// consumers and share the deliveries.
+// creation, each kept and read by a durable.Keeper while the hook is not
+// disabled: a disabled hook's reader stops and its consumer stays, so its
+// events wait; a deleted hook's reader stops and its consumer and
+// delivery state are deleted. Replicas read the same consumers and share
+// the deliveries.
 type hookRunners struct {
 	s      *Service
 	sender *webhookSender
+	state  jetstream.KeyValue // bucket hookbus_hook_state
 
 	mu   sync.Mutex
-	live map[string]hookRunner // hook id -> its reader
+	live map[string]*hookRunner // hook id -> its reader and state
 	wg   sync.WaitGroup
 }
 
+// hookRunner is what runs for one stored hook.
 type hookRunner struct {
 	// hook is the hook as last stored, read at each delivery: a rotated
 	// secret reaches the running reader without a new consumer.
 	hook *atomic.Pointer[events.Hook]
+	// stop stops the reader; nil while the hook is disabled.
 	stop context.CancelFunc
+	// state records the attempts; stopState stops its flusher.
+	state     *hookState
+	stopState context.CancelFunc
+	// limit spaces the attempts (Settings.Rate); nil: unlimited.
+	limit *rate.Limiter
 }
 
 // run watches bucket hookbus_hooks until ctx ends, starting and stopping
@@ -69,20 +80,27 @@ func (r *hookRunners) run(ctx context.Context, kv jetstream.KeyValue) error {
 	}
 }
 
-// apply starts the reader of a new hook, hands a changed hook to its
-// running reader, or stops a deleted hook's and deletes its consumer.
+// apply starts the reader of a new hook, hands a changed hook (a rotated
+// secret) to its running reader, stops or starts a known hook's reader as
+// it is disabled or enabled, or stops a deleted hook's and deletes its
+// consumer and state.
 func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) {
 	id := entry.Key()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if entry.Operation() != jetstream.KeyValuePut {
 		if cur, ok := r.live[id]; ok {
-			cur.stop()
+			cur.stopReader()
+			cur.state.drop()
+			cur.stopState()
 			delete(r.live, id)
 		}
 		err := r.s.js.DeleteConsumer(ctx, events.StreamEvents, events.HookConsumer(id))
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			r.s.log.Warn("delete the consumer of a deleted hook", "hook", id, "err", err)
+		}
+		if err := r.state.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			r.s.log.Warn("delete the delivery state of a deleted hook", "hook", id, "err", err)
 		}
 		return
 	}
@@ -91,24 +109,41 @@ func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) 
 		r.s.log.Error("stored hook unreadable: not run", "hook", id, "err", err)
 		return
 	}
-	if cur, ok := r.live[id]; ok {
-		// The registry changes a hook's secrets, never its node: the
-		// consumer stays as it is, at its position.
-		if old := cur.hook.Load(); old.Node != h.Node {
-			r.s.log.Error("stored hook's node changed: its consumer keeps the old one", "hook", id, "node", old.Node, "stored_node", h.Node)
+	cur, ok := r.live[id]
+	if !ok {
+		if _, err := events.HookEventSubject(h.Node); err != nil {
+			r.s.log.Error("stored hook with an invalid node: not run", "hook", id, "err", err)
+			return
 		}
-		cur.hook.Store(&h)
-		return
+		sctx, stopState := context.WithCancel(ctx)
+		cur = &hookRunner{hook: &atomic.Pointer[events.Hook]{}, state: newHookState(r.state, h, r.s.cfg.HookDisableAfter, r.s.requestDisable, r.s.log), stopState: stopState}
+		if h.Settings.Rate > 0 {
+			cur.limit = rate.NewLimiter(rate.Limit(h.Settings.Rate), 1)
+		}
+		r.live[id] = cur
+		r.wg.Go(func() { cur.state.run(sctx) })
+	} else if old := cur.hook.Load(); old.Node != h.Node {
+		// The registry changes a hook's secrets and status, never its
+		// node: the consumer stays as it is, at its position.
+		r.s.log.Error("stored hook's node changed: its consumer keeps the old one", "hook", id, "node", old.Node, "stored_node", h.Node)
 	}
-	subject, err := events.HookEventSubject(h.Node)
-	if err != nil {
-		r.s.log.Error("stored hook with an invalid node: not run", "hook", id, "err", err)
-		return
+	cur.hook.Store(&h)
+	cur.state.setHook(h)
+	switch {
+	case h.Status == events.HookDisabled && cur.stop != nil:
+		cur.stopReader()
+		r.s.log.Info("hook disabled: its events wait", "hook", id, "reason", h.DisabledReason)
+	case h.Status != events.HookDisabled && cur.stop == nil:
+		r.startReader(ctx, cur)
 	}
+}
+
+// startReader keeps and reads the hook's consumer until stopReader.
+func (r *hookRunners) startReader(ctx context.Context, cur *hookRunner) {
+	h := *cur.hook.Load()
+	subject, _ := events.HookEventSubject(h.Node) // checked in apply
 	rctx, stop := context.WithCancel(ctx)
-	cur := &atomic.Pointer[events.Hook]{}
-	cur.Store(&h)
-	r.live[id] = hookRunner{hook: cur, stop: stop}
+	cur.stop = stop
 	created := h.Created
 	var inactive time.Duration
 	if !h.Persistent {
@@ -117,8 +152,8 @@ func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) 
 	keeper := &durable.Keeper{
 		Stream: events.StreamEvents,
 		Config: jetstream.ConsumerConfig{
-			Durable:       events.HookConsumer(id),
-			Description:   fmt.Sprintf("Deliveries of hook %s (%s on %s).", id, h.Type, h.Node),
+			Durable:       events.HookConsumer(h.ID),
+			Description:   fmt.Sprintf("Deliveries of hook %s (%s on %s).", h.ID, h.Type, h.Node),
 			FilterSubject: subject,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       r.s.cfg.AckWait,
@@ -130,28 +165,47 @@ func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) 
 			OptStartTime:      &created,
 			InactiveThreshold: inactive,
 		},
-		Read:  func(ctx context.Context, cons jetstream.Consumer) error { return r.read(ctx, cur, cons) },
+		Read: func(ctx context.Context, cons jetstream.Consumer) error {
+			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons)
+		},
 		Check: r.s.cfg.ConsumerCheck,
-		Log:   r.s.log.With("hook", id),
+		Log:   r.s.log.With("hook", h.ID),
 	}
 	r.wg.Go(func() { _ = keeper.Run(rctx, r.s.js) })
 }
 
-// wait stops every reader and waits for them.
+// stopReader stops the hook's reader, if it runs.
+func (cur *hookRunner) stopReader() {
+	if cur.stop != nil {
+		cur.stop()
+		cur.stop = nil
+	}
+}
+
+// wait stops every reader and state flusher and waits for them.
 func (r *hookRunners) wait() {
 	r.mu.Lock()
 	for id, cur := range r.live {
-		cur.stop()
+		cur.stopReader()
+		cur.stopState()
 		delete(r.live, id)
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
 }
 
+// hookRun is what a reader delivers with: the hook as last stored (read
+// at each delivery), its state and its rate limit.
+type hookRun struct {
+	hook  *atomic.Pointer[events.Hook]
+	state *hookState
+	limit *rate.Limiter
+}
+
 // read delivers the hook's events, one at a time, until ctx ends or the
 // consumer fails.
-func (r *hookRunners) read(ctx context.Context, cur *atomic.Pointer[events.Hook], cons jetstream.Consumer) error {
-	id := cur.Load().ID
+func (r *hookRunners) read(ctx context.Context, run hookRun, cons jetstream.Consumer) error {
+	id := run.hook.Load().ID
 	iter, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", events.HookConsumer(id), err)
@@ -170,18 +224,19 @@ func (r *hookRunners) read(ctx context.Context, cur *atomic.Pointer[events.Hook]
 			r.s.log.Warn("next event of a hook", "hook", id, "err", err)
 			continue
 		}
-		r.deliver(ctx, *cur.Load(), msg)
+		r.deliver(ctx, run, msg)
 	}
 }
 
-// deliver settles one event of hook h. This is the one place that
+// deliver settles one event of the hook, each attempt waiting for the
+// hook's rate limit and recorded in its state. This is the one place that
 // decides: filtered out or delivered, acknowledged; an invalid event, a final failure
 // (4xx, refused address) or the last of the hook's attempts,
 // dead-lettered for subscriber hook-<id>, then acknowledged; any other
 // failure tried again after the dispatcher's backoff, or the target's
 // Retry-After when longer.
-func (r *hookRunners) deliver(ctx context.Context, h events.Hook, msg jetstream.Msg) {
-	s := r.s
+func (r *hookRunners) deliver(ctx context.Context, run hookRun, msg jetstream.Msg) {
+	s, h := r.s, *run.hook.Load()
 	meta, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Term()
@@ -202,12 +257,21 @@ func (r *hookRunners) deliver(ctx context.Context, h events.Hook, msg jetstream.
 		return
 	}
 	done := s.keepAlive(ctx, msg)
+	if run.limit != nil {
+		if err := run.limit.Wait(ctx); err != nil {
+			close(done)
+			_ = msg.NakWithDelay(pullExpiry)
+			return
+		}
+	}
+	start := time.Now()
 	d := r.sender.send(ctx, h, e)
 	close(done)
 	if ctx.Err() != nil {
 		_ = msg.NakWithDelay(pullExpiry)
 		return
 	}
+	run.state.record(ctx, d.attempt(start, time.Since(start)))
 	if d.err == nil {
 		if err := msg.Ack(); err != nil {
 			log.Warn("ack delivered event", "err", err)

@@ -65,24 +65,30 @@ func allowLoopback(c *dispatcher.Config) {
 // putHook stores a webhook hook as the registry would, created now.
 func (e *env) putHook(node, url string, maxAttempts int, filters ...events.HookMatch) events.Hook {
 	e.t.Helper()
-	return e.storeHook(events.HookSpec{ID: client.NewHookID(), Node: node, Type: events.HookWebhook, Arg: url, Persistent: true,
-		Settings: events.HookSettings{MaxAttempts: maxAttempts}, Filters: filters})
+	return e.putHookWith(node, url, func(h *events.Hook) {
+		h.Settings.MaxAttempts, h.Filters = maxAttempts, filters
+	})
 }
 
 // putTemporaryHook stores a temporary webhook hook, created now.
 func (e *env) putTemporaryHook(node, url string) events.Hook {
 	e.t.Helper()
-	return e.storeHook(events.HookSpec{ID: client.NewHookID(), Node: node, Type: events.HookWebhook, Arg: url, Session: client.NewHookID()})
+	return e.putHookWith(node, url, func(h *events.Hook) {
+		h.Persistent, h.Session = false, client.NewHookID()
+	})
 }
 
-func (e *env) storeHook(spec events.HookSpec) events.Hook {
+// putHookWith stores a webhook hook as the registry would, created now,
+// with the changes edit makes.
+func (e *env) putHookWith(node, url string, edit func(*events.Hook)) events.Hook {
 	e.t.Helper()
 	h := events.Hook{
-		HookSpec: spec,
+		HookSpec: events.HookSpec{ID: client.NewHookID(), Node: node, Type: events.HookWebhook, Arg: url, Persistent: true},
 		Created:  time.Now().UTC(),
 		Status:   events.HookActive,
 		Secret:   "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 	}
+	edit(&h)
 	kv, err := e.js.KeyValue(e.t.Context(), events.BucketHooks)
 	if err != nil {
 		e.t.Fatal(err)

@@ -151,6 +151,8 @@ func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op eve
 			reply, err = s.createHook(ctx, kv, *cmd.Hook, seq)
 		case op == events.HookRotate:
 			reply, err = s.rotateSecret(ctx, kv, cmd.ID, cmd.Overlap(), seq)
+		case op == events.HookDisable || op == events.HookEnable:
+			reply, err = s.setHookStatus(ctx, kv, op, cmd, seq)
 		case cmd.ID != "":
 			reply, err = s.deleteHooks(ctx, kv, seq, func(h events.Hook) bool { return h.ID == cmd.ID }, cmd.ID)
 		default:
@@ -380,7 +382,7 @@ func (s *Service) publishHookLifecycle(ctx context.Context, what string, h event
 
 // serveHookList answers a HookFilter with the matching hooks, without
 // their secrets, sorted by node and creation time.
-func (s *Service) serveHookList(kv jetstream.KeyValue, r micro.Request) {
+func (s *Service) serveHookList(kv, state jetstream.KeyValue, r micro.Request) {
 	var f events.HookFilter
 	if len(r.Data()) > 0 {
 		if err := json.Unmarshal(r.Data(), &f); err != nil {
@@ -402,7 +404,7 @@ func (s *Service) serveHookList(kv jetstream.KeyValue, r micro.Request) {
 	out := []events.Hook{}
 	for _, h := range all {
 		if f.Match(h) {
-			out = append(out, listed(h))
+			out = append(out, s.withListing(ctx, state, listed(h)))
 		}
 	}
 	_ = r.RespondJSON(events.HookReply{Hooks: out})

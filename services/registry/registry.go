@@ -153,6 +153,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.hookSessions, err = s.js.KeyValue(ctx, events.BucketHookSessions); err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketHookSessions, err)
 	}
+	hookState, err := s.js.KeyValue(ctx, events.BucketHookState)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", events.BucketHookState, err)
+	}
 	commands := &durable.Keeper{
 		Stream: events.StreamCommands,
 		Config: jetstream.ConsumerConfig{
@@ -183,7 +187,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if _, err := s.plugins.CatchUp(gctx); err != nil {
 			return err
 		}
-		svc, err := s.addQueries(kv, hooks)
+		svc, err := s.addQueries(kv, hooks, hookState)
 		if err != nil {
 			return err
 		}
@@ -256,11 +260,11 @@ func (s *Service) inboxOnly(h micro.HandlerFunc) micro.Handler {
 
 // addQueries starts the hookbus-registry micro service (get and list);
 // replicas share its endpoints through the micro queue group.
-func (s *Service) addQueries(kv, hooks jetstream.KeyValue) (micro.Service, error) {
+func (s *Service) addQueries(kv, hooks, hookState jetstream.KeyValue) (micro.Service, error) {
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        "hookbus-registry",
 		Version:     s.cfg.Version,
-		Description: "Hookbus plugin registry: get and list plugin state, list hooks.",
+		Description: "Hookbus plugin registry: get and list plugin state, list hooks and their attempts.",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("micro service: %w", err)
@@ -273,9 +277,13 @@ func (s *Service) addQueries(kv, hooks jetstream.KeyValue) (micro.Service, error
 		micro.WithEndpointSubject(events.RegistryListSubject)); err != nil {
 		return nil, fmt.Errorf("endpoint list: %w", err)
 	}
-	if err := svc.AddEndpoint("hook-list", s.inboxOnly(func(r micro.Request) { s.serveHookList(hooks, r) }),
+	if err := svc.AddEndpoint("hook-list", s.inboxOnly(func(r micro.Request) { s.serveHookList(hooks, hookState, r) }),
 		micro.WithEndpointSubject(events.HookListSubject)); err != nil {
 		return nil, fmt.Errorf("endpoint hook-list: %w", err)
+	}
+	if err := svc.AddEndpoint("hook-attempts", s.inboxOnly(func(r micro.Request) { s.serveHookAttempts(hooks, hookState, r) }),
+		micro.WithEndpointSubject(events.HookAttemptsSubject)); err != nil {
+		return nil, fmt.Errorf("endpoint hook-attempts: %w", err)
 	}
 	return svc, nil
 }
