@@ -76,7 +76,11 @@ func startHook(t *testing.T, d deployment) *chaosHook {
 	defer cancel()
 	_, js := connectClient(t, d.natsURL, "chaos-hook-check", d.admin)
 	for {
-		_, err := consumerInfo(ctx, js, events.HookConsumer(h.id))
+		// Each look-up on its own deadline: a request lost in a cluster
+		// still settling is asked again.
+		attempt, cancelAttempt := context.WithTimeout(ctx, attemptTimeout)
+		_, err := consumerInfo(attempt, js, events.HookConsumer(h.id))
+		cancelAttempt()
 		if err == nil {
 			return h
 		}
