@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -50,9 +51,10 @@ type chaosHook struct {
 
 	mu        sync.Mutex
 	requests  int
-	answers   map[string]int // requests by answer: 2xx, 500, 429, bad-signature
-	delivered map[string]int // event id -> requests answered 2xx with a valid signature
-	badSigs   []string       // what was wrong with each bad signature
+	answers   map[string]int       // requests by answer: 2xx, 500, 429, bad-signature
+	delivered map[string]int       // event id -> requests answered 2xx with a valid signature
+	firstAt   map[string]time.Time // event id -> its first such request
+	badSigs   []string             // what was wrong with each bad signature
 }
 
 // startHook starts the receiver and creates the hook on notifyType with
@@ -60,7 +62,7 @@ type chaosHook struct {
 // dispatcher has its consumer.
 func startHook(t *testing.T, d deployment) *chaosHook {
 	t.Helper()
-	h := &chaosHook{id: client.NewHookID(), answers: map[string]int{}, delivered: map[string]int{}}
+	h := &chaosHook{id: client.NewHookID(), answers: map[string]int{}, delivered: map[string]int{}, firstAt: map[string]time.Time{}}
 	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
 	t.Cleanup(h.srv.Close)
 	secret, err := createHook(t.Context(), d, h.id, h.srv.URL)
@@ -149,7 +151,9 @@ func (h *chaosHook) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	default:
 		h.answers["2xx"]++
-		h.delivered[id]++
+		if h.delivered[id]++; h.delivered[id] == 1 {
+			h.firstAt[id] = time.Now()
+		}
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
@@ -194,6 +198,13 @@ func (h *chaosHook) snapshot(s *stored) {
 	for id, n := range h.delivered {
 		s.hookDeliveries[id] = n
 	}
+}
+
+// deliveredAt returns when each event was first delivered.
+func (h *chaosHook) deliveredAt() map[string]time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.firstAt)
 }
 
 // summary is the receiver's line under the table.
