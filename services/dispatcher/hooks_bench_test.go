@@ -111,8 +111,8 @@ func BenchmarkHookDelivery(b *testing.B) {
 	}
 }
 
-// benchHooks runs BenchmarkHookDelivery with n hooks on a server of its
-// own.
+// benchHooks runs BenchmarkHookDelivery with that many hooks on a server of
+// its own.
 func benchHooks(b *testing.B, hooks int) {
 	e := newEnv(b)
 	e.runDispatcherWith(allowLoopback)
