@@ -78,6 +78,7 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 	c, js := connectClient(t, d.natsURL, "chaos-traffic", d.admin)
 	app, _ := connectClient(t, d.natsURL, "chaos-app", d.app)
 	waitPluginsRunning(t, c, js)
+	hook := startHook(t, d)
 
 	tr := newTraffic()
 	stopTraffic, stop := context.WithCancel(context.Background())
@@ -109,16 +110,18 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 	traffic.Wait()
 	giveUpTimer.Stop()
 
-	s, v := settle(t, js, tr, deliveryFiles)
+	s, v := settle(t, js, tr, deliveryFiles, hook)
 	recovery, slowest, never := k.recovery(tr)
 	if slowest != "" {
 		t.Logf("longest recovery: %s after the restart of %s", recovery.Round(10*time.Millisecond), slowest)
 	}
 	r := summarize(t.Name(), tr, s, v)
+	r.hookAnswers = hook.summary()
 	r.kills, r.crashes, r.recovery = k.byKind, ps.crashes(), recovery
 	r.violations, violationsChecked = checkViolations(t, d), true
 	report(t, r)
 	v.check(t)
+	checkHook(t, hook)
 	for _, err := range k.errs {
 		t.Error(err)
 	}
@@ -143,6 +146,8 @@ func summarize(scenario string, tr *traffic, s *stored, v verdict) row {
 	defer tr.mu.Unlock()
 	r := row{scenario: scenario, sent: len(tr.sent), acked: len(tr.acked), lost: len(v.lost), duplicated: len(v.duplicated),
 		calls: tr.calls, unanswered: len(tr.unanswered),
+		hookDelivered: v.hookDelivered, hookDuplicates: v.hookDuplicates, hookDead: len(v.hookDeadValid), hookUndelivered: len(v.hookUndelivered),
+		hookPoison: len(s.onHookNode), hookPoisonDead: len(s.onHookNode) - len(v.hookPoisonLive),
 		httpSent: len(tr.overHTTP), httpOutcomes: maps.Clone(tr.httpOutcomes)}
 	for id := range tr.overHTTP {
 		if tr.acked[id] {

@@ -37,6 +37,12 @@ type verdict struct {
 	deadValid      []string // valid events dead-lettered
 	consumers      []string // consumers with work left: "name: pending N, ack pending N, redelivered N"
 	unanswered     []string // calls never answered
+	// The hook on notifyType:
+	hookUndelivered []string // stored notify events neither delivered nor dead-lettered for it
+	hookDeadValid   []string // valid events dead-lettered for it (allowed; reported)
+	hookPoisonLive  []string // poison on its node not dead-lettered for it: "seq (kind)"
+	hookDuplicates  int      // deliveries beyond the first
+	hookDelivered   int      // stored notify events it delivered
 }
 
 // maxRedeliveries bounds the notify plugin's redeliveries: each kill of a
@@ -45,7 +51,8 @@ func (v verdict) maxRedeliveries() int { return v.storedNotify/2 + 100 }
 
 // settled reports whether waiting longer cannot change the verdict.
 func (v verdict) settled() bool {
-	return len(v.undelivered) == 0 && len(v.missingResults) == 0 && len(v.notDead) == 0 && len(v.consumers) == 0
+	return len(v.undelivered) == 0 && len(v.missingResults) == 0 && len(v.notDead) == 0 && len(v.consumers) == 0 &&
+		len(v.hookUndelivered) == 0 && len(v.hookPoisonLive) == 0
 }
 
 // evaluate compares what traffic sent with what is stored.
@@ -70,6 +77,15 @@ func evaluate(tr *traffic, s *stored) verdict {
 			if s.deliveries[id] == 0 {
 				v.undelivered = append(v.undelivered, fmt.Sprintf("%s (seq %d)", id, s.seqOf[id]))
 			}
+			switch hooked := s.hookDeliveries[id]; {
+			case s.hookDead[s.seqOf[id]]:
+				v.hookDeadValid = append(v.hookDeadValid, fmt.Sprintf("%s (seq %d)", id, s.seqOf[id]))
+			case hooked == 0:
+				v.hookUndelivered = append(v.hookUndelivered, fmt.Sprintf("%s (seq %d)", id, s.seqOf[id]))
+			default:
+				v.hookDelivered++
+				v.hookDuplicates += hooked - 1
+			}
 		case chainType:
 			switch n := s.results[id]; {
 			case n == 0:
@@ -89,6 +105,11 @@ func evaluate(tr *traffic, s *stored) verdict {
 			v.notDead = append(v.notDead, fmt.Sprintf("%d (%s)", seq, kind))
 		}
 	}
+	for seq := range s.onHookNode {
+		if !s.hookDead[seq] {
+			v.hookPoisonLive = append(v.hookPoisonLive, fmt.Sprintf("%d (%s)", seq, s.poison[seq]))
+		}
+	}
 	for seq, sub := range s.deadLetters {
 		if _, ok := s.poison[seq]; !ok && seq != 0 {
 			v.deadValid = append(v.deadValid, fmt.Sprintf("%d (by %s)", seq, sub))
@@ -105,13 +126,13 @@ func evaluate(tr *traffic, s *stored) verdict {
 
 // settle reads the state every second until it has settled or
 // settleTimeout has passed, and returns the last reading.
-func settle(t *testing.T, js jetstream.JetStream, tr *traffic, deliveryFiles []string) (*stored, verdict) {
+func settle(t *testing.T, js jetstream.JetStream, tr *traffic, deliveryFiles []string, hook *chaosHook) (*stored, verdict) {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(settleTimeout())
 	for {
 		ctx, cancel := context.WithTimeout(t.Context(), settleTimeout())
-		s, err := readState(ctx, js, deliveryFiles)
+		s, err := readState(ctx, js, deliveryFiles, hook)
 		cancel()
 		var v verdict
 		if err == nil {
@@ -153,6 +174,14 @@ func (v verdict) check(t *testing.T) {
 	problem("stored events of "+notifyType+" never delivered to "+notify, v.undelivered)
 	problem("stored poison messages not dead-lettered (stream seq)", v.notDead)
 	problem("valid events dead-lettered (stream seq)", v.deadValid)
+	problem("stored events of "+notifyType+" neither delivered by the webhook hook with a valid signature nor dead-lettered for it", v.hookUndelivered)
+	problem("poison messages on "+notifyType+" not dead-lettered for the webhook hook (stream seq)", v.hookPoisonLive)
+	if len(v.hookDeadValid) > 0 {
+		// At-least-once allows it (the hook's attempts ran out); the
+		// receiver's bounded failures should not get there: reported.
+		slices.Sort(v.hookDeadValid)
+		t.Logf("valid events dead-lettered for the webhook hook: %d, e.g. %v", len(v.hookDeadValid), v.hookDeadValid[:min(len(v.hookDeadValid), 10)])
+	}
 	problem("consumers with work left", v.consumers)
 	problem("calls never answered within "+callGiveUp.String(), v.unanswered)
 	if len(v.undecodable) > 0 {

@@ -18,6 +18,10 @@ import (
 // for a loaded 2-core machine replaying a store after a kill.
 const readyTimeout = 90 * time.Second
 
+// webhookAllow lets the dispatchers post to the webhook receiver in the
+// test process, on loopback.
+const webhookAllow = "HOOKBUS_WEBHOOK_ALLOW=127.0.0.0/8"
+
 // deployment is the processes of one scenario and how to reach NATS.
 type deployment struct {
 	natsURL  string  // comma-separated client URLs
@@ -47,6 +51,7 @@ func startAllInOne(t *testing.T, ps *procs) deployment {
 		"HOOKBUS_OPS_ADDR="+opsAddr,
 		"HOOKBUS_GATEWAY_ADDR="+gatewayAddr,
 		"HOOKBUS_NATS_SYNC_ALWAYS=true",
+		webhookAllow,
 	)
 	p := ps.add("hookbus", "hookbus", hookbusBin, []string{"serve"}, env, httpReady("http://"+opsAddr+"/readyz"))
 	startReady(t, p)
@@ -86,6 +91,7 @@ func startSplit(t *testing.T, ps *procs) deployment {
 			"HOOKBUS_PERSISTENCE_KEY=" + base64.StdEncoding.EncodeToString(key),
 			"HOOKBUS_GATEWAY_ADDR=" + gatewayAddr,
 			"HOOKBUS_GATEWAY_ANONYMOUS=false",
+			webhookAllow,
 		}, auth.services[svc.service].env()...)...)
 		p := ps.add(svc.name, svc.service, hookbusBin, []string{"serve", svc.service}, env, httpReady("http://"+opsAddr+"/readyz"))
 		if err := p.start(); err != nil {

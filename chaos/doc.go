@@ -44,6 +44,20 @@
 //     publish-to-result and publish-to-notify-delivery delays of the valid
 //     events (target: p99 under 1 s).
 //
+// In every scenario a persistent webhook hook on the notify type joins:
+// the suite creates it with `hookbus hook create --persistent` as admin (the
+// services run with HOOKBUS_WEBHOOK_ALLOW=127.0.0.0/8) and its receiver is
+// an HTTP server in the test process, on loopback, never killed. The
+// receiver checks every request's Standard Webhooks signature by hand
+// (HMAC-SHA256 of id.timestamp.body with the secret the CLI printed, the
+// timestamp within 5 minutes) and answers 500 to one request in 300 and
+// 429 with Retry-After: 1 to one in 500 (each failure holds the hook, one
+// event at a time in order, for about a second: more would outrun the
+// publishers). In the poison scenario a ninth of the flood (non-CloudEvent
+// bodies) goes to the hook's node, and the receiver's line gives the p50
+// and p99 of the valid events' publish-to-delivery delays (a 500 holds the
+// events behind it for the retry delay, 1 s: no target is set).
+//
 // Traffic comes from the test process through the Go SDK (pkg/client):
 // publishers give each event a unique id and retry it with the same id until
 // it is acknowledged; a caller runs client.Call on the chain type. Plugin
@@ -81,8 +95,14 @@
 //     tried with a 5 s deadline, again after a timeout or no responders,
 //     for up to 30 s; only a call never answered in that time counts as
 //     unanswered;
-//   - the consumers chain-<chain type> and notify-<plugin> end with nothing
-//     pending and nothing waiting for an acknowledgement;
+//   - every stored event of the notify type reached the webhook receiver
+//     at least once with a valid signature, or is dead-lettered for
+//     subscriber hook-<id> (none should be: each is listed in the log);
+//     no request had a bad signature; duplicates are counted (at-least-once
+//     allows them); every poison message on the hook's node is
+//     dead-lettered for hook-<id>;
+//   - the consumers chain-<chain type>, notify-<plugin> and hook-<id> end
+//     with nothing pending and nothing waiting for an acknowledgement;
 //   - every stored poison message is dead-lettered in HOOKBUS_DLQ (or it was
 //     refused at publish), every poison call is answered, and the valid
 //     events' p99 delays stay under 1 s; every invalid HTTP request is
@@ -98,13 +118,16 @@
 //
 // The table at the end has, per scenario: events sent, acknowledged,
 // stored, delivered to the notify plugin, chain results, lost, duplicated,
-// dead-lettered, the events posted over HTTP and those answered 202, how
+// dead-lettered, the hook's delivered, duplicated, dead-lettered and
+// missing events and the poison dead-lettered for it, the events posted
+// over HTTP and those answered 202, how
 // many of them were lost or duplicated, the HTTP requests that got no
 // answer at all (each one's event was posted again), kills by kind, the recovery time (the longest time from a
 // restart of Hookbus or NATS until both a publish was acknowledged and a
 // call answered again), the poison delays and the NATS permission
 // violations (split only). Below it: the HTTP requests by outcome (202,
-// 207, 503, refused, no answer) and the HTTP poison's counts.
+// 207, 503, refused, no answer), the webhook receiver's requests by
+// answer, and the HTTP poison's counts.
 //
 // Kill loops take the kinds of process in turn (hookbus and workers in the
 // all-in-one; registry, dispatcher, persistence, gateway and workers in the split

@@ -191,6 +191,7 @@ func TestPoison(t *testing.T) {
 	_, deliveryFiles := startWorkers(t, ps, d)
 	c, js := connectClient(t, d.natsURL, "chaos-traffic", d.admin)
 	waitPluginsRunning(t, c, js)
+	hook := startHook(t, d)
 	nc, err := connect(d.natsURL, "chaos-poison", d.admin)
 	if err != nil {
 		t.Fatal(err)
@@ -213,13 +214,15 @@ func TestPoison(t *testing.T) {
 		t.Errorf("flush the poison: %v", err)
 	}
 
-	s, v := settle(t, js, tr, deliveryFiles)
+	s, v := settle(t, js, tr, deliveryFiles, hook)
 	toResult, missingResults := delays(tr, chainType, s.resultsAt)
 	toNotify, missingDeliveries := delays(tr, notifyType, s.deliveredAt)
 	tr.mu.Lock()
 	toAck, _ := delaysLocked(tr, chainType, tr.ackedAt)
 	tr.mu.Unlock()
 	r := summarize(t.Name(), tr, s, v)
+	toHook, missingHook := delays(tr, notifyType, hook.deliveredAt())
+	r.hookAnswers = hook.summary() + "; valid events' publish-to-delivery p50/p99 " + percentiles(toHook, missingHook)
 	r.crashes = ps.crashes()
 	r.poisonResult, r.poisonNotify = percentiles(toResult, missingResults), percentiles(toNotify, missingDeliveries)
 	r.poisonCounts = fmt.Sprintf("%s; stored %d, not dead-lettered %d; publish-to-ack p50/p99 %s", p.summary(), len(s.poison), len(v.notDead), percentiles(toAck, 0))
@@ -227,6 +230,10 @@ func TestPoison(t *testing.T) {
 	r.httpPoison = fmt.Sprintf("%s; stored %d", hp.summary(), len(leaked))
 	report(t, r)
 	v.check(t)
+	checkHook(t, hook)
+	if len(s.onHookNode) == 0 {
+		t.Errorf("no poison message stored on %s, the hook's node", notifyType)
+	}
 	for _, problem := range hp.problems() {
 		t.Error(problem)
 	}

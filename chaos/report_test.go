@@ -31,6 +31,13 @@ type row struct {
 	httpSent, httpAcked, httpLost, httpDuplicated int
 	httpOutcomes                                  map[string]int
 	httpPoison                                    string
+	// The webhook hook on notifyType: stored events it delivered, its
+	// duplicate deliveries, valid events dead-lettered for it, stored
+	// events neither; poison on its node and how much of it was
+	// dead-lettered for it; its receiver's requests by answer.
+	hookDelivered, hookDuplicates, hookDead, hookUndelivered int
+	hookPoison, hookPoisonDead                               int
+	hookAnswers                                              string
 }
 
 var (
@@ -60,7 +67,7 @@ func printSummary(w io.Writer) {
 
 func writeTable(w io.Writer, rs []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\tHTTP sent/202\tHTTP lost/dup\tHTTP no answer\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\tNATS violations\t")
+	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\thook delivered/dup/dead/missing\thook poison dead\tHTTP sent/202\tHTTP lost/dup\tHTTP no answer\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\tNATS violations\t")
 	for _, r := range rs {
 		httpSent, httpLost, httpNoAnswer := "-", "-", "-"
 		if r.httpSent > 0 {
@@ -68,15 +75,18 @@ func writeTable(w io.Writer, rs []row) {
 			httpLost = fmt.Sprintf("%d/%d", r.httpLost, r.httpDuplicated)
 			httpNoAnswer = strconv.Itoa(r.httpOutcomes[outcomeNoAnswer])
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%d/%d/%d/%d\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.scenario, r.sent, r.acked, r.stored, r.delivered, r.results, r.lost, r.duplicated, r.deadLettered,
-			r.calls, r.unanswered, httpSent, httpLost, httpNoAnswer,
+			r.calls, r.unanswered, r.hookDelivered, r.hookDuplicates, r.hookDead, r.hookUndelivered, r.hookPoisonDead, r.hookPoison, httpSent, httpLost, httpNoAnswer,
 			counts(r.kills), counts(r.crashes), dash(r.recovery), or(r.poisonResult), or(r.poisonNotify), or(r.violations))
 	}
 	_ = tw.Flush()
 	for _, r := range rs {
 		if r.httpSent > 0 {
 			fmt.Fprintf(w, "%s HTTP requests by outcome: %s\n", r.scenario, counts(r.httpOutcomes))
+		}
+		if r.hookAnswers != "" {
+			fmt.Fprintf(w, "%s webhook %s\n", r.scenario, r.hookAnswers)
 		}
 		if r.poisonCounts != "" {
 			fmt.Fprintf(w, "%s poison: %s\n", r.scenario, r.poisonCounts)

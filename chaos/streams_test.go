@@ -24,28 +24,38 @@ const poisonHeader = "Chaos-Poison"
 // stored is what the streams and the notify workers' files hold at one
 // moment.
 type stored struct {
-	events      map[string]int       // valid event id -> copies in HOOKBUS_EVENTS
-	typeOf      map[string]string    // valid event id -> type
-	seqOf       map[string]uint64    // valid event id -> its (last) stream sequence
-	undecodable []uint64             // stream sequences of unmarked messages that do not decode
-	poison      map[uint64]string    // stream sequence of a poison message -> its kind
-	results     map[string]int       // event id -> results in HOOKBUS_RESULTS
-	resultsAt   map[string]time.Time // event id -> when its (first) result was stored
-	deadLetters map[uint64]string    // HOOKBUS_EVENTS sequence -> subscriber that dead-lettered it
-	deliveries  map[string]int       // event id -> deliveries to the notify plugin
-	deliveredAt map[string]time.Time // event id -> first delivery
-	consumers   map[string]*jetstream.ConsumerInfo
+	events         map[string]int       // valid event id -> copies in HOOKBUS_EVENTS
+	typeOf         map[string]string    // valid event id -> type
+	seqOf          map[string]uint64    // valid event id -> its (last) stream sequence
+	undecodable    []uint64             // stream sequences of unmarked messages that do not decode
+	poison         map[uint64]string    // stream sequence of a poison message -> its kind
+	results        map[string]int       // event id -> results in HOOKBUS_RESULTS
+	resultsAt      map[string]time.Time // event id -> when its (first) result was stored
+	deadLetters    map[uint64]string    // HOOKBUS_EVENTS sequence -> subscriber (not the hook) that dead-lettered it
+	hookDead       map[uint64]bool      // HOOKBUS_EVENTS sequences dead-lettered for the hook's subscriber hook-<id>
+	onHookNode     map[uint64]bool      // stream sequences of poison messages on the hook's node
+	hookDeliveries map[string]int       // event id -> requests the hook's receiver took (2xx, valid signature)
+	deliveries     map[string]int       // event id -> deliveries to the notify plugin
+	deliveredAt    map[string]time.Time // event id -> first delivery
+	consumers      map[string]*jetstream.ConsumerInfo
 }
 
 // readState reads HOOKBUS_EVENTS, HOOKBUS_RESULTS and HOOKBUS_DLQ, the
-// delivery files and the consumers' state.
-func readState(ctx context.Context, js jetstream.JetStream, deliveryFiles []string) (*stored, error) {
+// delivery files, what the hook's receiver took and the consumers' state.
+func readState(ctx context.Context, js jetstream.JetStream, deliveryFiles []string, hook *chaosHook) (*stored, error) {
 	s := &stored{events: map[string]int{}, typeOf: map[string]string{}, seqOf: map[string]uint64{}, poison: map[uint64]string{},
 		results: map[string]int{}, resultsAt: map[string]time.Time{}, deadLetters: map[uint64]string{},
+		hookDead: map[uint64]bool{}, onHookNode: map[uint64]bool{}, hookDeliveries: map[string]int{},
 		deliveries: map[string]int{}, deliveredAt: map[string]time.Time{}, consumers: map[string]*jetstream.ConsumerInfo{}}
+	// What the receiver took before the streams are read: an event
+	// delivered meanwhile only makes the reading late, never wrong.
+	hook.snapshot(s)
 	err := readStream(ctx, js, events.StreamEvents, "hookbus.event.chaos.>", func(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		if kind := m.Headers().Get(poisonHeader); kind != "" {
 			s.poison[meta.Sequence.Stream] = kind
+			if m.Subject() == "hookbus.event."+notifyType {
+				s.onHookNode[meta.Sequence.Stream] = true
+			}
 			return
 		}
 		e, err := events.Decode(m.Headers(), m.Data())
@@ -73,7 +83,11 @@ func readState(ctx context.Context, js jetstream.JetStream, deliveryFiles []stri
 	}
 	err = readStream(ctx, js, events.StreamDLQ, events.DLQSubjects, func(m jetstream.Msg, _ *jetstream.MsgMetadata) {
 		seq, _ := strconv.ParseUint(m.Headers().Get("Hookbus-Dlq-Stream-Seq"), 10, 64)
-		s.deadLetters[seq] = m.Headers().Get("Hookbus-Dlq-Subscriber")
+		if sub := m.Headers().Get("Hookbus-Dlq-Subscriber"); sub == events.HookConsumer(hook.id) {
+			s.hookDead[seq] = true
+		} else {
+			s.deadLetters[seq] = sub
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -83,7 +97,7 @@ func readState(ctx context.Context, js jetstream.JetStream, deliveryFiles []stri
 			return nil, err
 		}
 	}
-	for _, name := range []string{events.ChainConsumer(chainType), events.NotifyConsumer(notify)} {
+	for _, name := range []string{events.ChainConsumer(chainType), events.NotifyConsumer(notify), events.HookConsumer(hook.id)} {
 		info, err := consumerInfo(ctx, js, name)
 		if err != nil {
 			return nil, err

@@ -113,6 +113,7 @@ func TestCheckerCatches(t *testing.T) {
 		hookbusKust = "base/hookbus/kustomization.yaml"
 		gateway     = "base/hookbus/gateway/deployment.yaml"
 		gatewayNP   = "base/hookbus/gateway/networkpolicy.yaml"
+		webhooksNP  = "base/hookbus/dispatcher/networkpolicy.yaml"
 		nats        = "base/nats/statefulset.yaml"
 		natsConf    = "base/nats/nats.conf"
 		accounts    = "base/nats/accounts.conf"
@@ -251,6 +252,18 @@ func TestCheckerCatches(t *testing.T) {
 			want: "pods labelled hookbus.io/gateway-client=true cannot reach Deployment hookbus-gateway on 8080"},
 		{name: "services may call any pod", file: "base/hookbus/networkpolicy.yaml", old: "  egress:\n", nu: "  egress:\n    - to:\n        - podSelector: {}\n",
 			want: "NetworkPolicy: Deployment hookbus-gateway may open connections to any pod"},
+		{name: "webhooks to cloud metadata", file: webhooksNP, old: "              - 169.254.0.0/16\n", nu: "",
+			want: "NetworkPolicy: Deployment hookbus-dispatcher may reach 169.254.169.254 on 80, which the webhook guard refuses"},
+		{name: "webhooks to private IPv4 addresses written as IPv6", file: webhooksNP, old: "              - ::ffff:0:0/96\n", nu: "",
+			want: "Deployment hookbus-dispatcher may reach ::ffff:10.0.0.1 on 443, which the webhook guard refuses"},
+		{name: "webhooks to carrier-grade NAT", file: webhooksNP, old: "              - 100.64.0.0/10\n", nu: "",
+			want: "Deployment hookbus-dispatcher may reach 100.100.100.200 on 80, which the webhook guard refuses"},
+		{name: "no webhooks on 443", file: webhooksNP, old: "        - port: 443\n          protocol: TCP\n", nu: "",
+			want: "NetworkPolicy: Deployment hookbus-dispatcher cannot reach the webhook target 93.184.215.14 on 443"},
+		{name: "webhooks on every port", file: webhooksNP, old: "    - ports:\n        - port: 80\n          protocol: TCP\n        - port: 443\n          protocol: TCP\n      to:", nu: "    - to:",
+			want: "Deployment hookbus-dispatcher may reach 93.184.215.14 on 22/TCP: webhooks need TCP 80 and 443 only"},
+		{name: "every service posts webhooks", file: webhooksNP, old: "      app.kubernetes.io/component: dispatcher\n  policyTypes", nu: "  policyTypes",
+			want: "Deployment hookbus-registry may reach 93.184.215.14 on 80 outside the cluster: only the dispatcher posts webhooks"},
 		{name: "no DNS", file: "base/networkpolicy.yaml", old: "port: 53\n          protocol: UDP", nu: "port: 5353\n          protocol: UDP",
 			want: "cannot reach DNS"},
 

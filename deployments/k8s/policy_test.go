@@ -3,6 +3,7 @@ package k8s
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path"
 	"slices"
@@ -14,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/hookbus/hookbus/internal/netguard"
 )
 
 // overlayRule is what an overlay must deploy; every directory under
@@ -579,6 +582,7 @@ func (c *checker) checkNetworkPolicies() {
 			c.addf("NetworkPolicy: any pod of namespace %s may reach %s on 8080, not only gateway clients", h.Namespace, h)
 		}
 	}
+	c.checkWebhookEgress(hookbusPods)
 	for _, h := range hookbusPods {
 		if _, ingress := c.allowed(prometheus, c.podPeer(h), 8090, corev1.ProtocolTCP); !ingress {
 			c.addf("NetworkPolicy: Prometheus (monitoring/app.kubernetes.io/name=prometheus) cannot scrape %s on 8090", h)
@@ -587,6 +591,100 @@ func (c *checker) checkNetworkPolicies() {
 			c.addf("NetworkPolicy: any pod may reach %s on 8090", h)
 		}
 	}
+}
+
+// webhookProbes are addresses a webhook might name: public ones, and one
+// or more in each network the dispatcher's SSRF guard (internal/netguard)
+// refuses. The NetworkPolicies must agree with the guard on each.
+var webhookProbes = []string{
+	"93.184.215.14", "8.8.8.8", "2606:4700:4700::1111", "2a00:1450:4001:80b::200e",
+	"0.0.0.1", "10.0.0.1", "10.96.0.1", "100.64.0.1", "100.100.100.200", "127.0.0.1", "169.254.169.254",
+	"172.16.0.1", "172.31.255.254", "192.0.0.1", "192.168.1.1", "198.18.0.1", "224.0.0.1", "255.255.255.255",
+	"::", "::1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "64:ff9b:1::1", "100::1",
+	"2001::1", "2002:a9fe:a9fe::1", "fd00:ec2::254", "fc00::1", "fe80::1", "ff02::1",
+}
+
+// checkWebhookEgress: the dispatcher may post webhooks (TCP 80 and 443)
+// to exactly the addresses its SSRF guard lets through, on no other port;
+// the other services reach no address outside the cluster.
+func (c *checker) checkWebhookEgress(hookbusPods []workload) {
+	for _, h := range hookbusPods {
+		dispatcher := h.Template.Labels["app.kubernetes.io/component"] == "dispatcher"
+		for _, s := range webhookProbes {
+			ip := netip.MustParseAddr(s)
+			public := netguard.Check(ip, nil) == nil
+			for _, port := range []int32{80, 443} {
+				switch got := c.egressToIP(c.podPeer(h), ip, port, corev1.ProtocolTCP); {
+				case dispatcher && public && !got:
+					c.addf("NetworkPolicy: %s cannot reach the webhook target %s on %d", h, ip, port)
+				case got && !public:
+					c.addf("NetworkPolicy: %s may reach %s on %d, which the webhook guard refuses", h, ip, port)
+				case got && !dispatcher:
+					c.addf("NetworkPolicy: %s may reach %s on %d outside the cluster: only the dispatcher posts webhooks", h, ip, port)
+				}
+			}
+			if !public {
+				continue
+			}
+			for _, pp := range []struct {
+				port  int32
+				proto corev1.Protocol
+			}{{22, corev1.ProtocolTCP}, {8443, corev1.ProtocolTCP}, {443, corev1.ProtocolUDP}} {
+				if c.egressToIP(c.podPeer(h), ip, pp.port, pp.proto) {
+					c.addf("NetworkPolicy: %s may reach %s on %d/%s: webhooks need TCP 80 and 443 only", h, ip, pp.port, pp.proto)
+				}
+			}
+		}
+	}
+}
+
+// egressToIP says whether the Egress NetworkPolicies selecting from let it
+// open a connection to ip (outside the cluster: no pod selector matches
+// it) on port: through an ipBlock holding ip outside its excepts, or a
+// rule open to every destination.
+func (c *checker) egressToIP(from peer, ip netip.Addr, port int32, proto corev1.Protocol) bool {
+	selected := false
+	outside := peer{namespace: "", labels: labels.Set{}}
+	for _, np := range c.r.NetworkPolicies {
+		if np.Namespace != from.namespace || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil || !sel.Matches(from.labels) {
+			continue
+		}
+		selected = true
+		for _, rule := range np.Spec.Egress {
+			if !portsMatch(rule.Ports, outside, port, proto) {
+				continue
+			}
+			if len(rule.To) == 0 {
+				return true
+			}
+			for _, to := range rule.To {
+				if to.IPBlock != nil && ipBlockHolds(to.IPBlock, ip) {
+					return true
+				}
+			}
+		}
+	}
+	return !selected
+}
+
+// ipBlockHolds says whether ip is in b's CIDR and in none of its excepts;
+// an unreadable CIDR holds nothing, an unreadable except everything.
+func ipBlockHolds(b *networkingv1.IPBlock, ip netip.Addr) bool {
+	cidr, err := netip.ParsePrefix(b.CIDR)
+	if err != nil || !cidr.Contains(ip) {
+		return false
+	}
+	for _, e := range b.Except {
+		ex, err := netip.ParsePrefix(e)
+		if err != nil || ex.Contains(ip) {
+			return false
+		}
+	}
+	return true
 }
 
 // envVar is one variable of a container's effective environment.

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hookbus/hookbus/internal/durable"
 	"github.com/hookbus/hookbus/internal/pluginwatch"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -195,7 +196,13 @@ func (s *Service) Run(ctx context.Context) error {
 		cons.reconcile()
 	})
 	watch = s.plugins
-	hooks, err := s.js.KeyValue(ctx, events.BucketHooks)
+	var hooks jetstream.KeyValue
+	// Here and below, a NATS node restarting is waited out (not ready
+	// meanwhile), not a reason to exit.
+	err = durable.Start(ctx, s.log, "bucket "+events.BucketHooks, func(ctx context.Context) (err error) {
+		hooks, err = s.js.KeyValue(ctx, events.BucketHooks)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketHooks, err)
 	}
@@ -209,7 +216,11 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return runners.run(gctx, hooks) })
 	g.Go(func() error { return cons.run(gctx) })
 	g.Go(func() error {
-		if _, err := watch.CatchUp(gctx); err != nil {
+		err := durable.Start(gctx, s.log, "load the route table", func(ctx context.Context) error {
+			_, err := watch.CatchUp(ctx)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 		s.log.Info("route table loaded")

@@ -59,8 +59,16 @@ type hookRunner struct {
 // readers as hooks come and go.
 func (r *hookRunners) run(ctx context.Context, kv jetstream.KeyValue) error {
 	defer r.wait()
-	w, err := kv.WatchAll(ctx)
+	var w jetstream.KeyWatcher
+	// A NATS node restarting is waited out, not a reason to stop.
+	err := durable.Start(ctx, r.s.log, "watch "+events.BucketHooks, func(ctx context.Context) (err error) {
+		w, err = kv.WatchAll(ctx)
+		return err
+	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("watch %s: %w", events.BucketHooks, err)
 	}
 	defer func() { _ = w.Stop() }()
