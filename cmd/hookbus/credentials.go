@@ -153,7 +153,7 @@ user, pass, inboxPrefix).`,
 
 func newWorkerUser(user string, names, eventTypes []string) (workerUser, error) {
 	for _, n := range names {
-		if err := events.ValidateName("plugin", n); err != nil {
+		if err := events.ValidatePluginName(n); err != nil {
 			return workerUser{}, err
 		}
 	}

@@ -199,7 +199,7 @@ func (p PluginSpec) Normalize() PluginSpec {
 // Validate checks a declaration; the error is a *ValidationError naming the
 // field ("plugin", "event", "priority", "depends", "extra", "settings.*").
 func (p PluginSpec) Validate() error {
-	if err := ValidateName("plugin", p.Name); err != nil {
+	if err := ValidatePluginName(p.Name); err != nil {
 		return err
 	}
 	if err := ValidateType(p.Event); err != nil {

@@ -75,6 +75,25 @@ func ValidateName(field, s string) error {
 	return nil
 }
 
+// ValidatePluginName checks the name a new plugin is declared with: a
+// name (ValidateName) that does not start with "hookbus-" or "hook-",
+// the prefixes of the dispatcher's and the hooks' subscriber names. A
+// plugin's worker may write dead letters on hookbus.dlq.<its name>, so a
+// plugin named hook-<id> could forge that hook's dead letters.
+func ValidatePluginName(name string) error {
+	if err := ValidateName("plugin", name); err != nil {
+		return err
+	}
+	for _, p := range reservedPluginPrefixes {
+		if strings.HasPrefix(name, p) {
+			return invalidIn("name", "plugin", "%q: names starting with %q are reserved (the dispatcher's and the hooks' dead-letter subscribers)", name, p)
+		}
+	}
+	return nil
+}
+
+var reservedPluginPrefixes = []string{"hookbus-", "hook-"}
+
 func isTokenRune(r rune) bool {
 	return r == '_' || r == '-' || ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z')
 }

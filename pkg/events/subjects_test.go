@@ -273,3 +273,27 @@ func typeFromEventSubject(subject string) (string, bool) {
 	}
 	return typ, true
 }
+
+// A plugin may not take the dead-letter subscriber name of the dispatcher
+// or of a hook: its worker could forge their dead letters.
+func TestValidatePluginNameReserved(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"audit":                                 true,
+		"hooks-audit":                           true,
+		"my-hook-1":                             true,
+		"hookbus-dispatcher":                    false,
+		"hookbus-x":                             false,
+		"hook-0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f": false,
+		"hook-":                                 false,
+		"bad name":                              false,
+	} {
+		err := events.ValidatePluginName(name)
+		if (err == nil) != ok {
+			t.Errorf("ValidatePluginName(%q) = %v, want ok %v", name, err, ok)
+		}
+		spec := events.PluginSpec{Name: name, Event: "com.example.x", Mode: events.ModeNotify}
+		if err := spec.Validate(); !ok && err == nil {
+			t.Errorf("PluginSpec{Name: %q}.Validate() accepted a reserved name", name)
+		}
+	}
+}
