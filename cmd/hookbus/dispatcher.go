@@ -17,6 +17,7 @@ func newDispatcherService(d deps) (service, error) {
 		return nil, err
 	}
 	cfg.WebhookAllow = allow
+	cfg.HookExecDir, cfg.HookExecMax = d.cfg.HookExecDir, d.cfg.HookExecMax
 	svc, err := dispatcher.New(cfg, d.nc, d.log)
 	if err != nil {
 		return nil, err

@@ -65,3 +65,6 @@ func ValidateExecPath(path string) error {
 	}
 	return nil
 }
+
+// MaxHookTimeout is the longest settings.timeout_ms a hook may set.
+const MaxHookTimeout = maxHookTimeout

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/execdir"
 	"github.com/hookbus/hookbus/internal/pluginwatch"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -54,6 +55,10 @@ type Config struct {
 	// dispatcher's allow-list): a webhook whose URL is a literal address
 	// is refused at create when netguard refuses it.
 	WebhookAllow []netip.Prefix
+	// HookExecDir is the dispatcher's exec directory: an exec hook is
+	// refused at create when it is empty (exec hooks off) or when the
+	// program is not an executable regular file inside it.
+	HookExecDir string
 }
 
 // DefaultConfig returns the defaults.
@@ -86,6 +91,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("registry max attempts %d: at least 1", c.MaxAttempts)
 	case c.CatchUpTimeout <= 0 || c.ConsumerCheck <= 0:
 		return fmt.Errorf("registry catch-up timeout %s and consumer check %s: must be positive", c.CatchUpTimeout, c.ConsumerCheck)
+	}
+	if err := execdir.ValidateDir(c.HookExecDir); err != nil {
+		return err
 	}
 	return c.Topology.Validate()
 }
