@@ -20,8 +20,16 @@ func newHookCmd() *cobra.Command {
 		Long: `Hook admin, through the registry (hookbus serve runs it).
 
 A hook is an action on the events of a node: an event type, or a pattern with
-* (one token) and > (the rest). Type webhook posts each event to the URL ARG,
-signed as Standard Webhooks do with the secret shown once at create.
+* (one token) and > (the rest). Its type says what ARG is:
+  webhook  posts each event to the URL ARG, signed as Standard Webhooks do
+           with the secret shown once at create
+  subject  publishes each event, as the bus stores it, to the NATS subject ARG
+           (through JetStream when a stream holds it), as the dispatcher's
+           NATS user: not under hookbus., _INBOX. or $
+  exec     runs the program ARG, a path relative to the exec directory the
+           operator allowed (HOOKBUS_HOOK_EXEC_DIR; off without it), with the
+           event's data on stdin and its attributes as CE_* variables; exit 0
+           delivers
 
 Errors are printed with their code (not_found, invalid) and exit non-zero:
 2 for invalid input, 1 otherwise.`,
@@ -62,9 +70,15 @@ func newHookCreateCmd() *cobra.Command {
 		filters     []string
 	)
 	cmd := &cobra.Command{
-		Use:   "create --node NODE --type webhook --persistent ARG",
+		Use:   "create --node NODE --type webhook|subject|exec --persistent ARG",
 		Short: "Create a hook; a webhook's signing secret is printed this once",
+		Long: `Create a hook on the events of --node. ARG is the webhook's URL, the NATS
+subject of a subject hook, or the path of an exec hook's program relative to
+the exec directory. The registry refuses an exec hook while exec hooks are off
+or when its program is not an executable file inside the directory.`,
 		Example: `  hookbus hook create --node com.example.order.created --type webhook --persistent https://shop.example/hooks/orders
+  hookbus hook create --node 'com.example.order.*' --type subject -P hooks.orders
+  hookbus hook create --node com.example.order.paid --type exec -P --hook-timeout 30s invoices/print.sh
   hookbus hook create --node 'com.example.>' --type webhook --persistent --structured --max-attempts 10 https://audit.example/in
   hookbus hook create --node 'com.example.>' -P --filter source=prefix:/shop/eu/ --filter tenant=exact:acme https://eu.example/in`,
 		Args: cobra.ExactArgs(1),
@@ -106,7 +120,7 @@ func newHookCreateCmd() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&spec.Node, "node", "n", "", "event type, or a pattern: * matches one token, a final > the rest")
-	fl.StringVarP(&typ, "type", "t", string(events.HookWebhook), "hook type: webhook (POST the event to the URL ARG)")
+	fl.StringVarP(&typ, "type", "t", string(events.HookWebhook), "hook type: webhook (POST the event to the URL ARG), subject (publish it to the NATS subject ARG) or exec (run the program ARG of the exec directory)")
 	fl.BoolVarP(&spec.Persistent, "persistent", "P", false, "store the hook: it survives restarts (required for now: temporary hooks are not supported yet)")
 	fl.StringVar(&spec.ID, "id", "", "the hook's id (32 lowercase hex characters; default a new one): sending the same create again is then harmless")
 	fl.DurationVar(&hookTimeout, "hook-timeout", 0, "bound on one delivery attempt (default: the dispatcher's)")

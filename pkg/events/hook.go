@@ -244,6 +244,9 @@ func (s HookSpec) Validate() error {
 	if err != nil {
 		return err
 	}
+	if s.Settings.Structured && s.Type != HookWebhook {
+		return invalidIn("hook", "settings.structured", "only webhooks have a structured mode: a %s hook sends the bus's own form", s.Type)
+	}
 	if !s.Persistent {
 		return invalidIn("hook", "persistent", "temporary hooks are not supported yet: create the hook persistent")
 	}

@@ -70,6 +70,15 @@ func TestHookTypeArgs(t *testing.T) {
 	}
 }
 
+// Structured mode is a webhook's.
+func TestHookStructuredIsForWebhooks(t *testing.T) {
+	s := events.HookSpec{ID: strings.Repeat("ab", 16), Node: "blog", Type: events.HookSubject, Arg: "hooks.blog", Persistent: true,
+		Settings: events.HookSettings{Structured: true}}
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "settings.structured") {
+		t.Errorf("structured subject hook: %v, want invalid settings.structured", err)
+	}
+}
+
 // Listing and bulk deletes by type know every type.
 func TestHookFilterTypes(t *testing.T) {
 	for _, typ := range []events.HookType{events.HookWebhook, events.HookSubject, events.HookExec} {
