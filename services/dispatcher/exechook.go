@@ -85,12 +85,12 @@ func (x *execRunner) send(ctx context.Context, h events.Hook, e *event.Event) de
 	// What the program started goes with it.
 	_ = killGroup(cmd)
 	switch {
-	case errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
-		return delivery{retry: true, err: fmt.Errorf("hook %s: %s timed out after %s, killed: %s", h.ID, h.Arg, timeout, out.tail())}
+	case err == nil:
+		return delivery{} // exit 0, even if the deadline passed while Wait returned
 	case ctx.Err() != nil:
 		return delivery{retry: true, err: fmt.Errorf("hook %s: %s stopped: %w", h.ID, h.Arg, ctx.Err())}
-	case err == nil:
-		return delivery{}
+	case errors.Is(rctx.Err(), context.DeadlineExceeded):
+		return delivery{retry: true, err: fmt.Errorf("hook %s: %s timed out after %s, killed: %s", h.ID, h.Arg, timeout, out.tail())}
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
