@@ -13,7 +13,7 @@ import (
 func TestResolve(t *testing.T) {
 	base := t.TempDir()
 	dir := filepath.Join(base, "exec")
-	for _, d := range []string{dir, filepath.Join(dir, "sub")} {
+	for _, d := range []string{dir, filepath.Join(dir, "sub"), filepath.Join(dir, "..data")} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -26,13 +26,15 @@ func TestResolve(t *testing.T) {
 	write(filepath.Join(dir, "run"), 0o755)
 	write(filepath.Join(dir, "sub", "deep"), 0o700)
 	write(filepath.Join(dir, "plain"), 0o644)
+	write(filepath.Join(dir, "..data", "cm.sh"), 0o555)
 	write(filepath.Join(base, "outside"), 0o755)
 	links := map[string]string{
 		filepath.Join(dir, "out"):       filepath.Join(base, "outside"),
 		filepath.Join(dir, "in"):        "sub/deep",
 		filepath.Join(dir, "up"):        "..",
 		filepath.Join(dir, "sub", "up"): "../../outside",
-		filepath.Join(base, "linked"):   dir, // the exec directory itself through a link
+		filepath.Join(base, "linked"):   dir,            // the exec directory itself through a link
+		filepath.Join(dir, "cm.sh"):     "..data/cm.sh", // as a ConfigMap volume lays its files out
 	}
 	for link, target := range links {
 		if err := os.Symlink(target, link); err != nil {
@@ -46,6 +48,7 @@ func TestResolve(t *testing.T) {
 		{"nested", dir, "sub/deep", ""},
 		{"link inside", dir, "in", ""},
 		{"directory through a link", filepath.Join(base, "linked"), "run", ""},
+		{"ConfigMap layout", dir, "cm.sh", ""},
 		{"off", "", "run", "exec hooks are off"},
 		{"relative directory", "exec", "run", "absolute"},
 		{"link out", dir, "out", "outside the exec directory"},
