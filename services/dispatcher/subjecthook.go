@@ -127,7 +127,7 @@ func (p *subjectPublisher) publish(ctx context.Context, subject string, pub func
 		return fmt.Errorf("round trip after the publish: %w", err)
 	}
 	if after := p.nc.LastError(); after != nil && after != before && refused(after, subject) {
-		return fmt.Errorf("%w: %v", errForbidden, after)
+		return errForbidden
 	}
 	return nil
 }
@@ -143,7 +143,7 @@ func refused(err error, subject string) bool {
 func (p *subjectPublisher) failed(h events.Hook, subject string, err error) delivery {
 	switch {
 	case errors.Is(err, errForbidden):
-		return delivery{err: fmt.Errorf("hook %s: the dispatcher's NATS user may not publish to %s (%v): allow the subject in its publish permissions, or give the hook another subject", h.ID, subject, err)}
+		return delivery{err: fmt.Errorf("hook %s: the dispatcher's NATS user may not publish to %s: NATS refused it (permissions violation); allow the subject in the user's publish permissions, or give the hook another subject", h.ID, subject)}
 	case errors.Is(err, nats.ErrMaxPayload):
 		return delivery{err: fmt.Errorf("hook %s: publish to %s: %w", h.ID, subject, err)}
 	}

@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -171,20 +172,24 @@ func TestSubjectHookToAStream(t *testing.T) {
 }
 
 // runUsersServer starts a JetStream server with two users: admin, who may
-// do everything, and dispatcher, who may not publish under
-// hooks.forbidden.
-func runUsersServer(t *testing.T) *server.Server {
+// do everything, and dispatcher, who may not publish to the subjects deny
+// names; allow sets those again (a configuration reload).
+func runUsersServer(t *testing.T, deny ...string) (srv *server.Server, allow func(deny ...string)) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		ServerName: "users", Host: "127.0.0.1", Port: server.RANDOM_PORT,
-		JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		Users: []*server.User{
-			{Username: "admin", Password: "admin-pw"},
-			{Username: "dispatcher", Password: "dispatcher-pw", Permissions: &server.Permissions{
-				Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"hooks.forbidden.>"}},
-			}},
-		},
-	})
+	storeDir := t.TempDir()
+	opts := func(deny []string) *server.Options {
+		return &server.Options{
+			ServerName: "users", Host: "127.0.0.1", Port: server.RANDOM_PORT,
+			JetStream: true, StoreDir: storeDir, NoSigs: true, NoLog: true,
+			Users: []*server.User{
+				{Username: "admin", Password: "admin-pw"},
+				{Username: "dispatcher", Password: "dispatcher-pw", Permissions: &server.Permissions{
+					Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: deny},
+				}},
+			},
+		}
+	}
+	s, err := server.NewServer(opts(deny))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,14 +201,23 @@ func runUsersServer(t *testing.T) *server.Server {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
-	return s
+	return s, func(deny ...string) {
+		t.Helper()
+		o := opts(deny)
+		o.Port = s.Addr().(*net.TCPAddr).Port
+		if err := s.ReloadOptions(o); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // A subject the dispatcher's NATS user may not publish to: the event is
 // dead-lettered at once, the reason saying so; another subject hook on the
-// same connection still delivers.
+// same connection still delivers, and so does the first once the operator
+// allows its subject (the refusal of an earlier attempt is not taken for
+// a new one).
 func TestSubjectHookForbidden(t *testing.T) {
-	srv := runUsersServer(t)
+	srv, allow := runUsersServer(t, "hooks.forbidden.>")
 	admin := natstest.Connect(t, srv, nats.UserInfo("admin", "admin-pw"))
 	js, err := jetstream.New(admin)
 	if err != nil {
@@ -240,5 +254,21 @@ func TestSubjectHookForbidden(t *testing.T) {
 	e.publish(richEvent(t, "shop.order.paid", "p1"))
 	if m, err := sub.NextMsg(10 * time.Second); err != nil || m.Header.Get("ce-id") != "p1" {
 		t.Errorf("hooks.allowed: %v, %v; want event p1", m, err)
+	}
+
+	allow()
+	fixed, err := admin.SubscribeSync("hooks.forbidden.orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(richEvent(t, "shop.order.created", "o2"))
+	if m, err := fixed.NextMsg(10 * time.Second); err != nil || m.Header.Get("ce-id") != "o2" {
+		t.Errorf("hooks.forbidden.orders once allowed: %v, %v; want event o2", m, err)
+	}
+	if dl := e.deadLetter(forbidden); dl.Header.Get("ce-id") == "o2" || strings.Contains(dlReason(dl), "o2") {
+		t.Errorf("event o2 dead-lettered once allowed: %v", dl.Header)
 	}
 }
