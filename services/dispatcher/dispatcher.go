@@ -104,6 +104,9 @@ func (c Config) Validate() error {
 	if err := execdir.ValidateDir(c.HookExecDir); err != nil {
 		return err
 	}
+	if c.HookExecDir != "" && !execSupported {
+		return fmt.Errorf("exec directory %q: exec hooks need a Unix system (process groups)", c.HookExecDir)
+	}
 	return c.Topology.Validate()
 }
 

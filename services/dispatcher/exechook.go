@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -75,7 +74,7 @@ func (x *execRunner) send(ctx context.Context, h events.Hook, e *event.Event) de
 	cmd.Env = execEnv(h, e)
 	cmd.Stdin = bytes.NewReader(e.Data())
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	cmd.Cancel = func() error { return killGroup(cmd) }
 	cmd.WaitDelay = execWaitDelay
 	if err := cmd.Start(); err != nil {
@@ -97,14 +96,6 @@ func (x *execRunner) send(ctx context.Context, h events.Hook, e *event.Event) de
 		return delivery{retry: true, err: fmt.Errorf("hook %s: %s: %s: %s", h.ID, h.Arg, exit.ProcessState, out.tail())}
 	}
 	return delivery{retry: true, err: fmt.Errorf("hook %s: %s: %w: %s", h.ID, h.Arg, err, out.tail())}
-}
-
-// killGroup kills the process group of cmd's program.
-func killGroup(cmd *exec.Cmd) error {
-	if cmd.Process == nil {
-		return nil
-	}
-	return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // execEnv is the whole environment of a program: PATH, the event's
