@@ -11,6 +11,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"github.com/spf13/pflag"
 
+	"github.com/hookbus/hookbus/internal/execdir"
 	"github.com/hookbus/hookbus/internal/natsconn"
 	"github.com/hookbus/hookbus/internal/natsembed"
 	"github.com/hookbus/hookbus/internal/ops"
@@ -62,6 +63,8 @@ type Config struct {
 
 	WebhookAllow     string        `envconfig:"WEBHOOK_ALLOW" flag:"webhook-allow" desc:"dispatcher: networks webhooks may reach although internal (loopback, private, link-local, metadata: refused by default), comma-separated CIDRs such as 10.20.0.0/16"`
 	HookDisableAfter time.Duration `envconfig:"HOOK_DISABLE_AFTER" default:"24h" flag:"hook-disable-after" desc:"dispatcher: how long a hook may fail with no success before it is disabled (hookbus hook enable resumes it; at least 1s)"`
+	HookExecDir      string        `envconfig:"HOOK_EXEC_DIR" flag:"hook-exec-dir" desc:"dispatcher and registry: absolute directory whose programs exec hooks may run (no shell, an environment of their own); empty: exec hooks off, refused at create"`
+	HookExecMax      int           `envconfig:"HOOK_EXEC_MAX" default:"4" flag:"hook-exec-max" desc:"dispatcher: exec hook programs running at once in one dispatcher"`
 
 	PersistenceKey     secret `envconfig:"PERSISTENCE_KEY" flag:"-" desc:"persistence: encryption keys, base64 of 32 bytes each, newest first, comma-separated; environment only, masked in logs"`
 	PersistenceKeyFile string `envconfig:"PERSISTENCE_KEY_FILE" flag:"-" desc:"persistence: file with the keys, one per line, newest first (for a mounted secret). Neither set: the all-in-one generates <data-dir>/persistence.key; with HOOKBUS_NATS_URL, serve refuses to start"`
@@ -109,6 +112,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.webhookAllow(); err != nil {
 		return err
+	}
+	if err := execdir.ValidateDir(c.HookExecDir); err != nil {
+		return fmt.Errorf("HOOKBUS_HOOK_EXEC_DIR: %w", err)
+	}
+	if c.HookExecMax < 1 {
+		return fmt.Errorf("HOOKBUS_HOOK_EXEC_MAX %d: at least 1", c.HookExecMax)
 	}
 	g, err := c.gateway()
 	if err != nil {

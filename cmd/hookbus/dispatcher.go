@@ -18,6 +18,7 @@ func newDispatcherService(d deps) (service, error) {
 	}
 	cfg.WebhookAllow = allow
 	cfg.HookDisableAfter = d.cfg.HookDisableAfter
+	cfg.HookExecDir, cfg.HookExecMax = d.cfg.HookExecDir, d.cfg.HookExecMax
 	svc, err := dispatcher.New(cfg, d.nc, d.log)
 	if err != nil {
 		return nil, err

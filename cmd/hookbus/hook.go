@@ -21,9 +21,16 @@ func newHookCmd() *cobra.Command {
 		Long: `Hook admin, through the registry (hookbus serve runs it).
 
 A hook is an action on the events of a node: an event type, or a pattern with
-* (one token) and > (the rest). Type webhook posts each event to the URL ARG,
-signed as Standard Webhooks do with the secret shown once at create (and at
-each rotate-secret).
+* (one token) and > (the rest). Its type says what ARG is:
+  webhook  posts each event to the URL ARG, signed as Standard Webhooks do
+           with the secret shown once at create
+  subject  publishes each event, as the bus stores it, to the NATS subject ARG
+           (through JetStream when a stream holds it), as the dispatcher's
+           NATS user: not under hookbus., _INBOX. or $
+  exec     runs the program ARG, a path relative to the exec directory the
+           operator allowed (HOOKBUS_HOOK_EXEC_DIR; off without it), with the
+           event's data on stdin and its attributes as CE_* variables; exit 0
+           delivers
 
 A persistent hook (create -P) is stored until deleted. A temporary hook lives
 while the command that created it runs: it is deleted when that command stops,
@@ -33,7 +40,8 @@ A hook whose target keeps failing is listed as failing; the dispatcher
 disables it once it has failed for HOOKBUS_HOOK_DISABLE_AFTER (24h) with no
 success. A disabled hook's events wait (as long as HOOKBUS_EVENTS keeps
 them) and are delivered after hookbus hook enable. hookbus hook attempts
-shows a hook's latest delivery attempts.
+shows a hook's latest delivery attempts; hookbus hook rotate-secret gives a
+webhook a new secret.
 
 Errors are printed with their code (not_found, invalid) and exit non-zero:
 2 for invalid input, 1 otherwise.`,
@@ -75,9 +83,13 @@ func newHookCreateCmd() *cobra.Command {
 		filters     []string
 	)
 	cmd := &cobra.Command{
-		Use:   "create --node NODE --type webhook [--persistent] ARG",
+		Use:   "create --node NODE --type webhook|subject|exec [--persistent] ARG",
 		Short: "Create a hook; a webhook's signing secret is printed this once",
-		Long: `Create a hook and print it; a webhook's signing secret is printed this once.
+		Long: `Create a hook on the events of --node and print it; a webhook's signing
+secret is printed this once. ARG is the webhook's URL, the NATS subject of a
+subject hook, or the path of an exec hook's program relative to the exec
+directory. The registry refuses an exec hook while exec hooks are off or when
+its program is not an executable file inside the directory.
 
 With --persistent (-P) the hook is stored until deleted, and the command exits.
 
@@ -88,6 +100,8 @@ SIGTERM; then it deletes the hook and exits 0. If the process dies instead
 15 seconds. It exits 1 if the session is lost while it runs.`,
 		Example: `  hookbus hook create --node com.example.order.created --type webhook --persistent https://shop.example/hooks/orders
   hookbus hook create --node com.example.order.created https://dev.example/tail   # temporary: until Ctrl-C
+  hookbus hook create --node 'com.example.order.*' --type subject -P hooks.orders
+  hookbus hook create --node com.example.order.paid --type exec -P --hook-timeout 30s invoices/print.sh
   hookbus hook create --node 'com.example.>' --type webhook --persistent --structured --max-attempts 10 https://audit.example/in
   hookbus hook create --node 'com.example.>' -P --filter source=prefix:/shop/eu/ --filter tenant=exact:acme https://eu.example/in`,
 		Args: cobra.ExactArgs(1),
@@ -131,7 +145,7 @@ SIGTERM; then it deletes the hook and exits 0. If the process dies instead
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&spec.Node, "node", "n", "", "event type, or a pattern: * matches one token, a final > the rest")
-	fl.StringVarP(&typ, "type", "t", string(events.HookWebhook), "hook type: webhook (POST the event to the URL ARG)")
+	fl.StringVarP(&typ, "type", "t", string(events.HookWebhook), "hook type: webhook (POST the event to the URL ARG), subject (publish it to the NATS subject ARG) or exec (run the program ARG of the exec directory)")
 	fl.BoolVarP(&spec.Persistent, "persistent", "P", false, "store the hook until deleted, and exit; without it the hook is temporary and lives while this command runs")
 	fl.StringVar(&spec.ID, "id", "", "the hook's id (32 lowercase hex characters; default a new one): sending the same create again is then harmless")
 	fl.DurationVar(&hookTimeout, "hook-timeout", 0, "bound on one delivery attempt (default: the dispatcher's)")

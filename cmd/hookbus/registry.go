@@ -10,5 +10,6 @@ func newRegistryService(d deps) (service, error) {
 		return nil, err
 	}
 	cfg.WebhookAllow = allow
+	cfg.HookExecDir = d.cfg.HookExecDir
 	return registry.New(cfg, d.nc, d.log)
 }

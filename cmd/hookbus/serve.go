@@ -103,7 +103,8 @@ drains, then the embedded server shuts down.`,
 	}
 	cfg.bindFlags(cmd.Flags(), "nats-url", "nats-creds", "nats-user", "data-dir", "nats-listen", "nats-websocket", "nats-websocket-origins",
 		"nats-monitor", "nats-sync-always", "ops-addr", "gateway-addr", "gateway-anonymous", "gateway-rate", "gateway-max-headers", "gateway-max-inflight-bytes", "gateway-cors-origins", "gateway-call-timeout", "gateway-tls-cert", "gateway-tls-key", "log-level", "log-format", "topology", "stream-replicas",
-		"events-max-age", "events-max-bytes", "dlq-max-age", "duplicate-window", "max-event-size", "webhook-allow", "hook-disable-after")
+		"events-max-age", "events-max-bytes", "dlq-max-age", "duplicate-window", "max-event-size", "webhook-allow", "hook-disable-after",
+		"hook-exec-dir", "hook-exec-max")
 	return cmd
 }
 

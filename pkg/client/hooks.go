@@ -15,8 +15,9 @@ import (
 // CreateHook.
 func NewHookID() string { return newID() }
 
-// CreateHook stores a hook and returns it with its webhook secret, which is
-// shown this once. An empty spec.ID is filled with NewHookID; sending the
+// CreateHook stores a hook (spec.Type events.HookWebhook, HookSubject or
+// HookExec) and returns it with its webhook secret, which is shown this
+// once. An empty spec.ID is filled with NewHookID; sending the
 // same spec again answers the stored hook without its secret. Errors:
 // events.ErrInvalid, ErrNotApplied, ErrNotStored.
 func (c *Client) CreateHook(ctx context.Context, spec events.HookSpec) (events.Hook, error) {

@@ -3,6 +3,8 @@ package events
 import (
 	"fmt"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +41,35 @@ type HookType string
 const (
 	// HookWebhook posts the event to the URL in the hook's arg.
 	HookWebhook HookType = "webhook"
+	// HookSubject publishes the event, as the bus stores it, to the NATS
+	// subject in the hook's arg.
+	HookSubject HookType = "subject"
+	// HookExec runs the program at the hook's arg, a path relative to
+	// the operator's exec directory, with the event on its stdin.
+	HookExec HookType = "exec"
 )
+
+// hookTypes lists the hook types, in the order error messages name them.
+var hookTypes = []HookType{HookWebhook, HookSubject, HookExec}
+
+// validateType reports whether t is a hook type.
+func validateType(t HookType) error {
+	if slices.Contains(hookTypes, t) {
+		return nil
+	}
+	if t == "" {
+		return invalidIn("hook", "type", "required: want %s", typeList())
+	}
+	return invalidIn("hook", "type", "%q: want %s", t, typeList())
+}
+
+func typeList() string {
+	q := make([]string, len(hookTypes))
+	for i, t := range hookTypes {
+		q[i] = strconv.Quote(string(t))
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
 
 // HookStatus says whether a hook delivers.
 type HookStatus string
@@ -111,7 +141,8 @@ type HookSpec struct {
 	// a final `>` the rest, as NATS subjects match.
 	Node string   `json:"node"`
 	Type HookType `json:"type"`
-	// Arg is the type's argument: the URL of a webhook.
+	// Arg is the type's argument: the URL of a webhook, the NATS subject
+	// of a subject hook, the program path of an exec hook.
 	Arg string `json:"arg"`
 	// Persistent hooks survive restarts of everything. A temporary hook
 	// (false) lives while its Session's key in BucketHookSessions does.
@@ -246,15 +277,26 @@ func (s HookSpec) Validate() error {
 	if err := ValidateNode(s.Node); err != nil {
 		return err
 	}
+	if err := validateType(s.Type); err != nil {
+		return err
+	}
+	if len(s.Arg) > maxHookArgLen {
+		return invalidIn("hook", "arg", "%d bytes long, the limit is %d", len(s.Arg), maxHookArgLen)
+	}
+	var err error
 	switch s.Type {
 	case HookWebhook:
-		if err := validateWebhookURL(s.Arg); err != nil {
-			return err
-		}
-	case "":
-		return invalidIn("hook", "type", "required: want %q", HookWebhook)
-	default:
-		return invalidIn("hook", "type", "%q: want %q", s.Type, HookWebhook)
+		err = validateWebhookURL(s.Arg)
+	case HookSubject:
+		err = ValidateHookSubject(s.Arg)
+	case HookExec:
+		err = ValidateExecPath(s.Arg)
+	}
+	if err != nil {
+		return err
+	}
+	if s.Settings.Structured && s.Type != HookWebhook {
+		return invalidIn("hook", "settings.structured", "only webhooks have a structured mode: a %s hook sends the bus's own form", s.Type)
 	}
 	switch {
 	case s.Persistent && s.Session != "":
@@ -336,9 +378,6 @@ func ValidateNode(node string) error {
 func validateWebhookURL(arg string) error {
 	if arg == "" {
 		return invalidIn("hook", "arg", "a webhook needs the URL to post to")
-	}
-	if len(arg) > maxHookArgLen {
-		return invalidIn("hook", "arg", "%d bytes long, the limit is %d", len(arg), maxHookArgLen)
 	}
 	u, err := url.Parse(arg)
 	if err != nil {
@@ -461,8 +500,8 @@ func (f HookFilter) Validate() error {
 			return err
 		}
 	}
-	if f.Type != "" && f.Type != HookWebhook {
-		return invalidIn("hook", "type", "%q: want %q", f.Type, HookWebhook)
+	if f.Type != "" {
+		return validateType(f.Type)
 	}
 	return nil
 }

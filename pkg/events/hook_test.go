@@ -60,7 +60,7 @@ func TestHookSpecValidate(t *testing.T) {
 		{"uppercase id", func(s *events.HookSpec) { s.ID = strings.Repeat("AB", 16) }, "id"},
 		{"no node", func(s *events.HookSpec) { s.Node = "" }, "node"},
 		{"no type", func(s *events.HookSpec) { s.Type = "" }, "type"},
-		{"exec not yet", func(s *events.HookSpec) { s.Type = "exec" }, "type"},
+		{"unknown type", func(s *events.HookSpec) { s.Type = "lambda" }, `"lambda": want "webhook", "subject" or "exec"`},
 		{"no URL", func(s *events.HookSpec) { s.Arg = "" }, "URL"},
 		{"relative URL", func(s *events.HookSpec) { s.Arg = "/hook" }, "http or https"},
 		{"no host", func(s *events.HookSpec) { s.Arg = "https:///hook" }, "no host"},

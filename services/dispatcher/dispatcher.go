@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/execdir"
 	"github.com/hookbus/hookbus/internal/pluginwatch"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -52,8 +53,9 @@ type Config struct {
 	// ConsumerCheck is how often the dispatcher's durable consumer and
 	// the notify queues are looked up; missing ones are created again.
 	ConsumerCheck time.Duration
-	// WebhookTimeout bounds one webhook attempt of a hook that sets no
-	// timeout of its own.
+	// WebhookTimeout bounds one attempt of a hook that sets no timeout of
+	// its own: a webhook's POST, a subject hook's publish, an exec hook's
+	// run.
 	WebhookTimeout time.Duration
 	// WebhookAllow are the networks webhooks may reach although they are
 	// loopback, private, link-local or otherwise internal (refused by
@@ -62,6 +64,11 @@ type Config struct {
 	// HookDisableAfter is how long a hook may fail with no success before
 	// the dispatcher asks the registry to disable it.
 	HookDisableAfter time.Duration
+	// HookExecDir is the absolute directory whose programs exec hooks may
+	// run; empty turns exec hooks off (their events are dead-lettered).
+	HookExecDir string
+	// HookExecMax bounds the exec hook programs running at once.
+	HookExecMax int
 }
 
 // DefaultConfig returns the defaults.
@@ -77,6 +84,7 @@ func DefaultConfig() Config {
 		ConsumerCheck:    5 * time.Second,
 		WebhookTimeout:   10 * time.Second,
 		HookDisableAfter: 24 * time.Hour,
+		HookExecMax:      4,
 	}
 }
 
@@ -97,6 +105,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dispatcher webhook timeout %s: must be positive", c.WebhookTimeout)
 	case c.HookDisableAfter < time.Second:
 		return fmt.Errorf("dispatcher hook disable-after %s: at least 1s", c.HookDisableAfter)
+	case c.HookExecMax < 1:
+		return fmt.Errorf("dispatcher exec hooks at once %d: at least 1", c.HookExecMax)
+	}
+	if err := execdir.ValidateDir(c.HookExecDir); err != nil {
+		return err
+	}
+	if c.HookExecDir != "" && !execSupported {
+		return fmt.Errorf("exec directory %q: exec hooks need a Unix system (process groups)", c.HookExecDir)
 	}
 	return c.Topology.Validate()
 }
@@ -210,7 +226,15 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", events.BucketHookState, err)
 	}
-	runners := &hookRunners{s: s, sender: newWebhookSender(s.cfg.WebhookAllow, s.cfg.WebhookTimeout), state: hookState, live: map[string]*hookRunner{}}
+	publisher, err := newSubjectPublisher(s.nc, s.codec, s.cfg.WebhookTimeout)
+	if err != nil {
+		return err
+	}
+	runners := &hookRunners{s: s, state: hookState, live: map[string]*hookRunner{}, actions: map[events.HookType]hookAction{
+		events.HookWebhook: newWebhookSender(s.cfg.WebhookAllow, s.cfg.WebhookTimeout),
+		events.HookSubject: publisher,
+		events.HookExec:    newExecRunner(s.cfg.HookExecDir, s.cfg.HookExecMax, s.cfg.WebhookTimeout),
+	}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return watch.Run(gctx) })
 	g.Go(func() error { return runners.run(gctx, hooks) })

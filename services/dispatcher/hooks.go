@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
@@ -24,6 +25,13 @@ const maxRetryAfter = time.Hour
 // long, should its hook's removal be missed (docs/decisions.md).
 const temporaryInactive = 2 * time.Minute
 
+// hookAction sends one event to a hook's target once and says what came of
+// it; deliver settles the event by that outcome. The webhook sender, the
+// subject publisher and the exec runner are the actions.
+type hookAction interface {
+	send(ctx context.Context, h events.Hook, e *event.Event) delivery
+}
+
 // hookRunners keeps one durable consumer hook-<id> per stored hook, on
 // HOOKBUS_EVENTS filtered to hookbus.event.<node> from the hook's
 // creation, each kept and read by a durable.Keeper while the hook is not
@@ -32,9 +40,9 @@ const temporaryInactive = 2 * time.Minute
 // delivery state are deleted. Replicas read the same consumers and share
 // the deliveries.
 type hookRunners struct {
-	s      *Service
-	sender *webhookSender
-	state  jetstream.KeyValue // bucket hookbus_hook_state
+	s       *Service
+	actions map[events.HookType]hookAction
+	state   jetstream.KeyValue // bucket hookbus_hook_state
 
 	mu   sync.Mutex
 	live map[string]*hookRunner // hook id -> its reader and state
@@ -239,7 +247,8 @@ func (r *hookRunners) read(ctx context.Context, run hookRun, cons jetstream.Cons
 // deliver settles one event of the hook, each attempt waiting for the
 // hook's rate limit and recorded in its state. This is the one place that
 // decides: filtered out or delivered, acknowledged; an invalid event, a final failure
-// (4xx, refused address) or the last of the hook's attempts,
+// (a webhook's 4xx or refused address, a subject the dispatcher may not
+// publish to, an exec program refused) or the last of the hook's attempts,
 // dead-lettered for subscriber hook-<id>, then acknowledged; any other
 // failure tried again after the dispatcher's backoff, or the target's
 // Retry-After when longer.
@@ -273,7 +282,7 @@ func (r *hookRunners) deliver(ctx context.Context, run hookRun, msg jetstream.Ms
 		}
 	}
 	start := time.Now()
-	d := r.sender.send(ctx, h, e)
+	d := r.send(ctx, h, e)
 	close(done)
 	if ctx.Err() != nil {
 		_ = msg.NakWithDelay(pullExpiry)
@@ -300,6 +309,15 @@ func (r *hookRunners) deliver(ctx context.Context, run hookRun, msg jetstream.Ms
 	delay = max(delay, min(d.retryAfter, maxRetryAfter))
 	log.Debug("hook delivery failed, will retry", "err", d.err, "delay", delay)
 	_ = msg.NakWithDelay(delay)
+}
+
+// send runs the action of h's type on e.
+func (r *hookRunners) send(ctx context.Context, h events.Hook, e *event.Event) delivery {
+	a, ok := r.actions[h.Type]
+	if !ok {
+		return delivery{err: fmt.Errorf("hook %s: type %q is not one this dispatcher runs", h.ID, h.Type)}
+	}
+	return a.send(ctx, h, e)
 }
 
 // settleHook dead-letters msg for subscriber with reason, then

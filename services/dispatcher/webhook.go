@@ -76,9 +76,10 @@ func newWebhookSender(allow []netip.Prefix, defaultTimeout time.Duration) *webho
 	}
 }
 
-// delivery is the outcome of one webhook attempt: err nil for success;
-// retry for a failure worth another attempt (408, 429, 5xx, the target
-// unreachable or too slow), after retryAfter when the target said so.
+// delivery is the outcome of one attempt of a hook: err nil for success;
+// retry for a failure worth another attempt (a webhook's 408, 429, 5xx,
+// the target unreachable or too slow, a program's non-zero exit), after
+// retryAfter when the target said so; any other failure is final.
 type delivery struct {
 	status     int
 	retry      bool

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/execdir"
 	"github.com/hookbus/hookbus/internal/lifecycle"
 	"github.com/hookbus/hookbus/internal/netguard"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -168,10 +169,18 @@ func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op eve
 }
 
 // checkTarget refuses a webhook whose URL is a literal address the
-// dispatcher would refuse to dial; a name is checked at each delivery,
-// once resolved.
+// dispatcher would refuse to dial (a name is checked at each delivery,
+// once resolved), and an exec hook while exec hooks are off or whose
+// program may not run (the dispatcher checks again at each run).
 func (s *Service) checkTarget(spec events.HookSpec) *events.Error {
-	if spec.Type != events.HookWebhook {
+	switch spec.Type {
+	case events.HookExec:
+		if _, err := execdir.Resolve(s.cfg.HookExecDir, spec.Arg); err != nil {
+			return &events.Error{Code: events.CodeInvalid, Message: "invalid hook: arg: " + strings.TrimPrefix(err.Error(), execdir.ErrRefused.Error()+": ")}
+		}
+		return nil
+	case events.HookWebhook:
+	default:
 		return nil
 	}
 	u, err := url.Parse(spec.Arg)

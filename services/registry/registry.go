@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookbus/hookbus/internal/durable"
+	"github.com/hookbus/hookbus/internal/execdir"
 	"github.com/hookbus/hookbus/internal/pluginwatch"
 	"github.com/hookbus/hookbus/internal/topology"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -57,6 +58,10 @@ type Config struct {
 	// HookSessionSweep is how often the temporary hooks of expired
 	// sessions are looked for and removed.
 	HookSessionSweep time.Duration
+	// HookExecDir is the dispatcher's exec directory: an exec hook is
+	// refused at create when it is empty (exec hooks off) or when the
+	// program is not an executable regular file inside it.
+	HookExecDir string
 }
 
 // DefaultConfig returns the defaults.
@@ -92,6 +97,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("registry catch-up timeout %s and consumer check %s: must be positive", c.CatchUpTimeout, c.ConsumerCheck)
 	case c.HookSessionSweep <= 0 || c.HookSessionSweep > events.HookSessionTTL:
 		return fmt.Errorf("registry hook session sweep %s: want more than 0, at most the session TTL %s", c.HookSessionSweep, events.HookSessionTTL)
+	}
+	if err := execdir.ValidateDir(c.HookExecDir); err != nil {
+		return err
 	}
 	return c.Topology.Validate()
 }
