@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
@@ -146,7 +148,7 @@ func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op eve
 		)
 		switch {
 		case op == events.HookCreate:
-			if cerr := s.checkTarget(*cmd.Hook); cerr != nil {
+			if cerr := s.checkTarget(ctx, *cmd.Hook); cerr != nil {
 				return events.HookReply{Error: cerr}, nil
 			}
 			reply, err = s.createHook(ctx, kv, *cmd.Hook, seq)
@@ -172,7 +174,7 @@ func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op eve
 // dispatcher would refuse to dial (a name is checked at each delivery,
 // once resolved), and an exec hook while exec hooks are off or whose
 // program may not run (the dispatcher checks again at each run).
-func (s *Service) checkTarget(spec events.HookSpec) *events.Error {
+func (s *Service) checkTarget(ctx context.Context, spec events.HookSpec) *events.Error {
 	switch spec.Type {
 	case events.HookExec:
 		if _, err := execdir.Resolve(s.cfg.HookExecDir, spec.Arg); err != nil {
@@ -187,15 +189,33 @@ func (s *Service) checkTarget(spec events.HookSpec) *events.Error {
 	if err != nil {
 		return &events.Error{Code: events.CodeInvalid, Message: "invalid hook: arg: " + err.Error()}
 	}
-	ip, err := netip.ParseAddr(u.Hostname())
-	if err != nil {
-		return nil // a name
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if err := netguard.Check(ip, s.cfg.WebhookAllow); err != nil {
+			return &events.Error{Code: events.CodeInvalid, Message: fmt.Sprintf("invalid hook: arg: %s: %v", spec.Arg, err)}
+		}
+		return nil
 	}
-	if err := netguard.Check(ip, s.cfg.WebhookAllow); err != nil {
-		return &events.Error{Code: events.CodeInvalid, Message: fmt.Sprintf("invalid hook: arg: %s: %v", spec.Arg, err)}
+	// A name: refused when it resolves, here and now, to an address the
+	// dispatcher would refuse. A name that does not resolve is taken (the
+	// dispatcher may see other names); the dispatcher checks the address
+	// it dials at every delivery anyway.
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+	if err != nil {
+		return nil
+	}
+	for _, ip := range ips {
+		if err := netguard.Check(ip, s.cfg.WebhookAllow); err != nil {
+			return &events.Error{Code: events.CodeInvalid, Message: fmt.Sprintf("invalid hook: arg: %s: %s resolves to %v", spec.Arg, host, err)}
+		}
 	}
 	return nil
 }
+
+// resolveTimeout bounds the name lookup of a webhook's host at create.
+const resolveTimeout = 2 * time.Second
 
 // createHook stores a new hook with a fresh secret. A create sent again
 // (same id and declaration) answers the stored hook, with its secret only

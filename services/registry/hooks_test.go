@@ -323,9 +323,9 @@ func TestHookCommandWithForeignReplySubjectIsRefused(t *testing.T) {
 	}
 }
 
-// A webhook whose URL is a literal internal address is refused at create
-// (a name is checked at delivery, once resolved), unless the operator
-// allowed its network.
+// A webhook whose URL is a literal internal address, or a name resolving
+// to one, is refused at create (a name that does not resolve is checked at
+// delivery), unless the operator allowed its network.
 func TestHookCreateRefusesInternalAddresses(t *testing.T) {
 	srv, c, _ := setup(t)
 	runRegistry(t, srv)
@@ -336,8 +336,12 @@ func TestHookCreateRefusesInternalAddresses(t *testing.T) {
 			t.Errorf("create to %s: %v, want invalid, address refused", url, err)
 		}
 	}
-	if _, err := c.CreateHook(ctx, webhook("a", "http://localhost:8080/")); err != nil {
-		t.Errorf("create to a name: %v, want it stored (checked when resolved, at delivery)", err)
+	_, err := c.CreateHook(ctx, webhook("a", "http://localhost:8080/"))
+	if !errors.Is(err, events.ErrInvalid) || !strings.Contains(err.Error(), "localhost resolves to") {
+		t.Errorf("create to localhost: %v, want invalid, localhost resolves to a refused address", err)
+	}
+	if _, err := c.CreateHook(ctx, webhook("a", "http://no-such-host.invalid/")); err != nil {
+		t.Errorf("create to a name that does not resolve: %v, want it stored (checked at delivery)", err)
 	}
 
 	srv2, c2, _ := setup(t)
@@ -354,5 +358,15 @@ func TestHookCreateRefusesInternalAddresses(t *testing.T) {
 	}
 	if _, err := c2.CreateHook(ctx, webhook("a", "http://127.0.0.1/")); !errors.Is(err, events.ErrInvalid) {
 		t.Errorf("create to 127.0.0.1 with only 10.0.0.0/8 allowed: %v, want invalid", err)
+	}
+	srv3, c3, _ := setup(t)
+	cfg.WebhookAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	loopback, err := registry.New(cfg, natstest.Connect(t, srv3), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.RunService(t, loopback)
+	if _, err := c3.CreateHook(ctx, webhook("a", "http://localhost:8080/")); err != nil {
+		t.Errorf("create to localhost with loopback allowed: %v", err)
 	}
 }
