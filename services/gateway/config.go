@@ -64,6 +64,12 @@ type Config struct {
 	// CORSOrigins are the origins (scheme://host[:port]) browsers may
 	// call the gateway from; none: CORS is off.
 	CORSOrigins []string
+	// DeviceTokens seals and opens device tokens; nil turns device
+	// sessions (GET /devices/websocket) off.
+	DeviceTokens *DeviceSealer
+	// TokenRefresh is how often a connected device gets a fresh token;
+	// TokenExpiry how long a token is good for.
+	TokenRefresh, TokenExpiry time.Duration
 }
 
 // DefaultConfig returns the defaults: 127.0.0.1:8080, the default event
@@ -71,7 +77,8 @@ type Config struct {
 // per request, 64 KiB and 100 fields of headers, calls waiting 30 s (at
 // most 5 min), 10 s to shut down, 1000 requests per second per token,
 // 256 MiB of requests held at once, anonymous requests on loopback only,
-// CORS off.
+// CORS off, device tokens refreshed every 3 h and good for 4 weeks (device
+// sessions stay off until DeviceTokens is set).
 func DefaultConfig() Config {
 	return Config{
 		Addr:              "127.0.0.1:8080",
@@ -88,6 +95,8 @@ func DefaultConfig() Config {
 		Rate:              1000,
 		MaxHeaders:        100,
 		MaxInflightBytes:  256 << 20,
+		TokenRefresh:      DefaultTokenRefresh,
+		TokenExpiry:       DefaultTokenExpiry,
 	}
 }
 
@@ -124,6 +133,8 @@ func (c Config) Validate() error {
 			c.AckTimeout, c.ReadHeaderTimeout, c.ReadTimeout, c.IdleTimeout, c.ShutdownTimeout)
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return fmt.Errorf("gateway TLS: cert file %q and key file %q: set both or neither", c.TLSCertFile, c.TLSKeyFile)
+	case c.DeviceTokens != nil && (c.TokenRefresh <= 0 || c.TokenExpiry <= c.TokenRefresh):
+		return fmt.Errorf("gateway device tokens: refresh %s, expiry %s: want a positive refresh shorter than the expiry", c.TokenRefresh, c.TokenExpiry)
 	case c.CallTimeout <= 0, c.MaxCallTimeout < time.Second, c.CallTimeout > c.MaxCallTimeout:
 		return fmt.Errorf("gateway call timeout %s, at most %s: want a positive timeout within a maximum of at least 1s", c.CallTimeout, c.MaxCallTimeout)
 	}

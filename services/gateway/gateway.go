@@ -145,6 +145,8 @@ func (s *Service) routes() []route {
 		{"POST /events/{type}", s.postWebhook, false},
 		{"POST /calls/{type}", s.postCall, false},
 		{"GET /openapi.json", getOpenAPI, true},
+		// Devices authenticate with their own header, not a bearer token.
+		{"GET /devices/websocket", s.deviceSocket, true},
 	}
 }
 

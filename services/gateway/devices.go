@@ -1,0 +1,332 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/client"
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// HeaderDeviceAuth is the upgrade request's header of a device: base64
+// (standard, padded) of a JSON object with device_id and either token or
+// the credentials of a first login.
+const HeaderDeviceAuth = "X-Hookbus-Auth"
+
+// MaxDeviceAuthHeader is the length from which the device header is
+// refused.
+const MaxDeviceAuthHeader = 1024
+
+// EventTypeDeviceAuthenticate is the chain that decides a first login.
+const EventTypeDeviceAuthenticate = "hookbus.device.authenticate"
+
+// deviceIDPattern is what a device id may be: one subject token and a KV
+// key, as plugin names.
+var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Codes of the device upgrade's refusals.
+const (
+	codeInvalidAuthHeader    events.ErrorCode = "invalid_auth_header"
+	codeAuthenticationFailed events.ErrorCode = "authentication_failed"
+	codeInvalidToken         events.ErrorCode = "invalid_token"
+	codeTokenExpired         events.ErrorCode = "token_expired"
+	codeTokenRevoked         events.ErrorCode = "token_revoked"
+	codeDevicesOff           events.ErrorCode = "devices_off"
+)
+
+// deviceAuth is the decoded device header.
+type deviceAuth struct {
+	DeviceID    string
+	Token       string         // "" for a login with credentials
+	Credentials map[string]any // the whole object, device_id included
+}
+
+// parseDeviceAuth decodes the device header, refusing it at
+// MaxDeviceAuthHeader bytes or more, or when it is not base64 of a JSON
+// object with a device_id string (a valid device id).
+func parseDeviceAuth(h string) (deviceAuth, error) {
+	switch {
+	case h == "":
+		return deviceAuth{}, fmt.Errorf("header %s: missing", HeaderDeviceAuth)
+	case len(h) >= MaxDeviceAuthHeader:
+		return deviceAuth{}, fmt.Errorf("header %s: %d bytes, want fewer than %d", HeaderDeviceAuth, len(h), MaxDeviceAuthHeader)
+	}
+	raw, err := base64.StdEncoding.DecodeString(h)
+	if err != nil {
+		return deviceAuth{}, fmt.Errorf("header %s: not base64 (standard alphabet, padded)", HeaderDeviceAuth)
+	}
+	var v any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil || d.More() {
+		return deviceAuth{}, fmt.Errorf("header %s: not JSON", HeaderDeviceAuth)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return deviceAuth{}, fmt.Errorf("header %s: not a JSON object", HeaderDeviceAuth)
+	}
+	id, ok := obj["device_id"].(string)
+	if !ok {
+		return deviceAuth{}, fmt.Errorf("header %s: no device_id string", HeaderDeviceAuth)
+	}
+	if !deviceIDPattern.MatchString(id) {
+		return deviceAuth{}, fmt.Errorf("header %s: device_id must be 1 to 64 of [A-Za-z0-9_-]", HeaderDeviceAuth)
+	}
+	a := deviceAuth{DeviceID: id, Credentials: obj}
+	if tok, set := obj["token"]; set {
+		s, ok := tok.(string)
+		if !ok {
+			return deviceAuth{}, fmt.Errorf("header %s: token must be a string", HeaderDeviceAuth)
+		}
+		a.Token = s
+	}
+	return a, nil
+}
+
+// deviceGenerationKey is the key of a device's token generation in
+// hookbus_devices.
+func deviceGenerationKey(id string) string { return "generation." + id }
+
+// DeviceGeneration returns the token generation of device id in kv (0
+// when never revoked).
+func DeviceGeneration(ctx context.Context, kv jetstream.KeyValue, id string) (uint64, error) {
+	e, err := kv.Get(ctx, deviceGenerationKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	g, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("device %s generation %q: %w", id, e.Value(), err)
+	}
+	return g, nil
+}
+
+// RevokeDevice bumps the token generation of device id in kv, so that
+// every token issued before fails, and returns the new generation.
+func RevokeDevice(ctx context.Context, kv jetstream.KeyValue, id string) (uint64, error) {
+	if !deviceIDPattern.MatchString(id) {
+		return 0, fmt.Errorf("device id %q: must be 1 to 64 of [A-Za-z0-9_-]", id)
+	}
+	for {
+		e, err := kv.Get(ctx, deviceGenerationKey(id))
+		var g, rev uint64
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return 0, err
+		default:
+			if g, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
+				return 0, fmt.Errorf("device %s generation %q: %w", id, e.Value(), err)
+			}
+			rev = e.Revision()
+		}
+		next := []byte(strconv.FormatUint(g+1, 10))
+		if rev == 0 {
+			_, err = kv.Create(ctx, deviceGenerationKey(id), next)
+		} else {
+			_, err = kv.Update(ctx, deviceGenerationKey(id), next, rev)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+			continue // another revoke won the race: bump again on top of it
+		}
+		if err != nil {
+			return 0, err
+		}
+		return g + 1, nil
+	}
+}
+
+// isWrongSequence reports a compare-and-swap that lost.
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// deviceRefusal answers the upgrade of a device with a problem: 400 for
+// its header, 403 for a failed authentication or a token that is not
+// this device's, 401 (log in again) for an expired or revoked token.
+func deviceRefusal(status int, code events.ErrorCode, detail string) *Problem {
+	return &Problem{Status: status, Code: code, Detail: detail}
+}
+
+// tokenFrame is the control frame carrying a token to the device.
+type tokenFrame struct {
+	Type    string    `json:"type"` // "token"
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+// deviceSocket is GET /devices/websocket: a device's session. The
+// upgrade is refused (with a problem, before any WebSocket) unless the
+// device header carries a valid token of the device or credentials that
+// the chain of hookbus.device.authenticate allows.
+func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.DeviceTokens == nil {
+		writeProblem(w, deviceRefusal(http.StatusNotFound, codeDevicesOff, "device sessions are off on this gateway: it has no device token secret"))
+		return
+	}
+	a, err := parseDeviceAuth(r.Header.Get(HeaderDeviceAuth))
+	if err != nil {
+		writeProblem(w, deviceRefusal(http.StatusBadRequest, codeInvalidAuthHeader, err.Error()))
+		return
+	}
+	kv, err := s.js.KeyValue(r.Context(), events.BucketDevices)
+	if err != nil {
+		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: "bucket " + events.BucketDevices + ": " + err.Error()})
+		return
+	}
+	gen, err := DeviceGeneration(r.Context(), kv, a.DeviceID)
+	if err != nil {
+		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: err.Error()})
+		return
+	}
+	if a.Token != "" {
+		if p := s.checkDeviceToken(a, gen); p != nil {
+			writeProblem(w, p)
+			return
+		}
+	} else if p := s.authenticateDevice(r.Context(), a); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept answered the client
+	}
+	s.deviceSession(r.Context(), conn, a.DeviceID, gen)
+}
+
+// checkDeviceToken opens the token of a against the device's generation.
+func (s *Service) checkDeviceToken(a deviceAuth, gen uint64) *Problem {
+	_, err := s.cfg.DeviceTokens.Open(a.Token, a.DeviceID, time.Now(), gen)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrTokenExpired):
+		return deviceRefusal(http.StatusUnauthorized, codeTokenExpired, "the token expired: log in again with credentials")
+	case errors.Is(err, ErrTokenRevoked):
+		return deviceRefusal(http.StatusUnauthorized, codeTokenRevoked, "the token was revoked: log in again with credentials")
+	default:
+		return deviceRefusal(http.StatusForbidden, codeInvalidToken, "the token is not one of this gateway for this device")
+	}
+}
+
+// authenticateDevice runs the chain of hookbus.device.authenticate with
+// the credentials of a, device_id private: only a final state with
+// "allow": true lets the device in. The credentials are in the call only,
+// never stored nor logged.
+func (s *Service) authenticateDevice(ctx context.Context, a deviceAuth) *Problem {
+	e := event.New()
+	e.SetID(newDeviceEventID())
+	e.SetSource("/devices/" + a.DeviceID)
+	e.SetType(EventTypeDeviceAuthenticate)
+	if err := e.SetData(event.ApplicationJSON, a.Credentials); err != nil {
+		return &Problem{Status: http.StatusInternalServerError, Code: events.CodeInternal, Detail: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	defer context.AfterFunc(s.calls, cancel)()
+	res, err := s.bus.Call(ctx, e, client.Private("device_id"))
+	var failed *client.Error
+	switch {
+	case errors.As(err, &failed):
+		return deviceRefusal(http.StatusForbidden, codeAuthenticationFailed, "authentication failed: the chain of "+EventTypeDeviceAuthenticate+" failed")
+	case errors.Is(err, client.ErrNoDispatcher):
+		return &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: "no dispatcher runs the chain of " + EventTypeDeviceAuthenticate}
+	case err != nil:
+		return &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: "the chain of " + EventTypeDeviceAuthenticate + " did not answer"}
+	}
+	var state struct {
+		Allow *bool `json:"allow"`
+	}
+	// No plugin in the chain leaves the credentials as they were, without
+	// "allow": a refusal.
+	if len(res.Trace) == 0 || json.Unmarshal(res.State, &state) != nil || state.Allow == nil || !*state.Allow {
+		return deviceRefusal(http.StatusForbidden, codeAuthenticationFailed, "authentication failed")
+	}
+	return nil
+}
+
+// newDeviceEventID is a random event id.
+func newDeviceEventID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// deviceSession serves an accepted device until it goes, the gateway
+// stops, or a frame breaks the protocol. It sends a fresh token at once,
+// then every TokenRefresh and on each token_please.
+func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id string, gen uint64) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.calls, func() { _ = conn.Close(websocket.StatusGoingAway, "gateway shutting down") })()
+	conn.SetReadLimit(int64(s.cfg.MaxEventSize))
+	sendToken := func() error {
+		now := time.Now()
+		t := DeviceToken{DeviceID: id, IssuedAt: now.UTC(), Expires: now.Add(s.cfg.TokenExpiry).UTC(), Generation: gen}
+		tok, err := s.cfg.DeviceTokens.Seal(t)
+		if err != nil {
+			return err
+		}
+		b, _ := json.Marshal(tokenFrame{Type: "token", Token: tok, Expires: t.Expires})
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		return conn.Write(wctx, websocket.MessageText, b)
+	}
+	if err := sendToken(); err != nil {
+		_ = conn.CloseNow()
+		return
+	}
+	go func() {
+		tick := time.NewTicker(s.cfg.TokenRefresh)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := sendToken(); err != nil {
+					_ = conn.CloseNow()
+					return
+				}
+			}
+		}
+	}()
+	for {
+		typ, b, err := conn.Read(ctx)
+		if err != nil {
+			return
+		}
+		var ctl struct {
+			Type string `json:"type"`
+		}
+		if typ == websocket.MessageText && json.Unmarshal(b, &ctl) == nil && ctl.Type == "token_please" {
+			if err := sendToken(); err != nil {
+				_ = conn.CloseNow()
+				return
+			}
+			continue
+		}
+		// Data frames are not served yet: say so rather than drop them.
+		_ = conn.Close(websocket.StatusUnsupportedData, "data frames are not served yet")
+		return
+	}
+}
