@@ -39,15 +39,21 @@ type Config struct {
 	NATSMonitor          string `envconfig:"NATS_MONITOR" flag:"nats-monitor" desc:"embedded server: NATS monitoring host:port (off when empty)"`
 	NATSSyncAlways       bool   `envconfig:"NATS_SYNC_ALWAYS" default:"true" flag:"nats-sync-always" desc:"embedded server: fsync every JetStream write before acknowledging it"`
 
-	GatewayAddr        string        `envconfig:"GATEWAY_ADDR" default:"127.0.0.1:8080" flag:"gateway-addr" desc:"serve: host:port of the HTTP gateway (POST /events); requests carry a bearer token (hookbus gateway token create)"`
-	GatewayAnonymous   string        `envconfig:"GATEWAY_ANONYMOUS" flag:"gateway-anonymous" desc:"serve: true lets requests without a token publish and call every event type (loopback addresses only), false refuses them; empty: allowed when HOOKBUS_GATEWAY_ADDR is loopback"`
-	GatewayRate        int           `envconfig:"GATEWAY_RATE" default:"1000" flag:"gateway-rate" desc:"serve: requests per second (and burst) of each gateway token without a rate of its own, and of all anonymous requests together; over it: 429"`
-	GatewayMaxHeaders  int           `envconfig:"GATEWAY_MAX_HEADERS" default:"100" flag:"gateway-max-headers" desc:"serve: most header fields of a gateway request; more: 431"`
-	GatewayMaxInflight int64         `envconfig:"GATEWAY_MAX_INFLIGHT_BYTES" default:"268435456" flag:"gateway-max-inflight-bytes" desc:"serve: bytes of requests the gateway holds at once (each its Content-Length); a request that does not fit: 503, send again"`
-	GatewayCORSOrigins string        `envconfig:"GATEWAY_CORS_ORIGINS" flag:"gateway-cors-origins" desc:"serve: origins browsers may call the gateway from, comma-separated scheme://host[:port]; empty: CORS off"`
-	GatewayCallTimeout time.Duration `envconfig:"GATEWAY_CALL_TIMEOUT" default:"30s" flag:"gateway-call-timeout" desc:"serve: how long POST /calls/<type> waits for the chain when the request names no wait (Prefer: wait=N or ?timeout=, at most 5m)"`
-	GatewayTLSCert     string        `envconfig:"GATEWAY_TLS_CERT" flag:"gateway-tls-cert" desc:"serve: PEM certificate file (chain first) of the HTTP gateway, with HOOKBUS_GATEWAY_TLS_KEY (set both or neither): it then serves HTTPS only, TLS 1.2 at least; read at start"`
-	GatewayTLSKey      string        `envconfig:"GATEWAY_TLS_KEY" flag:"gateway-tls-key" desc:"serve: PEM private key file of the HTTP gateway's certificate"`
+	GatewayAddr           string        `envconfig:"GATEWAY_ADDR" default:"127.0.0.1:8080" flag:"gateway-addr" desc:"serve: host:port of the HTTP gateway (POST /events); requests carry a bearer token (hookbus gateway token create)"`
+	GatewayAnonymous      string        `envconfig:"GATEWAY_ANONYMOUS" flag:"gateway-anonymous" desc:"serve: true lets requests without a token publish and call every event type (loopback addresses only), false refuses them; empty: allowed when HOOKBUS_GATEWAY_ADDR is loopback"`
+	GatewayRate           int           `envconfig:"GATEWAY_RATE" default:"1000" flag:"gateway-rate" desc:"serve: requests per second (and burst) of each gateway token without a rate of its own, and of all anonymous requests together; over it: 429"`
+	GatewayMaxHeaders     int           `envconfig:"GATEWAY_MAX_HEADERS" default:"100" flag:"gateway-max-headers" desc:"serve: most header fields of a gateway request; more: 431"`
+	GatewayMaxInflight    int64         `envconfig:"GATEWAY_MAX_INFLIGHT_BYTES" default:"268435456" flag:"gateway-max-inflight-bytes" desc:"serve: bytes of requests the gateway holds at once (each its Content-Length); a request that does not fit: 503, send again"`
+	GatewayCORSOrigins    string        `envconfig:"GATEWAY_CORS_ORIGINS" flag:"gateway-cors-origins" desc:"serve: origins browsers may call the gateway from, comma-separated scheme://host[:port]; empty: CORS off"`
+	GatewayCallTimeout    time.Duration `envconfig:"GATEWAY_CALL_TIMEOUT" default:"30s" flag:"gateway-call-timeout" desc:"serve: how long POST /calls/<type> waits for the chain when the request names no wait (Prefer: wait=N or ?timeout=, at most 5m)"`
+	GatewayTLSCert        string        `envconfig:"GATEWAY_TLS_CERT" flag:"gateway-tls-cert" desc:"serve: PEM certificate file (chain first) of the HTTP gateway, with HOOKBUS_GATEWAY_TLS_KEY (set both or neither): it then serves HTTPS only, TLS 1.2 at least; read at start"`
+	GatewayTLSKey         string        `envconfig:"GATEWAY_TLS_KEY" flag:"gateway-tls-key" desc:"serve: PEM private key file of the HTTP gateway's certificate"`
+	DeviceTokenSecret     secret        `envconfig:"DEVICE_TOKEN_SECRET" flag:"-" desc:"serve: secret (at least 32 bytes) the device token key is derived from, with HOOKBUS_DEVICE_TOKEN_SALT; unset: device sessions (/devices/websocket) are off; environment only, masked in logs"`
+	DeviceTokenSecretFile string        `envconfig:"DEVICE_TOKEN_SECRET_FILE" flag:"-" desc:"serve: file holding the device token secret (for a mounted secret), instead of HOOKBUS_DEVICE_TOKEN_SECRET"`
+	DeviceTokenSalt       secret        `envconfig:"DEVICE_TOKEN_SALT" flag:"-" desc:"serve: salt of the device token key; environment only, masked in logs"`
+	DeviceTokenSaltFile   string        `envconfig:"DEVICE_TOKEN_SALT_FILE" flag:"-" desc:"serve: file holding the device token salt, instead of HOOKBUS_DEVICE_TOKEN_SALT"`
+	DeviceTokenRefresh    time.Duration `envconfig:"DEVICE_TOKEN_REFRESH" default:"3h" flag:"device-token-refresh" desc:"serve: how often a connected device gets a fresh token"`
+	DeviceTokenExpiry     time.Duration `envconfig:"DEVICE_TOKEN_EXPIRY" default:"672h" flag:"device-token-expiry" desc:"serve: how long a device token is good for; past it the device logs in again with credentials"`
 
 	OpsAddr   string `envconfig:"OPS_ADDR" default:"127.0.0.1:8090" flag:"ops-addr" desc:"host:port of /livez, /readyz and /metrics"`
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" flag:"log-level" desc:"debug, info, warn or error"`

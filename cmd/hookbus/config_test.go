@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -185,5 +186,32 @@ func TestGatewayConfig(t *testing.T) {
 	}
 	if g, _ = cfg.gateway(); g.Anonymous != nil {
 		t.Errorf("anonymous %v, want nil (the address decides) when unset", *g.Anonymous)
+	}
+}
+
+func TestGatewayDeviceConfig(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := cfg.gateway(); err != nil || g.DeviceTokens != nil {
+		t.Fatalf("no secret: sealer %v, %v; want device sessions off", g.DeviceTokens, err)
+	}
+	t.Setenv("HOOKBUS_DEVICE_TOKEN_SECRET", strings.Repeat("s", 32))
+	t.Setenv("HOOKBUS_DEVICE_TOKEN_REFRESH", "1m")
+	{
+		cfg, _ = loadConfig()
+		if _, err := cfg.gateway(); err == nil || !strings.Contains(err.Error(), "HOOKBUS_DEVICE_TOKEN_SALT") {
+			t.Fatalf("a secret without salt: %v, want a refusal naming the salt", err)
+		}
+	}
+	t.Setenv("HOOKBUS_DEVICE_TOKEN_SALT", "pepper")
+	cfg, _ = loadConfig()
+	g, err := cfg.gateway()
+	if err != nil || g.DeviceTokens == nil || g.TokenRefresh != time.Minute || g.TokenExpiry != 672*time.Hour {
+		t.Fatalf("gateway config: sealer %v, refresh %s, expiry %s, %v", g.DeviceTokens, g.TokenRefresh, g.TokenExpiry, err)
+	}
+	if s := fmt.Sprint(cfg.DeviceTokenSecret); s != "***" {
+		t.Errorf("the secret prints as %q, want it masked", s)
 	}
 }

@@ -26,7 +26,8 @@ func newGatewayService(d deps) (service, error) {
 }
 
 // gateway is the gateway's configuration from HOOKBUS_GATEWAY_* and
-// HOOKBUS_MAX_EVENT_SIZE.
+// HOOKBUS_MAX_EVENT_SIZE, with device sessions when a device token secret
+// is set (HOOKBUS_DEVICE_TOKEN_*).
 func (c Config) gateway() (gateway.Config, error) {
 	g := gateway.DefaultConfig()
 	g.Addr, g.MaxEventSize, g.Rate, g.MaxHeaders = c.GatewayAddr, c.MaxEventSize, c.GatewayRate, c.GatewayMaxHeaders
@@ -38,6 +39,18 @@ func (c Config) gateway() (gateway.Config, error) {
 			return g, fmt.Errorf("HOOKBUS_GATEWAY_ANONYMOUS %q: want true, false or empty", c.GatewayAnonymous)
 		}
 		g.Anonymous = &on
+	}
+	g.TokenRefresh, g.TokenExpiry = c.DeviceTokenRefresh, c.DeviceTokenExpiry
+	if c.DeviceTokenSecret != "" || c.DeviceTokenSecretFile != "" {
+		env := map[string]string{
+			"HOOKBUS_DEVICE_TOKEN_SECRET": string(c.DeviceTokenSecret), "HOOKBUS_DEVICE_TOKEN_SECRET_FILE": c.DeviceTokenSecretFile,
+			"HOOKBUS_DEVICE_TOKEN_SALT": string(c.DeviceTokenSalt), "HOOKBUS_DEVICE_TOKEN_SALT_FILE": c.DeviceTokenSaltFile,
+		}
+		sealer, err := gateway.DeviceSealerFromEnv(func(k string) string { return env[k] })
+		if err != nil {
+			return g, err
+		}
+		g.DeviceTokens = sealer
 	}
 	for o := range strings.SplitSeq(c.GatewayCORSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
