@@ -110,6 +110,9 @@ func dial(t *testing.T, url, h string) (*websocket.Conn, int, gateway.Problem) {
 	if err := json.Unmarshal(body, &p); err != nil {
 		t.Fatalf("refusal %d: body %q is not a problem: %v", resp.StatusCode, body, err)
 	}
+	if p.Status != resp.StatusCode || !strings.HasSuffix(p.Type, "#http-gateway-"+string(p.Code)) || p.Detail == "" {
+		t.Fatalf("refusal %d: problem %+v: want its status, a type naming its code and a detail", resp.StatusCode, p)
+	}
 	return nil, resp.StatusCode, p
 }
 
