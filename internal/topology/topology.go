@@ -150,6 +150,23 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			Replicas:             c.Replicas,
 		},
 		{
+			Name:        events.StreamDevices,
+			Description: "Messages devices sent (hookbus.device.<id>.in), stored by the gateway before it acknowledges them to the device.",
+			Subjects:    []string{events.DeviceInSubjects},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      7 * 24 * time.Hour,
+			MaxBytes:    -1,
+			MaxMsgs:     -1,
+			// Refuse when full: the device gets no ack and sends again,
+			// rather than an acknowledged message disappearing unread.
+			Discard:           jetstream.DiscardNew,
+			MaxMsgsPerSubject: -1,
+			MaxMsgSize:        c.MaxMsgSize,
+			Duplicates:        c.DuplicateWindow,
+			Storage:           jetstream.FileStorage,
+			Replicas:          c.Replicas,
+		},
+		{
 			Name:        events.StreamLifecycle,
 			Description: "What happened to each plugin and hook, as CloudEvents.",
 			Subjects:    []string{events.LifecycleSubjects},

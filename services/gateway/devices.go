@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -310,6 +311,7 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 			}
 		}
 	}()
+	var seq uint64 // data frames of the session
 	for {
 		typ, b, err := conn.Read(ctx)
 		if err != nil {
@@ -325,8 +327,91 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 			}
 			continue
 		}
-		// Data frames are not served yet: say so rather than drop them.
-		_ = conn.Close(websocket.StatusUnsupportedData, "data frames are not served yet")
-		return
+		e, reason := deviceMessage(id, typ, b, ctl.Type)
+		if e == nil {
+			_ = conn.Close(websocket.StatusUnsupportedData, reason)
+			return
+		}
+		seq++
+		err = s.storeDeviceMessage(ctx, id, e)
+		var ve *events.ValidationError
+		if errors.As(err, &ve) {
+			_ = conn.Close(websocket.StatusMessageTooBig, closeReason(ve.Error()))
+			return
+		}
+		if err != nil {
+			// Not stored, not acknowledged: the device sends it again.
+			s.log.Warn("device message not stored", "device", id, "event_id", e.ID(), "err", err)
+			_ = conn.Close(websocket.StatusTryAgainLater, "message not stored: send it again")
+			return
+		}
+		ack, _ := json.Marshal(ackFrame{Type: "ack", Seq: seq})
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		err = conn.Write(wctx, websocket.MessageText, ack)
+		wcancel()
+		if err != nil {
+			return
+		}
 	}
+}
+
+// ackFrame tells the device its seq-th data frame of the session is
+// stored.
+type ackFrame struct {
+	Type string `json:"type"` // "ack"
+	Seq  uint64 `json:"seq"`
+}
+
+// deviceMessage makes the CloudEvent of a data frame of device id: a
+// binary frame's bytes, or a text frame {"type":"message","data":<JSON>}'s
+// data. Another frame gives nil and the reason to close the socket.
+func deviceMessage(id string, typ websocket.MessageType, b []byte, ctlType string) (*event.Event, string) {
+	e := event.New()
+	e.SetID(newDeviceEventID())
+	e.SetSource("/devices/" + id)
+	e.SetType(events.EventTypeDeviceMessage)
+	e.SetTime(time.Now())
+	if typ == websocket.MessageBinary {
+		_ = e.SetData("application/octet-stream", b)
+		return &e, ""
+	}
+	var f struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if ctlType != "message" {
+		return nil, "a text frame is a JSON object whose type is message or token_please"
+	}
+	if json.Unmarshal(b, &f) != nil || len(f.Data) == 0 {
+		return nil, "a message frame carries its JSON in data"
+	}
+	if err := e.SetData(event.ApplicationJSON, f.Data); err != nil {
+		return nil, "a message frame carries its JSON in data"
+	}
+	return &e, ""
+}
+
+// storeDeviceMessage stores e on hookbus.device.<id>.in, sent again (same
+// Nats-Msg-Id) until JetStream acknowledges it or AckTimeout passed four
+// times.
+func (s *Service) storeDeviceMessage(ctx context.Context, id string, e *event.Event) error {
+	msg, err := s.codec.Encode(events.DeviceInSubject(id), e)
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
+		_, err = s.js.PublishMsg(actx, msg)
+		cancel()
+		if err == nil || attempt == 4 || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+}
+
+// closeReason cuts s to what a close frame holds (123 bytes), valid UTF-8.
+func closeReason(s string) string {
+	if len(s) > 120 {
+		s = strings.ToValidUTF8(s[:120], "")
+	}
+	return s
 }

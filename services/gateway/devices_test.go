@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -296,4 +297,116 @@ func TestRevokeDeviceConcurrently(t *testing.T) {
 	if _, err := gateway.RevokeDevice(t.Context(), kv, "a.b"); err == nil {
 		t.Fatal("a device id with a dot was revoked")
 	}
+}
+
+// connectWithToken connects device id with a token sealed for it.
+func (b *deviceBus) connectWithToken(t *testing.T, id string) *websocket.Conn {
+	t.Helper()
+	tok, err := b.sealer.Seal(gateway.DeviceToken{DeviceID: id, IssuedAt: time.Now(), Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, status, p := dial(t, b.url, authHeader(map[string]any{"device_id": id, "token": tok}))
+	if conn == nil {
+		t.Fatalf("connect %s: %d %+v", id, status, p)
+	}
+	readToken(t, conn)
+	return conn
+}
+
+// readAck reads the next frame, which must be the ack of seq.
+func readAck(t *testing.T, conn *websocket.Conn, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	typ, b, err := conn.Read(ctx)
+	if err != nil {
+		t.Fatalf("read the ack of %d: %v", seq, err)
+	}
+	var f struct {
+		Type string
+		Seq  uint64
+	}
+	if typ != websocket.MessageText || json.Unmarshal(b, &f) != nil || f.Type != "ack" || f.Seq != seq {
+		t.Fatalf("frame %s %q, want the ack of %d", typ, b, seq)
+	}
+}
+
+// closedWith reads until the socket closes and returns its close status.
+func closedWith(t *testing.T, conn *websocket.Conn) (websocket.StatusCode, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var last []byte
+	for {
+		_, b, err := conn.Read(ctx)
+		if err != nil {
+			return websocket.CloseStatus(err), last
+		}
+		last = b
+	}
+}
+
+func TestDeviceMessagesAreStoredBeforeTheirAck(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	conn := b.connectWithToken(t, "d1")
+	stream, err := b.js.Stream(t.Context(), events.StreamDevices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func(t *testing.T, seq uint64) (*event.Event, string) {
+		t.Helper()
+		m, err := stream.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatalf("stored message %d: %v", seq, err)
+		}
+		e, err := events.Codec{}.Decode(m.Header, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, m.Subject
+	}
+
+	if err := conn.Write(t.Context(), websocket.MessageText, []byte(`{"type":"message","data":{"temp":21.5}}`)); err != nil {
+		t.Fatal(err)
+	}
+	readAck(t, conn, 1)
+	e, subject := stored(t, 1)
+	if subject != "hookbus.device.d1.in" || e.Source() != "/devices/d1" || e.Type() != "hookbus.device.message" ||
+		e.DataContentType() != "application/json" || string(e.Data()) != `{"temp":21.5}` {
+		t.Fatalf("stored on %s: %s", subject, e)
+	}
+
+	raw := []byte{0, 1, 2, 0xff}
+	if err := conn.Write(t.Context(), websocket.MessageBinary, raw); err != nil {
+		t.Fatal(err)
+	}
+	readAck(t, conn, 2)
+	if e, _ := stored(t, 2); e.DataContentType() != "application/octet-stream" || string(e.Data()) != string(raw) {
+		t.Fatalf("binary frame stored as %s", e)
+	}
+
+	t.Run("a frame of no known type closes the socket", func(t *testing.T) {
+		for _, frame := range []string{`{"type":"hello"}`, `not json`, `{"type":"message"}`} {
+			c := b.connectWithToken(t, "d2")
+			if err := c.Write(t.Context(), websocket.MessageText, []byte(frame)); err != nil {
+				t.Fatal(err)
+			}
+			if status, last := closedWith(t, c); status != websocket.StatusUnsupportedData || last != nil {
+				t.Fatalf("%s: closed with %d after %q, want %d and no ack", frame, status, last, websocket.StatusUnsupportedData)
+			}
+		}
+	})
+
+	t.Run("not stored, not acknowledged", func(t *testing.T) {
+		if err := b.js.DeleteStream(t.Context(), events.StreamDevices); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Write(t.Context(), websocket.MessageText, []byte(`{"type":"message","data":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		if status, last := closedWith(t, conn); status != websocket.StatusTryAgainLater || last != nil {
+			t.Fatalf("closed with %d after %q, want %d and no ack", status, last, websocket.StatusTryAgainLater)
+		}
+	})
 }
