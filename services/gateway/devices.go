@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/pkg/client"
@@ -292,6 +293,19 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		defer wcancel()
 		return conn.Write(wctx, websocket.MessageText, b)
 	}
+	// Pushes: a core subscription on this replica while the socket is
+	// here; flushed, so that once the device has its first token frame
+	// every push published after reaches it.
+	sub, err := s.nc.Subscribe(events.DeviceOutSubject(id), func(m *nats.Msg) { s.push(ctx, conn, m.Data) })
+	if err == nil {
+		defer func() { _ = sub.Unsubscribe() }()
+		err = s.nc.FlushTimeout(s.cfg.AckTimeout)
+	}
+	if err != nil {
+		s.log.Warn("device pushes: no subscription", "device", id, "err", err)
+		_ = conn.Close(websocket.StatusTryAgainLater, "gateway cannot subscribe to pushes: connect again")
+		return
+	}
 	if err := sendToken(); err != nil {
 		_ = conn.CloseNow()
 		return
@@ -414,4 +428,26 @@ func closeReason(s string) string {
 		s = strings.ToValidUTF8(s[:120], "")
 	}
 	return s
+}
+
+// pushFrame carries a JSON push to the device.
+type pushFrame struct {
+	Type string          `json:"type"` // "push"
+	Data json.RawMessage `json:"data"`
+}
+
+// push sends data published on hookbus.device.<id>.out to the device: a
+// push text frame when data is JSON, else a binary frame of its bytes. A
+// push the device does not take within 10 s closes the socket.
+func (s *Service) push(ctx context.Context, conn *websocket.Conn, data []byte) {
+	typ, frame := websocket.MessageBinary, data
+	if json.Valid(data) {
+		typ = websocket.MessageText
+		frame, _ = json.Marshal(pushFrame{Type: "push", Data: data})
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := conn.Write(wctx, typ, frame); err != nil {
+		_ = conn.CloseNow()
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/internal/natstest"
@@ -66,6 +67,14 @@ func newDeviceBus(t *testing.T, withPlugin bool, set func(*gateway.Config)) *dev
 			}})
 		cb.waitChain(t, gateway.EventTypeDeviceAuthenticate, "login")
 	}
+	b.url = b.replica(t, nc, set)
+	return b
+}
+
+// replica starts a gateway serving devices on nc and returns its device
+// URL.
+func (b *deviceBus) replica(t *testing.T, nc *nats.Conn, set func(*gateway.Config)) string {
+	t.Helper()
 	cfg := gateway.DefaultConfig()
 	cfg.MaxEventSize = testMaxEventSize
 	cfg.DeviceTokens = b.sealer
@@ -78,8 +87,7 @@ func newDeviceBus(t *testing.T, withPlugin bool, set func(*gateway.Config)) *dev
 	}
 	hs := httptest.NewServer(svc.Handler())
 	t.Cleanup(hs.Close)
-	b.url = "ws" + strings.TrimPrefix(hs.URL, "http") + "/devices/websocket"
-	return b
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/devices/websocket"
 }
 
 // authHeader is the device header of obj.
@@ -302,11 +310,17 @@ func TestRevokeDeviceConcurrently(t *testing.T) {
 // connectWithToken connects device id with a token sealed for it.
 func (b *deviceBus) connectWithToken(t *testing.T, id string) *websocket.Conn {
 	t.Helper()
+	return b.connectTo(t, b.url, id)
+}
+
+// connectTo connects device id to the gateway at url with a token.
+func (b *deviceBus) connectTo(t *testing.T, url, id string) *websocket.Conn {
+	t.Helper()
 	tok, err := b.sealer.Seal(gateway.DeviceToken{DeviceID: id, IssuedAt: time.Now(), Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, status, p := dial(t, b.url, authHeader(map[string]any{"device_id": id, "token": tok}))
+	conn, status, p := dial(t, url, authHeader(map[string]any{"device_id": id, "token": tok}))
 	if conn == nil {
 		t.Fatalf("connect %s: %d %+v", id, status, p)
 	}
@@ -409,4 +423,37 @@ func TestDeviceMessagesAreStoredBeforeTheirAck(t *testing.T) {
 			t.Fatalf("closed with %d after %q, want %d and no ack", status, last, websocket.StatusTryAgainLater)
 		}
 	})
+}
+
+func TestDevicePushesReachTheReplicaHoldingTheSocket(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	other := b.replica(t, natstest.Connect(t, b.srv), nil)
+	d1 := b.connectTo(t, other, "d1") // on the second replica
+	d2 := b.connectWithToken(t, "d2") // on the first
+	nc := natstest.Connect(t, b.srv)
+	read := func(t *testing.T, conn *websocket.Conn) (websocket.MessageType, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		typ, data, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatalf("read a push: %v", err)
+		}
+		return typ, string(data)
+	}
+	for _, p := range []struct{ id, data string }{{"d1", `{"led":"on"}`}, {"d1", "\x00raw"}, {"d2", `"for d2"`}} {
+		if err := nc.Publish("hookbus.device."+p.id+".out", []byte(p.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if typ, got := read(t, d1); typ != websocket.MessageText || got != `{"type":"push","data":{"led":"on"}}` {
+		t.Fatalf("d1 got %s %q, want the JSON push", typ, got)
+	}
+	if typ, got := read(t, d1); typ != websocket.MessageBinary || got != "\x00raw" {
+		t.Fatalf("d1 got %s %q, want the raw push as a binary frame", typ, got)
+	}
+	// d2's first frame is its own push: nothing of d1's reached it.
+	if typ, got := read(t, d2); typ != websocket.MessageText || got != `{"type":"push","data":"for d2"}` {
+		t.Fatalf("d2 got %s %q, want its own push", typ, got)
+	}
 }

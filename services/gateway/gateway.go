@@ -46,6 +46,7 @@ type Service struct {
 	codec events.Codec
 	pub   *client.Publisher
 	js    jetstream.JetStream
+	nc    *nats.Conn // device pushes
 
 	tokens      tokenStore
 	anonLimiter *rate.Limiter       // shared by every anonymous request
@@ -103,6 +104,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		codec:       events.Codec{MaxSize: cfg.MaxEventSize},
 		pub:         pub,
 		js:          js,
+		nc:          nc,
 		bus:         c,
 		met:         newMetrics(),
 		tls:         tlsCfg,
