@@ -46,6 +46,8 @@ var serverArgs = map[string][]string{
 	"hookbus gateway token create": {"--name", "a", "--allow", "publish:>"},
 	"hookbus gateway token list":   nil,
 	"hookbus gateway token revoke": {"a"},
+	"hookbus device revoke":        {"d1"},
+	"hookbus device push":          {"d1", "--data", "{}"},
 }
 
 // localArgs are, for every command that needs no server, arguments it

@@ -81,7 +81,7 @@ given on the command line wins over the environment.`,
 		}
 		return nil
 	}
-	root.AddCommand(newServeCmd(), newPublishCmd(), newCallCmd(), newPluginCmd(), newHookCmd(), newDLQCmd(), newAuthCmd(), newEventsCmd(), newConfigCmd(), newTopologyCmd(), newGatewayCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newCallCmd(), newPluginCmd(), newHookCmd(), newDLQCmd(), newAuthCmd(), newEventsCmd(), newConfigCmd(), newTopologyCmd(), newGatewayCmd(), newDeviceCmd())
 	refuseBadArgs(root)
 	return root
 }

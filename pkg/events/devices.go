@@ -17,3 +17,8 @@ func DeviceInSubject(id string) string { return "hookbus.device." + id + ".in" }
 
 // DeviceOutSubject is the subject of pushes to device id.
 func DeviceOutSubject(id string) string { return "hookbus.device." + id + ".out" }
+
+// DeviceRevokedSubject is where a revoke of device id is announced (after
+// its generation was bumped in BucketDevices), so that every gateway
+// replica checks the generation again and closes the device's socket.
+func DeviceRevokedSubject(id string) string { return "hookbus.device." + id + ".revoked" }

@@ -299,13 +299,26 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 	sub, err := s.nc.Subscribe(events.DeviceOutSubject(id), func(m *nats.Msg) { s.push(ctx, conn, m.Data) })
 	if err == nil {
 		defer func() { _ = sub.Unsubscribe() }()
-		err = s.nc.FlushTimeout(s.cfg.AckTimeout)
+	}
+	if err == nil {
+		// A revoke notice is only a hint (anyone allowed to publish it
+		// can only make the gateway read the generation again).
+		var revoked *nats.Subscription
+		revoked, err = s.nc.Subscribe(events.DeviceRevokedSubject(id), func(*nats.Msg) {
+			go s.closeIfRevoked(ctx, conn, id, gen)
+		})
+		if err == nil {
+			defer func() { _ = revoked.Unsubscribe() }()
+			err = s.nc.FlushTimeout(s.cfg.AckTimeout)
+		}
 	}
 	if err != nil {
 		s.log.Warn("device pushes: no subscription", "device", id, "err", err)
 		_ = conn.Close(websocket.StatusTryAgainLater, "gateway cannot subscribe to pushes: connect again")
 		return
 	}
+	// A revoke between the token check and the subscription.
+	s.closeIfRevoked(ctx, conn, id, gen)
 	if err := sendToken(); err != nil {
 		_ = conn.CloseNow()
 		return
@@ -450,4 +463,51 @@ func (s *Service) push(ctx context.Context, conn *websocket.Conn, data []byte) {
 	if err := conn.Write(wctx, typ, frame); err != nil {
 		_ = conn.CloseNow()
 	}
+}
+
+// StatusTokenRevoked is the close status of a socket whose device was
+// revoked: log in again with credentials.
+const StatusTokenRevoked websocket.StatusCode = 4001
+
+// closeIfRevoked closes the socket of device id, connected with a token
+// of generation gen, when its generation in hookbus_devices is now above
+// gen.
+func (s *Service) closeIfRevoked(ctx context.Context, conn *websocket.Conn, id string, gen uint64) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
+	defer cancel()
+	kv, err := s.js.KeyValue(ctx, events.BucketDevices)
+	if err != nil {
+		return
+	}
+	now, err := DeviceGeneration(ctx, kv, id)
+	if err != nil || now <= gen {
+		return
+	}
+	_ = conn.Close(StatusTokenRevoked, "token revoked: log in again")
+}
+
+// Revoke revokes device id: its generation in hookbus_devices goes up
+// (RevokeDevice), so every older token is refused, and a notice on
+// hookbus.device.<id>.revoked makes every gateway replica close its
+// socket.
+func Revoke(ctx context.Context, nc *nats.Conn, id string) (uint64, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	kv, err := js.KeyValue(ctx, events.BucketDevices)
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s: %w", events.BucketDevices, err)
+	}
+	gen, err := RevokeDevice(ctx, kv, id)
+	if err != nil {
+		return 0, err
+	}
+	if err := nc.Publish(events.DeviceRevokedSubject(id), []byte(strconv.FormatUint(gen, 10))); err != nil {
+		return gen, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		return gen, nc.FlushTimeout(5 * time.Second)
+	}
+	return gen, nc.FlushWithContext(ctx)
 }

@@ -457,3 +457,35 @@ func TestDevicePushesReachTheReplicaHoldingTheSocket(t *testing.T) {
 		t.Fatalf("d2 got %s %q, want its own push", typ, got)
 	}
 }
+
+func TestRevokedDeviceIsDisconnectedOnEveryReplica(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	other := b.replica(t, natstest.Connect(t, b.srv), nil)
+	d1 := b.connectTo(t, other, "d1")
+	d2 := b.connectWithToken(t, "d2")
+	start := time.Now()
+	if g, err := gateway.Revoke(t.Context(), natstest.Connect(t, b.srv), "d1"); err != nil || g != 1 {
+		t.Fatalf("revoke: generation %d, %v", g, err)
+	}
+	status, _ := closedWith(t, d1)
+	if took := time.Since(start); status != gateway.StatusTokenRevoked || took > time.Second {
+		t.Fatalf("d1 closed with %d after %s, want %d within 1s", status, took, gateway.StatusTokenRevoked)
+	}
+	// d2 stays: a push still reaches it.
+	if err := natstest.Connect(t, b.srv).Publish("hookbus.device.d2.out", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, got, err := d2.Read(ctx); err != nil || string(got) != `{"type":"push","data":1}` {
+		t.Fatalf("d2 after d1's revoke: %q, %v", got, err)
+	}
+	// A forged notice (no revoke) closes nothing.
+	d3 := b.connectWithToken(t, "d3")
+	nc := natstest.Connect(t, b.srv)
+	_ = nc.Publish("hookbus.device.d3.revoked", []byte("99"))
+	_ = nc.Publish("hookbus.device.d3.out", []byte(`2`))
+	if _, got, err := d3.Read(ctx); err != nil || string(got) != `{"type":"push","data":2}` {
+		t.Fatalf("d3 after a forged revoke notice: %q, %v", got, err)
+	}
+}
