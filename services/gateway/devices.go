@@ -323,6 +323,7 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		_ = conn.CloseNow()
 		return
 	}
+	go s.keepAlive(ctx, conn)
 	go func() {
 		tick := time.NewTicker(s.cfg.TokenRefresh)
 		defer tick.Stop()
@@ -510,4 +511,28 @@ func Revoke(ctx context.Context, nc *nats.Conn, id string) (uint64, error) {
 		return gen, nc.FlushTimeout(5 * time.Second)
 	}
 	return gen, nc.FlushWithContext(ctx)
+}
+
+// keepAlive pings the device every third of DeviceIdleTimeout and closes
+// the socket when a pong does not come within DeviceIdleTimeout. Pongs
+// are read by the session's read loop.
+func (s *Service) keepAlive(ctx context.Context, conn *websocket.Conn) {
+	tick := time.NewTicker(s.cfg.DeviceIdleTimeout / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.DeviceIdleTimeout)
+		err := conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				_ = conn.Close(websocket.StatusPolicyViolation, "idle timeout: no pong")
+			}
+			return
+		}
+	}
 }

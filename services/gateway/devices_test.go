@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -487,5 +488,35 @@ func TestRevokedDeviceIsDisconnectedOnEveryReplica(t *testing.T) {
 	_ = nc.Publish("hookbus.device.d3.out", []byte(`2`))
 	if _, got, err := d3.Read(ctx); err != nil || string(got) != `{"type":"push","data":2}` {
 		t.Fatalf("d3 after a forged revoke notice: %q, %v", got, err)
+	}
+}
+
+func TestDeviceThatDoesNotAnswerPingsIsClosed(t *testing.T) {
+	b := newDeviceBus(t, false, func(c *gateway.Config) { c.DeviceIdleTimeout = 300 * time.Millisecond })
+	quiet := b.connectWithToken(t, "quiet")
+	alive := b.connectWithToken(t, "alive")
+	// alive reads (and so answers pings) until quiet is gone; quiet
+	// reads nothing, so its pongs never go.
+	aliveErr := make(chan error, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		_, _, err := alive.Read(ctx)
+		aliveErr <- err
+	}()
+	natstest.Eventually(t, 10*time.Second, func() error {
+		// Writing to a socket the gateway closed fails once the close is
+		// seen; a ping of our own needs a reader, which quiet has not.
+		pctx, pcancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer pcancel()
+		if err := quiet.Write(pctx, websocket.MessageText, []byte(`{"type":"token_please"}`)); err == nil {
+			return fmt.Errorf("quiet still open")
+		}
+		return nil
+	})
+	select {
+	case err := <-aliveErr:
+		t.Fatalf("the device that answers pings was closed: %v", err)
+	default:
 	}
 }
