@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
@@ -340,6 +341,7 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		}
 	}()
 	var seq uint64 // data frames of the session
+	limit := rate.NewLimiter(rate.Limit(s.cfg.DeviceRate), s.cfg.DeviceRate)
 	for {
 		typ, b, err := conn.Read(ctx)
 		if err != nil {
@@ -354,6 +356,9 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 				return
 			}
 			continue
+		}
+		if err := limit.Wait(ctx); err != nil {
+			return
 		}
 		e, reason := deviceMessage(id, typ, b, ctl.Type)
 		if e == nil {

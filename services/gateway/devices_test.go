@@ -520,3 +520,21 @@ func TestDeviceThatDoesNotAnswerPingsIsClosed(t *testing.T) {
 	default:
 	}
 }
+
+func TestDeviceFramesAreReadAtTheDeviceRate(t *testing.T) {
+	b := newDeviceBus(t, false, func(c *gateway.Config) { c.DeviceRate = 5 })
+	conn := b.connectWithToken(t, "d1")
+	start := time.Now()
+	const n = 15 // 5 at once (the burst), then 5 a second
+	for range n {
+		if err := conn.Write(t.Context(), websocket.MessageText, []byte(`{"type":"message","data":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range uint64(n) {
+		readAck(t, conn, i+1)
+	}
+	if took := time.Since(start); took < 1800*time.Millisecond {
+		t.Fatalf("%d frames acknowledged in %s, want at least 1.8 s at 5 a second", n, took)
+	}
+}
