@@ -121,6 +121,11 @@ func TestHookReplay(t *testing.T) {
 	h := createHook(t, e, c, "com.example.*", target.srv.URL)
 	other := newReplayTarget(t, http.StatusOK)
 	createHook(t, e, c, "com.example.*", other.srv.URL)
+	replays, err := e.js.Consumer(t.Context(), events.StreamEvents, events.HookReplayConsumer(h.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := replays.CachedInfo().Created
 	e.publishID("com.example.order", "o1")
 
 	dl := hookDeadLetters(t, c, h, 1)[0]
@@ -147,6 +152,14 @@ func TestHookReplay(t *testing.T) {
 		t.Errorf("the other hook got %v, want o1 once", got)
 	}
 	hookDeadLetters(t, c, h, 0)
+	// The dispatcher's upkeep of notify queues leaves the hook's replay
+	// consumer alone (its name starts with replay- too).
+	if replays, err = e.js.Consumer(t.Context(), events.StreamEvents, events.HookReplayConsumer(h.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if c := replays.CachedInfo().Created; !c.Equal(created) {
+		t.Errorf("%s created again at %s (first at %s)", events.HookReplayConsumer(h.ID), c, created)
+	}
 }
 
 // A deleted hook's dead letter is not replayed: no one would take it.
