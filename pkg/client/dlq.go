@@ -24,8 +24,9 @@ type DeadLetter struct {
 	Seq uint64
 	// Time is when it was dead-lettered.
 	Time time.Time
-	// Subscriber is the notify plugin that could not take the event, or
-	// hookbus-dispatcher for an invalid published event: the last token of
+	// Subscriber is the notify plugin that could not take the event,
+	// hook-<id> for a hook's failed delivery, or hookbus-dispatcher for an
+	// invalid published event: the last token of
 	// the dead letter's subject hookbus.dlq.<subscriber>, which NATS
 	// permissions bind (not the Hookbus-Dlq-Subscriber header).
 	Subscriber string
