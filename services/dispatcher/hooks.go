@@ -34,8 +34,9 @@ type hookAction interface {
 
 // hookRunners keeps one durable consumer hook-<id> per stored hook, on
 // HOOKBUS_EVENTS filtered to hookbus.event.<node> from the hook's
-// creation, each kept and read by a durable.Keeper while the hook is not
-// disabled: a disabled hook's reader stops and its consumer stays, so its
+// creation, and beside it replay-hook-<id> filtered to
+// hookbus.replay.hook-<id> (its replayed dead letters), each kept and read
+// by a durable.Keeper while the hook is not disabled: a disabled hook's reader stops and its consumer stays, so its
 // events wait; a deleted hook's reader stops and its consumer and
 // delivery state are deleted. Replicas read the same consumers and share
 // the deliveries.
@@ -111,9 +112,11 @@ func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) 
 			cur.stopState()
 			delete(r.live, id)
 		}
-		err := r.s.js.DeleteConsumer(ctx, events.StreamEvents, events.HookConsumer(id))
-		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			r.s.log.Warn("delete the consumer of a deleted hook", "hook", id, "err", err)
+		for _, name := range []string{events.HookConsumer(id), events.HookReplayConsumer(id)} {
+			err := r.s.js.DeleteConsumer(ctx, events.StreamEvents, name)
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				r.s.log.Warn("delete a consumer of a deleted hook", "hook", id, "consumer", name, "err", err)
+			}
 		}
 		if err := r.state.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			r.s.log.Warn("delete the delivery state of a deleted hook", "hook", id, "err", err)
@@ -182,13 +185,43 @@ func (r *hookRunners) startReader(ctx context.Context, cur *hookRunner) {
 			InactiveThreshold: inactive,
 		},
 		Read: func(ctx context.Context, cons jetstream.Consumer) error {
-			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons)
+			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons, pullExpiry)
 		},
 		Check: r.s.cfg.ConsumerCheck,
 		Log:   r.s.log.With("hook", h.ID),
 	}
+	// The hook's replayed dead letters (hookbus.replay.hook-<id>, stored by
+	// hookbus dlq replay) reach it alone, through the same deliver: its
+	// filters decide again, its attempts and rate limit are shared, and a
+	// replay failing again is dead-lettered again for hook-<id>. Replays
+	// are rare: a long pull.
+	replaySubject, _ := events.ReplaySubject(events.HookConsumer(h.ID)) // a valid hook id
+	replays := &durable.Keeper{
+		Stream: events.StreamEvents,
+		Config: jetstream.ConsumerConfig{
+			Durable:           events.HookReplayConsumer(h.ID),
+			Description:       fmt.Sprintf("Replayed dead letters of hook %s.", h.ID),
+			FilterSubject:     replaySubject,
+			AckPolicy:         jetstream.AckExplicitPolicy,
+			AckWait:           r.s.cfg.AckWait,
+			MaxAckPending:     1,
+			MaxDeliver:        -1,
+			DeliverPolicy:     jetstream.DeliverAllPolicy,
+			InactiveThreshold: inactive,
+		},
+		Read: func(ctx context.Context, cons jetstream.Consumer) error {
+			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons, replayPullExpiry)
+		},
+		Check: r.s.cfg.ConsumerCheck,
+		Log:   r.s.log.With("hook", h.ID, "consumer", events.HookReplayConsumer(h.ID)),
+	}
 	r.wg.Go(func() { _ = keeper.Run(rctx, r.s.js) })
+	r.wg.Go(func() { _ = replays.Run(rctx, r.s.js) })
 }
+
+// replayPullExpiry is how long a pull of a hook's replays waits (the
+// nats.go default, as workers read their replays): replays are rare.
+const replayPullExpiry = 30 * time.Second
 
 // stopReader stops the hook's reader, if it runs.
 func (cur *hookRunner) stopReader() {
@@ -220,11 +253,11 @@ type hookRun struct {
 
 // read delivers the hook's events, one at a time, until ctx ends or the
 // consumer fails.
-func (r *hookRunners) read(ctx context.Context, run hookRun, cons jetstream.Consumer) error {
+func (r *hookRunners) read(ctx context.Context, run hookRun, cons jetstream.Consumer, expiry time.Duration) error {
 	id := run.hook.Load().ID
-	iter, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(pullExpiry))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(expiry))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", events.HookConsumer(id), err)
+		return fmt.Errorf("consume %s: %w", cons.CachedInfo().Name, err)
 	}
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
