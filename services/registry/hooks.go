@@ -54,56 +54,20 @@ func (s *Service) hookCommands(kv jetstream.KeyValue) *durable.Keeper {
 	}
 }
 
-// handleHook applies one hook command and settles its message, by the
-// rules of handle: invalid commands answered and terminated, passing
-// failures retried after RetryDelay, the rest answered and acknowledged.
+// handleHook applies one hook command and settles its message (settle).
 func (s *Service) handleHook(ctx context.Context, kv jetstream.KeyValue, msg jetstream.Msg) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		s.log.Error("command without metadata", "subject", msg.Subject(), "err", err)
-		_ = msg.Term()
-		return
-	}
-	replyTo := events.HeaderValue(msg.Headers(), events.HeaderReplyTo)
-	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
 	op, named, cmd, cerr := parseHookCommand(msg)
-	if cerr == nil && replyTo != "" {
-		if err := events.CheckAnswerSubject("hook", cmd.Target(), replyTo); err != nil {
-			log.Warn("command refused: reply subject", "err", err)
-			_ = msg.TermWithReason("reply subject refused")
-			return
-		}
-	}
-	if cerr != nil {
-		log.Warn("invalid command refused", "err", cerr)
-		if events.CheckAnswerSubject("hook", named, replyTo) == nil {
-			s.answer(replyTo, events.HookReply{Error: cerr}, cerr)
-		}
-		_ = msg.TermWithReason(cerr.Message)
-		return
-	}
-	reply, err := s.executeHook(ctx, kv, op, cmd, meta.Sequence.Stream)
-	if err != nil && ctx.Err() == nil && meta.NumDelivered >= uint64(s.cfg.MaxAttempts) {
-		log.Error("command not applied in its last attempt: dropped", "op", op, "err", err)
-		e := &events.Error{Code: events.CodeInternal,
-			Message: fmt.Sprintf("not applied in %d attempts (%v); a part of it may have been applied: send it again (commands are idempotent)", meta.NumDelivered, err)}
-		s.answer(replyTo, events.HookReply{Error: e}, e)
-		_ = msg.TermWithReason("not applied in its attempts")
-		return
-	}
-	if err != nil {
-		delay := durable.RetryDelay(s.cfg.RetryDelay, s.cfg.MaxRetryDelay, meta.NumDelivered)
-		log.Error("command not applied, will retry", "op", op, "err", err, "delay", delay)
-		_ = msg.NakWithDelay(delay)
-		return
-	}
-	if reply.Hooks == nil && reply.Error == nil {
-		reply.Hooks = []events.Hook{}
-	}
-	s.answer(replyTo, reply, reply.Error)
-	if err := msg.Ack(); err != nil {
-		log.Warn("ack command", "err", err)
-	}
+	s.settle(ctx, msg, command{
+		kind: "hook", op: string(op), target: cmd.Target(), named: named, invalid: cerr,
+		execute: func(ctx context.Context, meta *jetstream.MsgMetadata) (any, *events.Error, error) {
+			reply, err := s.executeHook(ctx, kv, op, cmd, meta.Sequence.Stream)
+			if reply.Hooks == nil && reply.Error == nil {
+				reply.Hooks = []events.Hook{}
+			}
+			return reply, reply.Error, err
+		},
+		errorReply: func(e *events.Error) any { return events.HookReply{Error: e} },
+	})
 }
 
 // parseHookCommand reads the op and the hook id from the subject
