@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,7 +10,6 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -206,7 +206,7 @@ func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec ev
 		return events.HookReply{}, err
 	}
 	if err == nil {
-		if !reflect.DeepEqual(cur.HookSpec, spec) {
+		if !sameSpec(cur.HookSpec, spec) {
 			return events.HookReply{Error: &events.Error{Code: events.CodeInvalid,
 				Message: fmt.Sprintf("hook %s exists with another declaration: delete it first, or create the new one with a new id", spec.ID)}}, nil
 		}
@@ -244,6 +244,15 @@ func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec ev
 		return events.HookReply{}, err
 	}
 	return events.HookReply{Hooks: []events.Hook{h}}, nil
+}
+
+// sameSpec reports whether a and b declare the same hook: equal as stored
+// (JSON), so that an empty list of filters is no filters, as the stored
+// hook has once read back.
+func sameSpec(a, b events.HookSpec) bool {
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	return erra == nil && errb == nil && bytes.Equal(ja, jb)
 }
 
 // deleteHooks collects every hook that match selects, then deletes each
