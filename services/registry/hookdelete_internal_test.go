@@ -3,6 +3,7 @@ package registry
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hookbus/hookbus/pkg/events"
 )
@@ -53,5 +54,27 @@ func TestDeleteRedeliveredAfterItsAnnouncementFailed(t *testing.T) {
 	r, err = svc.executeHookAttempt(ctx, hooks, events.HookDelete, del, 3003, false)
 	if err != nil || r.Error == nil || r.Error.Code != events.CodeNotFound {
 		t.Errorf("delete of a deleted hook = %+v, %v: want not_found", r, err)
+	}
+}
+
+// A hook's consumer starts at its created time, compared with the times
+// the NATS server stamps on events: a registry whose clock runs ahead of
+// the server's must not date a hook after the server's now, or the events
+// published right after the create answer would be skipped.
+func TestHookCreatedIsNoLaterThanTheServersClock(t *testing.T) {
+	svc, hooks, _ := hookService(t)
+	ctx := t.Context()
+	svc.now = func() time.Time { return time.Now().Add(time.Minute) } // a minute ahead
+	spec := events.HookSpec{ID: strings.Repeat("ef", 16), Node: "blog", Type: events.HookWebhook, Arg: "https://a.example/", Persistent: true}
+	r, err := svc.executeHook(ctx, hooks, events.HookCreate, events.HookCommand{Hook: &spec}, 4001)
+	if err != nil || r.Error != nil || len(r.Hooks) != 1 {
+		t.Fatalf("create: %+v, %v", r, err)
+	}
+	if c := r.Hooks[0].Created; c.After(time.Now()) {
+		t.Errorf("hook created %s, after the server's now %s: events published now are skipped", c, time.Now())
+	}
+	stored, err := getHook(ctx, hooks, spec.ID)
+	if err != nil || !stored.Created.Equal(r.Hooks[0].Created) {
+		t.Errorf("stored created %s, %v: want the answered %s", stored.Created, err, r.Hooks[0].Created)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
@@ -232,7 +233,11 @@ func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec ev
 			return events.HookReply{Error: cerr}, err
 		}
 	}
-	h := events.Hook{HookSpec: spec, Created: s.now().UTC(), Status: events.HookActive, CommandSeq: seq}
+	created, err := s.hookCreated(ctx)
+	if err != nil {
+		return events.HookReply{}, err
+	}
+	h := events.Hook{HookSpec: spec, Created: created, Status: events.HookActive, CommandSeq: seq}
 	if spec.Type == events.HookWebhook {
 		h.Secret = newWebhookSecret()
 	}
@@ -260,6 +265,23 @@ func sameSpec(a, b events.HookSpec) bool {
 	ja, erra := json.Marshal(a)
 	jb, errb := json.Marshal(b)
 	return erra == nil && errb == nil && bytes.Equal(ja, jb)
+}
+
+// hookCreated is the created time of a new hook, where its consumer
+// starts: the registry's clock, or the NATS server's when that is behind
+// (the server stamps the events the consumer compares it with), so that a
+// registry whose clock runs ahead skips no event published after the
+// create. The server's time is that of an info of HOOKBUS_EVENTS.
+func (s *Service) hookCreated(ctx context.Context) (time.Time, error) {
+	now := s.now().UTC()
+	stream, err := s.js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("the server's time (info of %s): %w", events.StreamEvents, err)
+	}
+	if ts := stream.CachedInfo().TimeStamp; !ts.IsZero() && ts.Before(now) {
+		return ts.UTC(), nil
+	}
+	return now, nil
 }
 
 // deleteHooks collects every hook that match selects, then deletes each
