@@ -370,3 +370,26 @@ func TestHookCreateRefusesInternalAddresses(t *testing.T) {
 		t.Errorf("create to localhost with loopback allowed: %v", err)
 	}
 }
+
+// A create sent again by a client that writes an empty list of filters
+// (as most JSON encoders do) is the same declaration as the stored hook,
+// which has none: it is answered the stored hook, not refused.
+func TestHookCreateSentAgainWithEmptyFilters(t *testing.T) {
+	srv, _, js := setup(t)
+	runRegistry(t, srv)
+	nc := natstest.Connect(t, srv)
+	ctx := ctxT(t)
+	id := client.NewHookID()
+	raw := map[string]any{"hook": map[string]any{
+		"id": id, "node": "blog", "type": "webhook", "arg": "https://a.example/1",
+		"persistent": true, "filters": []any{}, "settings": map[string]any{},
+	}}
+	first, _ := sendHookCommand(t, ctx, nc, js, "hookbus.cmd.hook.create."+id, "hookbus.cmd.hook.create", id, raw)
+	if first.Error != nil || len(first.Hooks) != 1 {
+		t.Fatalf("create = %+v", first)
+	}
+	again, _ := sendHookCommand(t, ctx, nc, js, "hookbus.cmd.hook.create."+id, "hookbus.cmd.hook.create", id, raw)
+	if again.Error != nil || len(again.Hooks) != 1 || again.Hooks[0].ID != id || again.Hooks[0].Secret != "" {
+		t.Errorf("create sent again = %+v, %+v: want the stored hook, without its secret", again.Hooks, again.Error)
+	}
+}
