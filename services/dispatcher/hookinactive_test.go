@@ -2,7 +2,6 @@ package dispatcher_test
 
 import (
 	"errors"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -11,19 +10,15 @@ import (
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
-// KNOWN BUG (not fixed here: the hook consumer's configuration in
-// startReader is being changed in parallel). A temporary hook's consumer
-// carries InactiveThreshold 2 min; while the hook is disabled (or every
-// dispatcher is down) nothing reads it, so the server deletes it. The
-// reader started at the enable creates it again from the hook's created
-// time, and every event the hook already delivered is delivered again.
-// The test deletes the consumer as the server does after 2 min unread.
+// A hook's consumer lost while the hook is disabled (deleted by an
+// operator, or by the server had it an inactivity threshold) is made
+// again after what the hook delivered, not from its creation: the events
+// delivered before the disable do not come again. A temporary hook's
+// consumer has no inactivity threshold (it would be deleted while
+// disabled).
 var errNotYet = errors.New("not yet")
 
 func TestTemporaryHookDisabledPastInactivityIsNotReplayed(t *testing.T) {
-	if os.Getenv("HOOKBUS_KNOWN_BUGS") == "" {
-		t.Skip("known bug, run with HOOKBUS_KNOWN_BUGS=1: a disabled temporary hook's consumer expires and is created again from the hook's created time")
-	}
 	e := newEnv(t)
 	e.runDispatcherWith(allowLoopback)
 	target := newHookTarget(t)
@@ -38,7 +33,14 @@ func TestTemporaryHookDisabledPastInactivityIsNotReplayed(t *testing.T) {
 	})
 	e.updateHook(h.ID, func(h *events.Hook) { h.Status, h.Disabled = events.HookDisabled, time.Now().UTC() })
 	time.Sleep(time.Second) // the reader stops
-	// What the server does to a consumer unread for its InactiveThreshold.
+	info, err := e.js.Consumer(t.Context(), events.StreamEvents, events.HookConsumer(h.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := info.CachedInfo().Config.InactiveThreshold; d != 0 {
+		t.Errorf("temporary hook's consumer has InactiveThreshold %s: the server deletes it while the hook is disabled", d)
+	}
+	// What an operator (or an inactivity threshold) does.
 	if err := e.js.DeleteConsumer(t.Context(), events.StreamEvents, events.HookConsumer(h.ID)); err != nil {
 		t.Fatal(err)
 	}

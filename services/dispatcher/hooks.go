@@ -20,11 +20,6 @@ import (
 // maxRetryAfter caps how long a target's Retry-After may hold an event.
 const maxRetryAfter = time.Hour
 
-// temporaryInactive is the InactiveThreshold of a temporary hook's
-// consumer: the server deletes it when no dispatcher has read it for that
-// long, should its hook's removal be missed (docs/decisions.md).
-const temporaryInactive = 2 * time.Minute
-
 // hookAction sends one event to a hook's target once and says what came of
 // it; deliver settles the event by that outcome. The webhook sender, the
 // subject publisher and the exec runner are the actions.
@@ -62,6 +57,10 @@ type hookRunner struct {
 	stopState context.CancelFunc
 	// limit spaces the attempts (Settings.Rate); nil: unlimited.
 	limit *rate.Limiter
+	// floor and replayFloor are the ack floors of its consumers, kept
+	// across readers: a consumer lost while the hook was disabled is made
+	// again after what was delivered, not from the hook's creation.
+	floor, replayFloor atomic.Uint64
 }
 
 // run watches bucket hookbus_hooks until ctx ends, starting and stopping
@@ -164,10 +163,11 @@ func (r *hookRunners) startReader(ctx context.Context, cur *hookRunner) {
 	rctx, stop := context.WithCancel(ctx)
 	cur.stop = stop
 	created := h.Created
-	var inactive time.Duration
-	if !h.Persistent {
-		inactive = temporaryInactive
-	}
+	// No InactiveThreshold, temporary hooks included: a consumer the server
+	// deleted while its hook is disabled (or every dispatcher down) would
+	// be made again from the hook's creation, delivering again what was
+	// delivered. A deleted hook's consumers are deleted when the bucket
+	// watch sees it go, at a restart too (the watch gives delete markers).
 	keeper := &durable.Keeper{
 		Stream: events.StreamEvents,
 		Config: jetstream.ConsumerConfig{
@@ -179,16 +179,16 @@ func (r *hookRunners) startReader(ctx context.Context, cur *hookRunner) {
 			MaxAckPending: 1,
 			// The dispatcher bounds the attempts itself and dead-letters
 			// the event past them.
-			MaxDeliver:        -1,
-			DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
-			OptStartTime:      &created,
-			InactiveThreshold: inactive,
+			MaxDeliver:    -1,
+			DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+			OptStartTime:  &created,
 		},
 		Read: func(ctx context.Context, cons jetstream.Consumer) error {
 			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons, pullExpiry)
 		},
 		Check: r.s.cfg.ConsumerCheck,
 		Log:   r.s.log.With("hook", h.ID),
+		Floor: &cur.floor,
 	}
 	// The hook's replayed dead letters (hookbus.replay.hook-<id>, stored by
 	// hookbus dlq replay) reach it alone, through the same deliver: its
@@ -199,21 +199,21 @@ func (r *hookRunners) startReader(ctx context.Context, cur *hookRunner) {
 	replays := &durable.Keeper{
 		Stream: events.StreamEvents,
 		Config: jetstream.ConsumerConfig{
-			Durable:           events.HookReplayConsumer(h.ID),
-			Description:       fmt.Sprintf("Replayed dead letters of hook %s.", h.ID),
-			FilterSubject:     replaySubject,
-			AckPolicy:         jetstream.AckExplicitPolicy,
-			AckWait:           r.s.cfg.AckWait,
-			MaxAckPending:     1,
-			MaxDeliver:        -1,
-			DeliverPolicy:     jetstream.DeliverAllPolicy,
-			InactiveThreshold: inactive,
+			Durable:       events.HookReplayConsumer(h.ID),
+			Description:   fmt.Sprintf("Replayed dead letters of hook %s.", h.ID),
+			FilterSubject: replaySubject,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       r.s.cfg.AckWait,
+			MaxAckPending: 1,
+			MaxDeliver:    -1,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
 		},
 		Read: func(ctx context.Context, cons jetstream.Consumer) error {
 			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons, replayPullExpiry)
 		},
 		Check: r.s.cfg.ConsumerCheck,
 		Log:   r.s.log.With("hook", h.ID, "consumer", events.HookReplayConsumer(h.ID)),
+		Floor: &cur.replayFloor,
 	}
 	r.wg.Go(func() { _ = keeper.Run(rctx, r.s.js) })
 	r.wg.Go(func() { _ = replays.Run(rctx, r.s.js) })
