@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,7 @@ func (r *hookRunners) run(ctx context.Context, kv jetstream.KeyValue) error {
 		return fmt.Errorf("watch %s: %w", events.BucketHooks, err)
 	}
 	defer func() { _ = w.Stop() }()
+	r.wg.Go(func() { r.collect(ctx, kv) })
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,6 +96,73 @@ func (r *hookRunners) run(ctx context.Context, kv jetstream.KeyValue) error {
 			r.apply(ctx, entry)
 		}
 	}
+}
+
+// collect deletes, every ConsumerCheck until ctx ends, the consumers
+// (hook-<id>, replay-hook-<id>) and delivery state of hooks that are no
+// longer stored: what a deletion that failed when the hook went (a NATS
+// node restarting, say) left behind. A hook counts as gone only when the
+// bucket says so, not when this replica's watch has not seen it yet.
+func (r *hookRunners) collect(ctx context.Context, kv jetstream.KeyValue) {
+	tick := time.NewTicker(r.s.cfg.ConsumerCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := r.collectOnce(ctx, kv); err != nil && ctx.Err() == nil {
+			r.s.log.Warn("collect the consumers of deleted hooks, will retry", "err", err)
+		}
+	}
+}
+
+// collectOnce is one pass of collect.
+func (r *hookRunners) collectOnce(ctx context.Context, kv jetstream.KeyValue) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := r.s.js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		return err
+	}
+	gone := map[string][]string{} // hook id -> its consumers found
+	lister := stream.ListConsumers(ctx) // the dispatcher's user may list, not ask for names
+	for info := range lister.Info() {
+		name := info.Name
+		id, ok := events.HookOfSubscriber(strings.TrimPrefix(name, events.ReplayConsumer("")))
+		if !ok {
+			continue
+		}
+		r.mu.Lock()
+		_, live := r.live[id]
+		r.mu.Unlock()
+		if !live {
+			gone[id] = append(gone[id], name)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return err
+	}
+	var errs []error
+	for id, consumers := range gone {
+		_, err := kv.Get(ctx, id)
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			errs = append(errs, err) // stored (nil: not seen here yet), or unknown
+			continue
+		}
+		for _, name := range consumers {
+			if err := r.s.js.DeleteConsumer(ctx, events.StreamEvents, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				errs = append(errs, err)
+				continue
+			}
+			r.s.log.Info("consumer of a deleted hook collected", "hook", id, "consumer", name)
+		}
+		if err := r.state.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // apply starts the reader of a new hook, hands a changed hook (a rotated
