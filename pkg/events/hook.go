@@ -322,8 +322,8 @@ func (s HookSpec) Validate() error {
 		return invalidIn("hook", "settings.timeout_ms", "%d: want 0 (the default) to %d", st.TimeoutMS, maxHookTimeout.Milliseconds())
 	case st.MaxAttempts < 0 || st.MaxAttempts > maxHookAttempts:
 		return invalidIn("hook", "settings.max_attempts", "%d: want 0 (the default) to %d", st.MaxAttempts, maxHookAttempts)
-	case !(st.Rate >= 0 && st.Rate <= MaxHookRate): // NaN too
-		return invalidIn("hook", "settings.rate", "%v: want 0 (unlimited) to %d deliveries per second", st.Rate, MaxHookRate)
+	case !(st.Rate == 0 || st.Rate >= MinHookRate && st.Rate <= MaxHookRate): // NaN too
+		return invalidIn("hook", "settings.rate", "%v: want 0 (unlimited) or %v to %d deliveries per second", st.Rate, MinHookRate, MaxHookRate)
 	}
 	return nil
 }

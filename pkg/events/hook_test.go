@@ -76,6 +76,7 @@ func TestHookSpecValidate(t *testing.T) {
 		{"negative rate", func(s *events.HookSpec) { s.Settings.Rate = -1 }, "settings.rate"},
 		{"rate too high", func(s *events.HookSpec) { s.Settings.Rate = events.MaxHookRate + 1 }, "settings.rate"},
 		{"NaN rate", func(s *events.HookSpec) { s.Settings.Rate = math.NaN() }, "settings.rate"},
+		{"rate too low", func(s *events.HookSpec) { s.Settings.Rate = 1e-300 }, "settings.rate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
