@@ -126,7 +126,7 @@ func (r *hookRunners) collectOnce(ctx context.Context, kv jetstream.KeyValue) er
 	if err != nil {
 		return err
 	}
-	gone := map[string][]string{} // hook id -> its consumers found
+	gone := map[string][]string{}       // hook id -> its consumers found
 	lister := stream.ListConsumers(ctx) // the dispatcher's user may list, not ask for names
 	for info := range lister.Info() {
 		name := info.Name
