@@ -299,7 +299,7 @@ func (s *Service) deleteHooks(ctx context.Context, kv jetstream.KeyValue, seq ui
 		}
 		found = []events.Hook{h}
 	} else {
-		all, err := allHooks(ctx, kv)
+		all, err := s.allHooks(ctx, kv)
 		if err != nil {
 			return events.HookReply{}, err
 		}
@@ -358,14 +358,19 @@ func getHook(ctx context.Context, kv jetstream.KeyValue, id string) (events.Hook
 	}
 	var h events.Hook
 	if err := json.Unmarshal(entry.Value(), &h); err != nil {
-		return events.Hook{}, fmt.Errorf("stored hook %s unreadable: %w", id, err)
+		return events.Hook{}, fmt.Errorf("stored hook %s %w: %w", id, errUnreadable, err)
 	}
 	h.Revision = entry.Revision()
 	return h, nil
 }
 
-// allHooks reads every stored hook, sorted by node, then creation time.
-func allHooks(ctx context.Context, kv jetstream.KeyValue) ([]events.Hook, error) {
+// errUnreadable marks a stored hook that is no JSON hook (written by hand).
+var errUnreadable = errors.New("unreadable")
+
+// allHooks reads every stored hook, sorted by node, then creation time. A
+// record that is no hook is left out and logged: one bad record does not
+// stop lists and bulk deletes.
+func (s *Service) allHooks(ctx context.Context, kv jetstream.KeyValue) ([]events.Hook, error) {
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list hooks: %w", err)
@@ -380,6 +385,10 @@ func allHooks(ctx context.Context, kv jetstream.KeyValue) ([]events.Hook, error)
 		h, err := getHook(ctx, kv, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // deleted since it was listed
+		}
+		if errors.Is(err, errUnreadable) {
+			s.log.Error("stored hook left out", "err", err)
+			continue
 		}
 		if err != nil {
 			return nil, err
@@ -464,7 +473,7 @@ func (s *Service) serveHookList(kv, state jetstream.KeyValue, r micro.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckWait)
 	defer cancel()
-	all, err := allHooks(ctx, kv)
+	all, err := s.allHooks(ctx, kv)
 	if err != nil {
 		respondError(r, &events.Error{Code: events.CodeInternal, Message: err.Error()})
 		return

@@ -393,3 +393,30 @@ func TestHookCreateSentAgainWithEmptyFilters(t *testing.T) {
 		t.Errorf("create sent again = %+v, %+v: want the stored hook, without its secret", again.Hooks, again.Error)
 	}
 }
+
+// A record in hookbus_hooks that is no hook (written by hand) is left out
+// of lists and bulk deletes, which still answer for the others.
+func TestUnreadableHookRecordIsLeftOut(t *testing.T) {
+	srv, c, js := setup(t)
+	runRegistry(t, srv)
+	ctx := ctxT(t)
+	h, err := c.CreateHook(ctx, webhook("blog", "https://a.example/in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, events.BucketHooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, strings.Repeat("ee", 16), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := c.ListHooks(ctx, events.HookFilter{})
+	if err != nil || len(hooks) != 1 || hooks[0].ID != h.ID {
+		t.Fatalf("list = %+v, %v: want the one readable hook", hooks, err)
+	}
+	deleted, err := c.DeleteHooks(ctx, events.HookFilter{Node: "blog"})
+	if err != nil || len(deleted) != 1 {
+		t.Fatalf("bulk delete = %+v, %v: want the one hook on blog", deleted, err)
+	}
+}
