@@ -356,9 +356,14 @@ func getHook(ctx context.Context, kv jetstream.KeyValue, id string) (events.Hook
 	if err != nil {
 		return events.Hook{}, err
 	}
+	return decodeHook(entry)
+}
+
+// decodeHook reads a stored hook, with the revision it was read at.
+func decodeHook(entry jetstream.KeyValueEntry) (events.Hook, error) {
 	var h events.Hook
 	if err := json.Unmarshal(entry.Value(), &h); err != nil {
-		return events.Hook{}, fmt.Errorf("stored hook %s %w: %w", id, errUnreadable, err)
+		return events.Hook{}, fmt.Errorf("stored hook %s %w: %w", entry.Key(), errUnreadable, err)
 	}
 	h.Revision = entry.Revision()
 	return h, nil
