@@ -449,6 +449,7 @@ func TestHookStateFlushedOnStop(t *testing.T) {
 	e.publishID("a", "a2")
 	e.publishID("a", "a3")
 	delivered(t, target, "a1", "a2", "a3")
+	e.waitAcked(h) // the last attempt recorded: its ack follows the record
 	stop()
 	if st, _ := e.hookState(h.ID); len(st.Attempts) != 3 || !st.Attempts[0].OK || !st.LastDelivery.Equal(st.Attempts[0].Time) {
 		t.Errorf("state after the stop: %d attempts, last delivery %v: want all 3, the last one delivered", len(st.Attempts), st.LastDelivery)
