@@ -146,20 +146,36 @@ func Check(subject string, h nats.Header) string {
 // CheckReplayOrigin checks the original of a dead letter by reference of
 // subscriber before a replay resends it: recorded is the dead letter's
 // Hookbus-Dlq-Subject, actual the subject of the message it references in
-// HOOKBUS_EVENTS, event the type subscriber takes now. The two subjects
-// must be equal and be hookbus.event.<event> or
-// hookbus.replay.<subscriber>: otherwise a dead letter published by a
-// worker on its own subject could have any stored event replayed into its
-// queue.
-func CheckReplayOrigin(subscriber, event, recorded, actual string) error {
+// HOOKBUS_EVENTS, filter the subjects subscriber takes now
+// (hookbus.event.<type> for a plugin, hookbus.event.<node> with its
+// wildcards for a hook). The two subjects must be equal and be
+// hookbus.replay.<subscriber> or match filter as NATS matches subjects:
+// otherwise a dead letter published on a subscriber's subject could have
+// any stored event replayed into its queue.
+func CheckReplayOrigin(subscriber, filter, recorded, actual string) error {
 	if recorded != actual {
 		return fmt.Errorf("it records its original as being on %q, but the message it references is on %s", recorded, actual)
 	}
 	if replay, err := events.ReplaySubject(subscriber); err == nil && actual == replay {
 		return nil
 	}
-	if own, err := events.EventSubject(event); err == nil && actual == own {
+	if filter != "" && SubjectMatches(filter, actual) {
 		return nil
 	}
-	return fmt.Errorf("the message it references is on %s, but %s takes events of type %q (hookbus.event.%s or hookbus.replay.%s)", actual, subscriber, event, event, subscriber)
+	return fmt.Errorf("the message it references is on %s, but %s takes events on %s (or %s.replay.%s)", actual, subscriber, filter, events.SubjectRoot, subscriber)
+}
+
+// SubjectMatches reports whether subject matches filter as NATS matches
+// them: * is any one token, a last > one or more tokens.
+func SubjectMatches(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		if f == ">" && i == len(ft)-1 {
+			return len(st) > i
+		}
+		if i >= len(st) || st[i] == "" || f != "*" && f != st[i] {
+			return false
+		}
+	}
+	return len(ft) == len(st)
 }

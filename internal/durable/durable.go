@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +37,12 @@ type Keeper struct {
 	// created again.
 	Check time.Duration
 	Log   *slog.Logger
+	// Floor, if not nil, is the highest stream sequence seen
+	// acknowledged, kept across Keepers of the same consumer (a reader
+	// stopped, then started again by a new Keeper): a consumer found
+	// missing is created again after it instead of from Config's start.
+	// The Keeper also records the ack floor when its reader stops.
+	Floor *atomic.Uint64
 }
 
 // Run keeps the consumer until ctx ends. It returns only then, with nil:
@@ -50,13 +57,16 @@ func (k *Keeper) Run(ctx context.Context, js jetstream.JetStream) error {
 	if check <= 0 {
 		check = 5 * time.Second
 	}
+	floor := k.Floor // highest stream sequence seen acknowledged
+	if floor == nil {
+		floor = new(atomic.Uint64)
+	}
 	var (
-		floor   uint64 // highest stream sequence seen acknowledged
 		delay   = 100 * time.Millisecond
 		started bool
 	)
 	for ctx.Err() == nil {
-		cons, err := k.ensure(ctx, js, &floor)
+		cons, err := k.ensure(ctx, js, floor)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("durable consumer not in place, will retry", "err", err, "delay", delay)
@@ -66,14 +76,14 @@ func (k *Keeper) Run(ctx context.Context, js jetstream.JetStream) error {
 			continue
 		}
 		if started {
-			log.Warn("durable consumer created again", "from_stream_seq", floor+1)
+			log.Warn("durable consumer created again", "from_stream_seq", floor.Load()+1)
 		}
 		started = true
 		rctx, cancel := context.WithCancel(ctx)
 		watched := make(chan struct{})
 		go func() {
 			defer close(watched)
-			k.watch(rctx, cancel, cons, &floor, check, log)
+			k.watch(rctx, cancel, cons, floor, check, log)
 		}()
 		if k.Ready != nil {
 			k.Ready(true)
@@ -84,6 +94,9 @@ func (k *Keeper) Run(ctx context.Context, js jetstream.JetStream) error {
 		}
 		cancel()
 		<-watched
+		if k.Floor != nil {
+			recordFloor(cons, floor)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -102,18 +115,18 @@ func (k *Keeper) Run(ctx context.Context, js jetstream.JetStream) error {
 // consumer keeps where it delivers from (that cannot change) and raises
 // floor to its ack floor; a missing one starts after floor, from the start
 // of the stream when floor is 0.
-func (k *Keeper) ensure(ctx context.Context, js jetstream.JetStream, floor *uint64) (jetstream.Consumer, error) {
+func (k *Keeper) ensure(ctx context.Context, js jetstream.JetStream, floor *atomic.Uint64) (jetstream.Consumer, error) {
 	cfg := k.Config
 	cur, err := js.Consumer(ctx, k.Stream, cfg.Durable)
 	switch {
 	case err == nil:
 		if info := cur.CachedInfo(); info != nil {
 			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
-			*floor = max(*floor, info.AckFloor.Stream)
+			raise(floor, info.AckFloor.Stream)
 		}
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		if *floor > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, *floor+1, nil
+		if f := floor.Load(); f > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, f+1, nil
 		}
 	default:
 		return nil, fmt.Errorf("look up consumer %s: %w", cfg.Durable, err)
@@ -127,7 +140,7 @@ func (k *Keeper) ensure(ctx context.Context, js jetstream.JetStream, floor *uint
 
 // watch looks the consumer up every check until ctx ends, records its ack
 // floor, and stops the reader (stop) when the consumer is gone.
-func (k *Keeper) watch(ctx context.Context, stop context.CancelFunc, c jetstream.Consumer, floor *uint64, check time.Duration, log *slog.Logger) {
+func (k *Keeper) watch(ctx context.Context, stop context.CancelFunc, c jetstream.Consumer, floor *atomic.Uint64, check time.Duration, log *slog.Logger) {
 	t := time.NewTicker(check)
 	defer t.Stop()
 	for {
@@ -143,8 +156,32 @@ func (k *Keeper) watch(ctx context.Context, stop context.CancelFunc, c jetstream
 			stop()
 			return
 		case err == nil:
-			*floor = max(*floor, info.AckFloor.Stream)
+			raise(floor, info.AckFloor.Stream)
 		}
+	}
+}
+
+// raise sets floor to seq if seq is higher.
+func raise(floor *atomic.Uint64, seq uint64) {
+	for {
+		cur := floor.Load()
+		if seq <= cur || floor.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
+// recordFloorTimeout bounds the look-up of the ack floor when a reader
+// stops.
+const recordFloorTimeout = 2 * time.Second
+
+// recordFloor raises floor to c's ack floor, if it can be read within
+// recordFloorTimeout: what was acknowledged since the last check.
+func recordFloor(c jetstream.Consumer, floor *atomic.Uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordFloorTimeout)
+	defer cancel()
+	if info, err := c.Info(ctx); err == nil {
+		raise(floor, info.AckFloor.Stream)
 	}
 }
 

@@ -19,27 +19,28 @@ var ErrRefused = errors.New("address refused")
 var refusedPrefixes = func() []netip.Prefix {
 	var out []netip.Prefix
 	for _, s := range []string{
-		"0.0.0.0/8",      // "this network", unspecified
-		"10.0.0.0/8",     // private
-		"100.64.0.0/10",  // shared address space (carrier NAT; Alibaba's metadata 100.100.100.200)
-		"127.0.0.0/8",    // loopback
-		"169.254.0.0/16", // link-local, cloud metadata 169.254.169.254
-		"172.16.0.0/12",  // private
-		"192.0.0.0/24",   // IETF protocol assignments
-		"192.168.0.0/16", // private
-		"198.18.0.0/15",  // benchmarking
-		"224.0.0.0/4",    // multicast
-		"240.0.0.0/4",    // reserved, broadcast
-		"::/128",         // unspecified
-		"::1/128",        // loopback
-		"64:ff9b::/96",   // NAT64: embeds an IPv4 address
-		"64:ff9b:1::/48", // local NAT64
-		"2002::/16",      // 6to4: embeds an IPv4 address
-		"fc00::/7",       // unique local (private; AWS metadata fd00:ec2::254)
-		"fe80::/10",      // link-local
-		"ff00::/8",       // multicast
-		"2001::/32",      // Teredo: embeds an IPv4 address
-		"100::/64",       // discard-only
+		"0.0.0.0/8",       // "this network", unspecified
+		"10.0.0.0/8",      // private
+		"100.64.0.0/10",   // shared address space (carrier NAT; Alibaba's metadata 100.100.100.200)
+		"127.0.0.0/8",     // loopback
+		"169.254.0.0/16",  // link-local, cloud metadata 169.254.169.254
+		"172.16.0.0/12",   // private
+		"192.0.0.0/24",    // IETF protocol assignments
+		"192.168.0.0/16",  // private
+		"198.18.0.0/15",   // benchmarking
+		"224.0.0.0/4",     // multicast
+		"240.0.0.0/4",     // reserved, broadcast
+		"::/96",           // unspecified, and IPv4-compatible ::a.b.c.d (deprecated; a sit tunnel sends it to IPv4)
+		"::ffff:0:0:0/96", // IPv4-translated (SIIT): embeds an IPv4 address
+		"::1/128",         // loopback
+		"64:ff9b::/96",    // NAT64: embeds an IPv4 address
+		"64:ff9b:1::/48",  // local NAT64
+		"2002::/16",       // 6to4: embeds an IPv4 address
+		"fc00::/7",        // unique local (private; AWS metadata fd00:ec2::254)
+		"fe80::/10",       // link-local
+		"ff00::/8",        // multicast
+		"2001::/32",       // Teredo: embeds an IPv4 address
+		"100::/64",        // discard-only
 	} {
 		out = append(out, netip.MustParsePrefix(s))
 	}

@@ -34,6 +34,12 @@ func TestCheckAddress(t *testing.T) {
 		{"10.0.0.1", "10.0.0.0/8", false},
 		{"10.0.0.1", "10.1.0.0/16", true},
 		{"::ffff:10.0.0.1", "10.0.0.0/8", false},
+		// IPv4-compatible (deprecated ::a.b.c.d, tunnelled to IPv4 by a
+		// host with a sit interface) and IPv4-translated (SIIT) forms.
+		{"::127.0.0.1", "", true},
+		{"::169.254.169.254", "", true},
+		{"::ffff:0:127.0.0.1", "", true},
+		{"::ffff:0:10.0.0.1", "", true},
 	}
 	for _, tc := range cases {
 		var allow []netip.Prefix

@@ -24,8 +24,9 @@ type DeadLetter struct {
 	Seq uint64
 	// Time is when it was dead-lettered.
 	Time time.Time
-	// Subscriber is the notify plugin that could not take the event, or
-	// hookbus-dispatcher for an invalid published event: the last token of
+	// Subscriber is the notify plugin that could not take the event,
+	// hook-<id> for a hook's failed delivery, or hookbus-dispatcher for an
+	// invalid published event: the last token of
 	// the dead letter's subject hookbus.dlq.<subscriber>, which NATS
 	// permissions bind (not the Hookbus-Dlq-Subscriber header).
 	Subscriber string
@@ -141,10 +142,12 @@ func (c *Client) deadLetters(ctx context.Context, subscriber string, yield func(
 }
 
 // Replay stores the event of dead letter seq again for its subscriber
-// alone (on hookbus.replay.<subscriber>, stored once per dead letter) and
-// then deletes the dead letter. Errors: ErrNotFound, ErrNotReplayable (an
-// invalid event the dispatcher refused, a forged dead letter, an original
-// that is gone or not the subscriber's), ErrNotStored.
+// alone (on hookbus.replay.<subscriber>, stored once per dead letter; for
+// a hook's dead letter, subscriber hook-<id>, the dispatcher delivers it
+// to that hook) and then deletes the dead letter. Errors: ErrNotFound,
+// ErrNotReplayable (an invalid event the dispatcher refused, a forged dead
+// letter, an original that is gone or not the subscriber's, a hook that no
+// longer exists), ErrNotStored.
 func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -170,9 +173,17 @@ func (c *Client) Replay(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("replay: dead letter %d is not a Hookbus dead letter: %w", seq, err)
 	}
+	// The subjects the subscriber takes now: a hook's node, or the event
+	// type of a plugin (read only for a dead letter by reference).
+	var filter string
+	if id, ok := events.HookOfSubscriber(dl.Subscriber); ok {
+		if filter, err = c.hookFilter(ctx, id); err != nil {
+			return fmt.Errorf("replay: dead letter %d: %w", seq, err)
+		}
+	}
 	orig, data := dl.Header, dl.Data
 	if dl.Omitted != "" {
-		if orig, data, err = c.original(ctx, dl); err != nil {
+		if orig, data, err = c.original(ctx, dl, filter); err != nil {
 			return fmt.Errorf("replay: dead letter %d: %w", seq, err)
 		}
 	}
@@ -206,10 +217,24 @@ func (c *Client) storeOnce(ctx context.Context, msg *nats.Msg, stream string) (*
 	return deadletter.StoreOnce(ctx, stream, msg, publish, get)
 }
 
+// hookFilter returns the subjects hook id takes, hookbus.event.<node>, read
+// from the registry; ErrNotReplayable when the hook no longer exists.
+func (c *Client) hookFilter(ctx context.Context, id string) (string, error) {
+	hooks, err := c.ListHooks(ctx, events.HookFilter{ID: id})
+	if err != nil {
+		return "", fmt.Errorf("the node of hook %s: %w", id, err)
+	}
+	if len(hooks) == 0 {
+		return "", fmt.Errorf("%w: hook %s no longer exists (its replay would reach no one)", ErrNotReplayable, id)
+	}
+	return events.HookEventSubject(hooks[0].Node)
+}
+
 // original reads the event of a dead letter by reference from
 // HOOKBUS_EVENTS, and checks that it is one the dead letter's subscriber
-// may be sent (deadletter.CheckReplayOrigin).
-func (c *Client) original(ctx context.Context, dl DeadLetter) (nats.Header, []byte, error) {
+// may be sent (deadletter.CheckReplayOrigin): filter is the subjects a
+// hook takes, "" for a plugin (whose event type is read here).
+func (c *Client) original(ctx context.Context, dl DeadLetter, filter string) (nats.Header, []byte, error) {
 	stream, err := c.js.Stream(ctx, events.StreamEvents)
 	if err != nil {
 		return nil, nil, fmt.Errorf("stream %s: %w", events.StreamEvents, err)
@@ -221,15 +246,16 @@ func (c *Client) original(ctx context.Context, dl DeadLetter) (nats.Header, []by
 	if err != nil {
 		return nil, nil, fmt.Errorf("read its event, message %d of %s: %w", dl.StreamSeq, events.StreamEvents, err)
 	}
-	var event string
-	if replay, _ := events.ReplaySubject(dl.Subscriber); m.Subject != replay || dl.Subject != replay {
+	if replay, _ := events.ReplaySubject(dl.Subscriber); filter == "" && (m.Subject != replay || dl.Subject != replay) {
 		p, err := c.Get(ctx, dl.Subscriber)
 		if err != nil {
 			return nil, nil, fmt.Errorf("the event type plugin %s takes: %w", dl.Subscriber, err)
 		}
-		event = p.Event
+		if filter, err = events.EventSubject(p.Event); err != nil {
+			return nil, nil, fmt.Errorf("the event type plugin %s takes: %w", dl.Subscriber, err)
+		}
 	}
-	if err := deadletter.CheckReplayOrigin(dl.Subscriber, event, dl.Subject, m.Subject); err != nil {
+	if err := deadletter.CheckReplayOrigin(dl.Subscriber, filter, dl.Subject, m.Subject); err != nil {
 		return nil, nil, fmt.Errorf("%w: by reference to message %d of %s: %w", ErrNotReplayable, dl.StreamSeq, events.StreamEvents, err)
 	}
 	return m.Header, m.Data, nil

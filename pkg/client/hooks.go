@@ -24,14 +24,7 @@ func (c *Client) CreateHook(ctx context.Context, spec events.HookSpec) (events.H
 	if spec.ID == "" {
 		spec.ID = NewHookID()
 	}
-	hooks, err := c.hookCommand(ctx, events.HookCreate, events.HookCommand{Hook: &spec})
-	if err != nil {
-		return events.Hook{}, err
-	}
-	if len(hooks) != 1 {
-		return events.Hook{}, fmt.Errorf("registry answered %d hooks, want 1", len(hooks))
-	}
-	return hooks[0], nil
+	return c.oneHook(ctx, events.HookCreate, events.HookCommand{Hook: &spec})
 }
 
 // DeleteHook removes the hook id and returns it. Errors: ErrNotFound,

@@ -322,8 +322,8 @@ func (s HookSpec) Validate() error {
 		return invalidIn("hook", "settings.timeout_ms", "%d: want 0 (the default) to %d", st.TimeoutMS, maxHookTimeout.Milliseconds())
 	case st.MaxAttempts < 0 || st.MaxAttempts > maxHookAttempts:
 		return invalidIn("hook", "settings.max_attempts", "%d: want 0 (the default) to %d", st.MaxAttempts, maxHookAttempts)
-	case !(st.Rate >= 0 && st.Rate <= MaxHookRate): // NaN too
-		return invalidIn("hook", "settings.rate", "%v: want 0 (unlimited) to %d deliveries per second", st.Rate, MaxHookRate)
+	case !(st.Rate == 0 || st.Rate >= MinHookRate && st.Rate <= MaxHookRate): // NaN too
+		return invalidIn("hook", "settings.rate", "%v: want 0 (unlimited) or %v to %d deliveries per second", st.Rate, MinHookRate, MaxHookRate)
 	}
 	return nil
 }
@@ -485,9 +485,11 @@ func (c HookCommand) Validate(op HookOp) error {
 	}
 }
 
-// HookFilter selects hooks; empty fields match all. Node matches the
-// hook's node as written (the pattern, not the events it matches).
+// HookFilter selects hooks; empty fields match all. ID matches the hook's
+// id; Node matches the hook's node as written (the pattern, not the
+// events it matches).
 type HookFilter struct {
+	ID   string   `json:"id,omitempty"`
 	Node string   `json:"node,omitempty"`
 	Type HookType `json:"type,omitempty"`
 	Arg  string   `json:"arg,omitempty"`
@@ -495,6 +497,11 @@ type HookFilter struct {
 
 // Validate checks the filter's fields that are set.
 func (f HookFilter) Validate() error {
+	if f.ID != "" {
+		if err := ValidateHookID(f.ID); err != nil {
+			return err
+		}
+	}
 	if f.Node != "" {
 		if err := ValidateNode(f.Node); err != nil {
 			return err
@@ -508,7 +515,8 @@ func (f HookFilter) Validate() error {
 
 // Match reports whether h passes the filter.
 func (f HookFilter) Match(h Hook) bool {
-	return (f.Node == "" || f.Node == h.Node) &&
+	return (f.ID == "" || f.ID == h.ID) &&
+		(f.Node == "" || f.Node == h.Node) &&
 		(f.Type == "" || f.Type == h.Type) &&
 		(f.Arg == "" || f.Arg == h.Arg)
 }
@@ -584,4 +592,23 @@ func HookEventSubject(node string) (string, error) {
 
 // HookConsumer returns the name of the durable consumer and dead-letter
 // subscriber of hook id: hook-<id>.
-func HookConsumer(id string) string { return "hook-" + id }
+func HookConsumer(id string) string { return hookConsumerPrefix + id }
+
+// hookConsumerPrefix starts the name of a hook's consumer and dead-letter
+// subscriber; plugin names may not start with it.
+const hookConsumerPrefix = "hook-"
+
+// HookReplayConsumer returns the name of the durable consumer that
+// delivers hook id's replayed dead letters (hookbus.replay.hook-<id>),
+// beside its consumer hook-<id>: replay-hook-<id>.
+func HookReplayConsumer(id string) string { return ReplayConsumer(HookConsumer(id)) }
+
+// HookOfSubscriber returns the id of the hook whose dead-letter subscriber
+// is subscriber (hook-<id>), or false when subscriber is not a hook's.
+func HookOfSubscriber(subscriber string) (string, bool) {
+	id, ok := strings.CutPrefix(subscriber, hookConsumerPrefix)
+	if !ok || ValidateHookID(id) != nil {
+		return "", false
+	}
+	return id, true
+}

@@ -76,6 +76,7 @@ func TestHookSpecValidate(t *testing.T) {
 		{"negative rate", func(s *events.HookSpec) { s.Settings.Rate = -1 }, "settings.rate"},
 		{"rate too high", func(s *events.HookSpec) { s.Settings.Rate = events.MaxHookRate + 1 }, "settings.rate"},
 		{"NaN rate", func(s *events.HookSpec) { s.Settings.Rate = math.NaN() }, "settings.rate"},
+		{"rate too low", func(s *events.HookSpec) { s.Settings.Rate = 1e-300 }, "settings.rate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,6 +173,30 @@ func TestHookSubjects(t *testing.T) {
 	}
 	if _, err := events.HookLifecycleSubject("*"); err == nil {
 		t.Error("a wildcard id made a lifecycle subject")
+	}
+}
+
+// A hook's dead-letter subscriber hook-<id> names the hook; its replays
+// have their own consumer, replay-hook-<id>.
+func TestHookOfSubscriber(t *testing.T) {
+	id := strings.Repeat("0f", 16)
+	if got, ok := events.HookOfSubscriber(events.HookConsumer(id)); !ok || got != id {
+		t.Errorf("HookOfSubscriber(hook-%s) = %q, %v", id, got, ok)
+	}
+	for _, sub := range []string{"n", "hook-", "hook-x", "hook-" + strings.ToUpper(id), "replay-hook-" + id, "hookbus-dispatcher"} {
+		if got, ok := events.HookOfSubscriber(sub); ok {
+			t.Errorf("HookOfSubscriber(%q) = %q, want no hook", sub, got)
+		}
+	}
+	if got := events.HookReplayConsumer(id); got != "replay-hook-"+id {
+		t.Errorf("HookReplayConsumer = %q", got)
+	}
+	h := events.Hook{HookSpec: events.HookSpec{ID: id, Node: "a", Type: events.HookWebhook}}
+	if !(events.HookFilter{ID: id}).Match(h) || (events.HookFilter{ID: strings.Repeat("1", 32)}).Match(h) {
+		t.Error("HookFilter.ID does not select by id")
+	}
+	if err := (events.HookFilter{ID: "x"}).Validate(); err == nil {
+		t.Error("HookFilter with an invalid id validated")
 	}
 }
 

@@ -14,6 +14,11 @@ const BucketHookState = "hookbus_hook_state"
 // hook.
 const HookAttemptsSubject = "hookbus.registry.hook.attempts"
 
+// MinHookRate is the lowest per-hook rate limit but 0 (unlimited): one
+// delivery every 1000 s. A lower one would hold an event in progress for
+// longer than anyone waits for it.
+const MinHookRate = 0.001
+
 // MaxHookRate is the highest per-hook rate limit, in deliveries per
 // second.
 const MaxHookRate = 10_000

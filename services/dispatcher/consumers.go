@@ -104,6 +104,8 @@ func (n *consumers) apply(ctx context.Context, plugins map[string]events.Plugin)
 	lister := stream.ListConsumers(ctx)
 	for info := range lister.Info() {
 		switch {
+		case strings.HasPrefix(info.Name, events.HookReplayConsumer("")):
+			continue // a hook's replays: kept by hookRunners
 		case strings.HasPrefix(info.Name, events.NotifyConsumer("")), strings.HasPrefix(info.Name, events.ReplayConsumer("")):
 			notify[info.Name] = info
 		case strings.HasPrefix(info.Name, events.ChainConsumerPrefix):

@@ -86,6 +86,10 @@ func (x *execRunner) send(ctx context.Context, h events.Hook, e *event.Event) de
 	switch {
 	case err == nil:
 		return delivery{} // exit 0, even if the deadline passed while Wait returned
+	case errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success():
+		// Exit 0, with a child still holding the output open (killed
+		// above, with the group): delivered.
+		return delivery{}
 	case ctx.Err() != nil:
 		return delivery{retry: true, err: fmt.Errorf("hook %s: %s stopped: %w", h.ID, h.Arg, ctx.Err())}
 	case errors.Is(rctx.Err(), context.DeadlineExceeded):

@@ -268,3 +268,43 @@ func TestExecHookLargeOutput(t *testing.T) {
 		t.Errorf("dead letter reason (%d bytes) %q: want exit status 1 and the end of the output, short", len(reason), reason)
 	}
 }
+
+// A program that exits 0 delivers, even when it left a child holding its
+// output open: the run is not failed (nor run again) for the child, which
+// is killed with the program's process group.
+func TestExecHookExitZeroWithABackgroundChild(t *testing.T) {
+	e := newEnv(t)
+	dir, out := execDirs(t)
+	script(t, filepath.Join(dir, "bg"), fmt.Sprintf("echo try >> %[1]s/tries\nsleep 60 &\necho $! > %[1]s/child\nexit 0", out))
+	e.runExecDispatcher(dir)
+	h := e.putTypedHook(events.HookExec, "a", "bg", events.HookSettings{MaxAttempts: 3})
+	e.publishID("a", "a1")
+	natstest.Eventually(t, 15*time.Second, func() error {
+		st, _ := e.hookState(h.ID)
+		if len(st.Attempts) == 0 {
+			return errors.New("no attempt yet")
+		}
+		if !st.Attempts[0].OK {
+			return fmt.Errorf("attempt failed: %s", st.Attempts[0].Error)
+		}
+		return nil
+	})
+	time.Sleep(1500 * time.Millisecond) // a retry would have come
+	if tries, _ := os.ReadFile(filepath.Join(out, "tries")); strings.Count(string(tries), "try") != 1 {
+		t.Errorf("the program ran %d times, want 1", strings.Count(string(tries), "try"))
+	}
+	b, err := os.ReadFile(filepath.Join(out, "child"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if alive(pid) {
+			return fmt.Errorf("the program's child %d still runs", pid)
+		}
+		return nil
+	})
+}

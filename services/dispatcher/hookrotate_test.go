@@ -134,26 +134,3 @@ func TestRotatedSecretReachesTheRunningHook(t *testing.T) {
 		}
 	}
 }
-
-// A temporary hook's consumer carries an inactivity threshold, a
-// persistent one's none.
-func TestTemporaryHookConsumerExpiresWhenUnread(t *testing.T) {
-	e := newEnv(t)
-	e.runDispatcherWith(allowLoopback)
-	persistent := e.putHook("a", "http://127.0.0.1:1/", 0)
-	temp := e.putTemporaryHook("a", "http://127.0.0.1:1/")
-	e.waitConsumer(persistent)
-	e.waitConsumer(temp)
-	for _, tc := range []struct {
-		h    events.Hook
-		want time.Duration
-	}{{persistent, 0}, {temp, 2 * time.Minute}} {
-		info, err := e.consumer(events.HookConsumer(tc.h.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := info.Config.InactiveThreshold; got != tc.want {
-			t.Errorf("hook persistent %v: consumer inactive threshold %s, want %s", tc.h.Persistent, got, tc.want)
-		}
-	}
-}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,11 +21,6 @@ import (
 // maxRetryAfter caps how long a target's Retry-After may hold an event.
 const maxRetryAfter = time.Hour
 
-// temporaryInactive is the InactiveThreshold of a temporary hook's
-// consumer: the server deletes it when no dispatcher has read it for that
-// long, should its hook's removal be missed (docs/decisions.md).
-const temporaryInactive = 2 * time.Minute
-
 // hookAction sends one event to a hook's target once and says what came of
 // it; deliver settles the event by that outcome. The webhook sender, the
 // subject publisher and the exec runner are the actions.
@@ -34,8 +30,9 @@ type hookAction interface {
 
 // hookRunners keeps one durable consumer hook-<id> per stored hook, on
 // HOOKBUS_EVENTS filtered to hookbus.event.<node> from the hook's
-// creation, each kept and read by a durable.Keeper while the hook is not
-// disabled: a disabled hook's reader stops and its consumer stays, so its
+// creation, and beside it replay-hook-<id> filtered to
+// hookbus.replay.hook-<id> (its replayed dead letters), each kept and read
+// by a durable.Keeper while the hook is not disabled: a disabled hook's reader stops and its consumer stays, so its
 // events wait; a deleted hook's reader stops and its consumer and
 // delivery state are deleted. Replicas read the same consumers and share
 // the deliveries.
@@ -61,6 +58,10 @@ type hookRunner struct {
 	stopState context.CancelFunc
 	// limit spaces the attempts (Settings.Rate); nil: unlimited.
 	limit *rate.Limiter
+	// floor and replayFloor are the ack floors of its consumers, kept
+	// across readers: a consumer lost while the hook was disabled is made
+	// again after what was delivered, not from the hook's creation.
+	floor, replayFloor atomic.Uint64
 }
 
 // run watches bucket hookbus_hooks until ctx ends, starting and stopping
@@ -80,6 +81,7 @@ func (r *hookRunners) run(ctx context.Context, kv jetstream.KeyValue) error {
 		return fmt.Errorf("watch %s: %w", events.BucketHooks, err)
 	}
 	defer func() { _ = w.Stop() }()
+	r.wg.Go(func() { r.collect(ctx, kv) })
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,6 +96,73 @@ func (r *hookRunners) run(ctx context.Context, kv jetstream.KeyValue) error {
 			r.apply(ctx, entry)
 		}
 	}
+}
+
+// collect deletes, every ConsumerCheck until ctx ends, the consumers
+// (hook-<id>, replay-hook-<id>) and delivery state of hooks that are no
+// longer stored: what a deletion that failed when the hook went (a NATS
+// node restarting, say) left behind. A hook counts as gone only when the
+// bucket says so, not when this replica's watch has not seen it yet.
+func (r *hookRunners) collect(ctx context.Context, kv jetstream.KeyValue) {
+	tick := time.NewTicker(r.s.cfg.ConsumerCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := r.collectOnce(ctx, kv); err != nil && ctx.Err() == nil {
+			r.s.log.Warn("collect the consumers of deleted hooks, will retry", "err", err)
+		}
+	}
+}
+
+// collectOnce is one pass of collect.
+func (r *hookRunners) collectOnce(ctx context.Context, kv jetstream.KeyValue) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := r.s.js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		return err
+	}
+	gone := map[string][]string{}       // hook id -> its consumers found
+	lister := stream.ListConsumers(ctx) // the dispatcher's user may list, not ask for names
+	for info := range lister.Info() {
+		name := info.Name
+		id, ok := events.HookOfSubscriber(strings.TrimPrefix(name, events.ReplayConsumer("")))
+		if !ok {
+			continue
+		}
+		r.mu.Lock()
+		_, live := r.live[id]
+		r.mu.Unlock()
+		if !live {
+			gone[id] = append(gone[id], name)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return err
+	}
+	var errs []error
+	for id, consumers := range gone {
+		_, err := kv.Get(ctx, id)
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			errs = append(errs, err) // stored (nil: not seen here yet), or unknown
+			continue
+		}
+		for _, name := range consumers {
+			if err := r.s.js.DeleteConsumer(ctx, events.StreamEvents, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				errs = append(errs, err)
+				continue
+			}
+			r.s.log.Info("consumer of a deleted hook collected", "hook", id, "consumer", name)
+		}
+		if err := r.state.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // apply starts the reader of a new hook, hands a changed hook (a rotated
@@ -111,9 +180,11 @@ func (r *hookRunners) apply(ctx context.Context, entry jetstream.KeyValueEntry) 
 			cur.stopState()
 			delete(r.live, id)
 		}
-		err := r.s.js.DeleteConsumer(ctx, events.StreamEvents, events.HookConsumer(id))
-		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			r.s.log.Warn("delete the consumer of a deleted hook", "hook", id, "err", err)
+		for _, name := range []string{events.HookConsumer(id), events.HookReplayConsumer(id)} {
+			err := r.s.js.DeleteConsumer(ctx, events.StreamEvents, name)
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				r.s.log.Warn("delete a consumer of a deleted hook", "hook", id, "consumer", name, "err", err)
+			}
 		}
 		if err := r.state.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			r.s.log.Warn("delete the delivery state of a deleted hook", "hook", id, "err", err)
@@ -161,10 +232,11 @@ func (r *hookRunners) startReader(ctx context.Context, cur *hookRunner) {
 	rctx, stop := context.WithCancel(ctx)
 	cur.stop = stop
 	created := h.Created
-	var inactive time.Duration
-	if !h.Persistent {
-		inactive = temporaryInactive
-	}
+	// No InactiveThreshold, temporary hooks included: a consumer the server
+	// deleted while its hook is disabled (or every dispatcher down) would
+	// be made again from the hook's creation, delivering again what was
+	// delivered. A deleted hook's consumers are deleted when the bucket
+	// watch sees it go, at a restart too (the watch gives delete markers).
 	keeper := &durable.Keeper{
 		Stream: events.StreamEvents,
 		Config: jetstream.ConsumerConfig{
@@ -176,19 +248,49 @@ func (r *hookRunners) startReader(ctx context.Context, cur *hookRunner) {
 			MaxAckPending: 1,
 			// The dispatcher bounds the attempts itself and dead-letters
 			// the event past them.
-			MaxDeliver:        -1,
-			DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
-			OptStartTime:      &created,
-			InactiveThreshold: inactive,
+			MaxDeliver:    -1,
+			DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+			OptStartTime:  &created,
 		},
 		Read: func(ctx context.Context, cons jetstream.Consumer) error {
-			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons)
+			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons, pullExpiry)
 		},
 		Check: r.s.cfg.ConsumerCheck,
 		Log:   r.s.log.With("hook", h.ID),
+		Floor: &cur.floor,
+	}
+	// The hook's replayed dead letters (hookbus.replay.hook-<id>, stored by
+	// hookbus dlq replay) reach it alone, through the same deliver: its
+	// filters decide again, its attempts and rate limit are shared, and a
+	// replay failing again is dead-lettered again for hook-<id>. Replays
+	// are rare: a long pull.
+	replaySubject, _ := events.ReplaySubject(events.HookConsumer(h.ID)) // a valid hook id
+	replays := &durable.Keeper{
+		Stream: events.StreamEvents,
+		Config: jetstream.ConsumerConfig{
+			Durable:       events.HookReplayConsumer(h.ID),
+			Description:   fmt.Sprintf("Replayed dead letters of hook %s.", h.ID),
+			FilterSubject: replaySubject,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       r.s.cfg.AckWait,
+			MaxAckPending: 1,
+			MaxDeliver:    -1,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		},
+		Read: func(ctx context.Context, cons jetstream.Consumer) error {
+			return r.read(ctx, hookRun{hook: cur.hook, state: cur.state, limit: cur.limit}, cons, replayPullExpiry)
+		},
+		Check: r.s.cfg.ConsumerCheck,
+		Log:   r.s.log.With("hook", h.ID, "consumer", events.HookReplayConsumer(h.ID)),
+		Floor: &cur.replayFloor,
 	}
 	r.wg.Go(func() { _ = keeper.Run(rctx, r.s.js) })
+	r.wg.Go(func() { _ = replays.Run(rctx, r.s.js) })
 }
+
+// replayPullExpiry is how long a pull of a hook's replays waits (the
+// nats.go default, as workers read their replays): replays are rare.
+const replayPullExpiry = 30 * time.Second
 
 // stopReader stops the hook's reader, if it runs.
 func (cur *hookRunner) stopReader() {
@@ -220,11 +322,11 @@ type hookRun struct {
 
 // read delivers the hook's events, one at a time, until ctx ends or the
 // consumer fails.
-func (r *hookRunners) read(ctx context.Context, run hookRun, cons jetstream.Consumer) error {
+func (r *hookRunners) read(ctx context.Context, run hookRun, cons jetstream.Consumer, expiry time.Duration) error {
 	id := run.hook.Load().ID
-	iter, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(pullExpiry))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(expiry))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", events.HookConsumer(id), err)
+		return fmt.Errorf("consume %s: %w", cons.CachedInfo().Name, err)
 	}
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()

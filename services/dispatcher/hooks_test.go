@@ -219,6 +219,23 @@ func TestHookRefusesLoopbackByDefault(t *testing.T) {
 	}
 }
 
+// waitAcked waits until hook h's consumer has every event acknowledged:
+// a dispatcher stopped before that delivers the last event again (at
+// least once), which a test counting deliveries must not race.
+func (e *env) waitAcked(h events.Hook) {
+	e.t.Helper()
+	natstest.Eventually(e.t, 10*time.Second, func() error {
+		info, err := e.consumer(events.HookConsumer(h.ID))
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Errorf("hook consumer: %d events in progress, %d waiting", info.NumAckPending, info.NumPending)
+		}
+		return nil
+	})
+}
+
 // A persistent hook outlives the dispatcher: events published while it
 // and the target were down are delivered once both are back.
 func TestHookSurvivesADispatcherRestart(t *testing.T) {
@@ -234,6 +251,7 @@ func TestHookSurvivesADispatcherRestart(t *testing.T) {
 		}
 		return nil
 	})
+	e.waitAcked(h)
 	stop()
 	target.status.Store(http.StatusServiceUnavailable)
 	e.publishID("a", "while-down")

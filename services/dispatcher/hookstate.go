@@ -92,6 +92,10 @@ func (st *hookState) record(ctx context.Context, a events.HookAttempt) {
 	defer st.mu.Unlock()
 	failing := st.failing()
 	st.pending = append(st.pending, a)
+	if len(st.pending) > maxPendingAttempts {
+		// Writes keep failing: keep what the attempts say, not them all.
+		st.pending = compactAttempts(st.pending)
+	}
 	if a.OK && !failing && st.loaded && !st.stopped {
 		st.dirty = true
 		return
@@ -145,6 +149,44 @@ func (st *hookState) failing() bool {
 		return !st.pending[n-1].OK
 	}
 	return !st.known.FailingSince.IsZero() && st.known.FailingSince.After(st.hook.Enabled)
+}
+
+// maxPendingAttempts bounds the attempts waiting for a write; past it they
+// are compacted (compactAttempts).
+const maxPendingAttempts = 4 * events.HookAttemptsKept
+
+// compactAttempts returns attempts (oldest first) shortened to the last
+// events.HookAttemptsKept, preceded by at most three older ones that keep
+// what the dropped said once recorded (events.HookState.Record): the last
+// success (last delivery), the first failure after it (failing since;
+// the first failure when none succeeded), and the last failure (last
+// error). Recorded onto any state, the result gives the state all of
+// attempts would.
+func compactAttempts(attempts []events.HookAttempt) []events.HookAttempt {
+	keep := events.HookAttemptsKept
+	if len(attempts) <= keep+3 {
+		return attempts
+	}
+	dropped, tail := attempts[:len(attempts)-keep], attempts[len(attempts)-keep:]
+	lastOK, firstFail, lastFail := -1, -1, -1
+	for i, a := range dropped {
+		switch {
+		case a.OK:
+			lastOK, firstFail = i, -1
+		default:
+			if firstFail < 0 {
+				firstFail = i
+			}
+			lastFail = i
+		}
+	}
+	out := make([]events.HookAttempt, 0, keep+3)
+	for i, a := range dropped {
+		if i == lastOK || i == firstFail || i == lastFail {
+			out = append(out, a)
+		}
+	}
+	return append(out, tail...)
 }
 
 // view is the known state with the pending attempts applied; st.mu held.

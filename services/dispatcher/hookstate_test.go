@@ -220,22 +220,28 @@ func TestFailingHookIsDisabledAndEnabled(t *testing.T) {
 		return nil
 	})
 
+	// nextDisable waits for a disable command stored after raw.
+	nextDisable := func(missing string) {
+		t.Helper()
+		natstest.Eventually(t, 15*time.Second, func() error {
+			m, err := cmds.GetLastMsgForSubject(t.Context(), subject)
+			if err != nil {
+				return err
+			}
+			if m.Sequence == raw.Sequence {
+				return errors.New(missing)
+			}
+			raw = m
+			return nil
+		})
+	}
+
 	// Failing again after the enable: a new spell, disabled again once it
 	// lasts HookDisableAfter.
 	target.status.Store(http.StatusBadGateway)
 	again := time.Now()
 	e.publishID("a", "a4")
-	natstest.Eventually(t, 15*time.Second, func() error {
-		m, err := cmds.GetLastMsgForSubject(t.Context(), subject)
-		if err != nil {
-			return err
-		}
-		if m.Sequence == raw.Sequence {
-			return fmt.Errorf("no second disable command")
-		}
-		raw = m
-		return nil
-	})
+	nextDisable("no second disable command")
 	if took := time.Since(again); took < time.Second {
 		t.Errorf("second disable asked %s after the failures began again, want at least 1s", took)
 	}
@@ -245,17 +251,7 @@ func TestFailingHookIsDisabledAndEnabled(t *testing.T) {
 	e.updateHook(h.ID, func(h *events.Hook) { h.Status = events.HookDisabled })
 	enabled := time.Now().UTC()
 	e.updateHook(h.ID, func(h *events.Hook) { h.Status, h.Enabled = events.HookActive, enabled })
-	natstest.Eventually(t, 15*time.Second, func() error {
-		m, err := cmds.GetLastMsgForSubject(t.Context(), subject)
-		if err != nil {
-			return err
-		}
-		if m.Sequence == raw.Sequence {
-			return fmt.Errorf("no disable command after the enable")
-		}
-		raw = m
-		return nil
-	})
+	nextDisable("no disable command after the enable")
 	if took := time.Since(enabled); took < time.Second {
 		t.Errorf("disable asked %s after the enable, want at least 1s", took)
 	}
@@ -453,6 +449,7 @@ func TestHookStateFlushedOnStop(t *testing.T) {
 	e.publishID("a", "a2")
 	e.publishID("a", "a3")
 	delivered(t, target, "a1", "a2", "a3")
+	e.waitAcked(h) // the last attempt recorded: its ack follows the record
 	stop()
 	if st, _ := e.hookState(h.ID); len(st.Attempts) != 3 || !st.Attempts[0].OK || !st.LastDelivery.Equal(st.Attempts[0].Time) {
 		t.Errorf("state after the stop: %d attempts, last delivery %v: want all 3, the last one delivered", len(st.Attempts), st.LastDelivery)

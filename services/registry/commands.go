@@ -30,11 +30,47 @@ const maxConflicts = 20
 // errConflict marks a compare-and-swap that lost: plan again.
 var errConflict = errors.New("revision conflict")
 
-// handle applies one command and settles its message: invalid commands are
-// answered and terminated (never retried); commands that could not be
-// applied for a passing reason are retried after RetryDelay; the rest are
-// answered and acknowledged. This is the one place that decides.
+// command is one parsed command of a kind ("plugin" or "hook"), as settle
+// needs it.
+type command struct {
+	kind string
+	op   string
+	// target is what a valid command is about, whose answer subject
+	// replies must use; named is what the subject names, whose answer
+	// subject an invalid command is answered on.
+	target, named string
+	// invalid, when set, refuses the command.
+	invalid *events.Error
+	// execute applies a valid command: the reply and the error it
+	// carries, or a passing failure (err) after which it is tried again.
+	execute func(ctx context.Context, meta *jetstream.MsgMetadata) (reply any, replyErr *events.Error, err error)
+	// errorReply is the kind's reply carrying only e.
+	errorReply func(e *events.Error) any
+}
+
+// handle applies one plugin command and settles its message (settle).
 func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstream.Msg) {
+	op, named, cmd, cerr := parseCommand(msg)
+	s.settle(ctx, msg, command{
+		kind: "plugin", op: string(op), target: cmd.Target(), named: named, invalid: cerr,
+		execute: func(ctx context.Context, meta *jetstream.MsgMetadata) (any, *events.Error, error) {
+			reply, err := s.execute(ctx, kv, op, cmd, meta.Sequence.Stream, meta.NumDelivered > 1)
+			if reply.Plugins == nil && reply.Error == nil {
+				reply.Plugins = []events.Plugin{}
+			}
+			return reply, reply.Error, err
+		},
+		errorReply: func(e *events.Error) any { return events.CommandReply{Error: e} },
+	})
+}
+
+// settle settles one command's message: invalid commands are answered and
+// terminated (never retried); commands that could not be applied for a
+// passing reason are retried after RetryDelay, and answered with an
+// internal error and terminated after MaxAttempts; the rest are answered
+// and acknowledged. This is the one place that decides, for plugin and
+// hook commands alike.
+func (s *Service) settle(ctx context.Context, msg jetstream.Msg, c command) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		s.log.Error("command without metadata", "subject", msg.Subject(), "err", err)
@@ -43,9 +79,8 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 	}
 	replyTo := events.HeaderValue(msg.Headers(), events.HeaderReplyTo)
 	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
-	op, named, cmd, cerr := parseCommand(msg)
-	if cerr == nil && replyTo != "" {
-		if err := events.CheckAnswerSubject("plugin", cmd.Target(), replyTo); err != nil {
+	if c.invalid == nil && replyTo != "" {
+		if err := events.CheckAnswerSubject(c.kind, c.target, replyTo); err != nil {
 			// Answering there would publish with the registry's rights
 			// where the sender may not: refuse the command, answer nobody.
 			log.Warn("command refused: reply subject", "err", err)
@@ -53,35 +88,32 @@ func (s *Service) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstre
 			return
 		}
 	}
-	if cerr != nil {
-		log.Warn("invalid command refused", "err", cerr)
-		if events.CheckAnswerSubject("plugin", named, replyTo) == nil {
-			s.answer(replyTo, events.CommandReply{Error: cerr}, cerr)
+	if c.invalid != nil {
+		log.Warn("invalid command refused", "err", c.invalid)
+		if events.CheckAnswerSubject(c.kind, c.named, replyTo) == nil {
+			s.answer(replyTo, c.errorReply(c.invalid), c.invalid)
 		}
-		_ = msg.TermWithReason(cerr.Message)
+		_ = msg.TermWithReason(c.invalid.Message)
 		return
 	}
-	reply, err := s.execute(ctx, kv, op, cmd, meta.Sequence.Stream, meta.NumDelivered > 1)
+	reply, replyErr, err := c.execute(ctx, meta)
 	if err != nil && ctx.Err() == nil && meta.NumDelivered >= uint64(s.cfg.MaxAttempts) {
-		log.Error("command not applied in its last attempt: dropped", "op", op, "err", err)
+		log.Error("command not applied in its last attempt: dropped", "op", c.op, "err", err)
 		e := &events.Error{Code: events.CodeInternal,
 			Message: fmt.Sprintf("not applied in %d attempts (%v); a part of it may have been applied: send it again (commands are idempotent)", meta.NumDelivered, err)}
-		s.answer(replyTo, events.CommandReply{Error: e}, e)
+		s.answer(replyTo, c.errorReply(e), e)
 		_ = msg.TermWithReason("not applied in its attempts")
 		return
 	}
 	if err != nil {
 		delay := durable.RetryDelay(s.cfg.RetryDelay, s.cfg.MaxRetryDelay, meta.NumDelivered)
-		log.Error("command not applied, will retry", "op", op, "err", err, "delay", delay)
+		log.Error("command not applied, will retry", "op", c.op, "err", err, "delay", delay)
 		_ = msg.NakWithDelay(delay)
 		return
 	}
-	if reply.Plugins == nil && reply.Error == nil {
-		reply.Plugins = []events.Plugin{}
-	}
-	s.answer(replyTo, reply, reply.Error)
+	s.answer(replyTo, reply, replyErr)
 	if err := msg.Ack(); err != nil {
-		// The command is applied; if it comes back, plan finds nothing to
+		// The command is applied; if it comes back, it finds nothing to
 		// change and answers again.
 		log.Warn("ack command", "err", err)
 	}

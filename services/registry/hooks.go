@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -10,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -54,56 +54,20 @@ func (s *Service) hookCommands(kv jetstream.KeyValue) *durable.Keeper {
 	}
 }
 
-// handleHook applies one hook command and settles its message, by the
-// rules of handle: invalid commands answered and terminated, passing
-// failures retried after RetryDelay, the rest answered and acknowledged.
+// handleHook applies one hook command and settles its message (settle).
 func (s *Service) handleHook(ctx context.Context, kv jetstream.KeyValue, msg jetstream.Msg) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		s.log.Error("command without metadata", "subject", msg.Subject(), "err", err)
-		_ = msg.Term()
-		return
-	}
-	replyTo := events.HeaderValue(msg.Headers(), events.HeaderReplyTo)
-	log := s.log.With("subject", msg.Subject(), "attempt", meta.NumDelivered)
 	op, named, cmd, cerr := parseHookCommand(msg)
-	if cerr == nil && replyTo != "" {
-		if err := events.CheckAnswerSubject("hook", cmd.Target(), replyTo); err != nil {
-			log.Warn("command refused: reply subject", "err", err)
-			_ = msg.TermWithReason("reply subject refused")
-			return
-		}
-	}
-	if cerr != nil {
-		log.Warn("invalid command refused", "err", cerr)
-		if events.CheckAnswerSubject("hook", named, replyTo) == nil {
-			s.answer(replyTo, events.HookReply{Error: cerr}, cerr)
-		}
-		_ = msg.TermWithReason(cerr.Message)
-		return
-	}
-	reply, err := s.executeHook(ctx, kv, op, cmd, meta.Sequence.Stream)
-	if err != nil && ctx.Err() == nil && meta.NumDelivered >= uint64(s.cfg.MaxAttempts) {
-		log.Error("command not applied in its last attempt: dropped", "op", op, "err", err)
-		e := &events.Error{Code: events.CodeInternal,
-			Message: fmt.Sprintf("not applied in %d attempts (%v); a part of it may have been applied: send it again (commands are idempotent)", meta.NumDelivered, err)}
-		s.answer(replyTo, events.HookReply{Error: e}, e)
-		_ = msg.TermWithReason("not applied in its attempts")
-		return
-	}
-	if err != nil {
-		delay := durable.RetryDelay(s.cfg.RetryDelay, s.cfg.MaxRetryDelay, meta.NumDelivered)
-		log.Error("command not applied, will retry", "op", op, "err", err, "delay", delay)
-		_ = msg.NakWithDelay(delay)
-		return
-	}
-	if reply.Hooks == nil && reply.Error == nil {
-		reply.Hooks = []events.Hook{}
-	}
-	s.answer(replyTo, reply, reply.Error)
-	if err := msg.Ack(); err != nil {
-		log.Warn("ack command", "err", err)
-	}
+	s.settle(ctx, msg, command{
+		kind: "hook", op: string(op), target: cmd.Target(), named: named, invalid: cerr,
+		execute: func(ctx context.Context, meta *jetstream.MsgMetadata) (any, *events.Error, error) {
+			reply, err := s.executeHookAttempt(ctx, kv, op, cmd, meta.Sequence.Stream, meta.NumDelivered > 1)
+			if reply.Hooks == nil && reply.Error == nil {
+				reply.Hooks = []events.Hook{}
+			}
+			return reply, reply.Error, err
+		},
+		errorReply: func(e *events.Error) any { return events.HookReply{Error: e} },
+	})
 }
 
 // parseHookCommand reads the op and the hook id from the subject
@@ -141,6 +105,13 @@ func parseHookCommand(msg jetstream.Msg) (op events.HookOp, named string, cmd ev
 // executeHook applies a valid hook command; it returns an error only for
 // passing failures (storage), after which the command is tried again.
 func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op events.HookOp, cmd events.HookCommand, seq uint64) (events.HookReply, error) {
+	return s.executeHookAttempt(ctx, kv, op, cmd, seq, false)
+}
+
+// executeHookAttempt is executeHook for a command that may be redelivered:
+// a delete redelivered after deleting its hook (and failing to announce
+// it) answers and announces the hook it deleted.
+func (s *Service) executeHookAttempt(ctx context.Context, kv jetstream.KeyValue, op events.HookOp, cmd events.HookCommand, seq uint64, redelivered bool) (events.HookReply, error) {
 	for range maxConflicts {
 		var (
 			reply events.HookReply
@@ -157,9 +128,9 @@ func (s *Service) executeHook(ctx context.Context, kv jetstream.KeyValue, op eve
 		case op == events.HookDisable || op == events.HookEnable:
 			reply, err = s.setHookStatus(ctx, kv, op, cmd, seq)
 		case cmd.ID != "":
-			reply, err = s.deleteHooks(ctx, kv, seq, func(h events.Hook) bool { return h.ID == cmd.ID }, cmd.ID)
+			reply, err = s.deleteHooks(ctx, kv, seq, func(h events.Hook) bool { return h.ID == cmd.ID }, cmd.ID, redelivered)
 		default:
-			reply, err = s.deleteHooks(ctx, kv, seq, cmd.Match.Match, "")
+			reply, err = s.deleteHooks(ctx, kv, seq, cmd.Match.Match, "", redelivered)
 		}
 		if errors.Is(err, errConflict) {
 			s.log.Debug("revision conflict, planning again", "op", op)
@@ -226,7 +197,7 @@ func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec ev
 		return events.HookReply{}, err
 	}
 	if err == nil {
-		if !reflect.DeepEqual(cur.HookSpec, spec) {
+		if !sameSpec(cur.HookSpec, spec) {
 			return events.HookReply{Error: &events.Error{Code: events.CodeInvalid,
 				Message: fmt.Sprintf("hook %s exists with another declaration: delete it first, or create the new one with a new id", spec.ID)}}, nil
 		}
@@ -245,7 +216,11 @@ func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec ev
 			return events.HookReply{Error: cerr}, err
 		}
 	}
-	h := events.Hook{HookSpec: spec, Created: s.now().UTC(), Status: events.HookActive, CommandSeq: seq}
+	created, err := s.hookCreated(ctx)
+	if err != nil {
+		return events.HookReply{}, err
+	}
+	h := events.Hook{HookSpec: spec, Created: created, Status: events.HookActive, CommandSeq: seq}
 	if spec.Type == events.HookWebhook {
 		h.Secret = newWebhookSecret()
 	}
@@ -266,14 +241,56 @@ func (s *Service) createHook(ctx context.Context, kv jetstream.KeyValue, spec ev
 	return events.HookReply{Hooks: []events.Hook{h}}, nil
 }
 
+// sameSpec reports whether a and b declare the same hook: equal as stored
+// (JSON), so that an empty list of filters is no filters, as the stored
+// hook has once read back.
+func sameSpec(a, b events.HookSpec) bool {
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	return erra == nil && errb == nil && bytes.Equal(ja, jb)
+}
+
+// hookCreated is the created time of a new hook, where its consumer
+// starts: the registry's clock, or the NATS server's when that is behind
+// (the server stamps the events the consumer compares it with), so that a
+// registry whose clock runs ahead skips no event published after the
+// create. The server's time is that of an info of HOOKBUS_EVENTS.
+func (s *Service) hookCreated(ctx context.Context) (time.Time, error) {
+	now := s.now().UTC()
+	stream, err := s.js.Stream(ctx, events.StreamEvents)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("the server's time (info of %s): %w", events.StreamEvents, err)
+	}
+	if ts := stream.CachedInfo().TimeStamp; !ts.IsZero() && ts.Before(now) {
+		return ts.UTC(), nil
+	}
+	return now, nil
+}
+
 // deleteHooks collects every hook that match selects, then deletes each
 // with compare-and-swap on the revision it was read at, and answers the
 // deleted hooks. id, when set, names the one hook the command is about:
-// finding none is not_found.
-func (s *Service) deleteHooks(ctx context.Context, kv jetstream.KeyValue, seq uint64, match func(events.Hook) bool, id string) (events.HookReply, error) {
+// finding none is not_found, unless the command is redelivered and the
+// hook's last change is a deletion: this command's, made before its
+// announcement failed; it is announced again (the event id makes
+// JetStream store it once) and answered. A bulk delete redelivered
+// answers and announces only what it still finds.
+func (s *Service) deleteHooks(ctx context.Context, kv jetstream.KeyValue, seq uint64, match func(events.Hook) bool, id string, redelivered bool) (events.HookReply, error) {
 	var found []events.Hook
 	if id != "" {
 		h, err := getHook(ctx, kv, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) && redelivered {
+			gone, ok, herr := lastDeleted(ctx, kv, id)
+			if herr != nil {
+				return events.HookReply{}, herr
+			}
+			if ok {
+				if err := s.publishHookLifecycle(ctx, events.HookDeleted, gone, seq, events.HookReasonCommand); err != nil {
+					return events.HookReply{}, err
+				}
+				return events.HookReply{Hooks: []events.Hook{listed(gone)}}, nil
+			}
+		}
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			return events.HookReply{Error: &events.Error{Code: events.CodeNotFound, Message: fmt.Sprintf("hook %s does not exist", id)}}, nil
@@ -282,7 +299,7 @@ func (s *Service) deleteHooks(ctx context.Context, kv jetstream.KeyValue, seq ui
 		}
 		found = []events.Hook{h}
 	} else {
-		all, err := allHooks(ctx, kv)
+		all, err := s.allHooks(ctx, kv)
 		if err != nil {
 			return events.HookReply{}, err
 		}
@@ -311,22 +328,54 @@ func (s *Service) deleteHooks(ctx context.Context, kv jetstream.KeyValue, seq ui
 	return events.HookReply{Hooks: out}, nil
 }
 
+// lastDeleted returns hook id as stored before its deletion, when its last
+// change in the bucket's history is a deletion.
+func lastDeleted(ctx context.Context, kv jetstream.KeyValue, id string) (events.Hook, bool, error) {
+	hist, err := kv.History(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return events.Hook{}, false, nil
+	}
+	if err != nil {
+		return events.Hook{}, false, fmt.Errorf("history of hook %s: %w", id, err)
+	}
+	n := len(hist)
+	if n < 2 || hist[n-1].Operation() == jetstream.KeyValuePut || hist[n-2].Operation() != jetstream.KeyValuePut {
+		return events.Hook{}, false, nil
+	}
+	var h events.Hook
+	if err := json.Unmarshal(hist[n-2].Value(), &h); err != nil {
+		return events.Hook{}, false, fmt.Errorf("stored hook %s unreadable: %w", id, err)
+	}
+	h.Revision = hist[n-2].Revision()
+	return h, true, nil
+}
+
 // getHook reads one stored hook.
 func getHook(ctx context.Context, kv jetstream.KeyValue, id string) (events.Hook, error) {
 	entry, err := kv.Get(ctx, id)
 	if err != nil {
 		return events.Hook{}, err
 	}
+	return decodeHook(entry)
+}
+
+// decodeHook reads a stored hook, with the revision it was read at.
+func decodeHook(entry jetstream.KeyValueEntry) (events.Hook, error) {
 	var h events.Hook
 	if err := json.Unmarshal(entry.Value(), &h); err != nil {
-		return events.Hook{}, fmt.Errorf("stored hook %s unreadable: %w", id, err)
+		return events.Hook{}, fmt.Errorf("stored hook %s %w: %w", entry.Key(), errUnreadable, err)
 	}
 	h.Revision = entry.Revision()
 	return h, nil
 }
 
-// allHooks reads every stored hook, sorted by node, then creation time.
-func allHooks(ctx context.Context, kv jetstream.KeyValue) ([]events.Hook, error) {
+// errUnreadable marks a stored hook that is no JSON hook (written by hand).
+var errUnreadable = errors.New("unreadable")
+
+// allHooks reads every stored hook, sorted by node, then creation time. A
+// record that is no hook is left out and logged: one bad record does not
+// stop lists and bulk deletes.
+func (s *Service) allHooks(ctx context.Context, kv jetstream.KeyValue) ([]events.Hook, error) {
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list hooks: %w", err)
@@ -341,6 +390,10 @@ func allHooks(ctx context.Context, kv jetstream.KeyValue) ([]events.Hook, error)
 		h, err := getHook(ctx, kv, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // deleted since it was listed
+		}
+		if errors.Is(err, errUnreadable) {
+			s.log.Error("stored hook left out", "err", err)
+			continue
 		}
 		if err != nil {
 			return nil, err
@@ -425,7 +478,7 @@ func (s *Service) serveHookList(kv, state jetstream.KeyValue, r micro.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckWait)
 	defer cancel()
-	all, err := allHooks(ctx, kv)
+	all, err := s.allHooks(ctx, kv)
 	if err != nil {
 		respondError(r, &events.Error{Code: events.CodeInternal, Message: err.Error()})
 		return

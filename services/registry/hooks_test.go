@@ -370,3 +370,53 @@ func TestHookCreateRefusesInternalAddresses(t *testing.T) {
 		t.Errorf("create to localhost with loopback allowed: %v", err)
 	}
 }
+
+// A create sent again by a client that writes an empty list of filters
+// (as most JSON encoders do) is the same declaration as the stored hook,
+// which has none: it is answered the stored hook, not refused.
+func TestHookCreateSentAgainWithEmptyFilters(t *testing.T) {
+	srv, _, js := setup(t)
+	runRegistry(t, srv)
+	nc := natstest.Connect(t, srv)
+	ctx := ctxT(t)
+	id := client.NewHookID()
+	raw := map[string]any{"hook": map[string]any{
+		"id": id, "node": "blog", "type": "webhook", "arg": "https://a.example/1",
+		"persistent": true, "filters": []any{}, "settings": map[string]any{},
+	}}
+	first, _ := sendHookCommand(t, ctx, nc, js, "hookbus.cmd.hook.create."+id, "hookbus.cmd.hook.create", id, raw)
+	if first.Error != nil || len(first.Hooks) != 1 {
+		t.Fatalf("create = %+v", first)
+	}
+	again, _ := sendHookCommand(t, ctx, nc, js, "hookbus.cmd.hook.create."+id, "hookbus.cmd.hook.create", id, raw)
+	if again.Error != nil || len(again.Hooks) != 1 || again.Hooks[0].ID != id || again.Hooks[0].Secret != "" {
+		t.Errorf("create sent again = %+v, %+v: want the stored hook, without its secret", again.Hooks, again.Error)
+	}
+}
+
+// A record in hookbus_hooks that is no hook (written by hand) is left out
+// of lists and bulk deletes, which still answer for the others.
+func TestUnreadableHookRecordIsLeftOut(t *testing.T) {
+	srv, c, js := setup(t)
+	runRegistry(t, srv)
+	ctx := ctxT(t)
+	h, err := c.CreateHook(ctx, webhook("blog", "https://a.example/in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, events.BucketHooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, strings.Repeat("ee", 16), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := c.ListHooks(ctx, events.HookFilter{})
+	if err != nil || len(hooks) != 1 || hooks[0].ID != h.ID {
+		t.Fatalf("list = %+v, %v: want the one readable hook", hooks, err)
+	}
+	deleted, err := c.DeleteHooks(ctx, events.HookFilter{Node: "blog"})
+	if err != nil || len(deleted) != 1 {
+		t.Fatalf("bulk delete = %+v, %v: want the one hook on blog", deleted, err)
+	}
+}

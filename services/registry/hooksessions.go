@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -53,14 +52,13 @@ func (t *temporaryHooks) apply(entry jetstream.KeyValueEntry) error {
 	if entry.Operation() != jetstream.KeyValuePut {
 		return nil
 	}
-	var h events.Hook
-	if err := json.Unmarshal(entry.Value(), &h); err != nil {
-		return fmt.Errorf("stored hook %s unreadable: %w", id, err)
+	h, err := decodeHook(entry)
+	if err != nil {
+		return err
 	}
 	if h.Persistent {
 		return nil
 	}
-	h.Revision = entry.Revision()
 	if t.bySession[h.Session] == nil {
 		t.bySession[h.Session] = map[string]events.Hook{}
 	}
