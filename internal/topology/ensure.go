@@ -187,6 +187,7 @@ func diffStream(resource string, want, got jetstream.StreamConfig) []Drift {
 	d.cmp("discard new per subject", strconv.FormatBool(want.DiscardNewPerSubject), strconv.FormatBool(got.DiscardNewPerSubject))
 	d.cmp("allow atomic publish", strconv.FormatBool(want.AllowAtomicPublish), strconv.FormatBool(got.AllowAtomicPublish))
 	d.cmp("republish", republish(want.RePublish), republish(got.RePublish))
+	d.cmp("allow direct", strconv.FormatBool(want.AllowDirect), strconv.FormatBool(got.AllowDirect))
 	return d.drifts
 }
 

@@ -167,6 +167,30 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			Replicas:          c.Replicas,
 		},
 		{
+			Name:        events.StreamDevicePushes,
+			Description: "Pushes to devices (hookbus.device.<id>.out), kept for a device that is not connected; each is published again on hookbus.device.<id>.push for the gateway replica holding its socket.",
+			Subjects:    []string{events.DeviceOutSubjects},
+			// Core copies with Nats-Sequence and Nats-Last-Sequence (the
+			// subject's previous sequence): the gateway sends them live
+			// and reads a gap again from the stream (direct get).
+			RePublish: &jetstream.RePublish{Source: events.DeviceOutSubjects, Destination: events.DevicePushRepublish},
+			Retention: jetstream.LimitsPolicy,
+			// A push older than a day, or behind a device's last 1000,
+			// is stale: when full the oldest go, so a device that never
+			// connects cannot block the pushes to the others.
+			MaxAge:            24 * time.Hour,
+			MaxBytes:          1 << 30,
+			MaxMsgs:           -1,
+			Discard:           jetstream.DiscardOld,
+			MaxMsgsPerSubject: 1000,
+			MaxMsgSize:        c.MaxMsgSize,
+			Duplicates:        c.DuplicateWindow,
+			// Catch-up reads by subject without a consumer, on any replica.
+			AllowDirect: true,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+		},
+		{
 			Name:        events.StreamLifecycle,
 			Description: "What happened to each plugin and hook, as CloudEvents.",
 			Subjects:    []string{events.LifecycleSubjects},

@@ -215,3 +215,38 @@ func streamInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.St
 	}
 	return info
 }
+
+// The pushes stream publishes each stored push again on the device's
+// .push subject, with the sequences the gateway detects gaps with.
+func TestDevicePushesArePublishedAgain(t *testing.T) {
+	srv := natstest.RunServer(t)
+	js := natstest.JetStream(t, srv)
+	ensure(t, js)
+	nc := natstest.Connect(t, srv)
+	sub, err := nc.SubscribeSync(events.DevicePushSubject("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, subject := range []string{events.DeviceOutSubject("d1"), events.DeviceOutSubject("d2"), events.DeviceOutSubject("d1")} {
+		if _, err := js.Publish(t.Context(), subject, []byte(`{}`)); err != nil {
+			t.Fatalf("publish on %s: %v", subject, err)
+		}
+	}
+	for _, want := range [][2]string{{"1", "0"}, {"3", "1"}} {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != "hookbus.device.d1.push" || m.Header.Get(jetstream.SequenceHeader) != want[0] || m.Header.Get("Nats-Last-Sequence") != want[1] {
+			t.Fatalf("published again on %s, sequence %q, last %q; want hookbus.device.d1.push, %s, %s",
+				m.Subject, m.Header.Get(jetstream.SequenceHeader), m.Header.Get("Nats-Last-Sequence"), want[0], want[1])
+		}
+	}
+	s := streamInfo(t, js, events.StreamDevicePushes)
+	if !s.Config.AllowDirect || s.Config.MaxMsgsPerSubject != 1000 || s.Config.Discard != jetstream.DiscardOld {
+		t.Fatalf("pushes stream %+v", s.Config)
+	}
+}

@@ -22,3 +22,24 @@ func DeviceOutSubject(id string) string { return "hookbus.device." + id + ".out"
 // its generation was bumped in BucketDevices), so that every gateway
 // replica checks the generation again and closes the device's socket.
 func DeviceRevokedSubject(id string) string { return "hookbus.device." + id + ".revoked" }
+
+// Pushes to devices (docs/protocol.md, "Device sessions": pushes).
+const (
+	// StreamDevicePushes stores pushes to devices, on DeviceOutSubjects,
+	// until the device is connected and acknowledges them (or they age
+	// out): published again on DevicePushRepublish for the gateway
+	// replica holding the device's socket.
+	StreamDevicePushes = "HOOKBUS_DEVICE_PUSHES"
+	// DeviceOutSubjects are the subjects of pushes to devices:
+	// hookbus.device.<id>.out.
+	DeviceOutSubjects = "hookbus.device.*.out"
+	// DevicePushRepublish is where StreamDevicePushes publishes each
+	// stored push again (core NATS, headers Nats-Sequence and
+	// Nats-Last-Sequence): hookbus.device.<id>.push (DevicePushSubject).
+	DevicePushRepublish = "hookbus.device.{{wildcard(1)}}.push"
+)
+
+// DevicePushSubject is where the stored pushes to device id are
+// published again, live: what the gateway replica holding its socket
+// subscribes to.
+func DevicePushSubject(id string) string { return "hookbus.device." + id + ".push" }
