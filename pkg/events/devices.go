@@ -1,5 +1,7 @@
 package events
 
+import "regexp"
+
 // Device sessions (docs/protocol.md, "Device sessions").
 const (
 	// StreamDevices stores what devices send, on DeviceInSubjects.
@@ -43,3 +45,16 @@ const (
 // published again, live: what the gateway replica holding its socket
 // subscribes to.
 func DevicePushSubject(id string) string { return "hookbus.device." + id + ".push" }
+
+// deviceIDPattern is what a device id may be: one subject token and a KV
+// key, not starting with '_' or '-'.
+var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// ValidateDeviceID checks a device id: 1 to 64 of [A-Za-z0-9_-], starting
+// with a letter or a digit. The error matches ErrInvalid.
+func ValidateDeviceID(id string) error {
+	if !deviceIDPattern.MatchString(id) {
+		return invalidIn("name", "device", "%q: want 1 to 64 of [A-Za-z0-9_-], starting with a letter or a digit", id)
+	}
+	return nil
+}
