@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 	"github.com/hookbus/hookbus/services/gateway"
 )
@@ -20,9 +23,9 @@ func newDeviceCmd() *cobra.Command {
 		Long: `Devices hold WebSocket sessions on the gateway (/devices/websocket). Revoking a
 device bumps its token generation in bucket ` + events.BucketDevices + `: every
 token issued before is refused (401, log in again) and its socket is closed on
-whichever gateway replica holds it. A push is published on
-hookbus.device.<id>.out and reaches the device if it is connected now (a push
-to a device that is not connected is dropped).
+whichever gateway replica holds it. A push is stored (hookbus.device.<id>.out,
+stream ` + events.StreamDevicePushes + `) and reaches the device when it is
+connected: at once, or at its next connection within a day.
 
 Revoke writes the bucket directly: run it as a NATS user that may (the
 operators' admin user in Kubernetes).
@@ -98,31 +101,58 @@ func newDeviceRevokeCmd() *cobra.Command {
 }
 
 func newDevicePushCmd() *cobra.Command {
-	var data string
+	var data, file string
 	cmd := &cobra.Command{
-		Use:     "push ID --data JSON",
-		Short:   "Push JSON to a device, if it is connected now",
-		Example: `  hookbus device push thermostat-42 --data '{"target":21}'`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "push ID --data JSON | --file F",
+		Short: "Store a push to a device, delivered when it is connected",
+		Long: `Store a push to a device in stream ` + events.StreamDevicePushes + `: the device gets it
+at once if it is connected, else at its next connection within a day (the
+stream keeps the last 1000 pushes of each device). --data is JSON, which the
+device gets in a push text frame; --file sends the file's bytes (- for
+standard input): JSON as with --data, anything else as a binary frame.`,
+		Example: `  hookbus device push thermostat-42 --data '{"target":21}'
+  hookbus device push thermostat-42 --file firmware-chunk.bin`,
+		Args: cobra.ExactArgs(1),
 	}
 	cmd.Flags().StringVar(&data, "data", "", "the JSON to push")
+	cmd.Flags().StringVar(&file, "file", "", "push the bytes of this file (- for standard input)")
 	f := newDeviceFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		id := args[0]
-		if err := validDeviceID(id); err != nil {
-			return err
+		if err := events.ValidateDeviceID(id); err != nil {
+			return usageError{err}
 		}
-		if !json.Valid([]byte(data)) {
+		var push []byte
+		switch {
+		case (data == "") == (file == ""):
+			return usageError{fmt.Errorf("give the push with --data JSON or --file PATH (one of them)")}
+		case file == "-":
+			b, err := io.ReadAll(cmd.InOrStdin())
+			if err != nil {
+				return fmt.Errorf("--file -: %w", err)
+			}
+			push = b
+		case file != "":
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return usageError{fmt.Errorf("--file: %w", err)}
+			}
+			push = b
+		case !json.Valid([]byte(data)):
 			return usageError{fmt.Errorf("--data %q: not JSON", data)}
+		default:
+			push = []byte(data)
 		}
 		return f.run(cmd, func(ctx context.Context, nc *nats.Conn) error {
-			if err := nc.Publish(events.DeviceOutSubject(id), []byte(data)); err != nil {
+			c, err := client.New(nc)
+			if err != nil {
 				return err
 			}
-			if err := nc.FlushWithContext(ctx); err != nil {
+			ack, err := c.PushDevice(ctx, id, push)
+			if err != nil {
 				return err
 			}
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "pushed to device %q (delivered only if it is connected)\n", id)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "push %d to device %q stored; delivered when the device is connected\n", ack.Sequence, id)
 			return err
 		})
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,8 @@ func TestDeviceCommands(t *testing.T) {
 		return runCLI(t, append(args, url...)...)
 	}
 	nc := natstest.Connect(t, srv)
-	pushes, err := nc.SubscribeSync("hookbus.device.d1.out")
+	// The stored pushes, as the stream publishes them again.
+	pushes, err := nc.SubscribeSync("hookbus.device.d1.push")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,11 +33,28 @@ func TestDeviceCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if out, err := cli("device", "push", "d1", "--data", `{"led":"on"}`); err != nil || !strings.Contains(out, "pushed") {
-		t.Fatalf("push: %q, %v", out, err)
+	raw := filepath.Join(t.TempDir(), "chunk.bin")
+	if err := os.WriteFile(raw, []byte{0, 1, 0xff}, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if m, err := pushes.NextMsg(5 * time.Second); err != nil || string(m.Data) != `{"led":"on"}` {
-		t.Fatalf("pushed %v, %v", m, err)
+	for _, p := range []struct{ flag, value, stored string }{
+		{"--data", `{"led":"on"}`, `{"led":"on"}`},
+		{"--file", raw, "\x00\x01\xff"},
+	} {
+		out, err := cli("device", "push", "d1", p.flag, p.value)
+		if err != nil || !strings.Contains(out, "stored; delivered when the device is connected") {
+			t.Fatalf("push %s: %q, %v", p.flag, out, err)
+		}
+		if m, err := pushes.NextMsg(5 * time.Second); err != nil || string(m.Data) != p.stored {
+			t.Fatalf("pushed %v, %v; want %q stored", m, err, p.stored)
+		}
+	}
+	s, err := js.Stream(t.Context(), events.StreamDevicePushes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 2 {
+		t.Fatalf("%d pushes stored, want 2", n)
 	}
 
 	for range 2 {
@@ -55,6 +75,9 @@ func TestDeviceCommands(t *testing.T) {
 
 	for _, args := range [][]string{
 		{"device", "push", "d1", "--data", "not json"},
+		{"device", "push", "d1"},
+		{"device", "push", "d1", "--data", "{}", "--file", raw},
+		{"device", "push", "_d1", "--data", "{}"},
 		{"device", "push", "a.b", "--data", "{}"},
 		{"device", "revoke", "a.b"},
 	} {
