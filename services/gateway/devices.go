@@ -294,12 +294,11 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		defer wcancel()
 		return conn.Write(wctx, websocket.MessageText, b)
 	}
-	// Pushes: a core subscription on this replica while the socket is
-	// here; flushed, so that once the device has its first token frame
-	// every push published after reaches it.
-	sub, err := s.nc.Subscribe(events.DeviceOutSubject(id), func(m *nats.Msg) { s.push(ctx, conn, m.Data) })
+	// Pushes: subscribed first (flushed below), sent after the first
+	// token frame.
+	pushes, err := s.startDevicePushes(ctx, conn, id)
 	if err == nil {
-		defer func() { _ = sub.Unsubscribe() }()
+		defer pushes.stop()
 	}
 	if err == nil {
 		// A revoke notice is only a hint (anyone allowed to publish it
@@ -324,6 +323,7 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		_ = conn.CloseNow()
 		return
 	}
+	pushes.start()
 	go s.keepAlive(ctx, conn)
 	go func() {
 		tick := time.NewTicker(s.cfg.TokenRefresh)
@@ -353,6 +353,14 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		if typ == websocket.MessageText && json.Unmarshal(b, &ctl) == nil && ctl.Type == "token_please" {
 			if err := sendToken(); err != nil {
 				_ = conn.CloseNow()
+				return
+			}
+			continue
+		}
+		switch ctl.Type { // set for text frames only
+		case "push_ack":
+			if err := pushes.ack(b); err != nil {
+				_ = conn.Close(websocket.StatusPolicyViolation, closeReason(err.Error()))
 				return
 			}
 			continue
@@ -447,28 +455,6 @@ func closeReason(s string) string {
 		s = strings.ToValidUTF8(s[:120], "")
 	}
 	return s
-}
-
-// pushFrame carries a JSON push to the device.
-type pushFrame struct {
-	Type string          `json:"type"` // "push"
-	Data json.RawMessage `json:"data"`
-}
-
-// push sends data published on hookbus.device.<id>.out to the device: a
-// push text frame when data is JSON, else a binary frame of its bytes. A
-// push the device does not take within 10 s closes the socket.
-func (s *Service) push(ctx context.Context, conn *websocket.Conn, data []byte) {
-	typ, frame := websocket.MessageBinary, data
-	if json.Valid(data) {
-		typ = websocket.MessageText
-		frame, _ = json.Marshal(pushFrame{Type: "push", Data: data})
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := conn.Write(wctx, typ, frame); err != nil {
-		_ = conn.CloseNow()
-	}
 }
 
 // StatusTokenRevoked is the close status of a socket whose device was
