@@ -227,3 +227,31 @@ func TestBadPushAckClosesThePolicy(t *testing.T) {
 		})
 	}
 }
+
+// Pushes stored while the session starts (before, during and after its
+// catch-up) all arrive once, in order.
+func TestDevicePushesDuringConnectArriveInOrder(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	const n = 300
+	c, err := client.New(natstest.Connect(t, b.srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; i <= n; i++ {
+			if _, err := c.PushDevice(t.Context(), "d1", []byte(strconv.Itoa(i))); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	conn := b.connectWithToken(t, "d1")
+	for i := 1; i <= n; i++ {
+		readPush(t, conn, strconv.Itoa(i))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
