@@ -52,6 +52,7 @@ func startAllInOne(t *testing.T, ps *procs) deployment {
 		"HOOKBUS_GATEWAY_ADDR="+gatewayAddr,
 		"HOOKBUS_NATS_SYNC_ALWAYS=true",
 		webhookAllow,
+		deviceEnv()[0], deviceEnv()[1],
 	)
 	p := ps.add("hookbus", "hookbus", hookbusBin, []string{"serve"}, env, httpReady("http://"+opsAddr+"/readyz"))
 	startReady(t, p)
@@ -92,7 +93,7 @@ func startSplit(t *testing.T, ps *procs) deployment {
 			"HOOKBUS_GATEWAY_ADDR=" + gatewayAddr,
 			"HOOKBUS_GATEWAY_ANONYMOUS=false",
 			webhookAllow,
-		}, auth.services[svc.service].env()...)...)
+		}, append(deviceEnv(), auth.services[svc.service].env()...)...)...)
 		p := ps.add(svc.name, svc.service, hookbusBin, []string{"serve", svc.service}, env, httpReady("http://"+opsAddr+"/readyz"))
 		if err := p.start(); err != nil {
 			t.Fatal(err)
