@@ -159,8 +159,10 @@ func TestDeviceClientsProcess(t *testing.T) {
 // serve runs it) holding N idle device sessions (benchDevices: 10000
 // unless the file limit is lower), connected from a child process so
 // that the gateway's process holds only the gateway and NATS: heap
-// bytes and goroutines a session (B/device, goroutines/device, after a
-// GC, beside the same process before the devices connected) and the
+// bytes, goroutine stack bytes and goroutines a session (heap-B/device,
+// stack-B/device, goroutines/device, after a GC, beside the same process
+// before the devices connected; sys-B/device is all the memory the
+// process took from the OS for them) and the
 // connect time of a device (ns/op over the N connections, 32 at a time).
 func BenchmarkDeviceSessions(b *testing.B) {
 	n := benchDevices(b)
@@ -199,6 +201,7 @@ func BenchmarkDeviceSessions(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/device")
+		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/float64(n), "stack-B/device")
 		b.ReportMetric(float64(after.Sys-before.Sys)/float64(n), "sys-B/device")
 		b.ReportMetric(float64(runtime.NumGoroutine()-goroutines)/float64(n), "goroutines/device")
 		b.ReportMetric(float64(n), "devices")
