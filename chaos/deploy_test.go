@@ -93,7 +93,10 @@ func startSplit(t *testing.T, ps *procs) deployment {
 			"HOOKBUS_GATEWAY_ADDR=" + gatewayAddr,
 			"HOOKBUS_GATEWAY_ANONYMOUS=false",
 			webhookAllow,
-		}, append(deviceEnv(), auth.services[svc.service].env()...)...)...)
+		}, auth.services[svc.service].env()...)...)
+		if svc.service == "gateway" {
+			env = append(env, deviceEnv()...)
+		}
 		p := ps.add(svc.name, svc.service, hookbusBin, []string{"serve", svc.service}, env, httpReady("http://"+opsAddr+"/readyz"))
 		if err := p.start(); err != nil {
 			t.Fatal(err)
