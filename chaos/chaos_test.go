@@ -81,6 +81,7 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 	hook := startHook(t, d)
 
 	tr := newTraffic()
+	dt := newDeviceTraffic()
 	stopTraffic, stop := context.WithCancel(context.Background())
 	defer stop()
 	giveUp, cancelGiveUp := context.WithCancel(context.Background())
@@ -93,6 +94,9 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 		gw := newHTTPPublisher(d.gatewayURL, d.gatewayToken)
 		traffic.Go(func() { tr.httpPublishLoop(stopTraffic, giveUp, gw, "h1") })
 		traffic.Go(func() { tr.httpBatchLoop(stopTraffic, giveUp, gw, "hb") })
+		for i := range chaosDevices {
+			traffic.Go(func() { dt.deviceLoop(stopTraffic, giveUp, d.gatewayURL, fmt.Sprintf("chaos-%d", i)) })
+		}
 	}
 
 	k := newKills()
@@ -119,6 +123,14 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 	r.hookAnswers = hook.summary()
 	r.kills, r.crashes, r.recovery = k.byKind, ps.crashes(), recovery
 	r.violations, violationsChecked = checkViolations(t, d), true
+	if d.gatewayURL != "" {
+		dv, err := dt.check(t.Context(), js)
+		if err != nil {
+			t.Errorf("device messages: %v", err)
+		} else {
+			r.devices = &dv
+		}
+	}
 	report(t, r)
 	v.check(t)
 	checkHook(t, hook)
@@ -129,6 +141,22 @@ func runChaos(t *testing.T, ps *procs, d deployment, loops func(workers []*proc)
 		t.Errorf("no traffic flowed after restarts %v", never)
 	}
 	checkCrashes(t, ps)
+	if dv := r.devices; dv != nil {
+		if dv.lost > 0 {
+			t.Errorf("%d device messages acknowledged to their device are not on hookbus.device.<id>.in: %v", dv.lost, dv.lostIDs)
+		}
+		if dv.acked == 0 {
+			t.Errorf("no device message was acknowledged (upgrades: %s)", counts(dv.refused))
+		}
+		for k, n := range dv.refused {
+			if k != "no connection" {
+				t.Errorf("a device's upgrade with the token its gateway gave was refused %d times: %s", n, k)
+			}
+		}
+		for _, e := range dv.errs {
+			t.Error(e)
+		}
+	}
 	tr.mu.Lock()
 	for msg, n := range tr.publishErrs {
 		t.Errorf("publish failed for good %d times: %s", n, msg)

@@ -52,6 +52,7 @@ func startAllInOne(t *testing.T, ps *procs) deployment {
 		"HOOKBUS_GATEWAY_ADDR="+gatewayAddr,
 		"HOOKBUS_NATS_SYNC_ALWAYS=true",
 		webhookAllow,
+		deviceEnv()[0], deviceEnv()[1],
 	)
 	p := ps.add("hookbus", "hookbus", hookbusBin, []string{"serve"}, env, httpReady("http://"+opsAddr+"/readyz"))
 	startReady(t, p)
@@ -93,6 +94,9 @@ func startSplit(t *testing.T, ps *procs) deployment {
 			"HOOKBUS_GATEWAY_ANONYMOUS=false",
 			webhookAllow,
 		}, auth.services[svc.service].env()...)...)
+		if svc.service == "gateway" {
+			env = append(env, deviceEnv()...)
+		}
 		p := ps.add(svc.name, svc.service, hookbusBin, []string{"serve", svc.service}, env, httpReady("http://"+opsAddr+"/readyz"))
 		if err := p.start(); err != nil {
 			t.Fatal(err)

@@ -44,6 +44,17 @@
 //     publish-to-result and publish-to-notify-delivery delays of the valid
 //     events (target: p99 under 1 s).
 //
+// In the all-in-one and split scenarios three devices also send numbered
+// messages, 25 a second each, over device WebSockets to the gateway (which has a device token
+// secret and salt): each message is sent again, on a new connection, until
+// its ack frame comes; a device connects again with the last token the
+// gateway gave it (its first is sealed by the test with the same secret).
+// At the end every message acknowledged to its device must be on
+// hookbus.device.<id>.in (stream HOOKBUS_DEVICES) at least once; the table
+// gives device sent/acked/stored (distinct), lost/stored twice or more, and
+// reconnects. An upgrade refused with a problem (the token the gateway gave
+// refused) fails the test.
+//
 // In every scenario a persistent webhook hook on the notify type joins:
 // the suite creates it with `hookbus hook create --persistent` as admin (the
 // services run with HOOKBUS_WEBHOOK_ALLOW=127.0.0.0/8) and its receiver is

@@ -38,6 +38,10 @@ type row struct {
 	hookDelivered, hookDuplicates, hookDead, hookUndelivered int
 	hookPoison, hookPoisonDead                               int
 	hookAnswers                                              string
+	// Device messages over WebSocket (nil: no gateway): sent, acked,
+	// stored, lost (acked, not stored), stored twice or more, and
+	// connections again with the token the gateway gave.
+	devices *deviceVerdict
 }
 
 var (
@@ -67,7 +71,7 @@ func printSummary(w io.Writer) {
 
 func writeTable(w io.Writer, rs []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\thook delivered/dup/dead/missing\thook poison dead\tHTTP sent/202\tHTTP lost/dup\tHTTP no answer\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\tNATS violations\t")
+	fmt.Fprintln(tw, "scenario\tsent\tacked\tstored\tdelivered\tresults\tlost\tduplicated\tdead-lettered\tcalls (unanswered)\thook delivered/dup/dead/missing\thook poison dead\tHTTP sent/202\tHTTP lost/dup\tHTTP no answer\tdevice sent/acked/stored\tdevice lost/dup\tdevice reconnects\tkills\tcrashes\trecovery\tpoison p50/p99 result\tnotify\tNATS violations\t")
 	for _, r := range rs {
 		httpSent, httpLost, httpNoAnswer := "-", "-", "-"
 		if r.httpSent > 0 {
@@ -75,9 +79,16 @@ func writeTable(w io.Writer, rs []row) {
 			httpLost = fmt.Sprintf("%d/%d", r.httpLost, r.httpDuplicated)
 			httpNoAnswer = strconv.Itoa(r.httpOutcomes[outcomeNoAnswer])
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%d/%d/%d/%d\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		devSent, devLost, devReconnects := "-", "-", "-"
+		if dv := r.devices; dv != nil {
+			devSent = fmt.Sprintf("%d/%d/%d", dv.sent, dv.acked, dv.stored)
+			devLost = fmt.Sprintf("%d/%d", dv.lost, dv.duplicated)
+			devReconnects = strconv.Itoa(dv.reconnects)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%d/%d/%d/%d\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.scenario, r.sent, r.acked, r.stored, r.delivered, r.results, r.lost, r.duplicated, r.deadLettered,
 			r.calls, r.unanswered, r.hookDelivered, r.hookDuplicates, r.hookDead, r.hookUndelivered, r.hookPoisonDead, r.hookPoison, httpSent, httpLost, httpNoAnswer,
+			devSent, devLost, devReconnects,
 			counts(r.kills), counts(r.crashes), dash(r.recovery), or(r.poisonResult), or(r.poisonNotify), or(r.violations))
 	}
 	_ = tw.Flush()

@@ -63,10 +63,14 @@ const (
 	envMaxEventSize   = "HOOKBUS_MAX_EVENT_SIZE"
 	envPersistenceKey = "HOOKBUS_PERSISTENCE_KEY"
 	envPersistenceKF  = "HOOKBUS_PERSISTENCE_KEY_FILE"
+	envDeviceSecret   = "HOOKBUS_DEVICE_TOKEN_SECRET"
+	envDeviceSecretF  = "HOOKBUS_DEVICE_TOKEN_SECRET_FILE"
+	envDeviceSalt     = "HOOKBUS_DEVICE_TOKEN_SALT"
+	envDeviceSaltF    = "HOOKBUS_DEVICE_TOKEN_SALT_FILE"
 )
 
 var checkedVariables = []string{envNATSURL, envNATSUser, envNATSPassword, envNATSCreds, envNATSCA, envOpsAddr, envGatewayAddr, envTopology,
-	envStreamReplicas, envMaxEventSize, envPersistenceKey, envPersistenceKF}
+	envStreamReplicas, envMaxEventSize, envPersistenceKey, envPersistenceKF, envDeviceSecret, envDeviceSecretF, envDeviceSalt, envDeviceSaltF}
 
 // checker collects the problems of one rendered overlay.
 type checker struct {
@@ -949,6 +953,24 @@ func (c *checker) checkHookbus(w workload, ctr corev1.Container) {
 	}
 	if h.service == "gateway" {
 		c.checkGateway(w, ctr, where, value(envGatewayAddr))
+		// Device sessions are on: the token secret and salt are files of
+		// a mounted Secret whose keys operators create, never values in
+		// the manifests.
+		for _, v := range [][2]string{{envDeviceSecret, envDeviceSecretF}, {envDeviceSalt, envDeviceSaltF}} {
+			direct, file := env[v[0]], value(v[1])
+			switch {
+			case direct.Source != "":
+				c.addf("%s: sets %s: mount it as a file (%s) from a Secret", where, v[0], v[1])
+			case file == "":
+				c.addf("%s: %s is not set: device sessions are off", where, v[1])
+			default:
+				if secret, skey, ok := c.mountedSecretFile(&w.Template.Spec, ctr, file); !ok {
+					c.addf("%s: %s %s is not in a mounted Secret", where, v[1], file)
+				} else if _, found := c.secretKey(w.Namespace, secret, skey); !found {
+					c.addf("%s: %s: Secret %s key %s is neither in the overlay nor in example/secrets.yaml", where, v[1], secret, skey)
+				}
+			}
+		}
 	}
 	if h.service == "persistence" {
 		key, file := env[envPersistenceKey], value(envPersistenceKF)

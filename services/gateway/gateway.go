@@ -248,6 +248,9 @@ func (s *Service) Run(ctx context.Context) error {
 			_ = srv.Close()
 			errs = append(errs, fmt.Errorf("gateway shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err))
 		}
+		// Shutdown does not wait for hijacked connections: the device
+		// sessions close now (1001), not never.
+		s.stopCalls()
 		<-errc // http.ErrServerClosed
 	}
 	if watching {
