@@ -467,7 +467,10 @@ func (c *Client) run() {
 			final, finalStatus = err, StatusUnregistered
 			return
 		case errors.As(err, &refused):
-			dead := refused.Status == http.StatusUnauthorized || (refused.Status == http.StatusForbidden && refused.Code == "invalid_token")
+			// A stored token the gateway cannot read (400: too long,
+			// say) is as dead as an expired one.
+			dead := refused.Status == http.StatusUnauthorized || refused.Status == http.StatusBadRequest ||
+				(refused.Status == http.StatusForbidden && refused.Code == "invalid_token")
 			if withToken && dead {
 				// A dead token is never tried again: log in.
 				c.log.Info("device: token refused, logging in again", "device", c.cfg.DeviceID, "code", refused.Code)

@@ -335,6 +335,7 @@ func TestDeadTokenLogsInAgain(t *testing.T) {
 		{"expired", seal("expired", time.Now().Add(-time.Minute), 0)}, // 401 token_expired
 		{"revoked", seal("revoked", future, 0)},                       // 401 token_revoked
 		{"tampered", "not-a-token"},                                   // 403 invalid_token
+		{"long", strings.Repeat("x", 1000)},                           // 400 invalid_auth_header
 	} {
 		t.Run(tt.id, func(t *testing.T) {
 			store := &device.MemoryTokenStore{}

@@ -6,12 +6,12 @@
 // gateway runs the chain of hookbus.device.authenticate), stores every
 // token frame in its TokenStore (FileTokenStore writes it atomically,
 // mode 0600) and connects with the token afterwards. When the gateway
-// answers 401 (token expired or revoked) or 403 invalid_token, or closes
-// the socket with 4001 (revoked), the token is deleted and never tried
-// again: the client logs in with its credentials, or stops with
+// answers a token with 401 (expired or revoked), 403 invalid_token or 400,
+// or closes the socket with 4001 (revoked), the token is deleted and never
+// tried again: the client logs in with its credentials, or stops with
 // ErrNeedsLogin when it has none. A refused login (403
-// authentication_failed), a bad header (400) or a gateway without device
-// sessions (404) stops it with a *RefusedError. Other failures are
+// authentication_failed, or 400 to the credentials) or a gateway without
+// device sessions (404) stops it with a *RefusedError. Other failures are
 // retried after a random wait (full jitter) between 0 and MinBackoff
 // doubled at each attempt, at most MaxBackoff.
 //
