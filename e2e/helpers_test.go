@@ -50,10 +50,17 @@ type server struct {
 // ends if it is still running; its stderr is logged if the test failed.
 func startServer(t *testing.T, dataDir string, flags ...string) *server {
 	t.Helper()
+	return startServerEnv(t, dataDir, nil, flags...)
+}
+
+// startServerEnv is startServer with env (NAME=value) added to the
+// server's environment.
+func startServerEnv(t *testing.T, dataDir string, env []string, flags ...string) *server {
+	t.Helper()
 	// A free port found here may be taken by someone else before the
 	// server binds it; start again on other ports if that happened.
 	for attempt := 1; ; attempt++ {
-		s := spawnServer(t, dataDir, flags...)
+		s := spawnServer(t, dataDir, env, flags...)
 		err := s.waitReady(readyTimeout)
 		if err == nil {
 			return s
@@ -67,7 +74,7 @@ func startServer(t *testing.T, dataDir string, flags ...string) *server {
 	}
 }
 
-func spawnServer(t *testing.T, dataDir string, flags ...string) *server {
+func spawnServer(t *testing.T, dataDir string, env []string, flags ...string) *server {
 	t.Helper()
 	natsAddr, opsAddr, gatewayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	s := &server{
@@ -85,7 +92,7 @@ func spawnServer(t *testing.T, dataDir string, flags ...string) *server {
 		"--data-dir", dataDir,
 		"--log-level", "debug",
 	}, flags...)...)
-	s.cmd.Env = cleanEnv()
+	s.cmd.Env = append(cleanEnv(), env...)
 	s.cmd.Stdout = s.stderr
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {

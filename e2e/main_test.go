@@ -25,8 +25,9 @@ var (
 	// missing, npm ci failed); nil when they can.
 	nodeErr error
 	// goPlugin is examples/go-plugin, built; nodePluginDir is
-	// examples/node-plugin, with its node_modules.
-	goPlugin, nodePluginDir string
+	// examples/node-plugin and nodeDeviceDir examples/node-device, with
+	// their node_modules.
+	goPlugin, nodePluginDir, nodeDeviceDir string
 )
 
 func TestMain(m *testing.M) {
@@ -49,6 +50,7 @@ func runMain(m *testing.M) int {
 	nodeDir = filepath.Join(root, "e2e", "node")
 	goPlugin = filepath.Join(tmp, "go-plugin")
 	nodePluginDir = filepath.Join(root, "examples", "node-plugin")
+	nodeDeviceDir = filepath.Join(root, "examples", "node-device")
 
 	// The build and npm ci take about as long as each other: run them
 	// side by side.
@@ -59,7 +61,9 @@ func runMain(m *testing.M) int {
 	wg.Go(func() {
 		buildErr = errors.Join(buildBinary(root, binary, "./cmd/hookbus"), buildBinary(root, goPlugin, "./examples/go-plugin"))
 	})
-	wg.Go(func() { nodeErr = errors.Join(installNode(nodeDir), installNode(nodePluginDir)) })
+	wg.Go(func() {
+		nodeErr = errors.Join(installNode(nodeDir), installNode(nodePluginDir), installNode(nodeDeviceDir))
+	})
 	wg.Wait()
 	if buildErr != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", buildErr)
