@@ -170,6 +170,12 @@ func (p *devicePusher) run(ctx context.Context) {
 		p.fail(ctx, err)
 		return
 	}
+	if last := stream.CachedInfo().State.LastSeq; cursor > last {
+		// The stream was made again since (its sequences start at 1):
+		// the cursor belongs to the old one.
+		p.s.log.Warn("device pushes: cursor beyond the stream, read from its start", "device", p.id, "cursor", cursor, "last", last)
+		cursor = 0
+	}
 	p.kv, p.saved, p.rev = kv, cursor, rev
 	p.mu.Lock()
 	p.acked = cursor
@@ -253,7 +259,7 @@ func (p *devicePusher) send(ctx context.Context, seq uint64, data []byte) error 
 	}
 	p.seqs = append(p.seqs, seq)
 	p.mu.Unlock()
-	typ, frame := pushMessage(data)
+	typ, frame := pushMessage(seq, data)
 	wctx, cancel := context.WithTimeout(ctx, devicePushTimeout)
 	defer cancel()
 	if err := p.conn.Write(wctx, typ, frame); err != nil {
@@ -263,19 +269,22 @@ func (p *devicePusher) send(ctx context.Context, seq uint64, data []byte) error 
 	return nil
 }
 
-// pushFrame carries a JSON push to the device.
+// pushFrame carries a JSON push to the device, with its stream sequence:
+// a device that cares drops a push it has seen (at least once: a push
+// not acknowledged is sent again at the next connection).
 type pushFrame struct {
 	Type string          `json:"type"` // "push"
+	Seq  uint64          `json:"seq"`
 	Data json.RawMessage `json:"data"`
 }
 
-// pushMessage is the frame of a push: a push text frame when data is
-// JSON, else a binary frame of its bytes.
-func pushMessage(data []byte) (websocket.MessageType, []byte) {
+// pushMessage is the frame of push seq: a push text frame when data is
+// JSON, else a binary frame of its bytes (which carries no sequence).
+func pushMessage(seq uint64, data []byte) (websocket.MessageType, []byte) {
 	if !json.Valid(data) {
 		return websocket.MessageBinary, data
 	}
-	frame, _ := json.Marshal(pushFrame{Type: "push", Data: data})
+	frame, _ := json.Marshal(pushFrame{Type: "push", Seq: seq, Data: data})
 	return websocket.MessageText, frame
 }
 

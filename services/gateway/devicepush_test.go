@@ -45,13 +45,38 @@ func readPushWithin(t *testing.T, conn *websocket.Conn, want string, d time.Dura
 	if err != nil {
 		t.Fatalf("read push %q: %v", want, err)
 	}
-	wantTyp, wantFrame := websocket.MessageBinary, want
-	if json.Valid([]byte(want)) {
-		wantTyp, wantFrame = websocket.MessageText, `{"type":"push","data":`+want+`}`
+	if !json.Valid([]byte(want)) {
+		if typ != websocket.MessageBinary || string(got) != want {
+			t.Fatalf("got %s %q, want a binary push %q", typ, got, want)
+		}
+		return
 	}
-	if typ != wantTyp || string(got) != wantFrame {
-		t.Fatalf("got %s %q, want %s %q", typ, got, wantTyp, wantFrame)
+	var f struct {
+		Type string          `json:"type"`
+		Seq  uint64          `json:"seq"`
+		Data json.RawMessage `json:"data"`
 	}
+	if typ != websocket.MessageText || json.Unmarshal(got, &f) != nil || f.Type != "push" || f.Seq == 0 || string(f.Data) != want {
+		t.Fatalf("got %s %q, want a push text frame with its seq and data %s", typ, got, want)
+	}
+}
+
+// A cursor beyond the stream's last sequence belongs to a stream made
+// again since: the device gets what the new stream holds.
+func TestDevicePushCursorOfAnOldStream(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	kv, err := b.js.KeyValue(t.Context(), events.BucketDevices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "cursor.d1", []byte("5000")); err != nil {
+		t.Fatal(err)
+	}
+	seq := b.storePush(t, "d1", `"after the new stream"`)
+	conn := b.connectWithToken(t, "d1")
+	readPush(t, conn, `"after the new stream"`)
+	pushAck(t, conn, 1)
+	b.cursorIs(t, "d1", seq)
 }
 
 // pushAck sends push_ack k.
