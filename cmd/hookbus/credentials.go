@@ -28,10 +28,10 @@ type workerUser struct {
 // publish lists the subjects the worker may publish on.
 func (w workerUser) publish() []string {
 	out := []string{
-		"# As an application: events, calls, plugin state, pushes to devices.",
+		"# As an application: events, calls, plugin state, pushes to devices, stopping devices.",
 		events.EventSubjects, events.CallSubjects,
 		events.RegistryGetSubject, events.RegistryListSubject,
-		events.DeviceOutSubjects,
+		events.DeviceOutSubjects, events.DeviceStopSubjects,
 	}
 	for _, p := range w.Plugins {
 		out = append(out,
@@ -110,8 +110,8 @@ NATS), a new random password, and what the worker sets to connect. The
 worker may send its own plugins' commands (registering them only on the
 event types given with --event: which chains a worker may join is the
 operator's call), answer their chain steps, read their notify queues, store
-their dead letters, publish events and calls like an application, and store
-pushes to devices; nothing of any other plugin, the auth store, the pushes
+their dead letters, publish events and calls like an application, store
+pushes to devices and stop devices (close their sockets); nothing of any other plugin, the auth store, the pushes
 stored, or any stream, bucket or consumer definition.
 
 The password goes into the block as a bcrypt hash, or, with --password-env

@@ -19,7 +19,7 @@ import (
 func newDeviceCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "device",
-		Short: "Revoke devices and push to them",
+		Short: "Revoke devices, push to them, stop them",
 		Long: `Devices hold WebSocket sessions on the gateway (/devices/websocket). Revoking a
 device bumps its token generation in bucket ` + events.BucketDevices + `: every
 token issued before is refused (401, log in again) and its socket is closed on
@@ -32,7 +32,7 @@ operators' admin user in Kubernetes).
 
 Exit status: 0 success, 1 failure, 2 invalid input.`,
 	}
-	cmd.AddCommand(newDeviceRevokeCmd(), newDevicePushCmd())
+	cmd.AddCommand(newDeviceRevokeCmd(), newDevicePushCmd(), newDeviceStopCmd())
 	return cmd
 }
 
@@ -69,7 +69,7 @@ func (f *deviceFlags) run(cmd *cobra.Command, fn func(ctx context.Context, nc *n
 
 // validDeviceID refuses what cannot be a device id (one subject token).
 func validDeviceID(id string) error {
-	if err := events.ValidateName("device", id); err != nil {
+	if err := events.ValidateDeviceID(id); err != nil {
 		return usageError{err}
 	}
 	return nil
@@ -119,8 +119,8 @@ standard input): JSON as with --data, anything else as a binary frame.`,
 	f := newDeviceFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		id := args[0]
-		if err := events.ValidateDeviceID(id); err != nil {
-			return usageError{err}
+		if err := validDeviceID(id); err != nil {
+			return err
 		}
 		var push []byte
 		switch {
@@ -153,6 +153,40 @@ standard input): JSON as with --data, anything else as a binary frame.`,
 				return err
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "push %d to device %q stored; delivered when the device is connected\n", ack.Sequence, id)
+			return err
+		})
+	}
+	return cmd
+}
+
+func newDeviceStopCmd() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "stop ID [--reason R]",
+		Short: "Close a device's socket (4003) wherever it is connected",
+		Long: `Close the socket of a connected device with status 4003 and the reason, on
+whichever gateway replica holds it, as a plugin's stop: the device does not
+connect again by itself. Nothing happens to a device that is not connected;
+its tokens stay good (revoke does that).`,
+		Example: `  hookbus device stop thermostat-42 --reason "firmware too old"`,
+		Args:    cobra.ExactArgs(1),
+	}
+	cmd.Flags().StringVar(&reason, "reason", "stopped by an operator", "the close reason the device gets (at most 120 bytes are sent)")
+	f := newDeviceFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		id := args[0]
+		if err := validDeviceID(id); err != nil {
+			return err
+		}
+		return f.run(cmd, func(ctx context.Context, nc *nats.Conn) error {
+			c, err := client.New(nc)
+			if err != nil {
+				return err
+			}
+			if err := c.StopDevice(ctx, id, reason); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "stop sent to device %q (closed if connected)\n", id)
 			return err
 		})
 	}

@@ -25,7 +25,11 @@ func TestDeviceCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	revokes, err := nc.SubscribeSync("hookbus.device.d1.revoked")
+	revokes, err := nc.SubscribeSync("hookbus.device.d1.ctl.revoked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stops, err := nc.SubscribeSync("hookbus.device.d1.ctl.stop")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +77,15 @@ func TestDeviceCommands(t *testing.T) {
 		t.Fatalf("generation after two revokes: %d, %v; want 2", g, err)
 	}
 
+	if out, err := cli("device", "stop", "d1", "--reason", "firmware too old"); err != nil || !strings.Contains(out, "stop sent") {
+		t.Fatalf("stop: %q, %v", out, err)
+	}
+	if m, err := stops.NextMsg(5 * time.Second); err != nil || string(m.Data) != "firmware too old" {
+		t.Fatalf("stop notice %v, %v; want the reason", m, err)
+	}
+
 	for _, args := range [][]string{
+		{"device", "stop", "-d1"},
 		{"device", "push", "d1", "--data", "not json"},
 		{"device", "push", "d1"},
 		{"device", "push", "d1", "--data", "{}", "--file", raw},

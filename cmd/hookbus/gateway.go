@@ -40,7 +40,7 @@ func (c Config) gateway() (gateway.Config, error) {
 		}
 		g.Anonymous = &on
 	}
-	g.TokenRefresh, g.TokenExpiry = c.DeviceTokenRefresh, c.DeviceTokenExpiry
+	g.TokenRefresh, g.TokenExpiry, g.DeviceCallTimeout = c.DeviceTokenRefresh, c.DeviceTokenExpiry, c.DeviceCallTimeout
 	if c.DeviceTokenSecret != "" || c.DeviceTokenSecretFile != "" {
 		env := map[string]string{
 			"HOOKBUS_DEVICE_TOKEN_SECRET": string(c.DeviceTokenSecret), "HOOKBUS_DEVICE_TOKEN_SECRET_FILE": c.DeviceTokenSecretFile,

@@ -20,10 +20,41 @@ func DeviceInSubject(id string) string { return "hookbus.device." + id + ".in" }
 // DeviceOutSubject is the subject of pushes to device id.
 func DeviceOutSubject(id string) string { return "hookbus.device." + id + ".out" }
 
-// DeviceRevokedSubject is where a revoke of device id is announced (after
-// its generation was bumped in BucketDevices), so that every gateway
-// replica checks the generation again and closes the device's socket.
-func DeviceRevokedSubject(id string) string { return "hookbus.device." + id + ".revoked" }
+// Control notices to the gateway replicas holding a device's socket
+// (core NATS, hookbus.device.<id>.ctl.<what>): each session subscribes to
+// DeviceControlSubject(id).
+const (
+	// DeviceCtlRevoked: the device was revoked (after its generation was
+	// bumped in BucketDevices): every replica reads the generation again
+	// and closes the device's socket (4001). Data: the new generation.
+	DeviceCtlRevoked = "revoked"
+	// DeviceCtlSession: a new session of the device started (data: its
+	// session id); an older session closes (4002). Gateways only.
+	DeviceCtlSession = "session"
+	// DeviceCtlStop: a plugin stops the device (4003); data: the reason.
+	DeviceCtlStop = "stop"
+)
+
+// DeviceStopSubjects are the stop notices to every device
+// (hookbus.device.*.ctl.stop): what plugin workers may publish.
+const DeviceStopSubjects = "hookbus.device.*.ctl.stop"
+
+// DeviceControlSubject is the subscription of a session of device id to
+// its control notices: hookbus.device.<id>.ctl.*.
+func DeviceControlSubject(id string) string { return "hookbus.device." + id + ".ctl.*" }
+
+// DeviceCtlSubject is the subject of control notice what (DeviceCtl*) to
+// device id.
+func DeviceCtlSubject(id, what string) string { return "hookbus.device." + id + ".ctl." + what }
+
+// DeviceRevokedSubject is where a revoke of device id is announced:
+// hookbus.device.<id>.ctl.revoked.
+func DeviceRevokedSubject(id string) string { return DeviceCtlSubject(id, DeviceCtlRevoked) }
+
+// EventTypeDeviceCall is the chain a device's call frame runs: its final
+// state's "reply" is answered to the device, its "stop" closes the
+// socket.
+const EventTypeDeviceCall = "hookbus.device.call"
 
 // Pushes to devices (docs/protocol.md, "Device sessions": pushes).
 const (

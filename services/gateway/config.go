@@ -77,6 +77,9 @@ type Config struct {
 	// session reads; faster, the gateway reads its frames later (TCP
 	// backpressure), never drops one.
 	DeviceRate int
+	// DeviceCallTimeout is how long a device's call frame waits for the
+	// chain of hookbus.device.call.
+	DeviceCallTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults: 127.0.0.1:8080, the default event
@@ -85,9 +88,9 @@ type Config struct {
 // most 5 min), 10 s to shut down, 1000 requests per second per token,
 // 256 MiB of requests held at once, anonymous requests on loopback only,
 // CORS off, device tokens refreshed every 3 h and good for 4 weeks, device
-// sockets closed after 60 s without a pong, 100 frames per second per device
-// (device
-// sessions stay off until DeviceTokens is set).
+// sockets closed after 60 s without a pong, 100 frames per second per
+// device, device calls waiting 5 s (device sessions stay off until
+// DeviceTokens is set).
 func DefaultConfig() Config {
 	return Config{
 		Addr:              "127.0.0.1:8080",
@@ -108,6 +111,7 @@ func DefaultConfig() Config {
 		TokenExpiry:       DefaultTokenExpiry,
 		DeviceIdleTimeout: 60 * time.Second,
 		DeviceRate:        100,
+		DeviceCallTimeout: 5 * time.Second,
 	}
 }
 
@@ -144,8 +148,8 @@ func (c Config) Validate() error {
 			c.AckTimeout, c.ReadHeaderTimeout, c.ReadTimeout, c.IdleTimeout, c.ShutdownTimeout)
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return fmt.Errorf("gateway TLS: cert file %q and key file %q: set both or neither", c.TLSCertFile, c.TLSKeyFile)
-	case c.DeviceTokens != nil && (c.DeviceIdleTimeout <= 0 || c.DeviceRate <= 0):
-		return fmt.Errorf("gateway device idle timeout %s, rate %d: must be positive", c.DeviceIdleTimeout, c.DeviceRate)
+	case c.DeviceTokens != nil && (c.DeviceIdleTimeout <= 0 || c.DeviceRate <= 0 || c.DeviceCallTimeout <= 0):
+		return fmt.Errorf("gateway device idle timeout %s, rate %d, call timeout %s: must be positive", c.DeviceIdleTimeout, c.DeviceRate, c.DeviceCallTimeout)
 	case c.DeviceTokens != nil && (c.TokenRefresh <= 0 || c.TokenExpiry <= c.TokenRefresh):
 		return fmt.Errorf("gateway device tokens: refresh %s, expiry %s: want a positive refresh shorter than the expiry", c.TokenRefresh, c.TokenExpiry)
 	case c.CallTimeout <= 0, c.MaxCallTimeout < time.Second, c.CallTimeout > c.MaxCallTimeout:

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -36,10 +35,6 @@ const MaxDeviceAuthHeader = 1024
 
 // EventTypeDeviceAuthenticate is the chain that decides a first login.
 const EventTypeDeviceAuthenticate = "hookbus.device.authenticate"
-
-// deviceIDPattern is what a device id may be: one subject token and a KV
-// key, as plugin names.
-var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Codes of the device upgrade's refusals.
 const (
@@ -86,8 +81,8 @@ func parseDeviceAuth(h string) (deviceAuth, error) {
 	if !ok {
 		return deviceAuth{}, fmt.Errorf("header %s: no device_id string", HeaderDeviceAuth)
 	}
-	if !deviceIDPattern.MatchString(id) {
-		return deviceAuth{}, fmt.Errorf("header %s: device_id must be 1 to 64 of [A-Za-z0-9_-]", HeaderDeviceAuth)
+	if events.ValidateDeviceID(id) != nil {
+		return deviceAuth{}, fmt.Errorf("header %s: device_id must be 1 to 64 of [A-Za-z0-9_-], starting with a letter or a digit", HeaderDeviceAuth)
 	}
 	a := deviceAuth{DeviceID: id, Credentials: obj}
 	if tok, set := obj["token"]; set {
@@ -124,8 +119,8 @@ func DeviceGeneration(ctx context.Context, kv jetstream.KeyValue, id string) (ui
 // RevokeDevice bumps the token generation of device id in kv, so that
 // every token issued before fails, and returns the new generation.
 func RevokeDevice(ctx context.Context, kv jetstream.KeyValue, id string) (uint64, error) {
-	if !deviceIDPattern.MatchString(id) {
-		return 0, fmt.Errorf("device id %q: must be 1 to 64 of [A-Za-z0-9_-]", id)
+	if err := events.ValidateDeviceID(id); err != nil {
+		return 0, err
 	}
 	for {
 		e, err := kv.Get(ctx, deviceGenerationKey(id))
@@ -300,21 +295,22 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 	if err == nil {
 		defer pushes.stop()
 	}
+	sess := newSessionID()
 	if err == nil {
-		// A revoke notice is only a hint (anyone allowed to publish it
-		// can only make the gateway read the generation again).
-		var revoked *nats.Subscription
-		revoked, err = s.nc.Subscribe(events.DeviceRevokedSubject(id), func(*nats.Msg) {
-			go s.closeIfRevoked(ctx, conn, id, gen)
+		// Revocations, replacement by a newer session, stops.
+		var ctl *nats.Subscription
+		ctl, err = s.nc.Subscribe(events.DeviceControlSubject(id), func(m *nats.Msg) {
+			s.deviceControl(ctx, conn, id, sess, gen, m)
 		})
 		if err == nil {
-			defer func() { _ = revoked.Unsubscribe() }()
-			err = s.nc.FlushTimeout(s.cfg.AckTimeout)
+			defer func() { _ = ctl.Unsubscribe() }()
+			// Flushed: every notice published from now on reaches it.
+			err = s.announceSession(id, sess)
 		}
 	}
 	if err != nil {
-		s.log.Warn("device pushes: no subscription", "device", id, "err", err)
-		_ = conn.Close(websocket.StatusTryAgainLater, "gateway cannot subscribe to pushes: connect again")
+		s.log.Warn("device session: no subscription", "device", id, "err", err)
+		_ = conn.Close(websocket.StatusTryAgainLater, "gateway cannot subscribe for the device: connect again")
 		return
 	}
 	// A revoke between the token check and the subscription.
@@ -361,6 +357,27 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		case "push_ack":
 			if err := pushes.ack(b); err != nil {
 				_ = conn.Close(websocket.StatusPolicyViolation, closeReason(err.Error()))
+				return
+			}
+			continue
+		case "call":
+			f, err := parseCall(b)
+			if err != nil {
+				_ = conn.Close(websocket.StatusUnsupportedData, err.Error())
+				return
+			}
+			if err := limit.Wait(ctx); err != nil {
+				return
+			}
+			reply, stop := s.deviceCall(ctx, id, f)
+			if stop != "" {
+				_ = conn.Close(StatusStopped, stop)
+				return
+			}
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			err = conn.Write(wctx, websocket.MessageText, reply)
+			wcancel()
+			if err != nil {
 				return
 			}
 			continue
@@ -420,7 +437,7 @@ func deviceMessage(id string, typ websocket.MessageType, b []byte, ctlType strin
 		Data json.RawMessage `json:"data"`
 	}
 	if ctlType != "message" {
-		return nil, "a text frame is a JSON object whose type is message or token_please"
+		return nil, "a text frame is a JSON object whose type is message, call, push_ack or token_please"
 	}
 	if json.Unmarshal(b, &f) != nil || len(f.Data) == 0 {
 		return nil, "a message frame carries its JSON in data"
@@ -456,10 +473,6 @@ func closeReason(s string) string {
 	}
 	return s
 }
-
-// StatusTokenRevoked is the close status of a socket whose device was
-// revoked: log in again with credentials.
-const StatusTokenRevoked websocket.StatusCode = 4001
 
 // closeIfRevoked closes the socket of device id, connected with a token
 // of generation gen, when its generation in hookbus_devices is now above

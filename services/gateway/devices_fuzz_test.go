@@ -3,6 +3,8 @@ package gateway
 import (
 	"encoding/base64"
 	"testing"
+
+	"github.com/hookbus/hookbus/pkg/events"
 )
 
 // FuzzParseDeviceAuth: whatever the header, parseDeviceAuth refuses it or
@@ -16,7 +18,7 @@ func FuzzParseDeviceAuth(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(h) >= MaxDeviceAuthHeader || !deviceIDPattern.MatchString(a.DeviceID) || a.Credentials["device_id"] != a.DeviceID {
+		if len(h) >= MaxDeviceAuthHeader || events.ValidateDeviceID(a.DeviceID) != nil || a.Credentials["device_id"] != a.DeviceID {
 			t.Fatalf("header %q accepted as %+v", h, a)
 		}
 	})

@@ -164,6 +164,9 @@ func TestDeviceHeaderRefusals(t *testing.T) {
 		{"no device id", authHeader(map[string]any{"password": "sesame"}), "no device_id"},
 		{"device id not a string", authHeader(map[string]any{"device_id": 7}), "no device_id"},
 		{"device id not a subject token", authHeader(map[string]any{"device_id": "a.b"}), "device_id must be"},
+		{"device id starting with _", authHeader(map[string]any{"device_id": "_unknown"}), "device_id must be"},
+		{"device id starting with -", authHeader(map[string]any{"device_id": "-d"}), "device_id must be"},
+		{"device id of 65", authHeader(map[string]any{"device_id": strings.Repeat("d", 65)}), "device_id must be"},
 		{"token not a string", authHeader(map[string]any{"device_id": "d", "token": 1}), "token must be a string"},
 	}
 	for _, tt := range tests {

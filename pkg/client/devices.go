@@ -29,3 +29,24 @@ func (c *Client) PushDevice(ctx context.Context, id string, data []byte) (Publis
 	}
 	return PublishAck{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
+
+// StopDevice closes the socket of device id wherever a gateway replica
+// holds it, with close status 4003 and reason (cut to 120 bytes), as a
+// plugin's stop (Fedecks' {:stop, reason}); the device does not connect
+// again by itself. It is a core NATS notice (hookbus.device.<id>.ctl.stop):
+// a device that is not connected is not affected. An invalid id matches
+// events.ErrInvalid.
+func (c *Client) StopDevice(ctx context.Context, id, reason string) error {
+	if err := events.ValidateDeviceID(id); err != nil {
+		return err
+	}
+	if err := c.nc.Publish(events.DeviceCtlSubject(id, events.DeviceCtlStop), []byte(reason)); err != nil {
+		return fmt.Errorf("stop device %s: %w", id, err)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("stop device %s: %w", id, err)
+	}
+	return nil
+}
