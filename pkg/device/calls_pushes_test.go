@@ -1,9 +1,8 @@
 package device_test
 
-// Tests of the parts of the device protocol (docs/protocol.md, "Device
-// sessions") that the gateway serves from issue 15's second part on:
-// calls and replies, stored pushes with push_ack, one connection per
-// device (4002) and stops by plugins (4003).
+// Tests of calls and replies, stored pushes with push_ack, one
+// connection per device (4002) and stops by plugins (4003), against the
+// real gateway (docs/protocol.md, "Device sessions").
 
 import (
 	"context"
@@ -15,14 +14,12 @@ import (
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/device"
+	"github.com/hookbus/hookbus/pkg/events"
 )
-
-// eventTypeDeviceCall is the chain a device's call runs.
-const eventTypeDeviceCall = "hookbus.device.call"
 
 func TestCallReply(t *testing.T) {
 	b := newBus(t, nil)
-	b.plugin(t, "thermostat", eventTypeDeviceCall, func(state map[string]any) (client.StepResult, error) {
+	b.plugin(t, "thermostat", events.EventTypeDeviceCall, func(state map[string]any) (client.StepResult, error) {
 		if state["stop"] == true {
 			state["stop"] = "maintenance"
 			return client.Continue(state), nil
