@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,6 +22,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/pkg/client"
+	"github.com/hookbus/hookbus/pkg/events"
+	"github.com/hookbus/hookbus/services/dispatcher"
 	"github.com/hookbus/hookbus/services/gateway"
 )
 
@@ -269,6 +273,76 @@ func BenchmarkDeviceMessage(b *testing.B) {
 		}
 		reportLatenciesMs(b, lat, "push-")
 	})
+}
+
+// BenchmarkDeviceCall measures a device's call answered by a plugin: a
+// call frame sent, the chain of hookbus.device.call run by the
+// dispatcher with one Go plugin (pkg/client) answering a reply, the
+// reply frame read (p50-ms, p99-ms).
+func BenchmarkDeviceCall(b *testing.B) {
+	srv, url := benchDeviceGateway(b)
+	dcfg := dispatcher.DefaultConfig()
+	dcfg.ConsumerCheck = 200 * time.Millisecond
+	runChainServices(b, srv, dcfg)
+	c, err := client.New(natstest.Connect(b, srv))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- c.Serve(ctx, client.Plugin{Spec: events.PluginSpec{Name: "bench-reply", Event: events.EventTypeDeviceCall, Priority: 10},
+			Chain: func(_ context.Context, s *client.Step) (client.StepResult, error) {
+				return client.Continue(map[string]json.RawMessage{"reply": s.Event.Data()}), nil
+			}})
+	}()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			b.Errorf("serve: %v", err)
+		}
+	}()
+	conn, err := dialDevice(b.Context(), url, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.CloseNow()
+	frame := []byte(`{"type":"call","ref":"r","data":` + string(benchData) + `}`)
+	call := func() (string, error) {
+		if err := conn.Write(b.Context(), websocket.MessageText, frame); err != nil {
+			return "", err
+		}
+		_, reply, err := conn.Read(b.Context())
+		return string(reply), err
+	}
+	// The plugin is in the chain once a call is answered with a reply.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		reply, err := call()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if strings.Contains(reply, `"data"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no plugin in the chain after 30s: %s", reply)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		reply, err := call()
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+		if !strings.Contains(reply, `"data"`) {
+			b.Fatalf("reply %s, want the plugin's", reply)
+		}
+	}
+	reportLatenciesMs(b, lat, "")
 }
 
 // reportLatenciesMs reports p50 and p99 of d in milliseconds as
