@@ -59,19 +59,38 @@ func startDeviceBus(t *testing.T) *deviceBus {
 		t.Fatal(err)
 	}
 	b := &deviceBus{srv: srv, nc: nc, js: js}
+	serveChain(t, c, "device-login", "hookbus.device.authenticate", func(state map[string]any) {
+		b.logins.Add(1)
+		state["allow"] = state["password"] == "sesame"
+	})
+	// Calls: "stop" stops the device, anything else is echoed.
+	serveChain(t, c, "device-call", events.EventTypeDeviceCall, func(state map[string]any) {
+		if r, ok := state["stop"].(string); ok {
+			state["stop"] = r
+			return
+		}
+		state["reply"] = map[string]any{"echo": state["q"]}
+	})
+	return b
+}
+
+// serveChain runs a Go chain plugin name on event type typ until the
+// test ends: fn changes the state (a probe {"probe":true} goes through
+// as it is), and returns once a probe's trace names it.
+func serveChain(t *testing.T, c *client.Client, name, typ string, fn func(state map[string]any)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- c.Serve(ctx, client.Plugin{
-			Spec: events.PluginSpec{Name: "device-login", Event: "hookbus.device.authenticate", Priority: 10},
+			Spec: events.PluginSpec{Name: name, Event: typ, Priority: 10},
 			Chain: func(_ context.Context, s *client.Step) (client.StepResult, error) {
 				var state map[string]any
 				if err := s.Event.DataAs(&state); err != nil {
 					return client.StepResult{}, err
 				}
 				if state["probe"] != true {
-					b.logins.Add(1)
-					state["allow"] = state["password"] == "sesame"
+					fn(state)
 				}
 				return client.Continue(state), nil
 			},
@@ -80,15 +99,14 @@ func startDeviceBus(t *testing.T) *deviceBus {
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("login plugin: %v", err)
+			t.Errorf("plugin %s: %v", name, err)
 		}
 	})
-	// In the chain once a probe's trace names it.
 	natstest.Eventually(t, runTimeout, func() error {
 		e := event.New()
 		e.SetID("probe")
 		e.SetSource("/e2e")
-		e.SetType("hookbus.device.authenticate")
+		e.SetType(typ)
 		_ = e.SetData(event.ApplicationJSON, map[string]any{"probe": true})
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
@@ -97,13 +115,12 @@ func startDeviceBus(t *testing.T) *deviceBus {
 			return err
 		}
 		for _, s := range res.Trace {
-			if s.Plugin == "device-login" {
+			if s.Plugin == name {
 				return nil
 			}
 		}
-		return errors.New("login plugin not in the chain yet")
+		return fmt.Errorf("plugin %s not in the chain of %s yet", name, typ)
 	})
-	return b
 }
 
 // stored reads the first n events device id sent.
@@ -132,7 +149,9 @@ func (b *deviceBus) stored(t *testing.T, id string, n int) []event.Event {
 
 // The Fedecks flow with the Go client: first login by a Go plugin, token
 // stored, refreshed and asked for, messages both ways, reconnection with
-// the token (no login), revoke then a new login.
+// the token (no login), revoke then a new login, a call replied by a Go
+// plugin and one it answers with a stop, a second connection replacing
+// the first, an operator's stop.
 func TestDeviceGoClient(t *testing.T) {
 	b := startDeviceBus(t)
 	store := device.FileTokenStore{Path: filepath.Join(t.TempDir(), "token.json")}
@@ -227,20 +246,13 @@ func TestDeviceGoClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushed(1)
-	// Published again until it arrives: a push published while the
-	// device reconnects is lost on a gateway without stored pushes (one
-	// without push_ack closes the socket after the first push).
-	natstest.Eventually(t, runTimeout, func() error {
-		if err := b.nc.Publish("hookbus.device.e2e-box.out", []byte{0xbe, 0xef}); err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if len(pushes) < 2 {
-			return errors.New("no binary push yet")
-		}
-		return nil
-	})
+	raw := filepath.Join(t.TempDir(), "raw.bin")
+	if err := os.WriteFile(raw, []byte{0xbe, 0xef}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if stdout, stderr, code := run(t, "device", "push", "--nats-url", b.srv.NATSURL, "e2e-box", "--file", raw); code != 0 {
+		t.Fatalf("hookbus device push: exit %d\n%s%s", code, stdout, stderr)
+	}
 	ps := pushed(2)
 	if ps[0].Binary || string(ps[0].Data) != `{"led":"on"}` || !ps[1].Binary || string(ps[1].Data) != "\xbe\xef" {
 		t.Fatalf("pushes %+v, want the JSON then the bytes", ps)
@@ -274,8 +286,37 @@ func TestDeviceGoClient(t *testing.T) {
 	if err := c.Send(ctx, json.RawMessage(`"after revoke"`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
+
+	// A call answered by the Go plugin, then one it answers with a stop.
+	if reply, err := c.Call(ctx, json.RawMessage(`{"q":"ping"}`)); err != nil || string(reply) != `{"echo":"ping"}` {
+		t.Fatalf("call: %s %v, want the plugin's reply", reply, err)
+	}
+	_, err := c.Call(ctx, json.RawMessage(`{"stop":"maintenance"}`))
+	var stopped *device.StoppedError
+	if !errors.As(err, &stopped) || stopped.Reason != "maintenance" {
+		t.Fatalf("call answered with a stop: %v, want a StoppedError with the reason", err)
+	}
+	waitDone(t, c)
+	if s := c.Status(); s != device.StatusStopped {
+		t.Fatalf("status %s after a stop, want %s", s, device.StatusStopped)
+	}
+
+	// A second connection of the device replaces the first (4002); an
+	// operator's stop ends the second.
+	c = newClient()
+	connected(c)
+	c2 := newClient()
+	connected(c2)
+	waitDone(t, c)
+	if !errors.Is(c.Err(), device.ErrReplaced) {
+		t.Fatalf("first connection: %v, want ErrReplaced", c.Err())
+	}
+	if stdout, stderr, code := run(t, "device", "stop", "--nats-url", b.srv.NATSURL, "e2e-box", "--reason", "bye"); code != 0 {
+		t.Fatalf("hookbus device stop: exit %d\n%s%s", code, stdout, stderr)
+	}
+	waitDone(t, c2)
+	if !errors.As(c2.Err(), &stopped) || stopped.Reason != "bye" {
+		t.Fatalf("after hookbus device stop: %v, want a StoppedError", c2.Err())
 	}
 	b.srv.stop(t)
 }
@@ -316,4 +357,14 @@ func TestDeviceNodeExample(t *testing.T) {
 		t.Fatalf("%d logins, want 1", n)
 	}
 	b.srv.stop(t)
+}
+
+// waitDone waits until client c has stopped.
+func waitDone(t *testing.T, c *device.Client) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(runTimeout):
+		t.Fatalf("client still running after %s: status %s", runTimeout, c.Status())
+	}
 }
