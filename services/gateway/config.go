@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/hookbus/hookbus/internal/natsembed"
@@ -77,6 +78,10 @@ type Config struct {
 	// session reads; faster, the gateway reads its frames later (TCP
 	// backpressure), never drops one.
 	DeviceRate int
+	// Replica names this gateway in device presence and in the source
+	// of device lifecycle events (/gateway/<replica>): HOOKBUS_REPLICA,
+	// by default the host name.
+	Replica string
 }
 
 // DefaultConfig returns the defaults: 127.0.0.1:8080, the default event
@@ -108,6 +113,7 @@ func DefaultConfig() Config {
 		TokenExpiry:       DefaultTokenExpiry,
 		DeviceIdleTimeout: 60 * time.Second,
 		DeviceRate:        100,
+		Replica:           DefaultReplica(),
 	}
 }
 
@@ -127,6 +133,8 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
+	case c.Replica == "":
+		return fmt.Errorf("gateway replica name: empty")
 	case c.MaxEventSize <= 0:
 		return fmt.Errorf("gateway max event size %d: must be positive", c.MaxEventSize)
 	case c.Window <= 0:
@@ -171,4 +179,12 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// DefaultReplica is the host name, or "gateway" when it is unknown.
+func DefaultReplica() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "gateway"
 }

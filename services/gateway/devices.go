@@ -187,7 +187,7 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := parseDeviceAuth(r.Header.Get(HeaderDeviceAuth))
 	if err != nil {
-		writeProblem(w, deviceRefusal(http.StatusBadRequest, codeInvalidAuthHeader, err.Error()))
+		s.refuseDevice(w, r, "", deviceRefusal(http.StatusBadRequest, codeInvalidAuthHeader, err.Error()))
 		return
 	}
 	kv, err := s.js.KeyValue(r.Context(), events.BucketDevices)
@@ -200,20 +200,24 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: err.Error()})
 		return
 	}
+	login := "token"
+	if a.Token == "" {
+		login = "credentials"
+	}
 	if a.Token != "" {
 		if p := s.checkDeviceToken(a, gen); p != nil {
-			writeProblem(w, p)
+			s.refuseDevice(w, r, a.DeviceID, p)
 			return
 		}
 	} else if p := s.authenticateDevice(r.Context(), a); p != nil {
-		writeProblem(w, p)
+		s.refuseDevice(w, r, a.DeviceID, p)
 		return
 	}
 	conn, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept answered the client
 	}
-	s.deviceSession(r.Context(), conn, a.DeviceID, gen)
+	s.deviceSession(r.Context(), conn, a.DeviceID, gen, r.RemoteAddr, login)
 }
 
 // checkDeviceToken opens the token of a against the device's generation.
@@ -277,7 +281,7 @@ func newDeviceEventID() string {
 // deviceSession serves an accepted device until it goes, the gateway
 // stops, or a frame breaks the protocol. It sends a fresh token at once,
 // then every TokenRefresh and on each token_please.
-func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id string, gen uint64) {
+func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id string, gen uint64, remote, login string) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.calls, func() { _ = conn.Close(websocket.StatusGoingAway, "gateway shutting down") })()
@@ -323,8 +327,11 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		_ = conn.CloseNow()
 		return
 	}
+	pres := s.devicePresent(ctx, id, remote, login)
+	var readErr error // what ended the read loop
+	defer func() { pres.end(readErr) }()
 	pushes.start()
-	go s.keepAlive(ctx, conn)
+	go s.keepAlive(ctx, conn, pres)
 	go func() {
 		tick := time.NewTicker(s.cfg.TokenRefresh)
 		defer tick.Stop()
@@ -345,8 +352,10 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 	for {
 		typ, b, err := conn.Read(ctx)
 		if err != nil {
+			readErr = err
 			return
 		}
+		pres.touch()
 		var ctl struct {
 			Type string `json:"type"`
 		}
@@ -360,7 +369,7 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		switch ctl.Type { // set for text frames only
 		case "push_ack":
 			if err := pushes.ack(b); err != nil {
-				_ = conn.Close(websocket.StatusPolicyViolation, closeReason(err.Error()))
+				pres.close(conn, websocket.StatusPolicyViolation, closeReason(err.Error()))
 				return
 			}
 			continue
@@ -370,20 +379,20 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		}
 		e, reason := deviceMessage(id, typ, b, ctl.Type)
 		if e == nil {
-			_ = conn.Close(websocket.StatusUnsupportedData, reason)
+			pres.close(conn, websocket.StatusUnsupportedData, reason)
 			return
 		}
 		seq++
 		err = s.storeDeviceMessage(ctx, id, e)
 		var ve *events.ValidationError
 		if errors.As(err, &ve) {
-			_ = conn.Close(websocket.StatusMessageTooBig, closeReason(ve.Error()))
+			pres.close(conn, websocket.StatusMessageTooBig, closeReason(ve.Error()))
 			return
 		}
 		if err != nil {
 			// Not stored, not acknowledged: the device sends it again.
 			s.log.Warn("device message not stored", "device", id, "event_id", e.ID(), "err", err)
-			_ = conn.Close(websocket.StatusTryAgainLater, "message not stored: send it again")
+			pres.close(conn, websocket.StatusTryAgainLater, "message not stored: send it again")
 			return
 		}
 		ack, _ := json.Marshal(ackFrame{Type: "ack", Seq: seq})
@@ -507,7 +516,7 @@ func Revoke(ctx context.Context, nc *nats.Conn, id string) (uint64, error) {
 // keepAlive pings the device every third of DeviceIdleTimeout and closes
 // the socket when a pong does not come within DeviceIdleTimeout. Pongs
 // are read by the session's read loop.
-func (s *Service) keepAlive(ctx context.Context, conn *websocket.Conn) {
+func (s *Service) keepAlive(ctx context.Context, conn *websocket.Conn, pres *devicePresence) {
 	tick := time.NewTicker(s.cfg.DeviceIdleTimeout / 3)
 	defer tick.Stop()
 	for {
@@ -521,9 +530,10 @@ func (s *Service) keepAlive(ctx context.Context, conn *websocket.Conn) {
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				_ = conn.Close(websocket.StatusPolicyViolation, "idle timeout: no pong")
+				pres.close(conn, websocket.StatusPolicyViolation, "idle timeout: no pong")
 			}
 			return
 		}
+		pres.seen(ctx)
 	}
 }

@@ -1,0 +1,94 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// Bounds of the device lifecycle events a gateway publishes.
+const (
+	// lifecycleInFlight is how many lifecycle events a gateway has in
+	// flight to JetStream at most; beyond, an event is dropped and
+	// counted.
+	lifecycleInFlight = 64
+	// socketErrorRate is the socket_error events per second (and burst)
+	// a gateway publishes at most, so that a flood of bad upgrades cannot
+	// flood HOOKBUS_LIFECYCLE; beyond, they are dropped and counted.
+	socketErrorRate = 50
+)
+
+// deviceLifecycle bounds the publishing of device lifecycle events.
+type deviceLifecycle struct {
+	slots        chan struct{}
+	socketErrors *rate.Limiter
+}
+
+func newDeviceLifecycle() *deviceLifecycle {
+	return &deviceLifecycle{
+		slots:        make(chan struct{}, lifecycleInFlight),
+		socketErrors: rate.NewLimiter(socketErrorRate, socketErrorRate),
+	}
+}
+
+// publishLifecycle publishes the lifecycle event typ about device id
+// with data on hookbus.lifecycle.device.<id>, source /gateway/<replica>,
+// from a goroutine (never blocking the caller), with a JetStream
+// acknowledgement; a failure is logged, an event beyond
+// lifecycleInFlight dropped and counted.
+func (s *Service) publishLifecycle(id, typ string, data map[string]any) {
+	e := event.New()
+	e.SetID(newDeviceEventID())
+	e.SetSource("/gateway/" + s.cfg.Replica)
+	e.SetType(typ)
+	e.SetTime(time.Now())
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		s.log.Warn("device lifecycle event not published", "device", id, "type", typ, "err", err)
+		return
+	}
+	msg, err := s.codec.Encode(events.DeviceLifecycleSubject(id), &e)
+	if err != nil {
+		s.log.Warn("device lifecycle event not published", "device", id, "type", typ, "err", err)
+		return
+	}
+	select {
+	case s.life.slots <- struct{}{}:
+	default:
+		s.met.lifecycleDropped.WithLabelValues("full").Inc()
+		return
+	}
+	go func() {
+		defer func() { <-s.life.slots }()
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
+		defer cancel()
+		if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamLifecycle)); err != nil {
+			s.met.lifecycleDropped.WithLabelValues("failed").Inc()
+			s.log.Warn("device lifecycle event not stored", "device", id, "type", typ, "event_id", e.ID(), "err", err)
+		}
+	}()
+}
+
+// refuseDevice answers a device's upgrade with problem p and publishes
+// hookbus.device.socket_error about device id ("" or invalid:
+// _unknown), at most socketErrorRate a second.
+func (s *Service) refuseDevice(w http.ResponseWriter, r *http.Request, id string, p *Problem) {
+	writeProblem(w, p)
+	switch p.Code {
+	case codeInvalidAuthHeader, codeAuthenticationFailed, codeInvalidToken, codeTokenExpired, codeTokenRevoked:
+	default:
+		return // the gateway's own trouble (devices off, NATS), not the device's
+	}
+	if !s.life.socketErrors.Allow() {
+		s.met.lifecycleDropped.WithLabelValues("rate").Inc()
+		return
+	}
+	s.publishLifecycle(id, events.EventTypeDeviceSocketError, map[string]any{
+		"reason": string(p.Code), "remote": r.RemoteAddr, "detail": p.Detail,
+	})
+}

@@ -1,0 +1,164 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookbus/hookbus/pkg/events"
+)
+
+// devicePresence is a device session's key in bucket
+// hookbus_device_presence and its lifecycle events (connected at the
+// start, disconnected at the end). The key is written at accept,
+// rewritten on every pong with compare-and-swap on the revision the
+// session last wrote, and deleted at the end while still the session's:
+// a lost compare-and-swap means a newer session owns the key, and this
+// one stops writing it.
+type devicePresence struct {
+	s        *Service
+	kv       jetstream.KeyValue // nil: the bucket could not be opened
+	id       string
+	session  string // random, the session's id
+	remote   string
+	since    time.Time
+	lastSeen atomic.Int64 // UnixNano of the last frame read or pong
+
+	mu     sync.Mutex
+	rev    uint64 // the revision the session last wrote; 0: not its key
+	code   websocket.StatusCode
+	reason string // set by close: why the gateway closed the socket
+}
+
+// devicePresent starts the presence of device id's new session, remote
+// its address and login "token" or "credentials": it writes the key and
+// publishes hookbus.device.connected. A key not written is logged; the
+// session goes on.
+func (s *Service) devicePresent(ctx context.Context, id, remote, login string) *devicePresence {
+	now := time.Now().UTC()
+	p := &devicePresence{s: s, id: id, session: newSessionID(), remote: remote, since: now}
+	p.lastSeen.Store(now.UnixNano())
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
+	defer cancel()
+	kv, err := s.js.KeyValue(ctx, events.BucketDevicePresence)
+	if err == nil {
+		p.kv = kv
+		var rev uint64
+		if rev, err = kv.Put(ctx, id, p.value()); err == nil {
+			p.rev = rev
+		}
+	}
+	if err != nil {
+		s.log.Warn("device presence not written", "device", id, "session", p.session, "err", err)
+	}
+	s.publishLifecycle(id, events.EventTypeDeviceConnected, map[string]any{
+		"session": p.session, "replica": s.cfg.Replica, "remote": remote, "login": login,
+	})
+	return p
+}
+
+// newSessionID is a random session id: 32 lowercase hex characters.
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// value is the key's JSON.
+func (p *devicePresence) value() []byte {
+	b, _ := json.Marshal(events.DevicePresence{
+		Session: p.session, Replica: p.s.cfg.Replica, Remote: p.remote,
+		ConnectedSince: p.since, LastSeen: time.Unix(0, p.lastSeen.Load()).UTC(),
+	})
+	return b
+}
+
+// touch notes a frame read from the device.
+func (p *devicePresence) touch() { p.lastSeen.Store(time.Now().UnixNano()) }
+
+// seen notes a pong and rewrites the key, if still the session's.
+func (p *devicePresence) seen(ctx context.Context) {
+	p.touch()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rev == 0 || p.kv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.s.cfg.AckTimeout)
+	defer cancel()
+	rev, err := p.kv.Update(ctx, p.id, p.value(), p.rev)
+	switch {
+	case err == nil:
+		p.rev = rev
+	case isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound):
+		p.rev = 0 // another session owns the key (or it expired): stop writing
+	case ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		p.s.log.Warn("device presence not refreshed", "device", p.id, "session", p.session, "err", err)
+	}
+}
+
+// close closes conn with code and reason, remembered for the
+// disconnected event (the first one wins).
+func (p *devicePresence) close(conn *websocket.Conn, code websocket.StatusCode, reason string) {
+	p.mu.Lock()
+	if p.reason == "" {
+		p.code, p.reason = code, reason
+	}
+	p.mu.Unlock()
+	_ = conn.Close(code, reason)
+}
+
+// end ends the session: readErr is what ended its read loop (nil when
+// the gateway ended it). It deletes the key if still the session's and
+// publishes hookbus.device.disconnected.
+func (p *devicePresence) end(readErr error) {
+	p.mu.Lock()
+	code, reason := p.code, p.reason
+	p.mu.Unlock()
+	if reason == "" {
+		code, reason = endReason(readErr, p.s.calls.Err() != nil)
+	}
+	p.gone(reason, code)
+}
+
+// endReason says why a session the gateway did not close ended.
+func endReason(readErr error, stopping bool) (websocket.StatusCode, string) {
+	switch st := websocket.CloseStatus(readErr); {
+	case stopping:
+		return websocket.StatusGoingAway, "gateway shutting down"
+	case st != -1:
+		return st, "closed by the device"
+	default:
+		return websocket.StatusAbnormalClosure, "connection lost"
+	}
+}
+
+// gone deletes the key if still the session's (compare-and-swap) and
+// publishes hookbus.device.disconnected with reason and code.
+func (p *devicePresence) gone(reason string, code websocket.StatusCode) {
+	p.mu.Lock()
+	rev := p.rev
+	p.rev = 0
+	p.mu.Unlock()
+	if rev != 0 && p.kv != nil {
+		// The session's context is over: a context of its own.
+		ctx, cancel := context.WithTimeout(context.Background(), p.s.cfg.AckTimeout)
+		err := p.kv.Delete(ctx, p.id, jetstream.LastRevision(rev))
+		cancel()
+		if err != nil && !isWrongSequence(err) {
+			p.s.log.Warn("device presence not deleted (it expires)", "device", p.id, "session", p.session, "err", err)
+		}
+	}
+	p.s.publishLifecycle(p.id, events.EventTypeDeviceDisconnected, map[string]any{
+		"session": p.session, "replica": p.s.cfg.Replica, "reason": reason, "code": int(code),
+		"duration_ms": time.Since(p.since).Milliseconds(),
+	})
+}
