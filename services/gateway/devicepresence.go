@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,4 +164,92 @@ func (p *devicePresence) gone(reason string, code websocket.StatusCode) {
 		"session": p.session, "replica": p.s.cfg.Replica, "reason": reason, "code": int(code),
 		"duration_ms": time.Since(p.since).Milliseconds(),
 	})
+}
+
+// DeviceListing is a device as `hookbus device list` shows it: its
+// presence (when connected) and its token generation.
+type DeviceListing struct {
+	Device         string     `json:"device"`
+	Connected      bool       `json:"connected"`
+	Session        string     `json:"session,omitempty"`
+	Replica        string     `json:"replica,omitempty"`
+	Remote         string     `json:"remote,omitempty"`
+	ConnectedSince *time.Time `json:"connected_since,omitempty"`
+	LastSeen       *time.Time `json:"last_seen,omitempty"`
+	Generation     uint64     `json:"generation"`
+}
+
+// ListDevices lists the devices with a key in hookbus_device_presence
+// (connected) or a token generation in hookbus_devices (revoked at least
+// once), by id.
+func ListDevices(ctx context.Context, js jetstream.JetStream) ([]DeviceListing, error) {
+	byID := map[string]*DeviceListing{}
+	get := func(id string) *DeviceListing {
+		d := byID[id]
+		if d == nil {
+			d = &DeviceListing{Device: id}
+			byID[id] = d
+		}
+		return d
+	}
+	pkv, err := js.KeyValue(ctx, events.BucketDevicePresence)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", events.BucketDevicePresence, err)
+	}
+	ids, err := listKeys(ctx, pkv, ">")
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", events.BucketDevicePresence, err)
+	}
+	for _, id := range ids {
+		e, err := pkv.Get(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // gone since listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", events.BucketDevicePresence, err)
+		}
+		var p events.DevicePresence
+		if err := json.Unmarshal(e.Value(), &p); err != nil {
+			return nil, fmt.Errorf("presence of device %s: %w", id, err)
+		}
+		d := get(id)
+		d.Connected, d.Session, d.Replica, d.Remote = true, p.Session, p.Replica, p.Remote
+		d.ConnectedSince, d.LastSeen = &p.ConnectedSince, &p.LastSeen
+	}
+	dkv, err := js.KeyValue(ctx, events.BucketDevices)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", events.BucketDevices, err)
+	}
+	keys, err := listKeys(ctx, dkv, deviceGenerationKey("*"))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", events.BucketDevices, err)
+	}
+	for _, k := range keys {
+		id := strings.TrimPrefix(k, deviceGenerationKey(""))
+		g, err := DeviceGeneration(ctx, dkv, id)
+		if err != nil {
+			return nil, err
+		}
+		get(id).Generation = g
+	}
+	out := make([]DeviceListing, 0, len(byID))
+	for _, d := range byID {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b DeviceListing) int { return strings.Compare(a.Device, b.Device) })
+	return out, nil
+}
+
+// listKeys lists the keys of kv matching filter.
+func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	l, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = l.Stop() }()
+	var keys []string
+	for k := range l.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, ctx.Err()
 }

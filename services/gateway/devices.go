@@ -323,13 +323,13 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 	}
 	// A revoke between the token check and the subscription.
 	s.closeIfRevoked(ctx, conn, id, gen)
+	pres := s.devicePresent(ctx, id, remote, login)
+	var readErr error // what ended the read loop
+	defer func() { pres.end(readErr) }()
 	if err := sendToken(); err != nil {
 		_ = conn.CloseNow()
 		return
 	}
-	pres := s.devicePresent(ctx, id, remote, login)
-	var readErr error // what ended the read loop
-	defer func() { pres.end(readErr) }()
 	pushes.start()
 	go s.keepAlive(ctx, conn, pres)
 	go func() {
