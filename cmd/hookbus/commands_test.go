@@ -48,6 +48,7 @@ var serverArgs = map[string][]string{
 	"hookbus gateway token revoke": {"a"},
 	"hookbus device revoke":        {"d1"},
 	"hookbus device push":          {"d1", "--data", "{}"},
+	"hookbus device list":          {},
 }
 
 // localArgs are, for every command that needs no server, arguments it
