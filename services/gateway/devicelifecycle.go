@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -24,16 +26,59 @@ const (
 	socketErrorRate = 50
 )
 
-// deviceLifecycle bounds the publishing of device lifecycle events.
+// deviceLifecycle bounds the publishing of device lifecycle events and
+// counts what Run waits for when it stops: the device sessions (their
+// presence deleted, their disconnected event sent) and the events in
+// flight.
 type deviceLifecycle struct {
 	slots        chan struct{}
 	socketErrors *rate.Limiter
+
+	mu   sync.Mutex
+	busy int           // sessions and events in flight
+	idle chan struct{} // closed when busy drops to 0; nil while 0
 }
 
 func newDeviceLifecycle() *deviceLifecycle {
 	return &deviceLifecycle{
 		slots:        make(chan struct{}, lifecycleInFlight),
 		socketErrors: rate.NewLimiter(socketErrorRate, socketErrorRate),
+	}
+}
+
+// add counts a session or an event in flight; done uncounts it.
+func (l *deviceLifecycle) add() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.busy == 0 {
+		l.idle = make(chan struct{})
+	}
+	l.busy++
+}
+
+func (l *deviceLifecycle) done() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.busy--; l.busy == 0 {
+		close(l.idle)
+		l.idle = nil
+	}
+}
+
+// waitDevices waits until every device session ended and every lifecycle
+// event was sent, or ctx ends (an error then).
+func (s *Service) waitDevices(ctx context.Context) error {
+	s.life.mu.Lock()
+	idle, busy := s.life.idle, s.life.busy
+	s.life.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d device sessions or lifecycle events still in flight: %w", busy, ctx.Err())
 	}
 }
 
@@ -63,7 +108,9 @@ func (s *Service) publishLifecycle(id, typ string, data map[string]any) {
 		s.met.lifecycleDropped.WithLabelValues("full").Inc()
 		return
 	}
+	s.life.add()
 	go func() {
+		defer s.life.done()
 		defer func() { <-s.life.slots }()
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
 		defer cancel()

@@ -35,8 +35,13 @@ type devicePresence struct {
 	since    time.Time
 	lastSeen atomic.Int64 // UnixNano of the last frame read or pong
 
+	goneOnce sync.Once
+
+	// writeMu orders the key's writes (seen, gone) and guards rev.
+	writeMu sync.Mutex
+	rev     uint64 // the revision the session last wrote; 0: not its key
+
 	mu     sync.Mutex
-	rev    uint64 // the revision the session last wrote; 0: not its key
 	code   websocket.StatusCode
 	reason string // set by close: why the gateway closed the socket
 }
@@ -49,6 +54,7 @@ func (s *Service) devicePresent(ctx context.Context, id, remote, login string) *
 	now := time.Now().UTC()
 	p := &devicePresence{s: s, id: id, session: newSessionID(), remote: remote, since: now}
 	p.lastSeen.Store(now.UnixNano())
+	s.life.add() // until gone
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
 	defer cancel()
 	kv, err := s.js.KeyValue(ctx, events.BucketDevicePresence)
@@ -90,8 +96,8 @@ func (p *devicePresence) touch() { p.lastSeen.Store(time.Now().UnixNano()) }
 // seen notes a pong and rewrites the key, if still the session's.
 func (p *devicePresence) seen(ctx context.Context) {
 	p.touch()
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
 	if p.rev == 0 || p.kv == nil {
 		return
 	}
@@ -145,12 +151,18 @@ func endReason(readErr error, stopping bool) (websocket.StatusCode, string) {
 }
 
 // gone deletes the key if still the session's (compare-and-swap) and
-// publishes hookbus.device.disconnected with reason and code.
+// publishes hookbus.device.disconnected with reason and code; only its
+// first call does.
 func (p *devicePresence) gone(reason string, code websocket.StatusCode) {
-	p.mu.Lock()
+	p.goneOnce.Do(func() { p.goneNow(reason, code) })
+}
+
+func (p *devicePresence) goneNow(reason string, code websocket.StatusCode) {
+	defer p.s.life.done()
+	p.writeMu.Lock()
 	rev := p.rev
 	p.rev = 0
-	p.mu.Unlock()
+	p.writeMu.Unlock()
 	if rev != 0 && p.kv != nil {
 		// The session's context is over: a context of its own.
 		ctx, cancel := context.WithTimeout(context.Background(), p.s.cfg.AckTimeout)

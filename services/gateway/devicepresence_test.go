@@ -290,3 +290,25 @@ func TestDeviceSocketErrorsAreRateLimited(t *testing.T) {
 		t.Fatalf("%d socket_error events stored in %s, want 50 to %d", stored, elapsed, max)
 	}
 }
+
+// A gateway that stops (Run's context ends) deletes the presence of its
+// devices and stores their disconnected events (1001) before Run returns.
+func TestStoppedGatewayClearsItsDevices(t *testing.T) {
+	srv, js := natstest.RunTopology(t)
+	url, stop := runDeviceGateway(t, srv)
+	conn := connectForToken(t, url, "p5").conn
+	readForever(conn)
+	kv := presenceBucket(t, js)
+	if _, err := presenceOf(t, kv, "p5"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, err := presenceOf(t, kv, "p5"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("presence after the gateway stopped: %v, want no key", err)
+	}
+	got := lifecycleEvents(t, js, "p5")
+	if len(got) != 2 || got[1].Type != events.EventTypeDeviceDisconnected ||
+		got[1].Data["code"] != float64(websocket.StatusGoingAway) || got[1].Data["reason"] != "gateway shutting down" {
+		t.Fatalf("events %+v: want connected, then disconnected with 1001", got)
+	}
+}

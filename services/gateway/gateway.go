@@ -254,6 +254,9 @@ func (s *Service) Run(ctx context.Context) error {
 		// sessions close now (1001), not never.
 		s.stopCalls()
 		<-errc // http.ErrServerClosed
+		if err := s.waitDevices(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("gateway shutdown: %w", err))
+		}
 	}
 	if watching {
 		if err := <-watchErr; err != nil {
