@@ -85,9 +85,12 @@ func (s *Service) waitDevices(ctx context.Context) error {
 // publishLifecycle publishes the lifecycle event typ about device id
 // with data on hookbus.lifecycle.device.<id>, source /gateway/<replica>,
 // from a goroutine (never blocking the caller), with a JetStream
-// acknowledgement; a failure is logged, an event beyond
-// lifecycleInFlight dropped and counted.
-func (s *Service) publishLifecycle(id, typ string, data map[string]any) {
+// acknowledgement, after the channel after is closed (nil: at once); a
+// failure is logged, an event beyond lifecycleInFlight dropped and
+// counted. The channel it returns is closed once the event is stored,
+// dropped or failed.
+func (s *Service) publishLifecycle(id, typ string, data map[string]any, after <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
 	e := event.New()
 	e.SetID(newDeviceEventID())
 	e.SetSource("/gateway/" + s.cfg.Replica)
@@ -95,23 +98,30 @@ func (s *Service) publishLifecycle(id, typ string, data map[string]any) {
 	e.SetTime(time.Now())
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		s.log.Warn("device lifecycle event not published", "device", id, "type", typ, "err", err)
-		return
+		close(done)
+		return done
 	}
 	msg, err := s.codec.Encode(events.DeviceLifecycleSubject(id), &e)
 	if err != nil {
 		s.log.Warn("device lifecycle event not published", "device", id, "type", typ, "err", err)
-		return
+		close(done)
+		return done
 	}
 	select {
 	case s.life.slots <- struct{}{}:
 	default:
 		s.met.lifecycleDropped.WithLabelValues("full").Inc()
-		return
+		close(done)
+		return done
 	}
 	s.life.add()
 	go func() {
 		defer s.life.done()
 		defer func() { <-s.life.slots }()
+		defer close(done)
+		if after != nil {
+			<-after // bounded: the earlier event's publish ends within AckTimeout
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
 		defer cancel()
 		if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamLifecycle)); err != nil {
@@ -119,6 +129,7 @@ func (s *Service) publishLifecycle(id, typ string, data map[string]any) {
 			s.log.Warn("device lifecycle event not stored", "device", id, "type", typ, "event_id", e.ID(), "err", err)
 		}
 	}()
+	return done
 }
 
 // refuseDevice answers a device's upgrade with problem p and publishes
@@ -137,5 +148,5 @@ func (s *Service) refuseDevice(w http.ResponseWriter, r *http.Request, id string
 	}
 	s.publishLifecycle(id, events.EventTypeDeviceSocketError, map[string]any{
 		"reason": string(p.Code), "remote": r.RemoteAddr, "detail": p.Detail,
-	})
+	}, nil)
 }

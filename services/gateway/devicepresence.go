@@ -35,7 +35,8 @@ type devicePresence struct {
 	since    time.Time
 	lastSeen atomic.Int64 // UnixNano of the last frame read or pong
 
-	goneOnce sync.Once
+	goneOnce  sync.Once
+	connected <-chan struct{} // closed once the connected event is sent: disconnected follows it
 
 	// writeMu orders the key's writes (seen, gone) and guards rev.
 	writeMu sync.Mutex
@@ -68,9 +69,9 @@ func (s *Service) devicePresent(ctx context.Context, id, remote, login string) *
 	if err != nil {
 		s.log.Warn("device presence not written", "device", id, "session", p.session, "err", err)
 	}
-	s.publishLifecycle(id, events.EventTypeDeviceConnected, map[string]any{
+	p.connected = s.publishLifecycle(id, events.EventTypeDeviceConnected, map[string]any{
 		"session": p.session, "replica": s.cfg.Replica, "remote": remote, "login": login,
-	})
+	}, nil)
 	return p
 }
 
@@ -175,7 +176,7 @@ func (p *devicePresence) goneNow(reason string, code websocket.StatusCode) {
 	p.s.publishLifecycle(p.id, events.EventTypeDeviceDisconnected, map[string]any{
 		"session": p.session, "replica": p.s.cfg.Replica, "reason": reason, "code": int(code),
 		"duration_ms": time.Since(p.since).Milliseconds(),
-	})
+	}, p.connected)
 }
 
 // DeviceListing is a device as `hookbus device list` shows it: its
