@@ -49,6 +49,7 @@ var serverArgs = map[string][]string{
 	"hookbus device revoke":        {"d1"},
 	"hookbus device push":          {"d1", "--data", "{}"},
 	"hookbus device stop":          {"d1", "--reason", "test"},
+	"hookbus device list":          {},
 }
 
 // localArgs are, for every command that needs no server, arguments it

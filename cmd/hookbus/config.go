@@ -55,6 +55,7 @@ type Config struct {
 	DeviceTokenRefresh    time.Duration `envconfig:"DEVICE_TOKEN_REFRESH" default:"3h" flag:"device-token-refresh" desc:"serve: how often a connected device gets a fresh token"`
 	DeviceTokenExpiry     time.Duration `envconfig:"DEVICE_TOKEN_EXPIRY" default:"672h" flag:"device-token-expiry" desc:"serve: how long a device token is good for; past it the device logs in again with credentials"`
 	DeviceCallTimeout     time.Duration `envconfig:"DEVICE_CALL_TIMEOUT" default:"5s" flag:"device-call-timeout" desc:"serve: how long a device's call frame waits for the chain of hookbus.device.call before its reply says call_timeout"`
+	Replica               string        `envconfig:"REPLICA" flag:"replica" desc:"serve: this gateway's name in device presence and in the source of device lifecycle events (/gateway/<replica>); empty: the host name"`
 
 	OpsAddr   string `envconfig:"OPS_ADDR" default:"127.0.0.1:8090" flag:"ops-addr" desc:"host:port of /livez, /readyz and /metrics"`
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" flag:"log-level" desc:"debug, info, warn or error"`

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/hookbus/hookbus/pkg/client"
@@ -19,7 +20,7 @@ import (
 func newDeviceCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "device",
-		Short: "Revoke devices, push to them, stop them",
+		Short: "List devices, revoke them, push to them, stop them",
 		Long: `Devices hold WebSocket sessions on the gateway (/devices/websocket). Revoking a
 device bumps its token generation in bucket ` + events.BucketDevices + `: every
 token issued before is refused (401, log in again) and its socket is closed on
@@ -27,12 +28,15 @@ whichever gateway replica holds it. A push is stored (hookbus.device.<id>.out,
 stream ` + events.StreamDevicePushes + `) and reaches the device when it is
 connected: at once, or at its next connection within a day.
 
+List reads bucket ` + events.BucketDevicePresence + ` (one key per connected device,
+written by the gateway replica holding its socket) and the token generations.
+
 Revoke writes the bucket directly: run it as a NATS user that may (the
 operators' admin user in Kubernetes).
 
 Exit status: 0 success, 1 failure, 2 invalid input.`,
 	}
-	cmd.AddCommand(newDeviceRevokeCmd(), newDevicePushCmd(), newDeviceStopCmd())
+	cmd.AddCommand(newDeviceListCmd(), newDeviceRevokeCmd(), newDevicePushCmd(), newDeviceStopCmd())
 	return cmd
 }
 
@@ -188,6 +192,51 @@ its tokens stay good (revoke does that).`,
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "stop sent to device %q (closed if connected)\n", id)
 			return err
+		})
+	}
+	return cmd
+}
+
+func newDeviceListCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "list [-o json]",
+		Short: "List the connected devices and those with a token generation",
+		Long: `List devices, by id: those connected (a key in bucket ` + events.BucketDevicePresence + `)
+and those revoked at least once (a token generation in ` + events.BucketDevices + `). A
+connected device shows the gateway replica holding its socket, when its session
+started and when the gateway last heard from it (a frame or a pong, refreshed
+every third of the idle timeout: 20 s by default); the key of a device whose
+gateway died expires within a minute. GENERATION is the token generation (0:
+never revoked).`,
+		Example: `  hookbus device list
+  hookbus device list -o json`,
+		Args: cobra.NoArgs,
+	}
+	addOutput(cmd.Flags(), &output, "text", "json")
+	f := newDeviceFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return f.run(cmd, func(ctx context.Context, nc *nats.Conn) error {
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			devices, err := gateway.ListDevices(ctx, js)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), devices)
+			}
+			t := newTable(cmd.OutOrStdout(), "DEVICE", "CONNECTED", "REPLICA", "SINCE", "LAST-SEEN", "GENERATION")
+			for _, d := range devices {
+				since, seen := "-", "-"
+				if d.Connected {
+					since, seen = d.ConnectedSince.Format(time.RFC3339), d.LastSeen.Format(time.RFC3339)
+				}
+				t.row(d.Device, d.Connected, d.Replica, since, seen, d.Generation)
+			}
+			return t.flush()
 		})
 	}
 	return cmd

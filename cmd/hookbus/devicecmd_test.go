@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +86,52 @@ func TestDeviceCommands(t *testing.T) {
 		t.Fatalf("stop notice %v, %v; want the reason", m, err)
 	}
 
+	// d1 has a generation; d2 is connected (its key written as a
+	// gateway does).
+	pkv, err := js.KeyValue(t.Context(), events.BucketDevicePresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	p, _ := json.Marshal(events.DevicePresence{Session: "s1", Replica: "gw-0", Remote: "192.0.2.7:4000", ConnectedSince: since, LastSeen: since.Add(time.Minute)})
+	if _, err := pkv.Put(t.Context(), "d2", p); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli("device", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := [][]string{
+		{"DEVICE", "CONNECTED", "REPLICA", "SINCE", "LAST-SEEN", "GENERATION"},
+		{"d1", "false", "-", "-", "-", "2"},
+		{"d2", "true", "gw-0", "2026-01-02T03:04:05Z", "2026-01-02T03:05:05Z", "0"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("device list:\n%s\nwant %d lines", out, len(want))
+	}
+	for i, w := range want {
+		if got := strings.Fields(lines[i]); !slices.Equal(got, w) {
+			t.Errorf("device list line %d: %q, want %q", i, got, w)
+		}
+	}
+	out, err = cli("device", "list", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []gateway.DeviceListing
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
+		t.Fatalf("device list -o json: %q: %v", out, err)
+	}
+	if len(listed) != 2 || listed[0].Device != "d1" || listed[0].Connected || listed[0].Generation != 2 ||
+		listed[1].Device != "d2" || !listed[1].Connected || listed[1].Session != "s1" || listed[1].Remote != "192.0.2.7:4000" ||
+		!listed[1].ConnectedSince.Equal(since) || !listed[1].LastSeen.Equal(since.Add(time.Minute)) {
+		t.Errorf("device list -o json: %+v", listed)
+	}
+
 	for _, args := range [][]string{
+		{"device", "list", "-o", "yaml"},
+		{"device", "list", "d1"},
 		{"device", "stop", "-d1"},
 		{"device", "push", "d1", "--data", "not json"},
 		{"device", "push", "d1"},

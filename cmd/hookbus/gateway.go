@@ -41,6 +41,9 @@ func (c Config) gateway() (gateway.Config, error) {
 		g.Anonymous = &on
 	}
 	g.TokenRefresh, g.TokenExpiry, g.DeviceCallTimeout = c.DeviceTokenRefresh, c.DeviceTokenExpiry, c.DeviceCallTimeout
+	if c.Replica != "" {
+		g.Replica = c.Replica
+	}
 	if c.DeviceTokenSecret != "" || c.DeviceTokenSecretFile != "" {
 		env := map[string]string{
 			"HOOKBUS_DEVICE_TOKEN_SECRET": string(c.DeviceTokenSecret), "HOOKBUS_DEVICE_TOKEN_SECRET_FILE": c.DeviceTokenSecretFile,

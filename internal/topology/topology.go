@@ -299,6 +299,18 @@ func (c Config) Buckets() []jetstream.KeyValueConfig {
 			Replicas:     c.Replicas,
 		},
 		{
+			Bucket:      events.BucketDevicePresence,
+			Description: "Connected devices, one key per device, written by the gateway replica holding its socket, refreshed on each pong.",
+			// Only the current session matters; the max age lets the keys
+			// of a gateway that died expire (docs/protocol.md, presence).
+			History:      1,
+			TTL:          events.DevicePresenceTTL,
+			MaxValueSize: 1 << 10,
+			MaxBytes:     -1,
+			Storage:      jetstream.FileStorage,
+			Replicas:     c.Replicas,
+		},
+		{
 			Bucket:      events.BucketGatewayTokens,
 			Description: "HTTP gateway bearer tokens (SHA-256 only), written by hookbus gateway token, watched by the gateway.",
 			// One revision: a revoked token's record is not kept.

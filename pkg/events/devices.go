@@ -1,6 +1,9 @@
 package events
 
-import "regexp"
+import (
+	"regexp"
+	"time"
+)
 
 // Device sessions (docs/protocol.md, "Device sessions").
 const (
@@ -88,4 +91,51 @@ func ValidateDeviceID(id string) error {
 		return invalidIn("name", "device", "%q: want 1 to 64 of [A-Za-z0-9_-], starting with a letter or a digit", id)
 	}
 	return nil
+}
+
+// Presence of devices (docs/protocol.md, "Device sessions": presence).
+const (
+	// BucketDevicePresence holds one key per connected device (its id):
+	// DevicePresence as JSON, written by the gateway replica holding the
+	// device's socket, refreshed on each pong, deleted at disconnect.
+	BucketDevicePresence = "hookbus_device_presence"
+	// DevicePresenceTTL is the bucket's max age: the key of a device
+	// whose gateway died expires within it.
+	DevicePresenceTTL = 60 * time.Second
+)
+
+// DevicePresence is the value of a device's key in BucketDevicePresence.
+type DevicePresence struct {
+	Session        string    `json:"session"`
+	Replica        string    `json:"replica"`
+	Remote         string    `json:"remote"`
+	ConnectedSince time.Time `json:"connected_since"`
+	LastSeen       time.Time `json:"last_seen"`
+}
+
+// Lifecycle events of device sessions, on DeviceLifecycleSubject, stored
+// by StreamLifecycle, source /gateway/<replica>.
+const (
+	// EventTypeDeviceConnected: a device's session started; data
+	// {"session","replica","remote","login":"token"|"credentials"}.
+	EventTypeDeviceConnected = "hookbus.device.connected"
+	// EventTypeDeviceDisconnected: a device's session ended; data
+	// {"session","replica","reason","code","duration_ms"}.
+	EventTypeDeviceDisconnected = "hookbus.device.disconnected"
+	// EventTypeDeviceSocketError: an upgrade was refused; data
+	// {"reason","remote","detail"}.
+	EventTypeDeviceSocketError = "hookbus.device.socket_error"
+	// DeviceLifecycleUnknown stands for the device id in the subject of
+	// a refusal whose header had no valid id.
+	DeviceLifecycleUnknown = "_unknown"
+)
+
+// DeviceLifecycleSubject is the subject of lifecycle events about device
+// id: hookbus.lifecycle.device.<id>, or hookbus.lifecycle.device._unknown
+// when id is not a valid device id.
+func DeviceLifecycleSubject(id string) string {
+	if ValidateDeviceID(id) != nil {
+		id = DeviceLifecycleUnknown
+	}
+	return "hookbus.lifecycle.device." + id
 }

@@ -297,3 +297,20 @@ func TestValidatePluginNameReserved(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceLifecycleSubject(t *testing.T) {
+	for id, want := range map[string]string{
+		"thermostat-42": "hookbus.lifecycle.device.thermostat-42",
+		"":              "hookbus.lifecycle.device._unknown",
+		"_x":            "hookbus.lifecycle.device._unknown",
+		"a.b":           "hookbus.lifecycle.device._unknown",
+		"a*":            "hookbus.lifecycle.device._unknown",
+	} {
+		if got := events.DeviceLifecycleSubject(id); got != want {
+			t.Errorf("DeviceLifecycleSubject(%q) = %q, want %q", id, got, want)
+		}
+	}
+	if events.BucketDevicePresence != "hookbus_device_presence" {
+		t.Errorf("BucketDevicePresence = %q", events.BucketDevicePresence)
+	}
+}

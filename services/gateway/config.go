@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/hookbus/hookbus/internal/natsembed"
@@ -80,6 +81,10 @@ type Config struct {
 	// DeviceCallTimeout is how long a device's call frame waits for the
 	// chain of hookbus.device.call.
 	DeviceCallTimeout time.Duration
+	// Replica names this gateway in device presence and in the source
+	// of device lifecycle events (/gateway/<replica>): HOOKBUS_REPLICA,
+	// by default the host name.
+	Replica string
 }
 
 // DefaultConfig returns the defaults: 127.0.0.1:8080, the default event
@@ -112,6 +117,7 @@ func DefaultConfig() Config {
 		DeviceIdleTimeout: 60 * time.Second,
 		DeviceRate:        100,
 		DeviceCallTimeout: 5 * time.Second,
+		Replica:           DefaultReplica(),
 	}
 }
 
@@ -131,6 +137,8 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
+	case c.Replica == "":
+		return fmt.Errorf("gateway replica name: empty")
 	case c.MaxEventSize <= 0:
 		return fmt.Errorf("gateway max event size %d: must be positive", c.MaxEventSize)
 	case c.Window <= 0:
@@ -175,4 +183,12 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// DefaultReplica is the host name, or "gateway" when it is unknown.
+func DefaultReplica() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "gateway"
 }

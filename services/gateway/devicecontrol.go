@@ -46,25 +46,33 @@ func newSessionID() string {
 // the session sess of device id, connected with a token of generation
 // gen. It never blocks the subscription: closing a socket waits for the
 // device's close frame.
-func (s *Service) deviceControl(ctx context.Context, conn *websocket.Conn, id, sess string, gen uint64, m *nats.Msg) {
+func (s *Service) deviceControl(ctx context.Context, closer *deviceCloser, id, sess string, gen uint64, m *nats.Msg) {
 	switch strings.TrimPrefix(m.Subject, events.DeviceCtlSubject(id, "")) {
 	case events.DeviceCtlRevoked:
 		// Only a hint: whoever may publish it can only make the gateway
 		// read the generation again.
-		go s.closeIfRevoked(ctx, conn, id, gen)
+		go s.closeIfRevoked(ctx, closer, id, gen)
 	case events.DeviceCtlSession:
 		// One connection per device: a newer session (a greater id) of
-		// the device, on any replica, replaces this one. Two sessions
-		// starting together both hear of the other: the older goes.
-		if other := string(m.Data); other > sess {
-			go func() { _ = conn.Close(StatusReplaced, "replaced by a newer connection of this device") }()
+		// the device, on any replica, replaces this one. An older one
+		// announcing itself was slow to subscribe, and may not have heard
+		// this one's announcement: announce again, so that it goes.
+		switch other := string(m.Data); {
+		case other > sess:
+			go closer.close(StatusReplaced, "replaced by a newer connection of this device")
+		case other < sess:
+			go func() {
+				if err := s.announceSession(id, sess); err != nil {
+					s.log.Warn("device session: announcement not sent again", "device", id, "err", err)
+				}
+			}()
 		}
 	case events.DeviceCtlStop:
 		reason := "stopped by a plugin"
 		if len(m.Data) > 0 && utf8.Valid(m.Data) {
 			reason = closeReason(string(m.Data))
 		}
-		go func() { _ = conn.Close(StatusStopped, reason) }()
+		go closer.close(StatusStopped, reason)
 	}
 }
 

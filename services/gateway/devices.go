@@ -182,7 +182,7 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := parseDeviceAuth(r.Header.Get(HeaderDeviceAuth))
 	if err != nil {
-		writeProblem(w, deviceRefusal(http.StatusBadRequest, codeInvalidAuthHeader, err.Error()))
+		s.refuseDevice(w, r, "", deviceRefusal(http.StatusBadRequest, codeInvalidAuthHeader, err.Error()))
 		return
 	}
 	kv, err := s.js.KeyValue(r.Context(), events.BucketDevices)
@@ -195,20 +195,24 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: err.Error()})
 		return
 	}
+	login := "token"
+	if a.Token == "" {
+		login = "credentials"
+	}
 	if a.Token != "" {
 		if p := s.checkDeviceToken(a, gen); p != nil {
-			writeProblem(w, p)
+			s.refuseDevice(w, r, a.DeviceID, p)
 			return
 		}
 	} else if p := s.authenticateDevice(r.Context(), a); p != nil {
-		writeProblem(w, p)
+		s.refuseDevice(w, r, a.DeviceID, p)
 		return
 	}
 	conn, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept answered the client
 	}
-	s.deviceSession(r.Context(), conn, a.DeviceID, gen)
+	s.deviceSession(r.Context(), conn, a.DeviceID, gen, r.RemoteAddr, login)
 }
 
 // checkDeviceToken opens the token of a against the device's generation.
@@ -272,7 +276,7 @@ func newDeviceEventID() string {
 // deviceSession serves an accepted device until it goes, the gateway
 // stops, or a frame breaks the protocol. It sends a fresh token at once,
 // then every TokenRefresh and on each token_please.
-func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id string, gen uint64) {
+func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id string, gen uint64, remote, login string) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.calls, func() { _ = conn.Close(websocket.StatusGoingAway, "gateway shutting down") })()
@@ -296,11 +300,12 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		defer pushes.stop()
 	}
 	sess := newSessionID()
+	closer := &deviceCloser{conn: conn}
 	if err == nil {
 		// Revocations, replacement by a newer session, stops.
 		var ctl *nats.Subscription
 		ctl, err = s.nc.Subscribe(events.DeviceControlSubject(id), func(m *nats.Msg) {
-			s.deviceControl(ctx, conn, id, sess, gen, m)
+			s.deviceControl(ctx, closer, id, sess, gen, m)
 		})
 		if err == nil {
 			defer func() { _ = ctl.Unsubscribe() }()
@@ -314,13 +319,16 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		return
 	}
 	// A revoke between the token check and the subscription.
-	s.closeIfRevoked(ctx, conn, id, gen)
+	s.closeIfRevoked(ctx, closer, id, gen)
+	pres := s.devicePresent(ctx, id, sess, remote, login, closer)
+	var readErr error // what ended the read loop
+	defer func() { pres.end(readErr) }()
 	if err := sendToken(); err != nil {
 		_ = conn.CloseNow()
 		return
 	}
 	pushes.start()
-	go s.keepAlive(ctx, conn)
+	go s.keepAlive(ctx, conn, closer, pres)
 	go func() {
 		tick := time.NewTicker(s.cfg.TokenRefresh)
 		defer tick.Stop()
@@ -341,8 +349,10 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 	for {
 		typ, b, err := conn.Read(ctx)
 		if err != nil {
+			readErr = err
 			return
 		}
+		pres.touch()
 		var ctl struct {
 			Type string `json:"type"`
 		}
@@ -356,14 +366,14 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		switch ctl.Type { // set for text frames only
 		case "push_ack":
 			if err := pushes.ack(b); err != nil {
-				_ = conn.Close(websocket.StatusPolicyViolation, closeReason(err.Error()))
+				closer.close(websocket.StatusPolicyViolation, closeReason(err.Error()))
 				return
 			}
 			continue
 		case "call":
 			f, err := parseCall(b)
 			if err != nil {
-				_ = conn.Close(websocket.StatusUnsupportedData, err.Error())
+				closer.close(websocket.StatusUnsupportedData, err.Error())
 				return
 			}
 			if err := limit.Wait(ctx); err != nil {
@@ -371,7 +381,7 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 			}
 			reply, stop := s.deviceCall(ctx, id, f)
 			if stop != "" {
-				_ = conn.Close(StatusStopped, stop)
+				closer.close(StatusStopped, stop)
 				return
 			}
 			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -387,20 +397,20 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		}
 		e, reason := deviceMessage(id, typ, b, ctl.Type)
 		if e == nil {
-			_ = conn.Close(websocket.StatusUnsupportedData, reason)
+			closer.close(websocket.StatusUnsupportedData, reason)
 			return
 		}
 		seq++
 		err = s.storeDeviceMessage(ctx, id, e)
 		var ve *events.ValidationError
 		if errors.As(err, &ve) {
-			_ = conn.Close(websocket.StatusMessageTooBig, closeReason(ve.Error()))
+			closer.close(websocket.StatusMessageTooBig, closeReason(ve.Error()))
 			return
 		}
 		if err != nil {
 			// Not stored, not acknowledged: the device sends it again.
 			s.log.Warn("device message not stored", "device", id, "event_id", e.ID(), "err", err)
-			_ = conn.Close(websocket.StatusTryAgainLater, "message not stored: send it again")
+			closer.close(websocket.StatusTryAgainLater, "message not stored: send it again")
 			return
 		}
 		ack, _ := json.Marshal(ackFrame{Type: "ack", Seq: seq})
@@ -477,7 +487,7 @@ func closeReason(s string) string {
 // closeIfRevoked closes the socket of device id, connected with a token
 // of generation gen, when its generation in hookbus_devices is now above
 // gen.
-func (s *Service) closeIfRevoked(ctx context.Context, conn *websocket.Conn, id string, gen uint64) {
+func (s *Service) closeIfRevoked(ctx context.Context, closer *deviceCloser, id string, gen uint64) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
 	defer cancel()
 	kv, err := s.js.KeyValue(ctx, events.BucketDevices)
@@ -488,7 +498,7 @@ func (s *Service) closeIfRevoked(ctx context.Context, conn *websocket.Conn, id s
 	if err != nil || now <= gen {
 		return
 	}
-	_ = conn.Close(StatusTokenRevoked, "token revoked: log in again")
+	closer.close(StatusTokenRevoked, "token revoked: log in again")
 }
 
 // Revoke revokes device id: its generation in hookbus_devices goes up
@@ -520,7 +530,7 @@ func Revoke(ctx context.Context, nc *nats.Conn, id string) (uint64, error) {
 // keepAlive pings the device every third of DeviceIdleTimeout and closes
 // the socket when a pong does not come within DeviceIdleTimeout. Pongs
 // are read by the session's read loop.
-func (s *Service) keepAlive(ctx context.Context, conn *websocket.Conn) {
+func (s *Service) keepAlive(ctx context.Context, conn *websocket.Conn, closer *deviceCloser, pres *devicePresence) {
 	tick := time.NewTicker(s.cfg.DeviceIdleTimeout / 3)
 	defer tick.Stop()
 	for {
@@ -534,9 +544,10 @@ func (s *Service) keepAlive(ctx context.Context, conn *websocket.Conn) {
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				_ = conn.Close(websocket.StatusPolicyViolation, "idle timeout: no pong")
+				closer.close(websocket.StatusPolicyViolation, "idle timeout: no pong")
 			}
 			return
 		}
+		pres.seen(ctx)
 	}
 }

@@ -53,6 +53,7 @@ type Service struct {
 	inflight    *semaphore.Weighted // Config.MaxInflightBytes
 	bus         *client.Client      // calls
 	met         *metrics
+	life        *deviceLifecycle
 	tls         *tls.Config // nil: plain HTTP
 
 	addr  atomic.Pointer[string] // set by Run once listening
@@ -107,6 +108,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		nc:          nc,
 		bus:         c,
 		met:         newMetrics(),
+		life:        newDeviceLifecycle(),
 		tls:         tlsCfg,
 		tokens:      tokenStore{tokens: map[string]*storedToken{}},
 		anonLimiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Rate),
@@ -252,6 +254,9 @@ func (s *Service) Run(ctx context.Context) error {
 		// sessions close now (1001), not never.
 		s.stopCalls()
 		<-errc // http.ErrServerClosed
+		if err := s.waitDevices(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("gateway shutdown: %w", err))
+		}
 	}
 	if watching {
 		if err := <-watchErr; err != nil {

@@ -18,6 +18,8 @@ type metrics struct {
 	requests  *prometheus.CounterVec   // route, status, token
 	durations *prometheus.HistogramVec // route
 	events    *prometheus.CounterVec   // result
+	// lifecycleDropped: device lifecycle events not stored, by reason.
+	lifecycleDropped *prometheus.CounterVec
 
 	stored, duplicate, refused prometheus.Counter // events, curried
 
@@ -54,6 +56,10 @@ func newMetrics() *metrics {
 			Name: "hookbus_gateway_events_total",
 			Help: "Events posted to the gateway, by result: stored, duplicate (stored already: same source and id), refused (invalid or not stored).",
 		}, []string{"result"}),
+		lifecycleDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookbus_gateway_device_lifecycle_dropped_total",
+			Help: "Device lifecycle events the gateway did not store, by reason: rate (a socket_error beyond 50 a second), full (64 events in flight already), failed (JetStream did not acknowledge it).",
+		}, []string{"reason"}),
 		routes: map[string]*routeMetrics{},
 	}
 	m.stored = m.events.WithLabelValues("stored")
@@ -67,12 +73,14 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.requests.Describe(ch)
 	m.durations.Describe(ch)
 	m.events.Describe(ch)
+	m.lifecycleDropped.Describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.requests.Collect(ch)
 	m.durations.Collect(ch)
 	m.events.Collect(ch)
+	m.lifecycleDropped.Collect(ch)
 }
 
 // countStored counts an event JetStream stored, or found stored already.
