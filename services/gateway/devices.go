@@ -347,6 +347,11 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 			Type string `json:"type"`
 		}
 		if typ == websocket.MessageText && json.Unmarshal(b, &ctl) == nil && ctl.Type == "token_please" {
+			// Each one seals a token and writes it: held to the device
+			// rate like data frames and calls.
+			if err := limit.Wait(ctx); err != nil {
+				return
+			}
 			if err := sendToken(); err != nil {
 				_ = conn.CloseNow()
 				return
