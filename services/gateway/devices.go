@@ -296,6 +296,9 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		defer pushes.stop()
 	}
 	sess := newSessionID()
+	if f := sessionFault.Load(); f != nil {
+		(*f)(id)
+	}
 	if err == nil {
 		// Revocations, replacement by a newer session, stops.
 		var ctl *nats.Subscription

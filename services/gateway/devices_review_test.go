@@ -1,11 +1,13 @@
 package gateway_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/services/gateway"
 )
 
@@ -28,4 +30,42 @@ func TestReviewTokenPleaseIsReadAtTheDeviceRate(t *testing.T) {
 	if took := time.Since(start); took < 1800*time.Millisecond {
 		t.Fatalf("%d token_please answered in %s, want at least 1.8 s at 5 a second", n, took)
 	}
+}
+
+// Two sessions of one device: A takes its session id, then, before A has
+// subscribed to the device's control notices, B (a newer id) connects,
+// subscribes and announces itself. A must still go (4002): one connection
+// per device. Before, A never heard B's announcement, and B ignored A's
+// (an older id): both stayed connected.
+func TestReviewSessionSlowToSubscribeIsStillReplaced(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	other := b.replica(t, natstest.Connect(t, b.srv), nil)
+	var first atomic.Bool
+	taken, release := make(chan struct{}), make(chan struct{})
+	gateway.SetSessionFault(t, func(id string) {
+		if id == "race" && first.CompareAndSwap(false, true) {
+			close(taken)
+			<-release
+		}
+	})
+	tok, err := b.sealer.Seal(gateway.DeviceToken{DeviceID: "race", IssuedAt: time.Now(), Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, status, p := dial(t, b.url, authHeader(map[string]any{"device_id": "race", "token": tok}))
+	if a == nil {
+		t.Fatalf("connect A: %d %+v", status, p)
+	}
+	select {
+	case <-taken:
+	case <-time.After(10 * time.Second):
+		t.Fatal("session A did not take its id")
+	}
+	bConn := b.connectTo(t, other, "race") // B: subscribed, announced, token sent
+	close(release)
+	if status, _ := closedWith(t, a); status != gateway.StatusReplaced {
+		t.Fatalf("session A (the older) ended with %d, want %d: both sessions of the device are connected", status, gateway.StatusReplaced)
+	}
+	b.storePush(t, "race", `"to B"`)
+	readPush(t, bConn, `"to B"`)
 }
