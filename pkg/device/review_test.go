@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/pkg/device"
@@ -36,5 +37,35 @@ func TestPushOverMaxFrameSizeIsSkipped(t *testing.T) {
 		if len(p.Data) > 1024 {
 			t.Fatalf("a push of %d bytes was delivered over MaxFrameSize", len(p.Data))
 		}
+	}
+}
+
+// A gateway that takes the device, sends its token, then closes at once
+// (1013: here it cannot read the pushes, its stream is gone; as well when
+// JetStream refuses what the device sends) must not be reconnected to in
+// a tight loop: the backoff grows while sessions end that quickly. Before,
+// each token frame reset the backoff to MinBackoff: a whole fleet would
+// reconnect twice a second to a failing gateway.
+func TestShortSessionsDoNotResetTheBackoff(t *testing.T) {
+	b := newBus(t, nil)
+	if err := b.js.DeleteStream(t.Context(), "HOOKBUS_DEVICE_PUSHES"); err != nil {
+		t.Fatal(err)
+	}
+	store := &device.MemoryTokenStore{}
+	start := time.Now()
+	_, w := b.start(t, device.Config{DeviceID: "d1", Credentials: sesame, Tokens: store,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second})
+	// Random waits up to 50, 100, 200, ... ms, at most 2 s: 12
+	// connections take about 6 s (under 1 s with a chance below 1 in
+	// 1000); with the backoff reset at each, about 0.4 s.
+	const n = 12
+	natstest.Eventually(t, 60*time.Second, func() error {
+		if got := w.count(device.StatusConnected); got < n {
+			return fmt.Errorf("%d connections, waiting for %d", got, n)
+		}
+		return nil
+	})
+	if took := time.Since(start); took < time.Second {
+		t.Fatalf("%d connections in %s to a gateway that closes each at once: the backoff does not grow", n, took)
 	}
 }
