@@ -35,7 +35,7 @@ const (
 )
 
 // sessionFault, set by tests only, is called by a session of device id
-// right after it took its session id.
+// right after it took its session id, before it announces it.
 var sessionFault atomic.Pointer[func(id string)]
 
 // newSessionID is a device session's id: 16 hex digits of its start time
@@ -61,7 +61,8 @@ func (s *Service) deviceControl(ctx context.Context, conn *websocket.Conn, id, s
 		// One connection per device: a newer session (a greater id) of
 		// the device, on any replica, replaces this one. Two sessions
 		// starting together both hear of the other: the older goes.
-		if other := string(m.Data); other > sess {
+		// A session without its id yet hears only older ones.
+		if other := string(m.Data); sess != "" && other > sess {
 			go func() { _ = conn.Close(StatusReplaced, "replaced by a newer connection of this device") }()
 		}
 	case events.DeviceCtlStop:

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -295,19 +296,31 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 	if err == nil {
 		defer pushes.stop()
 	}
-	sess := newSessionID()
-	if f := sessionFault.Load(); f != nil {
-		(*f)(id)
-	}
+	// The session id is taken once the control subscription is at the
+	// server: a session whose id is older hears every newer session's
+	// announcement (it was subscribed before that id was taken), however
+	// slow it was to subscribe. Notices before the id is taken see "".
+	var sessID atomic.Pointer[string]
 	if err == nil {
 		// Revocations, replacement by a newer session, stops.
 		var ctl *nats.Subscription
 		ctl, err = s.nc.Subscribe(events.DeviceControlSubject(id), func(m *nats.Msg) {
+			var sess string
+			if p := sessID.Load(); p != nil {
+				sess = *p
+			}
 			s.deviceControl(ctx, conn, id, sess, gen, m)
 		})
 		if err == nil {
 			defer func() { _ = ctl.Unsubscribe() }()
-			// Flushed: every notice published from now on reaches it.
+			err = s.nc.FlushTimeout(s.cfg.AckTimeout)
+		}
+		if err == nil {
+			sess := newSessionID()
+			sessID.Store(&sess)
+			if f := sessionFault.Load(); f != nil {
+				(*f)(id)
+			}
 			err = s.announceSession(id, sess)
 		}
 	}
