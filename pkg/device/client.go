@@ -82,7 +82,8 @@ type Config struct {
 	Tokens TokenStore
 	// MinBackoff and MaxBackoff bound the wait before a reconnection:
 	// a random duration (full jitter) up to MinBackoff doubled at each
-	// failed attempt, at most MaxBackoff. Defaults 500 ms and 30 s.
+	// failed attempt, at most MaxBackoff; back to MinBackoff after a
+	// session that lasted 10 s. Defaults 500 ms and 30 s.
 	MinBackoff, MaxBackoff time.Duration
 	// OnStatus is called at each change of status, with the error that
 	// caused it (nil for connecting and connected).
@@ -491,8 +492,12 @@ func (c *Client) run() {
 		}
 		if err == nil {
 			var s *session
+			began := time.Now()
 			s, err = c.serve(conn)
-			if s.gotToken {
+			if s.gotToken && time.Since(began) >= stableSession {
+				// Only a session that held: one the gateway ends right
+				// after the token (1013 while JetStream is in trouble)
+				// keeps the backoff growing.
 				attempt = 0
 			}
 			var ce websocket.CloseError
@@ -532,6 +537,10 @@ func (c *Client) run() {
 		}
 	}
 }
+
+// stableSession is how long a session must last for the backoff to
+// start again from MinBackoff.
+const stableSession = 10 * time.Second
 
 // backoff is a random wait (full jitter) up to MinBackoff·2^attempt,
 // at most MaxBackoff.
