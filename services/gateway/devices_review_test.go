@@ -1,11 +1,14 @@
 package gateway_test
 
 import (
+	"errors"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hookbus/hookbus/internal/natstest"
 	"github.com/hookbus/hookbus/services/gateway"
@@ -68,4 +71,79 @@ func TestReviewSessionSlowToSubscribeIsStillReplaced(t *testing.T) {
 	}
 	b.storePush(t, "race", `"to B"`)
 	readPush(t, bConn, `"to B"`)
+}
+
+// gatedDialer dials NATS at once the first time, then only once open is
+// closed: the gateway's connection stays away as long as the test wants.
+type gatedDialer struct {
+	calls atomic.Int32
+	open  chan struct{}
+}
+
+func (d *gatedDialer) Dial(network, address string) (net.Conn, error) {
+	if d.calls.Add(1) > 1 {
+		<-d.open
+	}
+	return net.Dial(network, address)
+}
+
+// A revoke whose notice the gateway missed (its NATS connection was down
+// at that moment: a NATS restart, a rolling update) must still close the
+// device's socket once the gateway is back. Before, the session stayed
+// up for as long as the device held it, storing what it sent.
+func TestReviewRevokeMissedWhileDisconnectedStillCloses(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	d := &gatedDialer{open: make(chan struct{})}
+	gnc := natstest.Connect(t, b.srv, nats.SetCustomDialer(d), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))
+	url := b.replica(t, gnc, nil)
+	conn := b.connectTo(t, url, "rv")
+	cid, err := gnc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.DisconnectClientByID(cid); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if gnc.IsConnected() {
+			return errors.New("the gateway is still connected")
+		}
+		return nil
+	})
+	if _, err := gateway.Revoke(t.Context(), natstest.Connect(t, b.srv), "rv"); err != nil {
+		t.Fatal(err)
+	}
+	close(d.open) // the gateway connects again; the notice is gone
+	if status, _ := closedWith(t, conn); status != gateway.StatusTokenRevoked {
+		t.Fatalf("the revoked device's session ended with %d, want %d", status, gateway.StatusTokenRevoked)
+	}
+}
+
+// A push stored while the gateway's NATS connection was down never came
+// live to the session: it must still reach the connected device once the
+// gateway is back, not wait for the device's next push or reconnection.
+func TestReviewPushStoredWhileGatewayDisconnectedArrives(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	d := &gatedDialer{open: make(chan struct{})}
+	gnc := natstest.Connect(t, b.srv, nats.SetCustomDialer(d), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))
+	url := b.replica(t, gnc, nil)
+	conn := b.connectTo(t, url, "pd")
+	// Past the session's one re-read of the stream after its catch-up.
+	time.Sleep(6 * time.Second) // not an assertion: the recheck must be over
+	cid, err := gnc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.DisconnectClientByID(cid); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if gnc.IsConnected() {
+			return errors.New("the gateway is still connected")
+		}
+		return nil
+	})
+	b.storePush(t, "pd", `"while away"`)
+	close(d.open)
+	readPushWithin(t, conn, `"while away"`, 10*time.Second)
 }
