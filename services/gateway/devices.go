@@ -329,6 +329,25 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		_ = conn.Close(websocket.StatusTryAgainLater, "gateway cannot subscribe for the device: connect again")
 		return
 	}
+	// Notices and live pushes published while the gateway's NATS
+	// connection was down are lost to it: once it is back, read the
+	// generation and the stored pushes again.
+	back := s.nc.StatusChanged(nats.CONNECTED)
+	defer s.nc.RemoveStatusListener(back)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-back:
+				if !ok {
+					return
+				}
+				pushes.signalGap()
+				s.closeIfRevoked(ctx, conn, id, gen)
+			}
+		}
+	}()
 	// A revoke between the token check and the subscription.
 	s.closeIfRevoked(ctx, conn, id, gen)
 	if err := sendToken(); err != nil {
