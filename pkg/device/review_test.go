@@ -1,13 +1,17 @@
 package device_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/device"
+	"github.com/hookbus/hookbus/pkg/events"
 )
 
 // A stored push bigger than the client's MaxFrameSize must not wedge the
@@ -67,5 +71,31 @@ func TestShortSessionsDoNotResetTheBackoff(t *testing.T) {
 	})
 	if took := time.Since(start); took < time.Second {
 		t.Fatalf("%d connections in %s to a gateway that closes each at once: the backoff does not grow", n, took)
+	}
+}
+
+// A reply over the client's MaxFrameSize fails its Call; the connection
+// stays, and the next call is answered.
+func TestReplyOverMaxFrameSizeFailsItsCall(t *testing.T) {
+	b := newBus(t, nil)
+	b.plugin(t, "big", events.EventTypeDeviceCall, func(state map[string]any) (client.StepResult, error) {
+		if state["big"] == true {
+			state["reply"] = strings.Repeat("x", 4096)
+		} else {
+			state["reply"] = "small"
+		}
+		return client.Continue(state), nil
+	})
+	c, w := b.start(t, device.Config{DeviceID: "d1", Credentials: sesame, MaxFrameSize: 1024})
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if reply, err := c.Call(ctx, json.RawMessage(`{"big":true}`)); err == nil || ctx.Err() != nil {
+		t.Fatalf("Call with a reply over MaxFrameSize: %d bytes, %v; want an error", len(reply), err)
+	}
+	if reply, err := c.Call(ctx, json.RawMessage(`{"big":false}`)); err != nil || !jsonEq(reply, []byte(`"small"`)) {
+		t.Fatalf("next Call: %s %v, want small", reply, err)
+	}
+	if n := w.count(device.StatusConnected); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
 	}
 }
