@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,4 +147,32 @@ func TestReviewPushStoredWhileGatewayDisconnectedArrives(t *testing.T) {
 	b.storePush(t, "pd", `"while away"`)
 	close(d.open)
 	readPushWithin(t, conn, `"while away"`, 10*time.Second)
+}
+
+// An upgrade with a token that this gateway did not seal (or an expired
+// one) is refused on the token alone: anyone who can reach the gateway
+// must not make it send NATS requests (the bucket's info, the device's
+// generation) for each such upgrade.
+func TestReviewForgedTokenCostsNoNATSRequest(t *testing.T) {
+	b := newDeviceBus(t, false, nil)
+	gnc := natstest.Connect(t, b.srv)
+	url := b.replica(t, gnc, nil)
+	expired, err := b.sealer.Seal(gateway.DeviceToken{DeviceID: "d1", IssuedAt: time.Now().Add(-2 * time.Hour), Expires: time.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := gnc.Stats().OutMsgs
+	const n = 20
+	for i := range n {
+		tok, want := "AQ"+strings.Repeat("A", 60), 403
+		if i%2 == 1 {
+			tok, want = expired, 401
+		}
+		if conn, status, _ := dial(t, url, authHeader(map[string]any{"device_id": "d1", "token": tok})); conn != nil || status != want {
+			t.Fatalf("upgrade %d: %d, want %d", i, status, want)
+		}
+	}
+	if sent := gnc.Stats().OutMsgs - before; sent >= n {
+		t.Fatalf("%d refused upgrades made the gateway send %d NATS messages", n, sent)
+	}
 }
