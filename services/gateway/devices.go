@@ -186,6 +186,15 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, deviceRefusal(http.StatusBadRequest, codeInvalidAuthHeader, err.Error()))
 		return
 	}
+	// A token not sealed for the device, or expired, is refused on the
+	// token alone: such an upgrade, which anyone can send, costs no NATS
+	// request.
+	if a.Token != "" {
+		if p := s.checkDeviceToken(a, 0); p != nil {
+			writeProblem(w, p)
+			return
+		}
+	}
 	kv, err := s.js.KeyValue(r.Context(), events.BucketDevices)
 	if err != nil {
 		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: "bucket " + events.BucketDevices + ": " + err.Error()})
