@@ -99,3 +99,38 @@ func TestReplyOverMaxFrameSizeFailsItsCall(t *testing.T) {
 		t.Fatalf("%d connections, want 1", n)
 	}
 }
+
+// Calls queued behind slow plugins must not cost the device its
+// connection. The gateway answers a call before it reads the next frame,
+// and pings and pongs wait in the same byte stream behind the calls: four
+// calls of 1.5 s each hold the client's ping (every 2 s, answered within
+// 2 s) for about 4 s. Before, the client dropped the connection and the
+// last calls failed with ErrDisconnected.
+func TestQueuedSlowCallsKeepTheConnection(t *testing.T) {
+	b := newBus(t, nil)
+	b.plugin(t, "slow", events.EventTypeDeviceCall, func(state map[string]any) (client.StepResult, error) {
+		time.Sleep(1500 * time.Millisecond) // a slow plugin
+		state["reply"] = state["n"]
+		return client.Continue(state), nil
+	})
+	store := &device.MemoryTokenStore{}
+	c, w := b.start(t, device.Config{DeviceID: "d1", Credentials: sesame, Tokens: store, PingInterval: 2 * time.Second})
+	waitConnected(t, c, store)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			reply, err := c.Call(ctx, json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)))
+			if err == nil && !jsonEq(reply, []byte(fmt.Sprint(i))) {
+				err = fmt.Errorf("reply %s to call %d", reply, i)
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("call: %v (%d connections)", err, w.count(device.StatusConnected))
+		}
+	}
+}
