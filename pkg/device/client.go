@@ -82,7 +82,8 @@ type Config struct {
 	Tokens TokenStore
 	// MinBackoff and MaxBackoff bound the wait before a reconnection:
 	// a random duration (full jitter) up to MinBackoff doubled at each
-	// failed attempt, at most MaxBackoff. Defaults 500 ms and 30 s.
+	// failed attempt, at most MaxBackoff; back to MinBackoff after a
+	// session that lasted 10 s. Defaults 500 ms and 30 s.
 	MinBackoff, MaxBackoff time.Duration
 	// OnStatus is called at each change of status, with the error that
 	// caused it (nil for connecting and connected).
@@ -91,7 +92,9 @@ type Config struct {
 	// within the process. The client acknowledges a push (push_ack) once
 	// OnPush has returned.
 	OnPush func(Push)
-	// MaxFrameSize is the largest frame the client reads (default 4 MiB).
+	// MaxFrameSize is the largest frame the client reads (default 4 MiB):
+	// a push over it is skipped (logged, acknowledged, not delivered), a
+	// reply over it fails its Call.
 	MaxFrameSize int64
 	// PingInterval is how often the client pings the gateway; a ping not
 	// answered within it ends the connection (default 30 s).
@@ -489,8 +492,12 @@ func (c *Client) run() {
 		}
 		if err == nil {
 			var s *session
+			began := time.Now()
 			s, err = c.serve(conn)
-			if s.gotToken {
+			if s.gotToken && time.Since(began) >= stableSession {
+				// Only a session that held: one the gateway ends right
+				// after the token (1013 while JetStream is in trouble)
+				// keeps the backoff growing.
 				attempt = 0
 			}
 			var ce websocket.CloseError
@@ -530,6 +537,10 @@ func (c *Client) run() {
 		}
 	}
 }
+
+// stableSession is how long a session must last for the backoff to
+// start again from MinBackoff.
+const stableSession = 10 * time.Second
 
 // backoff is a random wait (full jitter) up to MinBackoff·2^attempt,
 // at most MaxBackoff.
@@ -583,7 +594,9 @@ func (c *Client) dial(credentials bool) (conn *websocket.Conn, withToken bool, e
 		}
 		return nil, tok != "", err
 	}
-	conn.SetReadLimit(c.cfg.MaxFrameSize)
+	// The reader applies MaxFrameSize itself: a frame over it is
+	// skipped, not a reason to drop the connection.
+	conn.SetReadLimit(-1)
 	return conn, tok != "", nil
 }
 
@@ -737,9 +750,15 @@ type inFrame struct {
 // reader reads the gateway's frames until the connection ends.
 func (c *Client) reader(ctx context.Context, conn *websocket.Conn, s *session) error {
 	for {
-		typ, b, err := conn.Read(ctx)
+		typ, b, tooBig, err := c.readFrame(ctx, conn)
 		if err != nil {
 			return err
+		}
+		if tooBig {
+			if err := c.skip(ctx, s, typ, b); err != nil {
+				return err
+			}
+			continue
 		}
 		if typ == websocket.MessageBinary {
 			if err := c.push(ctx, s, Push{Data: b, Binary: true}); err != nil {
@@ -767,6 +786,60 @@ func (c *Client) reader(ctx context.Context, conn *websocket.Conn, s *session) e
 			// A frame of a newer gateway: ignored.
 		}
 	}
+}
+
+// readFrame reads the next frame, whole when it is at most MaxFrameSize;
+// a bigger one is read to its end and only its first bytes are returned,
+// with tooBig set.
+func (c *Client) readFrame(ctx context.Context, conn *websocket.Conn) (typ websocket.MessageType, b []byte, tooBig bool, err error) {
+	typ, r, err := conn.Reader(ctx)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	// At least 256 bytes: enough of a too big frame to tell what it is.
+	b, err = io.ReadAll(io.LimitReader(r, max(c.cfg.MaxFrameSize, 256)+1))
+	if err != nil {
+		return 0, nil, false, err
+	}
+	if int64(len(b)) <= c.cfg.MaxFrameSize {
+		return typ, b, false, nil
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return 0, nil, false, err
+	}
+	return typ, b[:min(len(b), 256)], true, nil
+}
+
+// bigFrame is the start of a push or reply frame of the gateway, which
+// writes type first, then seq or ref.
+var bigFrame = regexp.MustCompile(`^\{"type":"(push|reply)","(?:seq|ref)":"?([^",]*)"?,`)
+
+// skip handles a frame over MaxFrameSize, of which head is the start: a
+// push is counted and acknowledged but not delivered (else the gateway
+// would send it again at every connection), a reply fails its call;
+// anything else is ignored.
+func (c *Client) skip(ctx context.Context, s *session, typ websocket.MessageType, head []byte) error {
+	m := bigFrame.FindSubmatch(head)
+	switch {
+	case typ == websocket.MessageBinary || (m != nil && string(m[1]) == "push"):
+		c.log.Warn("device: push over MaxFrameSize skipped", "device", c.cfg.DeviceID, "max", c.cfg.MaxFrameSize)
+		return c.deliver(ctx, s, Push{}, false)
+	case m != nil:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		call, ok := s.calls[string(m[2])]
+		if !ok {
+			return nil
+		}
+		delete(s.calls, string(m[2]))
+		if i := slices.Index(s.unanswered, call); i >= 0 {
+			s.unanswered = slices.Delete(s.unanswered, i, i+1)
+		}
+		call.done <- result{err: fmt.Errorf("device: call: the reply is over MaxFrameSize (%d bytes)", c.cfg.MaxFrameSize)}
+	default:
+		c.log.Warn("device: frame over MaxFrameSize ignored", "device", c.cfg.DeviceID, "max", c.cfg.MaxFrameSize)
+	}
+	return nil
 }
 
 // token stores a token frame's token and hands it to RefreshToken.
@@ -828,6 +901,12 @@ const maxSeen = 4096
 // push queues p for OnPush (unless its sequence was delivered already)
 // and its push_ack after it.
 func (c *Client) push(ctx context.Context, s *session, p Push) error {
+	return c.deliver(ctx, s, p, true)
+}
+
+// deliver counts push p of session s, hands it to OnPush when give is
+// set (and p was not delivered before), then queues its push_ack.
+func (c *Client) deliver(ctx context.Context, s *session, p Push, give bool) error {
 	c.mu.Lock()
 	s.pushes++
 	n := s.pushes
@@ -842,7 +921,7 @@ func (c *Client) push(ctx context.Context, s *session, p Push) error {
 	}
 	c.mu.Unlock()
 	deliver := func() {
-		if !dup && c.cfg.OnPush != nil {
+		if give && !dup && c.cfg.OnPush != nil {
 			c.cfg.OnPush(p)
 		}
 		c.mu.Lock()

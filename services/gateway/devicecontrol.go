@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -32,6 +33,10 @@ const (
 	// why): do not reconnect.
 	StatusStopped websocket.StatusCode = 4003
 )
+
+// sessionFault, set by tests only, is called by a session of device id
+// right after it took its session id, before it announces it.
+var sessionFault atomic.Pointer[func(id string)]
 
 // newSessionID is a device session's id: 16 hex digits of its start time
 // (nanoseconds) then 16 random ones, so that ids sort by start.

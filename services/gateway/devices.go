@@ -185,6 +185,15 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 		s.refuseDevice(w, r, "", deviceRefusal(http.StatusBadRequest, codeInvalidAuthHeader, err.Error()))
 		return
 	}
+	// A token not sealed for the device, or expired, is refused on the
+	// token alone: such an upgrade, which anyone can send, costs no NATS
+	// request.
+	if a.Token != "" {
+		if p := s.checkDeviceToken(a, 0); p != nil {
+			writeProblem(w, p)
+			return
+		}
+	}
 	kv, err := s.js.KeyValue(r.Context(), events.BucketDevices)
 	if err != nil {
 		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: "bucket " + events.BucketDevices + ": " + err.Error()})
@@ -309,6 +318,9 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		})
 		if err == nil {
 			defer func() { _ = ctl.Unsubscribe() }()
+			if f := sessionFault.Load(); f != nil {
+				(*f)(id)
+			}
 			// Flushed: every notice published from now on reaches it.
 			err = s.announceSession(id, sess)
 		}
@@ -318,6 +330,11 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 		_ = conn.Close(websocket.StatusTryAgainLater, "gateway cannot subscribe for the device: connect again")
 		return
 	}
+	// Notices and live pushes published while the gateway's NATS
+	// connection was down are lost to it: once it is back, read the
+	// generation and the stored pushes again (in the loop below).
+	back := s.nc.StatusChanged(nats.CONNECTED)
+	defer s.nc.RemoveStatusListener(back)
 	// A revoke between the token check and the subscription.
 	s.closeIfRevoked(ctx, closer, id, gen)
 	pres := s.devicePresent(ctx, id, sess, remote, login, closer)
@@ -341,6 +358,13 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 					_ = conn.CloseNow()
 					return
 				}
+			case _, ok := <-back:
+				if !ok {
+					back = nil // the connection is closed for good
+					continue
+				}
+				pushes.signalGap()
+				s.closeIfRevoked(ctx, closer, id, gen)
 			}
 		}
 	}()
@@ -357,6 +381,11 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 			Type string `json:"type"`
 		}
 		if typ == websocket.MessageText && json.Unmarshal(b, &ctl) == nil && ctl.Type == "token_please" {
+			// Each one seals a token and writes it: held to the device
+			// rate like data frames and calls.
+			if err := limit.Wait(ctx); err != nil {
+				return
+			}
 			if err := sendToken(); err != nil {
 				_ = conn.CloseNow()
 				return

@@ -13,3 +13,10 @@ func SetPushFault(t interface{ Cleanup(func()) }, f func(seq uint64) (drop, over
 	pushFault.Store(&f)
 	t.Cleanup(func() { pushFault.Store(nil) })
 }
+
+// SetSessionFault makes f run in every device session right after it took
+// its session id, until the test ends.
+func SetSessionFault(t interface{ Cleanup(func()) }, f func(id string)) {
+	sessionFault.Store(&f)
+	t.Cleanup(func() { sessionFault.Store(nil) })
+}
