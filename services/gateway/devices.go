@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -186,11 +187,11 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A token not sealed for the device, or expired, is refused on the
-	// token alone: such an upgrade, which anyone can send, costs no NATS
-	// request.
+	// token alone: such an upgrade, which anyone can send, reads nothing
+	// from NATS (its socket_error event is rate limited).
 	if a.Token != "" {
 		if p := s.checkDeviceToken(a, 0); p != nil {
-			writeProblem(w, p)
+			s.refuseDevice(w, r, a.DeviceID, p)
 			return
 		}
 	}
@@ -282,6 +283,10 @@ func newDeviceEventID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// maxDeviceCalls is how many call frames of one session are answered at
+// once; the read loop waits for a slot beyond.
+const maxDeviceCalls = 8
+
 // deviceSession serves an accepted device until it goes, the gateway
 // stops, or a frame breaks the protocol. It sends a fresh token at once,
 // then every TokenRefresh and on each token_please.
@@ -368,6 +373,12 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 			}
 		}
 	}()
+	var calls sync.WaitGroup
+	callSlots := make(chan struct{}, maxDeviceCalls)
+	defer func() {
+		cancel() // the calls in flight end with the session
+		calls.Wait()
+	}()
 	var seq uint64 // data frames of the session
 	limit := rate.NewLimiter(rate.Limit(s.cfg.DeviceRate), s.cfg.DeviceRate)
 	for {
@@ -408,17 +419,27 @@ func (s *Service) deviceSession(ctx context.Context, conn *websocket.Conn, id st
 			if err := limit.Wait(ctx); err != nil {
 				return
 			}
-			reply, stop := s.deviceCall(ctx, id, f)
-			if stop != "" {
-				closer.close(StatusStopped, stop)
+			// Answered beside the read loop, which goes on reading (pongs
+			// included): at most maxDeviceCalls at once, replies in the
+			// order the chains answer (matched by ref).
+			select {
+			case callSlots <- struct{}{}:
+			case <-ctx.Done():
 				return
 			}
-			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-			err = conn.Write(wctx, websocket.MessageText, reply)
-			wcancel()
-			if err != nil {
-				return
-			}
+			calls.Go(func() {
+				defer func() { <-callSlots }()
+				reply, stop := s.deviceCall(ctx, id, f)
+				if stop != "" {
+					closer.close(StatusStopped, stop)
+					return
+				}
+				wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+				defer wcancel()
+				if err := conn.Write(wctx, websocket.MessageText, reply); err != nil {
+					_ = conn.CloseNow()
+				}
+			})
 			continue
 		}
 		if err := limit.Wait(ctx); err != nil {

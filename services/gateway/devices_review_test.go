@@ -152,7 +152,8 @@ func TestReviewPushStoredWhileGatewayDisconnectedArrives(t *testing.T) {
 // An upgrade with a token that this gateway did not seal (or an expired
 // one) is refused on the token alone: anyone who can reach the gateway
 // must not make it send NATS requests (the bucket's info, the device's
-// generation) for each such upgrade.
+// generation) for each such upgrade; its socket_error event (rate
+// limited) is the one message it may cost.
 func TestReviewForgedTokenCostsNoNATSRequest(t *testing.T) {
 	b := newDeviceBus(t, false, nil)
 	gnc := natstest.Connect(t, b.srv)
@@ -172,7 +173,7 @@ func TestReviewForgedTokenCostsNoNATSRequest(t *testing.T) {
 			t.Fatalf("upgrade %d: %d, want %d", i, status, want)
 		}
 	}
-	if sent := gnc.Stats().OutMsgs - before; sent >= n {
-		t.Fatalf("%d refused upgrades made the gateway send %d NATS messages", n, sent)
+	if sent := gnc.Stats().OutMsgs - before; sent > n {
+		t.Fatalf("%d refused upgrades made the gateway send %d NATS messages, want at most one each (the socket_error event)", n, sent)
 	}
 }
