@@ -213,9 +213,9 @@ func runUsersServer(t *testing.T, deny ...string) (srv *server.Server, allow fun
 
 // A subject the dispatcher's NATS user may not publish to: the event is
 // dead-lettered at once, the reason saying so; another subject hook on the
-// same connection still delivers, and so does the first once the operator
-// allows its subject (the refusal of an earlier attempt is not taken for
-// a new one).
+// same connection still delivers (the refusal of an earlier attempt is not
+// taken for a new one), and so does the first once the operator allows its
+// subject.
 func TestSubjectHookForbidden(t *testing.T) {
 	srv, allow := runUsersServer(t, "hooks.forbidden.>")
 	admin := natstest.Connect(t, srv, nats.UserInfo("admin", "admin-pw"))
@@ -229,11 +229,14 @@ func TestSubjectHookForbidden(t *testing.T) {
 	e := &env{t: t, srv: srv, nc: admin, js: js}
 	cfg := dispatcher.DefaultConfig()
 	cfg.RetryDelay, cfg.MaxRetryDelay, cfg.ConsumerCheck, cfg.AckWait = 50*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond, 2*time.Second
-	svc, err := dispatcher.New(cfg, natstest.Connect(t, srv, nats.UserInfo("dispatcher", "dispatcher-pw")), nil)
-	if err != nil {
-		t.Fatal(err)
+	runDispatcher := func() (stop func()) {
+		svc, err := dispatcher.New(cfg, natstest.Connect(t, srv, nats.UserInfo("dispatcher", "dispatcher-pw")), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return natstest.RunService(t, svc)
 	}
-	natstest.RunService(t, svc)
+	stop := runDispatcher()
 	sub, err := admin.SubscribeSync("hooks.allowed")
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +259,13 @@ func TestSubjectHookForbidden(t *testing.T) {
 		t.Errorf("hooks.allowed: %v, %v; want event p1", m, err)
 	}
 
+	// The operator allows the subject. nats-server 2.15.2 reads its
+	// options without a lock while it serves a direct get, which the
+	// dispatcher's watches make all the time, and a reload writes them
+	// (a data race under -race): the dispatcher waits out the reload.
+	stop()
 	allow()
+	runDispatcher()
 	fixed, err := admin.SubscribeSync("hooks.forbidden.orders")
 	if err != nil {
 		t.Fatal(err)
