@@ -188,10 +188,13 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	// A token not sealed for the device, or expired, is refused on the
 	// token alone: such an upgrade, which anyone can send, reads nothing
-	// from NATS (its socket_error event is rate limited).
+	// from NATS (its socket_error event is rate limited). Its generation
+	// is checked once the device's is read.
+	var tok DeviceToken
 	if a.Token != "" {
-		if p := s.checkDeviceToken(a, 0); p != nil {
-			s.refuseDevice(w, r, a.DeviceID, p)
+		var err error
+		if tok, err = s.cfg.DeviceTokens.Open(a.Token, a.DeviceID, time.Now(), 0); err != nil {
+			s.refuseDevice(w, r, a.DeviceID, tokenRefusal(err))
 			return
 		}
 	}
@@ -210,8 +213,8 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 		login = "credentials"
 	}
 	if a.Token != "" {
-		if p := s.checkDeviceToken(a, gen); p != nil {
-			s.refuseDevice(w, r, a.DeviceID, p)
+		if tok.Generation < gen {
+			s.refuseDevice(w, r, a.DeviceID, tokenRefusal(ErrTokenRevoked))
 			return
 		}
 	} else if p := s.authenticateDevice(r.Context(), a); p != nil {
@@ -225,12 +228,10 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 	s.deviceSession(r.Context(), conn, a.DeviceID, gen, r.RemoteAddr, login)
 }
 
-// checkDeviceToken opens the token of a against the device's generation.
-func (s *Service) checkDeviceToken(a deviceAuth, gen uint64) *Problem {
-	_, err := s.cfg.DeviceTokens.Open(a.Token, a.DeviceID, time.Now(), gen)
+// tokenRefusal is the answer to a token that DeviceSealer.Open refused
+// with err.
+func tokenRefusal(err error) *Problem {
 	switch {
-	case err == nil:
-		return nil
 	case errors.Is(err, ErrTokenExpired):
 		return deviceRefusal(http.StatusUnauthorized, codeTokenExpired, "the token expired: log in again with credentials")
 	case errors.Is(err, ErrTokenRevoked):
