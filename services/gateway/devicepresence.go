@@ -85,7 +85,7 @@ func (s *Service) devicePresent(ctx context.Context, id, sess, remote, login str
 	s.life.add() // until gone
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
 	defer cancel()
-	kv, err := s.js.KeyValue(ctx, events.BucketDevicePresence)
+	kv, err := s.presenceKV.get(ctx, s.js)
 	if err == nil {
 		p.kv = kv
 		p.writeMu.Lock()

@@ -160,7 +160,7 @@ func (p *devicePusher) run(ctx context.Context) {
 	stream, err := p.s.js.Stream(ctx, events.StreamDevicePushes)
 	var kv jetstream.KeyValue
 	if err == nil {
-		kv, err = p.s.js.KeyValue(ctx, events.BucketDevices)
+		kv, err = p.s.devicesKV.get(ctx, p.s.js)
 	}
 	var cursor, rev uint64
 	if err == nil {

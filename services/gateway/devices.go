@@ -198,7 +198,7 @@ func (s *Service) deviceSocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	kv, err := s.js.KeyValue(r.Context(), events.BucketDevices)
+	kv, err := s.devicesKV.get(r.Context(), s.js)
 	if err != nil {
 		writeProblem(w, &Problem{Status: http.StatusServiceUnavailable, Code: events.CodeUnavailable, Detail: "bucket " + events.BucketDevices + ": " + err.Error()})
 		return
@@ -541,7 +541,7 @@ func closeReason(s string) string {
 func (s *Service) closeIfRevoked(ctx context.Context, closer *deviceCloser, id string, gen uint64) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
 	defer cancel()
-	kv, err := s.js.KeyValue(ctx, events.BucketDevices)
+	kv, err := s.devicesKV.get(ctx, s.js)
 	if err != nil {
 		return
 	}

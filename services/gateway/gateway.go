@@ -54,6 +54,8 @@ type Service struct {
 	bus         *client.Client      // calls
 	met         *metrics
 	life        *deviceLifecycle
+	devicesKV   bucket      // hookbus_devices: generations and push cursors
+	presenceKV  bucket      // hookbus_device_presence
 	tls         *tls.Config // nil: plain HTTP
 
 	addr  atomic.Pointer[string] // set by Run once listening
@@ -109,6 +111,8 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Service, error) {
 		bus:         c,
 		met:         newMetrics(),
 		life:        newDeviceLifecycle(),
+		devicesKV:   bucket{name: events.BucketDevices},
+		presenceKV:  bucket{name: events.BucketDevicePresence},
 		tls:         tlsCfg,
 		tokens:      tokenStore{tokens: map[string]*storedToken{}},
 		anonLimiter: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Rate),
@@ -274,4 +278,25 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.log.Info("gateway stopped")
 	return nil
+}
+
+// bucket is a KV bucket the gateway uses at every device upgrade or
+// session: looked up (a JetStream request) once, then kept.
+type bucket struct {
+	name string
+	kv   atomic.Pointer[jetstream.KeyValue]
+}
+
+// get returns the bucket, looking it up on js the first time (and again
+// after a failed lookup).
+func (b *bucket) get(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	if kv := b.kv.Load(); kv != nil {
+		return *kv, nil
+	}
+	kv, err := js.KeyValue(ctx, b.name)
+	if err != nil {
+		return nil, err
+	}
+	b.kv.Store(&kv)
+	return kv, nil
 }
