@@ -3,6 +3,10 @@ import { headers as newHeaders, type Msg, type MsgHdrs, type NatsConnection } fr
 import { Codes, HookbusError, ValidationError, aborted, errorMessage } from "./errors.js";
 import { type CloudEvent, DefaultMaxSize, encodeBinary, encodeStructured, type Encoded, validateType } from "./event.js";
 import { Publisher, type PublisherOptions } from "./publisher.js";
+import { admin, type Op, type Plugin, type PluginFilter, type PluginSpec } from "./admin.js";
+import { type DeadLetter, deadLetters, replay } from "./dlq.js";
+import { AuthStore, type AuthRotation, authRequest } from "./auth.js";
+import { serve, type PluginDef, type ServeOptions } from "./worker.js";
 import {
   AttemptTimeout,
   Backoff,
@@ -316,5 +320,98 @@ export class Client {
       throw failed;
     }
     return res;
+  }
+  /** register stores spec as a plugin (an upsert by name, status kept) and returns its state. */
+  register(spec: PluginSpec, opts?: RequestOptions): Promise<Plugin> {
+    return admin.register(this, spec, opts);
+  }
+  /** start runs a registered or held plugin (codes not_found, stopped, dependency_not_running, not_applied, not_stored). */
+  start(name: string, opts?: RequestOptions): Promise<Plugin> {
+    return admin.byName(this, "start", name, opts);
+  }
+  /** restart is start, leaving the plugin in status restarted. */
+  restart(name: string, opts?: RequestOptions): Promise<Plugin> {
+    return admin.byName(this, "restart", name, opts);
+  }
+  /** stop switches a plugin off until enable, from any status; its hard dependents are held. */
+  stop(name: string, opts?: RequestOptions): Promise<Plugin> {
+    return admin.byName(this, "stop", name, opts);
+  }
+  /** enable takes a stopped plugin out of stopped (started, or held); on another it changes nothing. */
+  enable(name: string, opts?: RequestOptions): Promise<Plugin> {
+    return admin.byName(this, "enable", name, opts);
+  }
+  /** delete takes the plugin out of running, back to registered; it stays registered. */
+  delete(name: string, opts?: RequestOptions): Promise<Plugin> {
+    return admin.byName(this, "delete", name, opts);
+  }
+  /** unregister removes a plugin and holds its hard dependents; it returns the plugin's last state. */
+  unregister(name: string, opts?: RequestOptions): Promise<Plugin> {
+    return admin.byName(this, "unregister", name, opts);
+  }
+  /** apply performs op on every plugin of event, all or nothing, in dependency order. */
+  apply(op: Exclude<Op, "register">, event: string, opts?: RequestOptions): Promise<Plugin[]> {
+    return admin.apply(this, op, event, opts);
+  }
+  /** get returns one plugin's stored state (code not_found). */
+  get(name: string, opts?: RequestOptions): Promise<Plugin> {
+    return admin.get(this, name, opts);
+  }
+  /** list returns the plugins matching filter, sorted by event, priority and name. */
+  list(filter?: PluginFilter, opts?: RequestOptions): Promise<Plugin[]> {
+    return admin.list(this, filter, opts);
+  }
+
+  /** deadLetters yields the dead letters of subscriber (all when absent), oldest first. */
+  deadLetters(subscriber?: string, opts?: RequestOptions): AsyncGenerator<DeadLetter> {
+    return deadLetters(this, subscriber, opts);
+  }
+  /** replay stores dead letter seq's event again for its subscriber alone, then deletes the dead letter. */
+  replay(seq: number, opts?: RequestOptions): Promise<void> {
+    return replay(this, seq, opts);
+  }
+
+  /**
+   * serve runs a plugin worker until opts.signal aborts (see worker.ts):
+   * registers and starts the plugin, answers its chain steps or takes its
+   * notify deliveries, then drains and applies the exit action.
+   */
+  serve(plugin: PluginDef, opts?: ServeOptions): Promise<void> {
+    return serve(this, plugin, opts);
+  }
+
+  /** authStore returns the auth store of the named context ("" or absent: the default context). */
+  authStore(context = ""): AuthStore {
+    return new AuthStore(this, context);
+  }
+  /** rotateAuthKeys re-encrypts every stored value with the service's newest key (give a long timeoutMs). */
+  async rotateAuthKeys(opts?: RequestOptions): Promise<AuthRotation> {
+    return (await authRequest(this, "rotate", {}, opts)) as unknown as AuthRotation;
+  }
+
+  /**
+   * pushDevice stores data as a push to device id (stream
+   * HOOKBUS_DEVICE_PUSHES): JSON values reach the device as push text
+   * frames, a Uint8Array as a binary frame; it waits at most a day for a
+   * connection.
+   */
+  pushDevice(id: string, data: unknown, opts?: RequestOptions): Promise<PublishAck> {
+    checkDeviceId(id);
+    const body = data instanceof Uint8Array ? data : encoder.encode(JSON.stringify(data));
+    const h = newHeaders();
+    h.set("Nats-Msg-Id", crypto.randomUUID());
+    return this.send(`hookbus.device.${id}.out`, { headers: h, data: body }, "HOOKBUS_DEVICE_PUSHES", opts);
+  }
+  /** stopDevice closes device id's socket wherever a gateway holds it (close 4003 with reason, cut to 120 bytes by the gateway); a device not connected is not affected. */
+  async stopDevice(id: string, reason: string): Promise<void> {
+    checkDeviceId(id);
+    this.nc.publish(`hookbus.device.${id}.ctl.stop`, encoder.encode(String(reason ?? "")));
+    await this.nc.flush();
+  }
+}
+
+function checkDeviceId(id: unknown): asserts id is string {
+  if (typeof id !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(id)) {
+    throw new ValidationError("device", `${JSON.stringify(id)}: device ids are [A-Za-z0-9][A-Za-z0-9_-]{0,63}`, "name");
   }
 }

@@ -33,3 +33,7 @@ export {
 } from "./client.js";
 export type { PublishAck } from "./wire.js";
 export { Publisher, type PublisherOptions, type PendingAck, type PublisherStats } from "./publisher.js";
+export { type Plugin, type PluginSpec, type PluginFilter, type Settings, type Status, type Mode, type Op } from "./admin.js";
+export { type DeadLetter, DLQHeaders } from "./dlq.js";
+export { AuthStore, type Credentials, type AuthRotation } from "./auth.js";
+export { serve, continueWith, halt, nakDelay, type Step, type StepResult, type Delivery, type PluginDef, type ServeOptions, type ExitAction, type Logger } from "./worker.js";
