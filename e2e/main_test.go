@@ -28,6 +28,10 @@ var (
 	// examples/node-plugin and nodeDeviceDir examples/node-device, with
 	// their node_modules.
 	goPlugin, nodePluginDir, nodeDeviceDir string
+	// goAdapter and rawAdapter are the conformance adapters of the Go SDK
+	// and of the raw worker, built; nodeAdapterDir holds the Node.js SDK's
+	// (e2e/adapters), which runs on sdks/node, installed and built.
+	goAdapter, rawAdapter, nodeAdapterDir string
 )
 
 func TestMain(m *testing.M) {
@@ -51,6 +55,10 @@ func runMain(m *testing.M) int {
 	goPlugin = filepath.Join(tmp, "go-plugin")
 	nodePluginDir = filepath.Join(root, "examples", "node-plugin")
 	nodeDeviceDir = filepath.Join(root, "examples", "node-device")
+	goAdapter = filepath.Join(tmp, "go-adapter")
+	rawAdapter = filepath.Join(tmp, "raw-adapter")
+	nodeAdapterDir = filepath.Join(root, "e2e", "adapters", "node")
+	sdkDir := filepath.Join(root, "sdks", "node")
 
 	// The build and npm ci take about as long as each other: run them
 	// side by side.
@@ -59,10 +67,14 @@ func runMain(m *testing.M) int {
 		buildErr error
 	)
 	wg.Go(func() {
-		buildErr = errors.Join(buildBinary(root, binary, "./cmd/hookbus"), buildBinary(root, goPlugin, "./examples/go-plugin"))
+		buildErr = errors.Join(buildBinary(root, binary, "./cmd/hookbus"), buildBinary(root, goPlugin, "./examples/go-plugin"),
+			buildBinary(root, goAdapter, "./e2e/adapters/go"), buildBinary(root, rawAdapter, "./e2e/adapters/raw"))
 	})
 	wg.Go(func() {
-		nodeErr = errors.Join(installNode(nodeDir), installNode(nodePluginDir), installNode(nodeDeviceDir))
+		// The SDK first: the example plugin and the adapter use it built.
+		if nodeErr = errors.Join(installNode(sdkDir), runNPM(sdkDir, "run", "build")); nodeErr == nil {
+			nodeErr = errors.Join(installNode(nodeDir), installNode(nodePluginDir), installNode(nodeDeviceDir), installNode(nodeAdapterDir))
+		}
 	})
 	wg.Wait()
 	if buildErr != nil {
@@ -96,7 +108,10 @@ func buildBinary(root, out, pkg string) error {
 
 // installNode installs the locked dependencies of the Node.js clients into
 // dir/node_modules.
-func installNode(dir string) error {
+func installNode(dir string) error { return runNPM(dir, "ci", "--no-audit", "--no-fund") }
+
+// runNPM runs npm with args in dir.
+func runNPM(dir string, args ...string) error {
 	if _, err := exec.LookPath("node"); err != nil {
 		return fmt.Errorf("node is not installed (the Node.js e2e tests need Node.js 20 or later and npm): %w", err)
 	}
@@ -104,12 +119,12 @@ func installNode(dir string) error {
 	if err != nil {
 		return fmt.Errorf("npm is not installed (the Node.js e2e tests install their dependencies with npm ci): %w", err)
 	}
-	cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund")
+	cmd := exec.Command(npm, args...)
 	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("npm ci in %s: %w\n%s", dir, err, out.Bytes())
+		return fmt.Errorf("npm %s in %s: %w\n%s", strings.Join(args, " "), dir, err, out.Bytes())
 	}
 	return nil
 }

@@ -162,7 +162,7 @@ export async function query(c: Client, subject: string, req: unknown, opts: Requ
 export const admin = {
   register: async (c: Client, spec: PluginSpec, o?: RequestOptions) => one(await command(c, "register", { plugin: spec }, o)),
   byName: async (c: Client, op: Op, name: string, o?: RequestOptions) => one(await command(c, op, { name }, o)),
-  apply: (c: Client, op: Op, event: string, o?: RequestOptions) => {
+  apply: async (c: Client, op: Op, event: string, o?: RequestOptions) => {
     if (op === "register") throw new ValidationError("op", "register is not a bulk operation", "command");
     return command(c, op, { event }, o);
   },

@@ -395,7 +395,7 @@ export class Client {
    * frames, a Uint8Array as a binary frame; it waits at most a day for a
    * connection.
    */
-  pushDevice(id: string, data: unknown, opts?: RequestOptions): Promise<PublishAck> {
+  async pushDevice(id: string, data: unknown, opts?: RequestOptions): Promise<PublishAck> {
     checkDeviceId(id);
     const body = data instanceof Uint8Array ? data : encoder.encode(JSON.stringify(data));
     const h = newHeaders();
