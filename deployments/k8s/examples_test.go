@@ -28,7 +28,7 @@ const exampleEvent = "com.example.k8s.greeting"
 // the credentials of NATS user plugin-example in their environment (the
 // examples set the inbox prefix _INBOX.plugin-example themselves):
 // examples/go-plugin (pkg/client's Serve) and then examples/node-plugin
-// (the npm nats package alone), both as plugin example, the only plugin
+// (the Node.js SDK's serve), both as plugin example, the only plugin
 // that user may serve. Each registers (an upsert) and starts the plugin
 // itself, answers a `hookbus call` as plugin-example, and exits cleanly on
 // SIGTERM, leaving the plugin as it is; the plugin is unregistered at the
@@ -116,31 +116,44 @@ func buildGoPlugin(t *testing.T, root string) string {
 }
 
 // nodePluginScript returns the absolute path of examples/node-plugin's
-// plugin.mjs, after installing its locked dependencies with npm ci if
-// they are not there (make test runs this module before the end-to-end
-// suite, which installs them too). CI has Node.js and npm: a missing one
-// is a failure, never a skip.
+// plugin.mjs, after installing and building the Node.js SDK it runs on
+// (sdks/node) and installing its own locked dependencies with npm ci, when
+// they are not there (make test builds the SDK and runs this module before
+// the end-to-end suite, which installs them too). CI has Node.js and npm:
+// a missing one is a failure, never a skip.
 func nodePluginScript(t *testing.T, root string) string {
 	t.Helper()
 	dir, err := filepath.Abs(filepath.Join(root, "examples", "node-plugin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("node is not installed (the Node.js example plugin needs Node.js 18 or later): %v", err)
+	sdk, err := filepath.Abs(filepath.Join(root, "sdks", "node"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "nats", "package.json")); err != nil {
-		npm, err := exec.LookPath("npm")
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node is not installed (the Node.js example plugin needs Node.js 20 or later): %v", err)
+	}
+	npm := func(dir string, args ...string) {
+		t.Helper()
+		path, err := exec.LookPath("npm")
 		if err != nil {
 			t.Fatalf("npm is not installed (the Node.js example plugin's dependencies are installed with npm ci): %v", err)
 		}
-		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund")
+		cmd := exec.Command(path, args...)
 		cmd.Dir = dir
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out.Bytes())
+			t.Fatalf("npm %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out.Bytes())
 		}
+	}
+	if _, err := os.Stat(filepath.Join(sdk, "dist", "index.js")); err != nil {
+		npm(sdk, "ci", "--no-audit", "--no-fund")
+		npm(sdk, "run", "build")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "nats", "package.json")); err != nil {
+		npm(dir, "ci", "--no-audit", "--no-fund")
 	}
 	return filepath.Join(dir, "plugin.mjs")
 }

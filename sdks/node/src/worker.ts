@@ -94,6 +94,14 @@ export interface ServeOptions {
   /** default "leave" */
   exitAction?: ExitAction;
   logger?: Logger;
+  /** called once the plugin is registered (and started unless stopped or held), with its state */
+  onReady?: (p: Plugin) => void;
+  /**
+   * false leaves registering and starting to an operator (hookbus plugin
+   * register/start): serve waits for the plugin to exist and serves it as
+   * it is. Default true: serve registers the declaration and starts it.
+   */
+  register?: boolean;
 }
 
 const defaults: Required<Settings> = { step_timeout_ms: 2000, on_error: "skip", max_deliver: 5, backoff_ms: [1000, 5000, 30000] };
@@ -127,6 +135,7 @@ class Worker {
   private readonly exitAction: ExitAction;
   private readonly log: Required<Logger>;
   private readonly signal: AbortSignal;
+  private readonly opts: ServeOptions;
   /** aborted once the drain timeout has passed: the handlers' signal */
   private readonly handlerAbort = new AbortController();
   private readonly stopWatch = new AbortController();
@@ -172,6 +181,7 @@ class Worker {
     const bind = (f?: (m: string, x?: Record<string, unknown>) => void) => (f ? (m: string, x?: Record<string, unknown>) => f.call(l, `${this.name}: ${m}`, x) : none);
     this.log = { debug: bind(l.debug), info: bind(l.info), warn: bind(l.warn), error: bind(l.error) };
     this.signal = opts.signal ?? new AbortController().signal;
+    this.opts = opts;
     this.changedP = new Promise((r) => (this.changed = r));
   }
 
@@ -232,7 +242,7 @@ class Worker {
     try {
       if (this.spec.mode === "chain") sub = await this.subscribeSteps();
       try {
-        await this.retryStart("register and start", () => this.registerAndStart());
+        await this.retryStart("register and start", () => (this.opts.register === false ? this.lookUp() : this.registerAndStart()));
       } catch (err) {
         if (!this.signal.aborted) {
           sub?.unsubscribe();
@@ -242,6 +252,7 @@ class Worker {
         }
       }
       this.log.info("serving", { mode: this.spec.mode, event: this.spec.event, status: this.state?.status });
+      if (this.state && !this.signal.aborted) this.opts.onReady?.(this.state);
       if (sub) {
         await this.untilAborted();
         // Leave the chain first (the dispatcher stops sending steps), then
@@ -304,6 +315,19 @@ class Worker {
     }
     this.wantStart = true;
     await this.start();
+  }
+
+  // lookUp reads the state of a plugin an operator registers, waiting
+  // (as a passing failure) until it exists.
+  private async lookUp(): Promise<void> {
+    try {
+      this.update(await admin.get(this.c, this.name, { signal: this.signal }));
+    } catch (err) {
+      if (err instanceof HookbusError && err.code === Codes.NotFound) {
+        throw new HookbusError(Codes.Unavailable, `plugin ${this.name} is not registered yet (register: false)`, { cause: err });
+      }
+      throw err;
+    }
   }
 
   // start starts the plugin if a start is wanted, one at a time. A start
