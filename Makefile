@@ -31,19 +31,26 @@ image: ## Build the container image IMAGE:VERSION (default hookbus:<git describe
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
 .PHONY: test
-test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, the Kubernetes manifests' checks and the attack suite (prints its summary line), then the e2e suite and a short chaos run
+test: ## What CI runs: vet, unit tests with the race detector, fuzz seeds, the Kubernetes manifests' checks and the attack suite (prints its summary line), the Node.js SDK's tests, then the e2e suite (the conformance table printed) and a short chaos run
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
 	$(GO) vet -tags chaos ./chaos/
 	cd deployments/k8s && $(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	cd deployments/k8s && $(GO) test -race -count=1  # one package, no ./...: go test then prints its output, the attack suite summary line included
+	$(MAKE) node-sdk
 	$(MAKE) e2e
 	$(MAKE) chaos CHAOS_TIME=15s
 
+.PHONY: node-sdk
+node-sdk: build ## The Node.js SDK (sdks/node): npm ci, build (tsc) and its tests against a real hookbus serve (bin/hookbus)
+	cd sdks/node && npm ci --no-audit --no-fund && npm run build && HOOKBUS_BIN=$(CURDIR)/$(BIN) npm test
+
 .PHONY: e2e
-e2e: ## Black-box tests of the built binary, with Node.js clients and curl against the HTTP gateway (needs node 20+, npm and curl)
-	$(GO) test -tags e2e -count=1 ./e2e/...
+e2e: ## Black-box tests of the built binary: Node.js clients, curl against the HTTP gateway, and the conformance suite of the SDKs' workers, whose table it prints (needs node 20+, npm and curl)
+	@rm -f bin/conformance.txt
+	HOOKBUS_CONFORMANCE_TABLE=$(CURDIR)/bin/conformance.txt $(GO) test -tags e2e -count=1 ./e2e/...
+	@cat bin/conformance.txt
 
 .PHONY: chaos
 CHAOS_TIME    ?= 3m

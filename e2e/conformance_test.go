@@ -242,6 +242,15 @@ type caseEnv struct {
 // serve starts the adapter (if none runs) and has it serve the plugin,
 // then waits until the plugin takes work.
 func (c *caseEnv) serve(mode events.Mode, s events.Settings, concurrency int) error {
+	return c.serveWith(mode, s, concurrency, 10)
+}
+
+// serveAt is serve with the plugin's priority.
+func (c *caseEnv) serveAt(mode events.Mode, s events.Settings, priority int) error {
+	return c.serveWith(mode, s, 0, priority)
+}
+
+func (c *caseEnv) serveWith(mode events.Mode, s events.Settings, concurrency, priority int) error {
 	if c.adapter == nil {
 		a, err := startAdapter(c.srv.NATSURL, c.def)
 		if err != nil {
@@ -255,7 +264,7 @@ func (c *caseEnv) serve(mode events.Mode, s events.Settings, concurrency int) er
 			return err
 		}
 	}
-	spec := events.PluginSpec{Name: c.name, Event: c.typ, Mode: mode, Priority: 10, Settings: s}
+	spec := events.PluginSpec{Name: c.name, Event: c.typ, Mode: mode, Priority: priority, Settings: s}
 	if err := c.adapter.send(map[string]any{"cmd": "serve", "plugin": spec, "concurrency": concurrency, "drain_timeout_ms": 10_000}); err != nil {
 		return err
 	}
@@ -269,7 +278,9 @@ func (c *caseEnv) serve(mode events.Mode, s events.Settings, concurrency int) er
 				ready = err == nil
 			} else {
 				res, err := c.cl.Call(ctx, c.event("probe-"+events.MsgID(c.name, time.Now().String())[:8], map[string]any{}))
-				ready = err == nil && len(res.Trace) == 1 && res.Trace[0].Outcome == events.OutcomeContinued
+				ready = err == nil && slices.ContainsFunc(res.Trace, func(s events.TraceStep) bool {
+					return s.Plugin == c.name && s.Outcome == events.OutcomeContinued
+				})
 			}
 		}
 		if ready {

@@ -117,3 +117,20 @@ export function jsonBody(m: Msg, what: string): unknown {
   }
 }
 
+
+/**
+ * within waits for p at most ms: true when p settled in time (its
+ * rejection is thrown), false when the time ran out. The timer is cleared
+ * either way, so it never keeps the process alive.
+ */
+export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    t = setTimeout(() => resolve(false), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(t);
+  }
+}

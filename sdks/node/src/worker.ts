@@ -6,7 +6,7 @@ import { type CloudEvent, decode, validateType } from "./event.js";
 import type { Client } from "./client.js";
 import { admin, type Plugin, type PluginSpec, type Settings, type Status, validatePluginName } from "./admin.js";
 import { newDeadLetter, publishDeadLetter, storeOnce } from "./dlq.js";
-import { Backoff, sleep } from "./wire.js";
+import { Backoff, sleep, within } from "./wire.js";
 
 /** Step is one chain step sent to a plugin worker. */
 export interface Step {
@@ -484,12 +484,11 @@ class Worker {
   // waitHandlers waits for every handler; once the drain timeout has passed
   // it aborts their signal, and 2 s later gives up on them.
   private async waitHandlers(): Promise<void> {
-    const all = () => Promise.all([...this.handlers]).then(() => true);
-    const within = (ms: number) => Promise.race([all(), sleep(ms).then(() => false)]);
-    if (this.handlers.size === 0 || (await within(this.drainTimeoutMs))) return;
+    const all = () => Promise.all([...this.handlers]);
+    if (this.handlers.size === 0 || (await within(all(), this.drainTimeoutMs))) return;
     this.log.warn("handlers still running after the drain timeout: aborting them", { handlers: this.busy });
     this.handlerAbort.abort(new Error("drain timeout"));
-    if (await within(cancelGraceMs)) return;
+    if (await within(all(), cancelGraceMs)) return;
     throw new HookbusError(
       "handlers_abandoned",
       `serve ${this.name}: handlers ignored their aborted signal: ${this.busy} still running ${cancelGraceMs} ms after the drain timeout (their events come again, their steps time out)`,
@@ -556,7 +555,7 @@ class Worker {
   // until the drain timeout.
   private async drainSteps(sub: Subscription): Promise<void> {
     try {
-      await Promise.race([sub.drain(), sleep(this.drainTimeoutMs)]);
+      await within(sub.drain(), this.drainTimeoutMs);
     } catch (err) {
       this.log.warn("drain chain subscription", { err: errorMessage(err) });
     }
@@ -703,12 +702,11 @@ class Worker {
     const dl = newDeadLetter(this.name, { subject: m.subject, headers: m.headers, data: m.data, streamSeq: m.seq, deliveries: attempt }, reason, this.nc.info?.max_payload ?? 0);
     const progress = setInterval(() => m.working(), 5000);
     try {
-      await Promise.race([
-        storeOnce(this.c, dl.subject, dl, "HOOKBUS_DLQ", (subject, msg) => publishDeadLetter(this.c, subject, msg), false),
-        sleep(dlqTimeoutMs).then(() => {
-          throw new HookbusError(Codes.NotStored, "dead letter not stored in time");
-        }),
-      ]);
+      const stored = storeOnce(this.c, dl.subject, dl, "HOOKBUS_DLQ", (subject, msg) => publishDeadLetter(this.c, subject, msg), false);
+      if (!(await within(stored, dlqTimeoutMs))) {
+        stored.catch(() => {});
+        throw new HookbusError(Codes.NotStored, "dead letter not stored in time");
+      }
     } catch (err) {
       this.log.error("dead letter not stored: the event will come back", { subject: m.subject, attempt, err: errorMessage(err) });
       m.nak(nakDelay(cfg, attempt, backoffAfter(s, attempt)));

@@ -52,8 +52,11 @@ test("the packed tarball installs in a fresh folder and runs the README's worker
     } finally {
       await nc.close();
     }
+    // It drains and exits at once: no timer of the SDK keeps the process up.
+    const t0 = Date.now();
     worker.kill("SIGTERM");
     assert.equal(await exited, 0, stderr);
+    assert.ok(Date.now() - t0 < 5000, `the worker took ${Date.now() - t0} ms to exit after SIGTERM`);
   } finally {
     worker?.kill("SIGKILL");
     await hb.stop();
