@@ -60,7 +60,7 @@ chaos: ## Chaos suite: kill -9 services and NATS nodes under load, poison flood;
 
 .PHONY: bench
 BENCH_COUNT ?= 1
-bench: ## Benchmarks beside raw NATS figures: codec, publish, notify delivery, Call p50/p99, auth keys, gateway HTTP publish (1/64 clients, x_raw), HTTP call p50/p99 and webhook hook deliveries (1/32 hooks: events/s, p50/p99, x_raw), 10000 idle device sessions (heap B and goroutines a device, HOOKBUS_BENCH_DEVICES=N), device message ack, push and call reply p50/p99 (BENCH_COUNT=5 for medians; docs/performance.md)
+bench: ## Benchmarks beside raw NATS figures: codec, publish, notify delivery, Call p50/p99, auth keys, gateway HTTP publish (1/64 clients, x_raw), HTTP call p50/p99 and webhook hook deliveries (1/32 hooks: events/s, p50/p99, x_raw), 10000 idle device sessions (heap B and goroutines a device, HOOKBUS_BENCH_DEVICES=N), device message ack, push and call reply p50/p99, the Node.js SDK beside raw nats.js (publish and notify delivery: events/s, x_raw; needs node and npm) (BENCH_COUNT=5 for medians; docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) ./...
 
 .PHONY: bench-peers

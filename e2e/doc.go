@@ -23,11 +23,22 @@
 // gateway takes its headers from server.gatewayAuth: a bearer token when
 // server.GatewayToken is set, none otherwise. curl must be on PATH.
 //
+// The conformance suite (conformance_test.go) drives the plugin worker of
+// each SDK, through its adapter (e2e/adapters: the Go SDK, the Node.js SDK
+// and a raw nats.go worker; ADAPTER.md is the adapter protocol), case by
+// case against its own hookbus serve, and prints the table of cases and
+// adapters (to $HOOKBUS_CONFORMANCE_TABLE too, which make e2e prints); the
+// raw worker broken on purpose must fail the cases that guard its rule.
+// TestMixedLanguages runs a Go and a Node.js chain plugin and a notify
+// plugin in each language on one event type. TestProtocolSnippets runs or
+// checks every code block of docs/protocol.md (snippets_test.go).
+//
 // The tests are behind the build tag e2e, so `go test ./...` skips them:
 //
 //	go test -tags e2e -count=1 ./e2e/...
 //
-// They need Go, Node.js (20 or later), npm and curl; TestMain builds the binary and the Go
-// example once and runs `npm ci` in e2e/node and examples/node-plugin once. Without npm the Node tests fail, they do not
+// They need Go, Node.js (20 or later), npm and curl; TestMain builds the binary, the Go
+// example and the Go adapters once, installs and builds the Node.js SDK (sdks/node), and runs
+// `npm ci` in e2e/node, examples/node-plugin, examples/node-device and e2e/adapters/node once. Without npm the Node tests fail, they do not
 // skip.
 package e2e
