@@ -755,19 +755,7 @@ type conformanceResult struct {
 func runConformance(t *testing.T, def adapterDef, cases []confCase) []conformanceResult {
 	t.Helper()
 	srv := startServer(t, t.TempDir())
-	nc, err := nats.Connect(srv.NATSURL, nats.Name("hookbus-e2e-conformance"), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js, cl := connectClient(t, srv, "hookbus-e2e-conformance")
 	features := helloFeatures(t, srv, def)
 	var out []conformanceResult
 	for i, cc := range cases {

@@ -17,7 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookbus/hookbus/internal/natstest"
+	"github.com/hookbus/hookbus/pkg/client"
 )
 
 // Deadlines. Generous for a loaded 2-core CI machine; a healthy run takes
@@ -252,4 +256,24 @@ func httpGet(url string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// connectClient connects to srv's NATS as name and returns the connection,
+// its JetStream and a Go client on it, all closed when the test ends.
+func connectClient(t *testing.T, srv *server, name string) (*nats.Conn, jetstream.JetStream, *client.Client) {
+	t.Helper()
+	nc, err := nats.Connect(srv.NATSURL, nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, cl
 }

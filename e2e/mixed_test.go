@@ -9,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hookbus/hookbus/pkg/client"
 	"github.com/hookbus/hookbus/pkg/events"
 )
 
@@ -25,19 +23,7 @@ func TestMixedLanguages(t *testing.T) {
 	requireNode(t)
 	srv := startServer(t, t.TempDir())
 	defer srv.stop(t)
-	nc, err := nats.Connect(srv.NATSURL, nats.Name("hookbus-e2e-mixed"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js, cl := connectClient(t, srv, "hookbus-e2e-mixed")
 	const typ = "com.example.mixed"
 	byName := map[string]adapterDef{}
 	for _, d := range adapters() {

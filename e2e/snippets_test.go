@@ -670,19 +670,7 @@ func TestProtocolSnippets(t *testing.T) {
 	}
 	srv := startServer(t, t.TempDir())
 	defer srv.stop(t)
-	nc, err := nats.Connect(srv.NATSURL, nats.Name("hookbus-e2e-snippets"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js, cl := connectClient(t, srv, "hookbus-e2e-snippets")
 	env := &snippetEnv{t: t, srv: srv, nc: nc, js: js, cl: cl, all: all}
 	for _, s := range snippets {
 		t.Run(s.name, func(t *testing.T) {

@@ -3,7 +3,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Client } from "../dist/index.js";
-import { startHookbus } from "./server.mjs";
+import { startHookbus, waitFor } from "./server.mjs";
 
 let hb, nc, client;
 before(async () => {
@@ -134,11 +134,3 @@ test("device pushes are stored; a bad device id is refused", async () => {
   await assert.rejects(client.pushDevice("bad id", {}), (e) => e.code === "invalid");
 });
 
-async function waitFor(f, ms = 15_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await f()) return;
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

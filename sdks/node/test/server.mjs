@@ -106,3 +106,13 @@ export async function startHookbus({ extraArgs = [], env = {}, readyTimeoutMs = 
     },
   });
 }
+
+/** waitFor polls f (sync or async) until it is true, for ms at most. */
+export async function waitFor(f, ms = 15_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await f()) return;
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

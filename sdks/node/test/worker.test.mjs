@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Client, continueWith, halt, permanent } from "../dist/index.js";
-import { startHookbus } from "./server.mjs";
+import { startHookbus, waitFor } from "./server.mjs";
 
 let hb, nc, client;
 before(async () => {
@@ -17,14 +17,6 @@ after(async () => {
   await hb?.stop();
 });
 
-async function waitFor(f, ms = 15_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await f()) return;
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const running = (name) => async () => ["started", "restarted"].includes((await client.get(name).catch(() => undefined))?.status);
 
