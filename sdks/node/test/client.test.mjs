@@ -103,3 +103,24 @@ test("no stream: not_stored once the time is up; no dispatcher: no_dispatcher", 
     await hb2.stop();
   }
 });
+
+test("a publish waits out a Hookbus restart and is stored once", { timeout: 120_000 }, async () => {
+  const hb2 = await startHookbus();
+  const nc2 = await hb2.connect({ maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  try {
+    const c2 = new Client(nc2, { timeoutMs: 60_000, retryWaitMs: 300 });
+    await c2.publish(ev("r-0"));
+    await hb2.kill(); // kill -9: nothing answers now
+    const pending = c2.publish(ev("r-1"));
+    await new Promise((r) => setTimeout(r, 1500));
+    await hb2.restart(); // same ports, same data
+    const ack = await pending;
+    assert.equal(ack.duplicate, false);
+    const again = await c2.publish(ev("r-1"));
+    assert.equal(again.duplicate, true, "the retried event is stored once");
+    assert.equal(again.seq, ack.seq);
+  } finally {
+    await nc2.close();
+    await hb2.stop();
+  }
+});
