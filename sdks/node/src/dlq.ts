@@ -6,7 +6,7 @@ import { AckPolicy, headers as newHeaders, type JsMsg, type MsgHdrs, StorageType
 import { Codes, HookbusError, ValidationError, errorMessage } from "./errors.js";
 import { type CloudEvent, decode, validateName } from "./event.js";
 import type { Client, RequestOptions } from "./client.js";
-import { natsCode, parsePubAck, type PublishAck, sleep, StreamRefusal } from "./wire.js";
+import { headerValue, parsePubAck, type PublishAck, retryable, sleep } from "./wire.js";
 
 /** DeadLetter is one message in HOOKBUS_DLQ: an event a subscriber could not take, with why. */
 export interface DeadLetter {
@@ -47,13 +47,6 @@ export const DLQHeaders = {
   body: "Hookbus-Dlq-Body",
 } as const;
 
-function header(h: MsgHdrs | undefined, name: string): string {
-  if (!h) return "";
-  const lower = name.toLowerCase();
-  for (const k of h.keys()) if (k.toLowerCase() === lower) return h.values(k)[0] ?? "";
-  return "";
-}
-
 function subscriberOf(subject: string): string | undefined {
   const name = subject.startsWith("hookbus.dlq.") ? subject.slice("hookbus.dlq.".length) : "";
   return /^[A-Za-z0-9_-]{1,64}$/.test(name) ? name : undefined;
@@ -61,21 +54,21 @@ function subscriberOf(subject: string): string | undefined {
 
 function read(subject: string, seq: number, time: Date, h: MsgHdrs | undefined, data: Uint8Array, maxSize: number): DeadLetter {
   const sub = subscriberOf(subject);
-  const claimed = header(h, DLQHeaders.subscriber);
+  const claimed = headerValue(h, DLQHeaders.subscriber);
   const dl: DeadLetter = {
     seq,
     time,
     subscriber: sub ?? claimed,
-    reason: header(h, DLQHeaders.reason),
-    subject: header(h, DLQHeaders.subject),
-    streamSeq: Number(header(h, DLQHeaders.streamSeq)) || 0,
-    deliveries: Number(header(h, DLQHeaders.deliveries)) || 0,
+    reason: headerValue(h, DLQHeaders.reason),
+    subject: headerValue(h, DLQHeaders.subject),
+    streamSeq: Number(headerValue(h, DLQHeaders.streamSeq)) || 0,
+    deliveries: Number(headerValue(h, DLQHeaders.deliveries)) || 0,
     headers: newHeaders(),
     data,
   };
   if (!sub) dl.forged = `its subject ${subject} is not hookbus.dlq.<subscriber>`;
   else if (claimed !== sub) dl.forged = `forged: it is on ${subject} but its ${DLQHeaders.subscriber} header says ${JSON.stringify(claimed)}`;
-  const omitted = header(h, DLQHeaders.body);
+  const omitted = headerValue(h, DLQHeaders.body);
   if (omitted) dl.omitted = omitted;
   for (const k of h?.keys() ?? []) {
     const lk = k.toLowerCase();
@@ -153,12 +146,12 @@ export async function storeOnce(
 ): Promise<PublishAck> {
   const ack = await publish(subject, msg);
   if (!ack.duplicate) return ack;
-  const id = header(msg.headers, "Nats-Msg-Id");
+  const id = headerValue(msg.headers, "Nats-Msg-Id");
   if (canRead && ack.seq !== 0) {
     try {
       const jsm = await c.nc.jetstreamManager();
       const stored = await jsm.streams.getMessage(stream, { seq: ack.seq });
-      if (stored.subject === subject && header(stored.header, "Nats-Msg-Id") === id) return ack;
+      if (stored.subject === subject && headerValue(stored.header, "Nats-Msg-Id") === id) return ack;
     } catch {
       // unreadable: stored again below
     }
@@ -254,8 +247,7 @@ export async function publishDeadLetter(c: Client, subject: string, msg: { heade
     try {
       return parsePubAck(await c.nc.request(subject, msg.data, { headers: msg.headers, timeout: 5000 }));
     } catch (err) {
-      const transient = !(err instanceof StreamRefusal) && ["503", "TIMEOUT", "DISCONNECT"].includes(natsCode(err));
-      if (attempt === 4 || !transient) throw new HookbusError(Codes.NotStored, `${subject}: dead letter not stored: ${errorMessage(err)}`, { cause: err });
+      if (attempt === 4 || !retryable(err)) throw new HookbusError(Codes.NotStored, `${subject}: dead letter not stored: ${errorMessage(err)}`, { cause: err });
     }
     await sleep(pause);
     pause *= 2;

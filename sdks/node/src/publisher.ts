@@ -3,7 +3,7 @@ import type { MsgHdrs } from "nats";
 import { Codes, HookbusError, ValidationError, aborted, errorMessage } from "./errors.js";
 import type { CloudEvent } from "./event.js";
 import type { Client, PublishOptions } from "./client.js";
-import { Backoff, natsCode, parsePubAck, type PublishAck, StreamRefusal } from "./wire.js";
+import { Backoff, parsePubAck, type PublishAck, retryable } from "./wire.js";
 
 /** PublisherOptions configure a Publisher. */
 export interface PublisherOptions {
@@ -137,7 +137,7 @@ export class Publisher {
       } catch (err) {
         last = err;
       }
-      if (last instanceof StreamRefusal || !["503", "TIMEOUT", "DISCONNECT"].includes(natsCode(last))) break;
+      if (!retryable(last)) break;
       if (attempt < attempts) await new Promise((r) => setTimeout(r, b.next()));
     }
     this.settle(e, undefined, new HookbusError(Codes.NotStored, `publish ${e.ev.type} ${e.ev.id}: not stored: ${errorMessage(last)}`, { cause: last }));

@@ -1,6 +1,6 @@
 // What the SDK's parts share about talking to NATS: error codes, backoff,
 // JetStream acknowledgements, service errors.
-import type { Msg } from "nats";
+import type { Msg, MsgHdrs } from "nats";
 import { Codes, HookbusError, errorMessage } from "./errors.js";
 
 const decoder = new TextDecoder();
@@ -133,4 +133,12 @@ export async function within(p: Promise<unknown>, ms: number): Promise<boolean> 
   } finally {
     clearTimeout(t);
   }
+}
+
+/** headerValue is the first value of header name in h, names compared without regard to case ("" when absent). */
+export function headerValue(h: MsgHdrs | undefined, name: string): string {
+  if (!h) return "";
+  const lower = name.toLowerCase();
+  for (const k of h.keys()) if (k.toLowerCase() === lower) return h.values(k)[0] ?? "";
+  return "";
 }

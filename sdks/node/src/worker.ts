@@ -6,7 +6,7 @@ import { type CloudEvent, decode, validateType } from "./event.js";
 import type { Client } from "./client.js";
 import { admin, type Plugin, type PluginSpec, type Settings, type Status, validatePluginName } from "./admin.js";
 import { newDeadLetter, publishDeadLetter, storeOnce } from "./dlq.js";
-import { Backoff, sleep, within } from "./wire.js";
+import { Backoff, headerValue, sleep, within } from "./wire.js";
 
 /** Step is one chain step sent to a plugin worker. */
 export interface Step {
@@ -729,10 +729,7 @@ function respond(m: Msg, reply: Record<string, unknown>): void {
 }
 
 function headerInt(m: Msg, name: string): number {
-  const h = m.headers;
-  if (!h) return 0;
-  for (const k of h.keys()) if (k.toLowerCase() === name.toLowerCase()) return Number.parseInt(h.values(k)[0] ?? "", 10) || 0;
-  return 0;
+  return Number.parseInt(headerValue(m.headers, name), 10) || 0;
 }
 
 function transient(err: unknown): boolean {

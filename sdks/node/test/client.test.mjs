@@ -2,59 +2,50 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Client, HookbusError, ValidationError } from "../dist/index.js";
-import { startHookbus } from "./server.mjs";
+import { startHookbus, useHookbus } from "./server.mjs";
 
-let hb, nc, client;
-before(async () => {
-  hb = await startHookbus();
-  nc = await hb.connect();
-  client = new Client(nc, { timeoutMs: 10_000 });
-});
-after(async () => {
-  await nc?.close();
-  await hb?.stop();
-});
+const ctx = useHookbus(before, after, Client);
 
 const ev = (id, data = { n: 1 }, type = "com.example.order.created") => ({ id, source: "/node-test", type, data });
 
 async function stored(subject) {
-  const jsm = await nc.jetstreamManager();
+  const jsm = await ctx.nc.jetstreamManager();
   const info = await jsm.streams.info("HOOKBUS_EVENTS", { subjects_filter: subject });
   return info.state.subjects?.[subject] ?? 0;
 }
 
 test("publish stores once: a retry with the same source and id is a duplicate", async () => {
-  const a = await client.publish(ev("p-1"));
+  const a = await ctx.client.publish(ev("p-1"));
   assert.equal(a.stream, "HOOKBUS_EVENTS");
   assert.equal(a.duplicate, false);
-  const b = await client.publish(ev("p-1"));
+  const b = await ctx.client.publish(ev("p-1"));
   assert.equal(b.duplicate, true);
   assert.equal(b.seq, a.seq);
-  const s = await client.publish(ev("p-2"), { structured: true });
+  const s = await ctx.client.publish(ev("p-2"), { structured: true });
   assert.equal(s.duplicate, false);
-  const js = nc.jetstream();
-  const m = await (await nc.jetstreamManager()).streams.getMessage("HOOKBUS_EVENTS", { seq: s.seq });
+  const js = ctx.nc.jetstream();
+  const m = await (await ctx.nc.jetstreamManager()).streams.getMessage("HOOKBUS_EVENTS", { seq: s.seq });
   assert.equal(m.header.get("content-type"), "application/cloudevents+json");
   assert.ok(js);
 });
 
 test("an invalid event is refused before anything is sent", async () => {
   const before = await stored("hookbus.event.com.example.bad");
-  await assert.rejects(client.publish({ id: "x", source: "/a b", type: "com.example.bad" }), (e) => e instanceof ValidationError && e.code === "invalid" && e.field === "source");
-  await assert.rejects(client.publish({ id: "x", source: "/s", type: "com.example.bad", "my-ext": 1 }), (e) => e.code === "invalid");
+  await assert.rejects(ctx.client.publish({ id: "x", source: "/a b", type: "com.example.bad" }), (e) => e instanceof ValidationError && e.code === "invalid" && e.field === "source");
+  await assert.rejects(ctx.client.publish({ id: "x", source: "/s", type: "com.example.bad", "my-ext": 1 }), (e) => e.code === "invalid");
   assert.equal(await stored("hookbus.event.com.example.bad"), before);
 });
 
 test("an aborted signal ends a publish with code aborted", async () => {
   const ac = new AbortController();
   ac.abort(new Error("bye"));
-  await assert.rejects(client.publish(ev("p-abort"), { signal: ac.signal }), (e) => e instanceof HookbusError && e.code === "aborted");
+  await assert.rejects(ctx.client.publish(ev("p-abort"), { signal: ac.signal }), (e) => e instanceof HookbusError && e.code === "aborted");
 });
 
 test("a publisher stores 10 000 events, every one acknowledged", async () => {
-  const p = client.publisher({ window: 128 });
+  const p = ctx.client.publisher({ window: 128 });
   let settled = 0;
-  const p2 = client.publisher({ onAck: () => settled++ });
+  const p2 = ctx.client.publisher({ onAck: () => settled++ });
   const acks = [];
   for (let i = 0; i < 10_000; i++) acks.push((await p.publish(ev(`pub-${i}`, { i }, "com.example.bulk"))).ack);
   assert.ok(p.pending <= 128);
@@ -70,20 +61,20 @@ test("a publisher stores 10 000 events, every one acknowledged", async () => {
 });
 
 test("a batch is stored all or nothing; one already stored refuses it whole", async () => {
-  const ack = await client.publishBatch([ev("b-1", {}, "com.example.batch"), ev("b-2", {}, "com.example.batch"), ev("b-3", {}, "com.example.batch")]);
+  const ack = await ctx.client.publishBatch([ev("b-1", {}, "com.example.batch"), ev("b-2", {}, "com.example.batch"), ev("b-3", {}, "com.example.batch")]);
   assert.equal(ack.count, 3);
-  await assert.rejects(client.publishBatch([ev("b-4", {}, "com.example.batch"), ev("b-1", {}, "com.example.batch")]), (e) => e.code === "batch_duplicate" && /nothing of the batch was stored/.test(e.message));
+  await assert.rejects(ctx.client.publishBatch([ev("b-4", {}, "com.example.batch"), ev("b-1", {}, "com.example.batch")]), (e) => e.code === "batch_duplicate" && /nothing of the batch was stored/.test(e.message));
   assert.equal(await stored("hookbus.event.com.example.batch"), 3);
-  await assert.rejects(client.publishBatch([ev("b-5", {}, "com.example.batch"), { id: "", source: "/s", type: "t" }]), (e) => e.code === "invalid" && /batch event 1/.test(e.message));
-  await assert.rejects(client.publishBatch([]), (e) => e.code === "invalid");
+  await assert.rejects(ctx.client.publishBatch([ev("b-5", {}, "com.example.batch"), { id: "", source: "/s", type: "t" }]), (e) => e.code === "invalid" && /batch event 1/.test(e.message));
+  await assert.rejects(ctx.client.publishBatch([]), (e) => e.code === "invalid");
 });
 
 test("call: a type without chain plugins answers the state unchanged; private fields are sent", async () => {
-  const r = await client.call(ev("c-1", { user: "u1", x: 1 }, "com.example.nochain"), { private: ["user"] });
+  const r = await ctx.client.call(ev("c-1", { user: "u1", x: 1 }, "com.example.nochain"), { private: ["user"] });
   assert.deepEqual(r.state, { user: "u1", x: 1 });
   assert.deepEqual(r.trace, []);
   assert.equal(r.event_id, "c-1");
-  await assert.rejects(client.call(ev("c-2", {}, "com.example.x"), { private: ["a,b"] }), (e) => e.code === "invalid");
+  await assert.rejects(ctx.client.call(ev("c-2", {}, "com.example.x"), { private: ["a,b"] }), (e) => e.code === "invalid");
 });
 
 test("no stream: not_stored once the time is up; no dispatcher: no_dispatcher", async () => {
@@ -93,7 +84,7 @@ test("no stream: not_stored once the time is up; no dispatcher: no_dispatcher", 
   try {
     const jsm = await nc2.jetstreamManager();
     await jsm.streams.delete("HOOKBUS_EVENTS");
-    const c2 = new (client.constructor)(nc2, { timeoutMs: 1500, retryWaitMs: 200 });
+    const c2 = new (ctx.client.constructor)(nc2, { timeoutMs: 1500, retryWaitMs: 200 });
     const t0 = Date.now();
     await assert.rejects(c2.publish(ev("ns-1")), (e) => e.code === "not_stored" && /not stored after \d+ attempt/.test(e.message));
     assert.ok(Date.now() - t0 < 5000);

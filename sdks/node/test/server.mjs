@@ -116,3 +116,22 @@ export async function waitFor(f, ms = 15_000) {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * useHookbus gives a test file one hookbus serve for all its tests: it
+ * starts it before them (with a NATS connection and a Client on it in
+ * ctx) and stops it after them.
+ */
+export function useHookbus(before, after, Client, clientOptions = { timeoutMs: 10_000 }) {
+  const ctx = {};
+  before(async () => {
+    ctx.hb = await startHookbus();
+    ctx.nc = await ctx.hb.connect();
+    ctx.client = new Client(ctx.nc, clientOptions);
+  });
+  after(async () => {
+    await ctx.nc?.close();
+    await ctx.hb?.stop();
+  });
+  return ctx;
+}

@@ -4,25 +4,16 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Client, continueWith, halt, permanent } from "../dist/index.js";
-import { startHookbus, waitFor } from "./server.mjs";
+import { startHookbus, waitFor, useHookbus } from "./server.mjs";
 
-let hb, nc, client;
-before(async () => {
-  hb = await startHookbus();
-  nc = await hb.connect();
-  client = new Client(nc, { timeoutMs: 10_000 });
-});
-after(async () => {
-  await nc?.close();
-  await hb?.stop();
-});
+const ctx = useHookbus(before, after, Client);
 
 
-const running = (name) => async () => ["started", "restarted"].includes((await client.get(name).catch(() => undefined))?.status);
+const running = (name) => async () => ["started", "restarted"].includes((await ctx.client.get(name).catch(() => undefined))?.status);
 
 test("a chain of two workers: continue, halt, error, private fields, a null state", async () => {
   const ac = new AbortController();
-  const first = client.serve(
+  const first = ctx.client.serve(
     { spec: { name: "first", event: "com.example.greeting", priority: 10 }, chain: (s) => {
       const st = s.event.data ?? {}; // the first step of a call without data gets null
       if (st.fail) throw new Error("first failed");
@@ -30,11 +21,11 @@ test("a chain of two workers: continue, halt, error, private fields, a null stat
     } },
     { signal: ac.signal },
   );
-  const second = client.serve({ spec: { name: "second", event: "com.example.greeting", priority: 20 }, chain: (s) => continueWith({ ...s.event.data, visited: [...s.event.data.visited, "second"], step: s.number }) }, { signal: ac.signal });
+  const second = ctx.client.serve({ spec: { name: "second", event: "com.example.greeting", priority: 20 }, chain: (s) => continueWith({ ...s.event.data, visited: [...s.event.data.visited, "second"], step: s.number }) }, { signal: ac.signal });
   try {
     await waitFor(running("first"));
     await waitFor(running("second"));
-    const call = (id, data, opts) => client.call({ id, source: "/node-test", type: "com.example.greeting", data }, opts);
+    const call = (id, data, opts) => ctx.client.call({ id, source: "/node-test", type: "com.example.greeting", data }, opts);
     let r;
     await waitFor(async () => (r = await call(`g-${Date.now()}`, { user: "u1" }, { private: ["user"] })).trace.length === 2);
     assert.deepEqual(r.state, { user: "u1", visited: ["first", "second"], step: 2 });
@@ -55,7 +46,7 @@ test("a chain of two workers: continue, halt, error, private fields, a null stat
 test("notify: retried after its backoff, dead-lettered at max_deliver or at once when permanent", async () => {
   const ac = new AbortController();
   const runs = new Map();
-  const served = client.serve(
+  const served = ctx.client.serve(
     { spec: { name: "notifier", event: "com.example.note", settings: { max_deliver: 3, backoff_ms: [200] } }, notify: async (d) => {
       runs.set(d.event.id, [...(runs.get(d.event.id) ?? []), d.attempt]);
       assert.equal(d.maxDeliver, 3);
@@ -67,7 +58,7 @@ test("notify: retried after its backoff, dead-lettered at max_deliver or at once
   );
   try {
     await waitFor(running("notifier"));
-    const pub = (id, mode) => client.publish({ id, source: "/node-test", type: "com.example.note", data: { mode } });
+    const pub = (id, mode) => ctx.client.publish({ id, source: "/node-test", type: "com.example.note", data: { mode } });
     await pub("ok", "ok");
     await pub("flaky", "flaky");
     const broken = await pub("broken", "broken");
@@ -75,7 +66,7 @@ test("notify: retried after its backoff, dead-lettered at max_deliver or at once
     await waitFor(async () => runs.get("ok")?.length === 1 && runs.get("flaky")?.length === 2 && runs.get("broken")?.length === 3 && runs.get("permanent")?.length === 1);
     const reasons = new Map();
     await waitFor(async () => {
-      for await (const d of client.deadLetters("notifier")) reasons.set(d.streamSeq, d.reason);
+      for await (const d of ctx.client.deadLetters("notifier")) reasons.set(d.streamSeq, d.reason);
       return reasons.size === 2;
     });
     assert.equal(reasons.get(broken.seq), "broken");
@@ -91,7 +82,7 @@ test("lifecycle: a stopped plugin takes nothing until enabled; callbacks see eve
   const ac = new AbortController();
   const changes = [];
   const seen = [];
-  const served = client.serve(
+  const served = ctx.client.serve(
     {
       spec: { name: "switchable", event: "com.example.switch", settings: { backoff_ms: [1000] } },
       notify: (d) => void seen.push(d.event.id),
@@ -102,12 +93,12 @@ test("lifecycle: a stopped plugin takes nothing until enabled; callbacks see eve
   );
   try {
     await waitFor(running("switchable"));
-    await client.stop("switchable");
+    await ctx.client.stop("switchable");
     await waitFor(async () => changes.includes("stop:stopped"));
-    await client.publish({ id: "while-stopped", source: "/node-test", type: "com.example.switch", data: {} });
+    await ctx.client.publish({ id: "while-stopped", source: "/node-test", type: "com.example.switch", data: {} });
     await new Promise((r) => setTimeout(r, 1500));
     assert.deepEqual(seen, [], "a stopped plugin pulls nothing");
-    await client.enable("switchable");
+    await ctx.client.enable("switchable");
     await waitFor(async () => seen.includes("while-stopped"));
     assert.ok(changes.includes("start:started"), changes.join(","));
   } finally {
@@ -121,7 +112,7 @@ test("drain: a running handler finishes and is acknowledged; the exit action app
   let started;
   const startedP = new Promise((r) => (started = r));
   let finished = false;
-  const served = client.serve(
+  const served = ctx.client.serve(
     { spec: { name: "drainer", event: "com.example.drain", settings: { backoff_ms: [5000] } }, notify: async () => {
       started();
       await new Promise((r) => setTimeout(r, 800));
@@ -130,20 +121,20 @@ test("drain: a running handler finishes and is acknowledged; the exit action app
     { signal: ac.signal, exitAction: "stop" },
   );
   await waitFor(running("drainer"));
-  await client.publish({ id: "slow", source: "/node-test", type: "com.example.drain", data: {} });
+  await ctx.client.publish({ id: "slow", source: "/node-test", type: "com.example.drain", data: {} });
   await startedP;
   ac.abort();
   await served;
   assert.equal(finished, true);
-  assert.equal((await client.get("drainer")).status, "stopped");
-  const info = await (await nc.jetstreamManager()).consumers.info("HOOKBUS_EVENTS", "notify-drainer");
+  assert.equal((await ctx.client.get("drainer")).status, "stopped");
+  const info = await (await ctx.nc.jetstreamManager()).consumers.info("HOOKBUS_EVENTS", "notify-drainer");
   assert.equal(info.num_ack_pending, 0);
   assert.equal(info.num_pending, 0);
 });
 
 test("serve refuses an invalid plugin", async () => {
-  await assert.rejects(client.serve({ spec: { name: "x", event: "e" } }), (e) => e.code === "invalid" && /exactly one of chain and notify/.test(e.message));
-  await assert.rejects(client.serve({ spec: { name: "bad name", event: "e" }, chain: () => continueWith() }), (e) => e.code === "invalid");
-  await assert.rejects(client.serve({ spec: { name: "x", event: "e", mode: "notify" }, chain: () => continueWith() }), (e) => e.code === "invalid");
-  await assert.rejects(client.serve({ spec: { name: "x", event: "e" }, chain: () => continueWith() }, { concurrency: 0 }), (e) => e.code === "invalid");
+  await assert.rejects(ctx.client.serve({ spec: { name: "x", event: "e" } }), (e) => e.code === "invalid" && /exactly one of chain and notify/.test(e.message));
+  await assert.rejects(ctx.client.serve({ spec: { name: "bad name", event: "e" }, chain: () => continueWith() }), (e) => e.code === "invalid");
+  await assert.rejects(ctx.client.serve({ spec: { name: "x", event: "e", mode: "notify" }, chain: () => continueWith() }), (e) => e.code === "invalid");
+  await assert.rejects(ctx.client.serve({ spec: { name: "x", event: "e" }, chain: () => continueWith() }, { concurrency: 0 }), (e) => e.code === "invalid");
 });
