@@ -91,18 +91,14 @@ type snippetEnv struct {
 // package), the page's NATS URL replaced by the server's, with stdin.
 func (e *snippetEnv) node(script, stdin string) (string, error) {
 	script = strings.ReplaceAll(script, "nats://127.0.0.1:4222", e.srv.NATSURL)
-	f, err := os.CreateTemp(nodeDir, ".snippet-*.mjs")
+	path, err := nodeScript(script)
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.WriteString(script); err != nil {
-		return "", err
-	}
-	f.Close()
+	defer os.Remove(path)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", f.Name())
+	cmd := exec.CommandContext(ctx, "node", path)
 	cmd.Dir = nodeDir
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
@@ -111,6 +107,21 @@ func (e *snippetEnv) node(script, stdin string) (string, error) {
 		return out.String(), fmt.Errorf("node: %w\n%s", err, errOut.String())
 	}
 	return out.String(), nil
+}
+
+// nodeScript writes script into e2e/node (where the npm nats package is
+// installed) and returns its path; the caller removes it.
+func nodeScript(script string) (string, error) {
+	f, err := os.CreateTemp(nodeDir, ".snippet-*.mjs")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.WriteString(script); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // stripComments drops the // comments the page's JSON examples carry.
@@ -512,14 +523,12 @@ var snippetChecks = map[string]func(e *snippetEnv, s snippet) error{
 	"js-chain-step": func(e *snippetEnv, s snippet) error {
 		const name, typ = "snippet-step", "com.example.snippet.step"
 		script := fmt.Sprintf("import { connect } from \"nats\";\nconst nc = await connect({ servers: %q });\nconst name = %q;\n%s\nawait nc.flush();\nconsole.log(\"ready\");\nprocess.stdin.resume();\nprocess.stdin.on(\"end\", () => nc.close());\n", e.srv.NATSURL, name, s.body)
-		f, err := os.CreateTemp(nodeDir, ".snippet-*.mjs")
+		path, err := nodeScript(script)
 		if err != nil {
 			return err
 		}
-		defer os.Remove(f.Name())
-		_, _ = f.WriteString(script)
-		f.Close()
-		cmd := exec.Command("node", f.Name())
+		defer os.Remove(path)
+		cmd := exec.Command("node", path)
 		cmd.Dir = nodeDir
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()

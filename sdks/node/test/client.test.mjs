@@ -84,7 +84,7 @@ test("no stream: not_stored once the time is up; no dispatcher: no_dispatcher", 
   try {
     const jsm = await nc2.jetstreamManager();
     await jsm.streams.delete("HOOKBUS_EVENTS");
-    const c2 = new (ctx.client.constructor)(nc2, { timeoutMs: 1500, retryWaitMs: 200 });
+    const c2 = new Client(nc2, { timeoutMs: 1500, retryWaitMs: 200 });
     const t0 = Date.now();
     await assert.rejects(c2.publish(ev("ns-1")), (e) => e.code === "not_stored" && /not stored after \d+ attempt/.test(e.message));
     assert.ok(Date.now() - t0 < 5000);
